@@ -390,6 +390,9 @@ class Trace_MIM(ELBO):
         loss: Any = 0.0
         surrogate: Any = 0.0
         stats: dict[str, list] = {}
+        # score sums add up over particles (divided by num_particles like the
+        # loss); cost means average over the traces yielded (one if vectorised)
+        n_traces = 1 if self.vectorize_particles else self.num_particles
         for traces in self._get_traces(model, guide, args, kwargs):
             loss_p, surrogate_p, stats_p = self._particle(traces, beta)
             loss = loss + loss_p / self.num_particles
@@ -397,7 +400,7 @@ class Trace_MIM(ELBO):
             for key, score_sum, cost_mean in stats_p:
                 acc = stats.setdefault(key, [0.0, 0.0])
                 acc[0] = acc[0] + score_sum / self.num_particles
-                acc[1] = acc[1] + cost_mean / self.num_particles
+                acc[1] = acc[1] + cost_mean / n_traces
         return loss, surrogate, stats
 
     def _with_baselines(self, surrogate, stats: Mapping[str, list], update: bool):
