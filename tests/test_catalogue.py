@@ -72,3 +72,15 @@ def test_spec_builds_and_takes_a_finite_svi_step(name, loss):
 def test_spec_toml_round_trips(name):
     spec = resolve_spec(name)
     assert type(spec).from_toml(spec.to_toml()) == spec
+
+
+def test_packaged_catalogue_is_the_models_directory():
+    """Wheels ship pyromim/catalogue (a link to models/): both must hold the same files."""
+    from pathlib import Path
+
+    package_dir = Path(pyromim.__file__).resolve().parent / "catalogue"
+    repo_models = Path(pyromim.__file__).resolve().parent.parent / "models"
+    if not repo_models.is_dir():
+        pytest.skip("installed without a checkout")
+    assert package_dir.resolve() == repo_models.resolve()
+    assert sorted(p.name for p in package_dir.glob("*.toml")) == sorted(p.name for p in repo_models.glob("*.toml"))
