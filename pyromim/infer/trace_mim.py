@@ -319,9 +319,11 @@ class Trace_MIM(ELBO):
         first = next(iter(observed.values()))
         log_qx = self.q_x(**values)
         expected = first["log_prob"].shape
-        if not torch.is_tensor(log_qx) or torch.broadcast_shapes(
-            log_qx.shape, expected
-        ) != expected:
+        try:
+            fits = torch.broadcast_shapes(log_qx.shape, expected) == expected
+        except (AttributeError, RuntimeError):
+            fits = False
+        if not fits:
             shape = tuple(log_qx.shape) if torch.is_tensor(log_qx) else type(log_qx)
             raise ValueError(
                 f"q_x callable returned shape {shape} on the {side.name} side; it "
