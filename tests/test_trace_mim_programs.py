@@ -259,3 +259,15 @@ def test_elbo_module_path_trains_a_learned_q_x_with_lightning_style_optimiser():
         opt.step()
     # log q(x) is maximised at the data: the learned logits move towards the data's 80% ones
     assert (qx.logits.detach() > before).all()
+
+
+def test_baselines_learn_only_from_training_steps():
+    vae = TinyVAE()
+    x = torch.bernoulli(torch.full((16, 4), 0.5))
+    loss_fn = Trace_MIM()
+    with torch.no_grad():
+        loss_fn.differentiable_loss(vae.model, vae.guide, x)
+    loss_fn.loss(vae.model, vae.guide, x)
+    assert loss_fn.baselines == {}
+    loss_fn.differentiable_loss(vae.model, vae.guide, x)
+    assert set(loss_fn.baselines) == {"decoder:model:x"}

@@ -431,7 +431,8 @@ class Trace_MIM(ELBO):
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """Loss whose gradient is the unbiased MIM gradient estimate."""
         loss, surrogate, stats = self._loss_parts(model, guide, args, kwargs, self.beta)
-        surrogate = self._with_baselines(surrogate, stats, update=True)
+        # baselines learn from training steps only, not from evaluation under no_grad
+        surrogate = self._with_baselines(surrogate, stats, update=torch.is_grad_enabled())
         loss = torch.as_tensor(loss)
         return loss.detach() + (surrogate - torch.as_tensor(surrogate).detach())
 
@@ -533,7 +534,7 @@ class JitTrace_MIM(Trace_MIM):
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         loss, surrogate, stats = self._compiled_parts(model, guide, args, kwargs)
-        surrogate = self._with_baselines(surrogate, stats, update=True)
+        surrogate = self._with_baselines(surrogate, stats, update=torch.is_grad_enabled())
         return loss.detach() + (surrogate - surrogate.detach())
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
