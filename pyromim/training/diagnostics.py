@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pyro.poutine as poutine
 import torch
 
+from pyromim.infer.trace_mim import NonFiniteLossError
 
-class NonFiniteLossError(RuntimeError):
-    """The training objective became NaN or infinite; training stopped."""
+__all__ = ["NonFiniteLossError", "describe_nonfinite", "nonfinite_terms"]
 
 
 def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str]:
@@ -43,8 +43,9 @@ def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str
 def describe_nonfinite(
     loss_name: str, value: float, epoch: int, batch: int, terms: list[str], checkpoint: str
 ) -> str:
-    """The message of :class:`NonFiniteLossError`."""
-    where = ", ".join(terms) if terms else "no model/guide site is non-finite, so the objective's own terms are"
+    """The message of :class:`NonFiniteLossError` raised by training (the same class
+    ``Trace_MIM`` raises, which names the site and side itself)."""
+    where = "; ".join(t.rstrip(".") for t in terms) if terms else "no model/guide site is non-finite, so the objective's own terms are"
     kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
     return (
         f"{loss_name} objective is {value} at epoch {epoch}, batch {batch}; non-finite terms: {where}. "

@@ -116,12 +116,17 @@ class PyroLightningModule(pl.LightningModule):
                 setattr(loss, key, value)
 
     def _objective(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        loss = self.elbo_module(x) / x.shape[0]
-        finite = bool(torch.isfinite(loss.detach()).all())
+        reported: list[str] = []
+        try:
+            loss = self.elbo_module(x) / x.shape[0]
+            finite = bool(torch.isfinite(loss.detach()).all())
+        except NonFiniteLossError as err:  # Trace_MIM names the term itself
+            loss, finite, reported = torch.tensor(float("nan")), False, [str(err)]
         if self.trainer.world_size > 1:
+            # every process must stop at the same step, or the others wait forever
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:
-            terms = nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, x)
+            terms = reported or nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, x)
             # the unmonitored checkpoint callback holds the latest epoch's file
             last = next((cb.best_model_path for cb in self.trainer.checkpoint_callbacks
                          if getattr(cb, "monitor", "") is None), "")
@@ -165,6 +170,10 @@ class PyroLightningModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pyro_param_names"] = list(self.store_params.names)
+        # running-mean baselines of score-function estimators (Trace_MIM): plain floats
+        baselines = getattr(self.loss_object, "baselines", None)
+        if isinstance(baselines, dict):
+            checkpoint["loss_baselines"] = {str(k): float(v) for k, v in baselines.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("pyro_param_names", [])
@@ -173,3 +182,6 @@ class PyroLightningModule(pl.LightningModule):
                 f"checkpoint holds Pyro parameters {saved} but this model/guide pair has "
                 f"{self.store_params.names}; resume with the model and guide that wrote it"
             )
+        if "loss_baselines" in checkpoint and isinstance(getattr(self.loss_object, "baselines", None), dict):
+            self.loss_object.baselines.clear()
+            self.loss_object.baselines.update(checkpoint["loss_baselines"])
