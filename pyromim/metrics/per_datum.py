@@ -22,6 +22,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 
 from pyromim.metrics.data_plate import SAMPLE_PLATE, TraceLayout, _sample_sites
 
@@ -116,7 +117,7 @@ class PosteriorMeanMessenger(Messenger):
     """
 
     def _pyro_sample(self, msg: dict) -> None:
-        if msg["is_observed"] or msg["value"] is not None:
+        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
             return
         try:
             msg["value"] = msg["fn"].mean
