@@ -8,9 +8,12 @@ space.  Then (Kraskov et al. 2004, eq. 8)
 
     I(X; Z) ~= psi(k) + psi(N) - < psi(n_x + 1) + psi(n_z + 1) >.
 
-All points are queried at once with SciPy's KD-trees on every core
-(``workers=-1``); the counts equal the per-point definition exactly, because the
-strict ``<`` is taken as ``<= nextafter(eps, 0)`` on the same float64 distances.
+All points are queried at once: the joint ``k``-NN distances with SciPy's
+KD-tree on every core (``workers=-1``), the marginal counts with
+scikit-learn's Chebyshev KD-tree (``count_only``), which counts max-norm balls
+several times faster than SciPy's ``query_ball_point(p=inf)``.  The counts
+equal the per-point definition exactly, because the strict ``<`` is taken as
+``<= nextafter(eps, 0)`` on the same float64 distances.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 from scipy.special import digamma
+from sklearn.neighbors import KDTree
 
 
 def _as_matrix(a: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -32,10 +36,8 @@ def _as_matrix(a: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
 
 def _strict_counts(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """Number of *other* points with max-norm distance ``< radius`` from each point."""
-    inside = np.nextafter(radius, 0.0)
-    counts = cKDTree(points).query_ball_point(
-        points, r=np.maximum(inside, 0.0), p=np.inf, return_length=True, workers=-1
-    )
+    inside = np.maximum(np.nextafter(radius, 0.0), 0.0)
+    counts = KDTree(points, metric="chebyshev").query_radius(points, inside, count_only=True)
     # radius 0 (k duplicates) has no point strictly inside, the point itself included
     return np.where(radius > 0, counts - 1, 0)
 
