@@ -12,6 +12,8 @@ from pyromim.metrics import (
     reconstruction_error,
 )
 
+from metrics_models import autoencoder, seeded  # noqa: F401 (pytest fixtures)
+
 
 def test_keys_and_deterministic_entries(autoencoder, caplog):
     x = torch.randn(150, 2)

@@ -1,4 +1,7 @@
-"""Model/guide pairs with closed-form answers, shared by the metrics tests."""
+"""Model/guide pairs with closed-form answers, shared by the metrics tests.
+
+Test modules import the fixtures they use (and ``seeded``, autouse) from here.
+"""
 
 import math
 
@@ -107,6 +110,6 @@ def autoencoder():
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def seeded():
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
