@@ -1,0 +1,52 @@
+"""Checking, before any training, that data fit a model's likelihood and input size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from pyromim.data.dataset import DATA_KINDS, KIND_SUPPORT, ArrayDataset, describe_values, values_fit_kind
+
+# A hint on how to fix each (data kind -> expected kind) mismatch that has a usual fix.
+_KIND_HINTS = {
+    ("grey", "binary"): "binarise the data (load_file(..., binarize=0.5)) or use a grey-level/continuous likelihood",
+    ("continuous", "binary"): "binarise the data (load_file(..., binarize=t)) or use a continuous likelihood",
+    ("continuous", "grey"): "rescale the data to [0, 1] or use a continuous likelihood",
+    ("continuous", "counts"): "the data are not integers: use a continuous likelihood",
+    ("grey", "counts"): "the data are not integers: use a grey-level or continuous likelihood",
+}
+
+
+class DataMismatchError(ValueError):
+    """Data that do not fit the model they are meant to train (kind or item shape)."""
+
+
+def check_data_fits(data: ArrayDataset, *, event_shape: Sequence[int], kind: str) -> None:
+    """Raise :class:`DataMismatchError` unless ``data`` fit a likelihood of ``kind`` over items of ``event_shape``.
+
+    The kind check is on the values themselves: every value must lie in the
+    support of ``kind`` (e.g. binary data fit a Gaussian likelihood, grey levels
+    do not fit a Bernoulli one).  The message names the data source, what the
+    model expects and what the data hold.
+    """
+    if kind not in DATA_KINDS:
+        raise ValueError(f"unknown likelihood kind {kind!r}; choose one of {DATA_KINDS}")
+    expected = tuple(int(d) for d in event_shape)
+    if data.event_shape != expected:
+        size = math.prod(data.event_shape)
+        hint = (
+            " The sizes agree when flattened: load the data with flatten=True (or reshape them)."
+            if size == math.prod(expected) and len(expected) == 1
+            else f" Give the model an input of shape {data.event_shape} or use data of shape {expected}."
+        )
+        raise DataMismatchError(
+            f"data {data.name!r} do not fit the model's input size: the data hold items of shape "
+            f"{data.event_shape} ({size} values each) but the model expects items of shape {expected}."
+            + hint
+        )
+    if not values_fit_kind(data.x, kind):
+        hint = _KIND_HINTS.get((data.kind, kind), f"use data of kind {kind!r} or a likelihood for {data.kind!r} data")
+        raise DataMismatchError(
+            f"data {data.name!r} do not fit the model's likelihood: the likelihood expects {kind!r} data "
+            f"({KIND_SUPPORT[kind]}) but the data are {data.kind!r} with {describe_values(data.x)}; {hint}."
+        )

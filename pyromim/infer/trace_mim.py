@@ -1,0 +1,549 @@
+"""The Mutual Information Machine objective as a Pyro ELBO-family loss.
+
+Notation as in the MIM papers (Livne, Swersky & Fleet 2019): ``q(z|x)`` the
+guide, ``p(z) p(x|z)`` the model, ``q(x)`` the encoder's marginal over data. On
+a pair ``(x, z)`` the per-sample MIM cost, with warm-up weight ``beta``, is::
+
+    l(x, z) = -1/2 [ log p(x|z) + log p(z) + beta * (log q(z|x) + log q(x)) ]
+
+and the losses are
+
+* symmetric MIM: ``1/2 (E_enc l + E_dec l)``, where the encoder side draws
+  ``x`` from the data and ``z ~ q(z|x)``, the decoder side ``z ~ p(z)``,
+  ``x ~ p(x|z)``;
+* asymmetric A-MIM: ``E_enc l``.
+
+``log q(x)`` is dropped (``q_x="data"``, A-MIM only), estimated with one
+importance sample through the model (``q_x="marginal"``:
+``log p(x|z') + log p(z') - log q(z'|x)``, ``z' ~ q(z|x)``; on the encoder side
+``z' = z`` and ``l = -1/2 (1 + beta) log p(x, z)``), or supplied by a callable.
+
+Gradients are those of the expected loss under the sampling distributions,
+which depend on the parameters: pathwise through reparameterised draws, and
+score-function terms (REINFORCE) for every other draw on either side, with a
+plate-aware (Rao-Blackwellised) cost as in :class:`~pyro.infer.Trace_ELBO` and
+a running-mean baseline for variance reduction.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import weakref
+from typing import Any, Callable, Literal, Mapping, Optional, Union
+
+import pyro
+import pyro.ops.jit
+import torch
+from pyro.distributions.util import is_identically_zero
+from pyro.infer.elbo import ELBO, ELBOModule
+from pyro.infer.util import MultiFrameTensor
+from pyro.nn import PyroModule
+
+from pyromim.infer.guide_inputs import GuideInputs
+from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces
+
+__all__ = ["Trace_MIM", "JitTrace_MIM", "NonFiniteLossError"]
+
+QX = Union[Literal["marginal", "data"], Callable[..., torch.Tensor]]
+
+
+class NonFiniteLossError(ValueError):
+    """A MIM loss term is NaN or infinite; the message names the site and side."""
+
+
+class _MIMModule(ELBOModule):
+    """:class:`~pyro.infer.elbo.ELBOModule` that also owns a learned ``q(x)``."""
+
+    def __init__(self, model, guide, elbo):
+        super().__init__(model, guide, elbo)
+        if isinstance(elbo.q_x, torch.nn.Module):
+            self.q_x = elbo.q_x
+
+
+class _Side:
+    """Weighted log-probability terms of one side of the MIM loss.
+
+    ``value`` sums the terms, ``surrogate`` sums their differentiable parts, and
+    ``cost`` keeps the detached terms by plate for score-function estimators.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.value: Any = 0.0
+        self.surrogate: Any = 0.0
+        self.cost = MultiFrameTensor()
+        self.terms: list[tuple[str, torch.Tensor]] = []
+        self.sampled: list[tuple[str, dict]] = []
+
+    def add(self, label, log_prob, weight, stack, differentiable=None, in_cost=True):
+        term = weight * log_prob
+        self.terms.append((label, log_prob))
+        self.value = self.value + term.sum()
+        if differentiable is None:
+            self.surrogate = self.surrogate + term.sum()
+        elif not is_identically_zero(differentiable):
+            self.surrogate = self.surrogate + (weight * differentiable).sum()
+        if in_cost:
+            self.cost.add((stack, term.detach()))
+
+    def add_evaluated(self, role, trace, weight):
+        """Sites whose values are given: the full log-prob is differentiable."""
+        for name, site in _sample_sites(trace):
+            self.add(f"{role} site '{name}'", site["log_prob"], weight,
+                     site["cond_indep_stack"])
+
+    def add_sampled(self, role, trace, weight, score=True, detach=()):
+        """Sites drawn on this side: pathwise part via ``entropy_term``, and a
+        score-function term unless the site's draw is detached."""
+        for name, site in _sample_sites(trace):
+            parts = site["score_parts"]
+            detached = name in detach and not is_identically_zero(parts.score_function)
+            self.add(
+                f"{role} site '{name}'",
+                site["log_prob"],
+                weight,
+                site["cond_indep_stack"],
+                differentiable=site["log_prob"] if detached else parts.entropy_term,
+            )
+            if score and not detached and not is_identically_zero(parts.score_function):
+                self.sampled.append((f"{self.name}:{role}:{name}", site))
+
+    def score_terms(self):
+        """Surrogate of the score-function terms, and per site the summed score
+        and mean cost used by the baseline."""
+        surrogate: Any = 0.0
+        stats = []
+        for key, site in self.sampled:
+            cost = self.cost.sum_to(site["cond_indep_stack"])
+            score = site["score_parts"].score_function
+            surrogate = surrogate + (cost * score).sum()
+            cost_mean = torch.as_tensor(cost).mean() if torch.is_tensor(cost) else (
+                torch.tensor(float(cost)))
+            stats.append((key, score.sum(), cost_mean.detach()))
+        return surrogate, stats
+
+
+def _sample_sites(trace):
+    if trace is None:
+        return []
+    return [
+        (name, site)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+    ]
+
+
+def _observed_sites(trace, generated: bool):
+    key = "was_observed"
+    return {
+        name: site
+        for name, site in _sample_sites(trace)
+        if (site["infer"].get(key, False) if generated else site["is_observed"])
+    }
+
+
+class Trace_MIM(ELBO):
+    r"""Mutual Information Machine loss for any Pyro model/guide pair.
+
+    A drop-in replacement for :class:`~pyro.infer.Trace_ELBO`::
+
+        svi = SVI(model, guide, optim, loss=Trace_MIM())
+
+    **Value.** With ``l(x,z) = -1/2 [log p(x|z) + log p(z) + beta (log q(z|x)
+    + log q(x))]``, the symmetric loss is ``1/2 (E_enc l + E_dec l)``, the
+    asymmetric (A-MIM) loss ``E_enc l``; terms are summed over data plates with
+    Pyro's subsampling scale and averaged over particles. MIM has
+    ``+ log q(z|x)`` where the ELBO has ``- log q(z|x)``: it rewards an
+    informative, low-entropy encoder.
+
+    **Decoder side.** The model runs with observed sites un-conditioned; the
+    guide is then evaluated at the generated data with its latent sites (and
+    subsample indices) replayed from the model's draw. Generated data reaches
+    the guide through the argument named like the observed site, the argument
+    that is the observed tensor, or ``guide_inputs`` (see
+    :mod:`pyromim.infer.guide_inputs`). Under ``vectorize_particles`` generated
+    data gains a particle dimension on the left: guides must size data plates
+    with ``x.shape[-2]``-style indexing from the right.
+
+    **Gradients** are unbiased for the expected loss: pathwise through
+    reparameterised draws; score-function terms with plate-aware costs and a
+    running-mean baseline for non-reparameterisable draws, on the encoder side
+    (discrete latents in the guide) and the decoder side (Bernoulli pixels,
+    tokens, counts). ``decoder_gradient="detach"`` instead treats
+    non-reparameterisable decoder-side draws as fixed data, as the MIM
+    reference code does: cheaper and lower-variance, but biased.
+
+    :param symmetric: symmetric MIM (default) or A-MIM (encoder side only).
+    :param q_x: ``"marginal"`` (one-sample estimate through the model),
+        ``"data"`` (anchored to the data distribution: a dropped constant;
+        A-MIM only) or a callable taking the observed sites' values as keyword
+        arguments (``q_x(x=...)``) and returning per-datum ``log q(x)`` with the
+        (first) observed site's batch shape. A plain ``nn.Module`` is
+        registered with ``pyro.module`` so ``SVI`` trains it.
+    :param beta: weight of ``log q(z|x) + log q(x)`` in [0, 1]; may be changed
+        between steps (warm-up).
+    :param num_particles: number of samples per estimate.
+    :param vectorize_particles: draw particles in one vectorised pass.
+    :param max_plate_nesting: as in Pyro.
+    :param decoder_gradient: ``"score"`` (unbiased, default) or ``"detach"``.
+    :param baseline_decay: decay of the running-mean baseline of each
+        score-function site's cost; ``None`` disables baselines.
+    :param guide_inputs: ``{observed site: guide parameter}`` or a callable
+        ``(generated, args, kwargs) -> (args, kwargs)`` overriding how
+        generated data is passed to the guide.
+    :param check_finite: raise :class:`NonFiniteLossError`, naming the site
+        and side, when a term is NaN or infinite.
+    """
+
+    def __init__(
+        self,
+        *,
+        symmetric: bool = True,
+        q_x: QX = "marginal",
+        beta: float = 1.0,
+        num_particles: int = 1,
+        vectorize_particles: bool = False,
+        max_plate_nesting: float = float("inf"),
+        decoder_gradient: Literal["score", "detach"] = "score",
+        baseline_decay: Optional[float] = 0.9,
+        guide_inputs: GuideInputs = None,
+        check_finite: bool = True,
+        retain_graph: Optional[bool] = None,
+        ignore_jit_warnings: bool = False,
+        jit_options: Optional[dict] = None,
+    ):
+        super().__init__(
+            num_particles=num_particles,
+            max_plate_nesting=max_plate_nesting,
+            vectorize_particles=vectorize_particles,
+            ignore_jit_warnings=ignore_jit_warnings,
+            jit_options=jit_options,
+            retain_graph=retain_graph,
+        )
+        if not (isinstance(q_x, str) and q_x in ("marginal", "data")) and not callable(q_x):
+            raise ValueError(
+                f"q_x must be 'marginal', 'data' or a callable returning per-datum "
+                f"log q(x); got {q_x!r}."
+            )
+        if decoder_gradient not in ("score", "detach"):
+            raise ValueError(
+                f"decoder_gradient must be 'score' (unbiased) or 'detach' (the "
+                f"reference code's biased choice); got {decoder_gradient!r}."
+            )
+        if baseline_decay is not None and not 0.0 <= baseline_decay < 1.0:
+            raise ValueError(
+                f"baseline_decay must lie in [0, 1) or be None; got {baseline_decay!r}."
+            )
+        self.q_x = q_x
+        self.symmetric = symmetric
+        self.beta = beta
+        self.decoder_gradient = decoder_gradient
+        self.baseline_decay = baseline_decay
+        self.guide_inputs = guide_inputs
+        self.check_finite = check_finite
+        self.baselines: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ options
+    @property
+    def symmetric(self) -> bool:
+        return self._symmetric
+
+    @symmetric.setter
+    def symmetric(self, value: bool) -> None:
+        if value and isinstance(self.q_x, str) and self.q_x == "data":
+            raise ValueError(
+                "q_x='data' anchors q(x) to the data distribution, which has no "
+                "density at data generated by the model, so it only works with "
+                "the asymmetric loss: use Trace_MIM(symmetric=False, q_x='data'), "
+                "or q_x='marginal' / a learned q(x) callable with symmetric=True."
+            )
+        self._symmetric = bool(value)
+
+    @property
+    def beta(self) -> float:
+        return self._beta
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"beta must lie in [0, 1]; got {value}.")
+        self._beta = value
+
+    def __call__(self, model: torch.nn.Module, guide: torch.nn.Module) -> ELBOModule:
+        return _MIMModule(model, guide, self)
+
+    # ------------------------------------------------------------------ traces
+    def _get_trace(self, model, guide, args, kwargs):
+        raise NotImplementedError("Trace_MIM builds its traces in _get_traces")
+
+    def _get_traces(self, model, guide, args, kwargs):
+        raw_guide = guide
+        if self.vectorize_particles:
+            if self.max_plate_nesting == float("inf"):
+                self._guess_max_plate_nesting(model, guide, args, kwargs)
+            model = self._vectorized_num_particles(model)
+            guide = self._vectorized_num_particles(guide)
+            yield self._mim_traces(model, guide, raw_guide, args, kwargs)
+        else:
+            for _ in range(self.num_particles):
+                yield self._mim_traces(model, guide, raw_guide, args, kwargs)
+
+    def _mim_traces(self, model, guide, raw_guide, args, kwargs) -> MIMTraces:
+        enc_model, enc_guide = encoder_traces(
+            self.max_plate_nesting, model, guide, args, kwargs
+        )
+        if not self.symmetric:
+            return MIMTraces(enc_model, enc_guide)
+        dec = decoder_traces(
+            model,
+            guide,
+            raw_guide,
+            args,
+            kwargs,
+            enc_model,
+            re_encode=isinstance(self.q_x, str) and self.q_x == "marginal",
+            max_plate_nesting=self.max_plate_nesting,
+            guide_inputs=self.guide_inputs,
+        )
+        return MIMTraces(enc_model, enc_guide, *dec)
+
+    # ------------------------------------------------------------------ maths
+    def _learned_qx(self, side: _Side, observed: Mapping[str, dict], weight, in_cost):
+        if isinstance(self.q_x, torch.nn.Module) and not isinstance(self.q_x, PyroModule):
+            pyro.module("pyromim_q_x", self.q_x)
+        if not observed:
+            raise ValueError("a learned q_x needs a model with an observed site.")
+        values = {name: site["value"] for name, site in observed.items()}
+        first = next(iter(observed.values()))
+        log_qx = self.q_x(**values)
+        expected = first["log_prob"].shape
+        try:
+            fits = torch.broadcast_shapes(log_qx.shape, expected) == expected
+        except (AttributeError, RuntimeError):
+            fits = False
+        if not fits:
+            shape = tuple(log_qx.shape) if torch.is_tensor(log_qx) else type(log_qx)
+            raise ValueError(
+                f"q_x callable returned shape {shape} on the {side.name} side; it "
+                f"must return per-datum log q(x) with the batch shape "
+                f"{tuple(expected)} of observed site '{first['name']}' (no event "
+                f"dims: sum log-densities over each datum's dimensions)."
+            )
+        log_qx = log_qx.expand(expected)
+        mask = first.get("mask")
+        if mask is not None and mask is not True:
+            log_qx = torch.where(mask, log_qx, log_qx.new_zeros(()))
+        scale = first.get("scale", 1.0)
+        side.add("learned q_x", log_qx * scale, weight, first["cond_indep_stack"],
+                 in_cost=in_cost)
+
+    def _sides(self, traces: MIMTraces, beta) -> list[_Side]:
+        half = 0.5 if self.symmetric else 1.0
+        marginal = isinstance(self.q_x, str) and self.q_x == "marginal"
+        learned = callable(self.q_x) and not isinstance(self.q_x, str)
+
+        enc = _Side("encoder")
+        # l = -1/2 [log p(x,z) + beta (log q(z|x) + log q(x))], z ~ q(z|x).
+        # With the one-sample marginal at z' = z, log q(z|x) cancels exactly.
+        model_weight = -0.5 * half * ((1.0 + beta) if marginal else 1.0)
+        enc.add_evaluated("model", traces.enc_model, model_weight)
+        guide_weight = 0.0 if marginal else -0.5 * half * beta
+        enc.add_sampled("guide", traces.enc_guide, guide_weight)
+        if learned:
+            # log q(x) at the data does not depend on any encoder-side draw.
+            self._learned_qx(enc, _observed_sites(traces.enc_model, False),
+                             -0.5 * half * beta, in_cost=False)
+        if not self.symmetric:
+            return [enc]
+
+        dec = _Side("decoder")
+        generated = _observed_sites(traces.dec_model, True)
+        detach = tuple(n for n, _ in _sample_sites(traces.dec_model)) if (
+            self.decoder_gradient == "detach") else ()
+        dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach)
+        dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta)
+        if marginal:
+            # log q(x) ~= log p(x|z') + log p(z') - log q(z'|x), z' ~ q(z|x).
+            dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta)
+            dec.add_sampled("re-encoding guide", traces.re_guide, 0.5 * half * beta)
+        elif learned:
+            self._learned_qx(dec, generated, -0.5 * half * beta, in_cost=True)
+        return [enc, dec]
+
+    def _particle(self, traces: MIMTraces, beta):
+        """Loss value, surrogate loss and score-function statistics of one
+        (possibly vectorised) particle."""
+        sides = self._sides(traces, beta)
+        loss = sum(side.value for side in sides)
+        surrogate = sum(side.surrogate for side in sides)
+        stats = []
+        for side in sides:
+            score_surrogate, side_stats = side.score_terms()
+            surrogate = surrogate + score_surrogate
+            stats.extend(side_stats)
+        if self.check_finite and not torch._C._get_tracing_state():
+            if torch.is_tensor(loss) and not torch.isfinite(loss).all():
+                raise NonFiniteLossError(_describe_non_finite(sides))
+        return loss, surrogate, stats
+
+    def _loss_parts(self, model, guide, args, kwargs, beta):
+        loss: Any = 0.0
+        surrogate: Any = 0.0
+        stats: dict[str, list] = {}
+        # score sums add up over particles (divided by num_particles like the
+        # loss); cost means average over the traces yielded (one if vectorised)
+        n_traces = 1 if self.vectorize_particles else self.num_particles
+        for traces in self._get_traces(model, guide, args, kwargs):
+            loss_p, surrogate_p, stats_p = self._particle(traces, beta)
+            loss = loss + loss_p / self.num_particles
+            surrogate = surrogate + surrogate_p / self.num_particles
+            for key, score_sum, cost_mean in stats_p:
+                acc = stats.setdefault(key, [0.0, 0.0])
+                acc[0] = acc[0] + score_sum / self.num_particles
+                acc[1] = acc[1] + cost_mean / n_traces
+        return loss, surrogate, stats
+
+    def _with_baselines(self, surrogate, stats: Mapping[str, list], update: bool):
+        """Subtract ``b * score`` for each score-function site, ``b`` a running
+        mean of past costs (independent of the current draw, hence unbiased)."""
+        if self.baseline_decay is None:
+            return surrogate
+        for key, (score_sum, cost_mean) in stats.items():
+            b = self.baselines.get(key)
+            if b is not None:
+                surrogate = surrogate - b * score_sum
+            if update:
+                c = float(torch.as_tensor(cost_mean).item())
+                if math.isfinite(c):
+                    d = self.baseline_decay
+                    self.baselines[key] = c if b is None else d * b + (1 - d) * c
+        return surrogate
+
+    # ------------------------------------------------------------------ API
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """Estimate of the MIM loss (no gradients are computed)."""
+        with torch.no_grad():
+            loss, _, _ = self._loss_parts(model, guide, args, kwargs, self.beta)
+        return float(torch.as_tensor(loss).item())
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        """Loss whose gradient is the unbiased MIM gradient estimate."""
+        loss, surrogate, stats = self._loss_parts(model, guide, args, kwargs, self.beta)
+        # baselines learn from training steps only, not from evaluation under no_grad
+        surrogate = self._with_baselines(surrogate, stats, update=torch.is_grad_enabled())
+        loss = torch.as_tensor(loss)
+        return loss.detach() + (surrogate - torch.as_tensor(surrogate).detach())
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """Estimate of the MIM loss; backpropagates the surrogate loss."""
+        loss, surrogate, stats = self._loss_parts(model, guide, args, kwargs, self.beta)
+        surrogate = self._with_baselines(surrogate, stats, update=True)
+        if getattr(surrogate, "requires_grad", False):
+            surrogate.backward(retain_graph=self.retain_graph)
+        return float(torch.as_tensor(loss).detach().item())
+
+
+def _describe_non_finite(sides: list[_Side]) -> str:
+    bad = []
+    for side in sides:
+        for label, term in side.terms:
+            if torch.is_tensor(term) and not torch.isfinite(term).all():
+                n_bad = int((~torch.isfinite(term)).sum().item())
+                bad.append(f"{label} on the {side.name} side ({n_bad} of "
+                           f"{term.numel()} entries non-finite)")
+    where = "; ".join(bad) if bad else "an intermediate sum (terms are finite)"
+    return (
+        f"Trace_MIM: non-finite loss term: {where}. Check the distribution "
+        f"parameters at that site (e.g. a zero scale, probabilities of exactly 0 "
+        f"or 1, a log-variance without a floor) and the data's support."
+    )
+
+
+class JitTrace_MIM(Trace_MIM):
+    """:class:`Trace_MIM` with the loss and surrogate compiled by
+    :func:`pyro.ops.jit.trace`, as :class:`~pyro.infer.JitTrace_ELBO` is.
+
+    Same values and gradients as :class:`Trace_MIM` for a given random state.
+    Compiling costs one traced run per distinct set of keyword arguments and
+    ``symmetric`` setting; afterwards each step skips Python-side trace
+    bookkeeping, which pays for small models where that overhead dominates.
+    ``beta`` is passed to the compiled function as a tensor, so warm-up works
+    without recompiling. The restrictions of ``JitTrace_ELBO`` apply: static
+    model structure, tensor inputs in ``*args``, non-tensor inputs in
+    ``**kwargs``. PyTorch's deprecation and tracer warnings are kept out of the
+    console. On a non-finite loss the step is replayed uncompiled from the same
+    random state to name the offending site.
+    """
+
+    def _compiled_parts(self, model, guide, args, kwargs):
+        kwargs = dict(kwargs)
+        kwargs["_pyro_model_id"] = id(model)
+        kwargs["_pyro_guide_id"] = id(guide)
+        kwargs["_pyromim_symmetric"] = self.symmetric
+        if getattr(self, "_compiled", None) is None:
+            weakself = weakref.ref(self)
+            self._score_keys: dict[bool, list[str]] = {}
+
+            @pyro.ops.jit.trace(
+                ignore_warnings=True, jit_options=self.jit_options
+            )
+            def compiled(*args_beta, **kwargs):
+                kwargs.pop("_pyro_model_id")
+                kwargs.pop("_pyro_guide_id")
+                symmetric = kwargs.pop("_pyromim_symmetric")
+                self = weakself()
+                *args, beta = args_beta
+                loss, surrogate, stats = self._loss_parts(
+                    model, guide, tuple(args), kwargs, beta
+                )
+                self._score_keys[symmetric] = list(stats)
+                score_sums = tuple(torch.as_tensor(s) for s, _ in stats.values())
+                cost_means = tuple(torch.as_tensor(c) for _, c in stats.values())
+                return (torch.as_tensor(loss), torch.as_tensor(surrogate),
+                        score_sums, cost_means)
+
+            self._compiled = compiled
+        beta = torch.tensor(self.beta)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            rng = torch.get_rng_state()
+            loss, surrogate, score_sums, cost_means = self._compiled(
+                *args, beta, **kwargs
+            )
+        keys = self._score_keys[self.symmetric]
+        stats = {k: [s, c] for k, s, c in zip(keys, score_sums, cost_means)}
+        if self.check_finite and not torch.isfinite(loss).all():
+            torch.set_rng_state(rng)
+            with torch.no_grad():
+                Trace_MIM._loss_parts(self, model, guide, args, kwargs_clean(kwargs),
+                                      self.beta)
+            raise NonFiniteLossError(
+                "JitTrace_MIM: the compiled loss is not finite, and an uncompiled "
+                "replay did not reproduce it; run Trace_MIM for a site-level report."
+            )
+        return loss, surrogate, stats
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        with torch.no_grad():
+            loss, _, _ = self._compiled_parts(model, guide, args, kwargs)
+        return float(loss.item())
+
+    def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        loss, surrogate, stats = self._compiled_parts(model, guide, args, kwargs)
+        surrogate = self._with_baselines(surrogate, stats, update=torch.is_grad_enabled())
+        return loss.detach() + (surrogate - surrogate.detach())
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss, surrogate, stats = self._compiled_parts(model, guide, args, kwargs)
+        surrogate = self._with_baselines(surrogate, stats, update=True)
+        if surrogate.requires_grad:
+            surrogate.backward(retain_graph=self.retain_graph)
+        return float(loss.item())
+
+
+def kwargs_clean(kwargs: Mapping[str, Any]) -> dict:
+    return {k: v for k, v in kwargs.items() if not k.startswith("_py")}

@@ -1,0 +1,303 @@
+"""Likelihoods ``p(x | z)``: turn a decoder's output into a distribution over ``x``.
+
+A likelihood for data of shape ``data_shape`` expects decoder outputs of shape
+``batch + (n_params,) + data_shape`` (``n_params`` numbers per data element,
+e.g. a mean and a log-variance) and returns a distribution whose
+``event_shape`` is ``data_shape``. It also says how data are fed to an encoder
+(:meth:`Likelihood.encoder_input`), what a point reconstruction is
+(:meth:`Likelihood.point_estimate`), and checks that data lie in its support
+(:meth:`Likelihood.check_support`), naming a likelihood that fits when they
+do not.
+
+=====================  ==========================  =====================================
+name                   data                        parameters per element
+=====================  ==========================  =====================================
+bernoulli              {0, 1}                      logit
+gaussian               real                        mean (+ log-variance if per_datum)
+discretized_logistic   k / (n_bins - 1) in [0, 1]  location, log-scale
+categorical            integers 0 .. V-1           V logits
+poisson                integers >= 0               log-rate
+negative_binomial      integers >= 0               log total count, logit
+=====================  ==========================  =====================================
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn.functional import one_hot
+
+from pyromim.distributions import DiscretizedLogistic
+
+
+class DataSupportError(ValueError):
+    """Data do not lie in the support of the chosen likelihood."""
+
+
+def _describe(x: torch.Tensor) -> str:
+    x = x.detach().double()
+    return f"values in [{x.min().item():.4g}, {x.max().item():.4g}]"
+
+
+def _suggest_for(x: torch.Tensor) -> str:
+    """Name the likelihood that fits data like ``x``."""
+    x = x.detach().double()
+    integer = bool((x == x.round()).all())
+    if integer and x.min() >= 0 and x.max() <= 1:
+        return "'bernoulli'"
+    if x.min() >= 0 and x.max() <= 1 and bool(((x * 255) - (x * 255).round()).abs().max() < 1e-4):
+        return "'discretized_logistic' (8-bit grey levels scaled to [0, 1])"
+    if integer and x.min() >= 0:
+        return "'poisson' or 'negative_binomial' (counts), or 'categorical' (tokens)"
+    return "'gaussian'"
+
+
+class Likelihood(PyroModule):
+    """Base class. Subclasses set ``name`` and ``n_params`` and implement ``distribution``."""
+
+    name: str = ""
+    n_params: int = 1
+
+    def __init__(self, data_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.data_shape = tuple(int(s) for s in data_shape)
+
+    @property
+    def event_dims(self) -> int:
+        return len(self.data_shape)
+
+    @property
+    def param_shape(self) -> tuple[int, ...]:
+        """Shape of the decoder output for one datum: ``(n_params,) + data_shape``."""
+        return (self.n_params,) + self.data_shape
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of :meth:`encoder_input` for one datum."""
+        return self.data_shape
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Float features of ``x`` for an encoder network (identity by default)."""
+        return x.to(torch.get_default_dtype()) if not x.is_floating_point() else x
+
+    def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
+        if params.shape[params.dim() - len(self.param_shape):] != self.param_shape:
+            raise ValueError(
+                f"{self.name} likelihood: decoder output has trailing shape "
+                f"{tuple(params.shape[-len(self.param_shape):])}, expected {self.param_shape}"
+            )
+        base = self.distribution(params)
+        return base.to_event(self.event_dims) if self.event_dims else base
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:  # pragma: no cover
+        raise NotImplementedError
+
+    def point_estimate(self, params: torch.Tensor) -> torch.Tensor:
+        """A point reconstruction (the mean unless stated otherwise)."""
+        return self.distribution(params).mean
+
+    def in_support(self, x: torch.Tensor) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def check_support(self, x: torch.Tensor) -> None:
+        """Raise :class:`DataSupportError` naming a fitting likelihood if ``x`` is outside the support."""
+        if x.shape[x.dim() - self.event_dims:] != self.data_shape:
+            raise DataSupportError(
+                f"{self.name} likelihood expects data of shape (..., {', '.join(map(str, self.data_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        if not bool(torch.isfinite(x.double()).all()):
+            raise DataSupportError(f"data given to the {self.name} likelihood contain NaN or infinite values")
+        if not self.in_support(x):
+            raise DataSupportError(
+                f"data ({_describe(x)}) are outside the support of the '{self.name}' likelihood "
+                f"({self.support_text}); data like these fit {_suggest_for(x)}"
+            )
+
+    support_text = ""
+
+    @staticmethod
+    def _split(params: torch.Tensor, n: int, event_dims: int) -> list[torch.Tensor]:
+        axis = params.dim() - event_dims - 1
+        return [params.select(axis, i) for i in range(n)]
+
+
+def _is_integer(x: torch.Tensor) -> bool:
+    return bool((x == x.round()).all()) if x.is_floating_point() else True
+
+
+class BernoulliLikelihood(Likelihood):
+    """``x_i ~ Bernoulli(sigmoid(logit_i))`` for binary data."""
+
+    name = "bernoulli"
+    support_text = "exactly 0 or 1"
+
+    def distribution(self, params):
+        return dist.Bernoulli(logits=params.squeeze(params.dim() - self.event_dims - 1))
+
+    def in_support(self, x):
+        return bool(((x == 0) | (x == 1)).all())
+
+
+class GaussianLikelihood(Likelihood):
+    """``x_i ~ N(mu_i, sigma_i^2)`` for real data.
+
+    :param scale: ``"fixed"`` (``sigma = fixed_scale``), ``"learned"`` (one
+        learned ``sigma`` per data element, shared by all data) or
+        ``"per_datum"`` (the decoder outputs ``log sigma^2``, floored at
+        ``min_logvar``, the reference code's clamp).
+    """
+
+    name = "gaussian"
+    support_text = "finite real numbers"
+    SCALES = ("fixed", "learned", "per_datum")
+
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        scale: str = "per_datum",
+        fixed_scale: float = 1.0,
+        min_logvar: float = -6.0,
+    ) -> None:
+        super().__init__(data_shape)
+        if scale not in self.SCALES:
+            raise ValueError(f"gaussian likelihood: scale must be one of {self.SCALES}, got {scale!r}")
+        self.scale_mode = scale
+        self.min_logvar = float(min_logvar)
+        self.n_params = 2 if scale == "per_datum" else 1
+        if scale == "fixed":
+            if fixed_scale <= 0:
+                raise ValueError(f"gaussian likelihood: fixed_scale must be > 0, got {fixed_scale}")
+            self.register_buffer("fixed_scale", torch.tensor(float(fixed_scale)))
+        elif scale == "learned":
+            self.logvar = nn.Parameter(torch.zeros(self.data_shape))
+
+    def scale(self, params: torch.Tensor) -> torch.Tensor:
+        """Standard deviation ``sigma`` (broadcastable against the mean)."""
+        if self.scale_mode == "fixed":
+            return self.fixed_scale
+        if self.scale_mode == "learned":
+            return torch.exp(0.5 * self.logvar.clamp(min=self.min_logvar))
+        logvar = self._split(params, 2, self.event_dims)[1]
+        return torch.exp(0.5 * logvar.clamp(min=self.min_logvar))
+
+    def distribution(self, params):
+        loc = self._split(params, self.n_params, self.event_dims)[0]
+        return dist.Normal(loc, self.scale(params).expand(loc.shape))
+
+    def in_support(self, x):
+        return True
+
+
+class DiscretizedLogisticLikelihood(Likelihood):
+    """``x_i ~ DiscretizedLogistic(mu_i, s_i)`` on ``n_bins`` levels of ``[0, 1]``.
+
+    Data are grey levels scaled to ``[0, 1]`` (8-bit values divided by 255).
+    The decoder outputs ``mu`` and ``log s`` (floored at ``min_logscale``).
+    """
+
+    name = "discretized_logistic"
+    n_params = 2
+
+    def __init__(self, data_shape: tuple[int, ...], n_bins: int = 256, min_logscale: float = -7.0) -> None:
+        super().__init__(data_shape)
+        self.n_bins = int(n_bins)
+        self.min_logscale = float(min_logscale)
+        self.support_text = f"grey levels k / {self.n_bins - 1} in [0, 1]"
+
+    def distribution(self, params):
+        loc, log_scale = self._split(params, 2, self.event_dims)
+        return DiscretizedLogistic(loc, log_scale.clamp(min=self.min_logscale).exp(), self.n_bins)
+
+    def point_estimate(self, params):
+        loc = self._split(params, 2, self.event_dims)[0]
+        grid = self.n_bins - 1
+        return (loc.clamp(0, 1) * grid).round() / grid
+
+    def in_support(self, x):
+        grid = x.double() * (self.n_bins - 1)
+        return bool((x >= 0).all() and (x <= 1).all() and ((grid - grid.round()).abs() < 1e-3).all())
+
+
+class CategoricalLikelihood(Likelihood):
+    """``x_i ~ Categorical(softmax(logits_i))`` for integer tokens ``0 .. vocab_size - 1``.
+
+    The encoder sees tokens one-hot encoded (feature shape ``data_shape + (V,)``);
+    the point estimate is the most probable token.
+    """
+
+    name = "categorical"
+
+    def __init__(self, data_shape: tuple[int, ...], vocab_size: int) -> None:
+        super().__init__(data_shape)
+        if vocab_size < 2:
+            raise ValueError(f"categorical likelihood: vocab_size must be >= 2, got {vocab_size}")
+        self.vocab_size = int(vocab_size)
+        self.n_params = self.vocab_size
+        self.support_text = f"integers 0 .. {self.vocab_size - 1}"
+
+    @property
+    def feature_shape(self):
+        return self.data_shape + (self.vocab_size,)
+
+    def encoder_input(self, x):
+        return one_hot(x.long(), self.vocab_size).to(torch.get_default_dtype())
+
+    def distribution(self, params):
+        return dist.Categorical(logits=params.movedim(params.dim() - self.event_dims - 1, -1))
+
+    def point_estimate(self, params):
+        return self.distribution(params).logits.argmax(-1)
+
+    def in_support(self, x):
+        return _is_integer(x) and bool((x >= 0).all() and (x < self.vocab_size).all())
+
+
+class _CountLikelihood(Likelihood):
+    support_text = "non-negative integers"
+
+    def encoder_input(self, x):
+        return torch.log1p(x.to(torch.get_default_dtype()))
+
+    def in_support(self, x):
+        return _is_integer(x) and bool((x >= 0).all())
+
+
+class PoissonLikelihood(_CountLikelihood):
+    """``x_i ~ Poisson(exp(log_rate_i))`` for counts (log-rate clamped to [-20, 20])."""
+
+    name = "poisson"
+
+    def distribution(self, params):
+        log_rate = params.squeeze(params.dim() - self.event_dims - 1).clamp(-20.0, 20.0)
+        return dist.Poisson(log_rate.exp())
+
+
+class NegativeBinomialLikelihood(_CountLikelihood):
+    """``x_i ~ NegativeBinomial(r_i, logit_i)`` for over-dispersed counts.
+
+    ``P(x) = C(x + r - 1, x) (1 - p)^r p^x`` with ``p = sigmoid(logit)``
+    (torch's convention), ``r = exp(log_r)``, ``log_r`` clamped to [-10, 10].
+    """
+
+    name = "negative_binomial"
+    n_params = 2
+
+    def distribution(self, params):
+        log_r, logits = self._split(params, 2, self.event_dims)
+        return dist.NegativeBinomial(total_count=log_r.clamp(-10.0, 10.0).exp(), logits=logits)
+
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    cls.name: cls
+    for cls in (
+        BernoulliLikelihood,
+        GaussianLikelihood,
+        DiscretizedLogisticLikelihood,
+        CategoricalLikelihood,
+        PoissonLikelihood,
+        NegativeBinomialLikelihood,
+    )
+}

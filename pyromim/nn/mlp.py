@@ -1,0 +1,75 @@
+"""Multi-layer perceptron over flattened inputs of any shape."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+from pyromim.nn.batching import over_leading_dims
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+}
+NORMS = ("none", "layer", "batch")
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def _norm(kind: str, width: int) -> list[nn.Module]:
+    if kind == "none":
+        return []
+    if kind == "layer":
+        return [nn.LayerNorm(width)]
+    if kind == "batch":
+        return [nn.BatchNorm1d(width)]
+    raise ValueError(f"unknown normalisation {kind!r}; choose one of {NORMS}")
+
+
+class MLP(PyroModule):
+    """``in_shape -> hidden[0] -> ... -> hidden[-1] -> out_shape``.
+
+    Each hidden layer is ``Linear -> [norm] -> activation``. The input's trailing
+    ``in_shape`` dims are flattened and the output reshaped to ``out_shape``;
+    any leading dims pass through. ``activate_output`` applies the activation
+    to the output too (for feature extractors).
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        out_shape: Sequence[int],
+        hidden: Sequence[int] = (),
+        activation: str = "tanh",
+        norm: str = "none",
+        activate_output: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.out_shape = tuple(int(s) for s in out_shape)
+        widths = [math.prod(self.in_shape), *map(int, hidden)]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), *_norm(norm, b), make_activation(activation)]
+        layers.append(nn.Linear(widths[-1], math.prod(self.out_shape)))
+        if activate_output:
+            layers.append(make_activation(activation))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def flat(x2d: torch.Tensor) -> torch.Tensor:
+            return self.net(x2d.flatten(1)).reshape((-1,) + self.out_shape)
+
+        return over_leading_dims(flat, x, len(self.in_shape))

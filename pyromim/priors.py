@@ -1,0 +1,140 @@
+"""Priors ``p(z)`` over a ``D``-dimensional latent, as Pyro modules.
+
+Each prior is a :class:`~pyro.nn.PyroModule` whose call returns a distribution
+with ``event_shape == (D,)`` and empty batch shape, so it can be used inside
+any Pyro program and broadcasts under plates and vectorised particles::
+
+    prior = MixturePrior(latent_dim=2, n_components=5)
+    with pyro.plate("data", n):
+        z = pyro.sample("z", prior())
+
+All samples are reparameterised (``rsample``), including those of the
+mixtures, so the decoder side of symmetric MIM can pass gradients through
+``z ~ p(z)`` into the prior's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+from torch.nn.functional import softplus
+
+from pyromim.distributions import DiagonalNormalMixture
+
+EncoderFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _inverse_softplus(y: float) -> float:
+    return float(torch.log(torch.expm1(torch.tensor(y))))
+
+
+class Prior(PyroModule):
+    """Base class: ``forward()`` returns ``p(z)`` with ``event_shape == (latent_dim,)``."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        self.latent_dim = int(latent_dim)
+
+    def forward(self) -> dist.TorchDistribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class StandardNormalPrior(Prior):
+    """``p(z) = N(0, I)``: the fixed anchor of the MIM paper's toy experiments."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(latent_dim)
+        self.register_buffer("loc", torch.zeros(self.latent_dim))
+
+    def forward(self) -> dist.TorchDistribution:
+        return dist.Normal(self.loc, torch.ones_like(self.loc)).to_event(1)
+
+
+class LearnedGaussianPrior(Prior):
+    """``p(z) = N(mu, diag(sigma^2))`` with learned ``mu`` and ``sigma = softplus(rho)``."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__(latent_dim)
+        self.loc = nn.Parameter(torch.zeros(self.latent_dim))
+        self.raw_scale = nn.Parameter(torch.full((self.latent_dim,), _inverse_softplus(1.0)))
+
+    def forward(self) -> dist.TorchDistribution:
+        return dist.Normal(self.loc, softplus(self.raw_scale)).to_event(1)
+
+
+class MixturePrior(Prior):
+    """``p(z) = sum_k w_k N(z; mu_k, diag(sigma_k^2))`` with learned ``w``, ``mu``, ``sigma``.
+
+    Means start as ``N(0, init_spread^2)`` draws, scales at ``init_scale``,
+    weights uniform. Samples carry gradients to all three (implicit
+    reparameterisation, see :class:`~pyromim.distributions.DiagonalNormalMixture`).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        n_components: int = 10,
+        init_spread: float = 1.0,
+        init_scale: float = 0.5,
+    ) -> None:
+        super().__init__(latent_dim)
+        if n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        self.logits = nn.Parameter(torch.zeros(n_components))
+        self.locs = nn.Parameter(init_spread * torch.randn(n_components, self.latent_dim))
+        self.raw_scales = nn.Parameter(
+            torch.full((n_components, self.latent_dim), _inverse_softplus(init_scale))
+        )
+
+    def forward(self) -> DiagonalNormalMixture:
+        return DiagonalNormalMixture(self.locs, softplus(self.raw_scales), self.logits)
+
+
+class VampPrior(Prior):
+    """VampPrior (Tomczak & Welling 2018): ``p(z) = 1/K sum_k q(z | u_k)``.
+
+    ``u_k`` are ``K`` learned pseudo-inputs in the encoder's input space and
+    ``q(z | u)`` is the model's own Gaussian encoder, given as ``encoder``: a
+    callable mapping a batch of inputs to ``(loc, scale)``. The encoder is held
+    by reference and is *not* registered as a submodule (the model that owns it
+    registers it), so its parameters are saved and optimised once. Gradients
+    reach the pseudo-inputs and the encoder through samples (the weights are
+    fixed, so ancestral reparameterisation is unbiased).
+
+    :param input_shape: shape of one encoder input (the pseudo-input shape).
+    :param init_mean: pseudo-inputs start at ``init_mean + init_std * N(0, 1)``.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        n_components: int,
+        input_shape: tuple[int, ...],
+        encoder: EncoderFn,
+        init_mean: float = 0.0,
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__(latent_dim)
+        if n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        self.pseudo_inputs = nn.Parameter(
+            init_mean + init_std * torch.randn(n_components, *input_shape)
+        )
+        self.register_buffer("logits", torch.zeros(n_components))
+        object.__setattr__(self, "_encoder", encoder)  # a reference, not a submodule
+
+    def forward(self) -> DiagonalNormalMixture:
+        loc, scale = self._encoder(self.pseudo_inputs)
+        if loc.shape != (self.logits.shape[0], self.latent_dim):
+            raise ValueError(
+                f"VampPrior: the encoder returned loc of shape {tuple(loc.shape)} for "
+                f"{self.logits.shape[0]} pseudo-inputs; expected "
+                f"({self.logits.shape[0]}, {self.latent_dim})"
+            )
+        return DiagonalNormalMixture(loc, scale, self.logits)

@@ -1,0 +1,182 @@
+"""The model specification: what a TOML file in ``models/`` may say.
+
+A spec has a ``name``, a ``description`` and five tables::
+
+    [data]      kind and shape of the data, the built-in data set it was made for
+    [model]     latent sizes, levels, prior, likelihood and their options
+    [encoder]   network for q(z | x)
+    [decoder]   network for p(x | z)
+    [training]  objective and the settings the spec is meant to run with
+
+Changing ``prior = "vampprior"`` to ``prior = "normal"`` (or any other
+choice) is all it takes to swap a component: every option has a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyromim.specs import toml_io
+from pyromim.specs.validation import SpecError, from_dict, to_dict
+
+DATA_KINDS = ("binary", "grey", "continuous", "counts", "tokens")
+PRIORS = ("normal", "learned_normal", "mixture", "vampprior")
+LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "discretized_logistic", "categorical", "poisson", "negative_binomial")
+#: which likelihoods make sense for each kind of data
+LIKELIHOODS_FOR_KIND = {
+    "binary": ("bernoulli", "gaussian"),
+    "grey": ("discretized_logistic", "gaussian"),
+    "continuous": ("gaussian",),
+    "counts": ("poisson", "negative_binomial"),
+    "tokens": ("categorical",),
+}
+OBJECTIVES = ("mim", "amim", "vae")
+
+
+def _choices(*values: Any, default: Any) -> Any:
+    return field(default=default, metadata={"choices": tuple(values)})
+
+
+@dataclass
+class DataSpec:
+    """``[data]``: the data a spec takes."""
+
+    kind: str = field(metadata={"choices": DATA_KINDS})
+    shape: list[int]
+    dataset: str | None = None  # built-in data set the spec was made for (toy4, toy4_20, digits)
+    vocab_size: int | None = None  # tokens only: number of distinct tokens
+
+
+@dataclass
+class ArchitectureSpec:
+    """``[model]``: latents, prior and likelihood."""
+
+    latent_dim: int
+    likelihood: str = field(metadata={"choices": LIKELIHOOD_NAMES})
+    levels: int = _choices(1, 2, default=1)
+    top_latent_dim: int | None = None  # size of z2 when levels = 2
+    prior: str = _choices(*PRIORS, default="normal")
+    prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
+    likelihood_scale: str = _choices("fixed", "learned", "per_datum", default="per_datum")  # gaussian only
+    likelihood_fixed_scale: float = 1.0  # gaussian with likelihood_scale = "fixed"
+    min_logvar: float = -6.0  # floor on encoder (and gaussian decoder) log-variances
+    conditional_hidden: list[int] = field(default_factory=lambda: [256])  # levels = 2: p(z|z2), q(z|x,z2)
+    marginal_components: int = 0  # > 0: learned q(x), a mixture of decoders at pseudo-latents
+
+
+@dataclass
+class NetworkSpec:
+    """``[encoder]`` / ``[decoder]``: an MLP or a small conv net."""
+
+    network: str = _choices("mlp", "conv", default="mlp")
+    hidden: list[int] = field(default_factory=lambda: [50])  # MLP hidden widths; conv: feature width
+    activation: str = _choices("tanh", "relu", "elu", "gelu", "silu", "softplus", default="tanh")
+    norm: str = _choices("none", "layer", "batch", default="none")
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv only
+
+
+@dataclass
+class TrainingSpec:
+    """``[training]``: the settings a spec is meant to be trained with."""
+
+    objective: str = _choices(*OBJECTIVES, default="mim")
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_epochs: int = 3
+    patience: int = 3  # early stopping: epochs without test improvement
+    q_x: str = _choices("marginal", "learned", "data", default="marginal")
+
+
+@dataclass
+class ModelSpec:
+    """A complete, validated model specification."""
+
+    name: str
+    data: DataSpec
+    model: ArchitectureSpec
+    description: str = ""
+    encoder: NetworkSpec = field(default_factory=NetworkSpec)
+    decoder: NetworkSpec = field(default_factory=NetworkSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+
+    # ----------------------------------------------------------- validation
+    def validate(self, where: str = "spec") -> ModelSpec:
+        """Check combinations the per-key checks cannot see; return ``self``."""
+        d, m, t = self.data, self.model, self.training
+        if not d.shape or any(s < 1 for s in d.shape):
+            raise SpecError(f"{where}: 'data.shape' must be a non-empty list of positive sizes, got {d.shape}")
+        allowed = LIKELIHOODS_FOR_KIND[d.kind]
+        if m.likelihood not in allowed:
+            raise SpecError(
+                f"{where}: 'model.likelihood' = '{m.likelihood}' does not fit 'data.kind' = '{d.kind}'; "
+                f"for {d.kind} data use one of: {', '.join(allowed)}"
+            )
+        if d.kind == "tokens" and (d.vocab_size is None or d.vocab_size < 2):
+            raise SpecError(f"{where}: 'data.vocab_size' (an int >= 2) is required when 'data.kind' = 'tokens'")
+        for key, value in (("model.latent_dim", m.latent_dim), ("model.prior_components", m.prior_components)):
+            if value < 1:
+                raise SpecError(f"{where}: '{key}' must be >= 1, got {value}")
+        if m.levels == 2 and (m.top_latent_dim is None or m.top_latent_dim < 1):
+            raise SpecError(f"{where}: 'model.top_latent_dim' (an int >= 1) is required when 'model.levels' = 2")
+        for table, net in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if net.network == "conv" and len(d.shape) != 3:
+                raise SpecError(
+                    f"{where}: '{table}.network' = 'conv' needs 'data.shape' = [C, H, W], got {d.shape}; "
+                    "use network = 'mlp' for flat data"
+                )
+            if net.network == "conv" and (not net.hidden or not net.channels):
+                raise SpecError(f"{where}: '{table}.network' = 'conv' needs non-empty 'hidden' and 'channels'")
+        if t.q_x == "learned" and m.marginal_components < 1:
+            raise SpecError(f"{where}: 'training.q_x' = 'learned' needs 'model.marginal_components' >= 1")
+        if t.q_x == "data" and t.objective != "amim":
+            raise SpecError(
+                f"{where}: 'training.q_x' = 'data' only works with 'training.objective' = 'amim' "
+                "(decoder-side samples need q(x) at generated x)"
+            )
+        for key in ("epochs", "batch_size"):
+            if getattr(t, key) < 1:
+                raise SpecError(f"{where}: 'training.{key}' must be >= 1, got {getattr(t, key)}")
+        if t.lr <= 0:
+            raise SpecError(f"{where}: 'training.lr' must be > 0, got {t.lr}")
+        return self
+
+    # ------------------------------------------------------------ round trip
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "spec") -> ModelSpec:
+        return from_dict(cls, data, where).validate(where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_toml(cls, text: str, where: str = "spec") -> ModelSpec:
+        try:
+            data = toml_io.loads(text)
+        except toml_io.TOMLDecodeError as err:
+            raise SpecError(f"{where}: not valid TOML: {err}") from err
+        return cls.from_dict(data, where)
+
+    def to_toml(self) -> str:
+        data = self.to_dict()
+        ordered = {k: data[k] for k in ("name", "description") if k in data}
+        ordered.update({k: v for k, v in data.items() if k not in ordered})
+        return toml_io.dumps(ordered)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelSpec:
+        path = Path(path)
+        return cls.from_toml(path.read_text(encoding="utf-8"), where=str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_toml(), encoding="utf-8")
+
+    def replace(self, **changes: Any) -> ModelSpec:
+        """A validated copy with top-level fields replaced."""
+        return dataclasses.replace(self, **changes).validate()
+
+
+__all__ = ["ArchitectureSpec", "DataSpec", "ModelSpec", "NetworkSpec", "SpecError", "TrainingSpec"]

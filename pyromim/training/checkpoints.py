@@ -1,0 +1,58 @@
+"""Checkpoint files: atomic writes and loading that never unpickles arbitrary objects.
+
+A checkpoint is written to a temporary file in the destination folder, flushed
+to disk, then moved over the destination with :func:`os.replace` (atomic on
+POSIX and Windows), so a run killed at any moment leaves either the previous or
+the new complete file, never a torn one.  Loading uses
+``torch.load(..., weights_only=True)``: only tensors and plain containers and
+numbers are accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+def save_atomically(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary unpickling)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint plugin: atomic saves, ``weights_only=True`` loads."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        save_atomically(checkpoint, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+        if weights_only is False:
+            raise ValueError("pyromim checkpoints are always loaded with weights_only=True")
+        return load_checkpoint(path, map_location=map_location)

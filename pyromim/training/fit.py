@@ -1,0 +1,279 @@
+"""``fit``: train a Pyro model/guide pair with Lightning, from Python or a command line.
+
+A run directory ``out_dir`` receives::
+
+    checkpoints/best.ckpt   lowest validation loss (training loss without validation data)
+    checkpoints/last.ckpt   end of the latest epoch (resume from it)
+    metrics.csv             per-epoch train_loss, val_loss, beta, lr (Lightning CSV logger)
+
+Multi-device training goes through Lightning: ``devices=N, strategy="ddp"``
+starts ``N`` processes (CPU processes here, GPUs where present).  Lightning's
+``ddp`` launcher re-runs the calling script in each extra process, so call
+``fit`` from a script or console command (not an interactive session).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pyro
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from pyromim.training.checkpoints import AtomicCheckpointIO, load_checkpoint
+from pyromim.training.data_module import SeededDataModule
+from pyromim.training.module import PyroLightningModule
+from pyromim.training.params import StoreParameters, param_sites_used
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class FitResult:
+    """What a :func:`fit` call produced.
+
+    :ivar out_dir: the run directory.
+    :ivar best_checkpoint: path of ``best.ckpt`` (``None`` if no epoch finished).
+    :ivar last_checkpoint: path of ``last.ckpt`` (``None`` if no epoch finished).
+    :ivar metrics_csv: the CSV metrics log.
+    :ivar epochs_completed: epochs finished, counting those before a resume.
+    :ivar stopped_early: whether early stopping ended the run.
+    :ivar best_score: best monitored loss (``val_loss``, else ``train_loss``).
+    :ivar history: per-epoch metrics of the epochs run by this call.
+    :ivar evaluation: what the ``evaluate`` hook returned (``None`` without one).
+    :ivar is_global_zero: ``False`` in the extra processes of a multi-device run.
+    """
+
+    out_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    metrics_csv: Path
+    epochs_completed: int
+    stopped_early: bool
+    best_score: float | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    evaluation: Any = None
+    is_global_zero: bool = True
+
+
+class EpochHistory(Callback):
+    """Collects the epoch-level metrics Lightning reports (after validation)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[str, float]] = {}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        row = {"epoch": float(trainer.current_epoch + 1)}
+        row.update({k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1})
+        self.rows[trainer.current_epoch + 1] = row
+
+
+def _as_dataset(data: Any, role: str) -> torch.utils.data.Dataset:
+    if isinstance(data, torch.Tensor):
+        return _TensorItems(data)
+    if isinstance(data, torch.utils.data.Dataset):
+        return data
+    raise TypeError(f"{role} must be a torch Dataset (e.g. pyromim.data.ArrayDataset) or a tensor, got {type(data)}")
+
+
+class _TensorItems(torch.utils.data.Dataset):
+    """Rows of a tensor as items (``TensorDataset`` would wrap each in a tuple)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.x[index]
+
+
+def _first_batch(data: torch.utils.data.Dataset, batch_size: int) -> torch.Tensor:
+    n = min(batch_size, len(data))
+    return torch.stack([data[i] for i in range(n)])
+
+
+def _strategy(strategy: Any) -> Any:
+    # Objectives switch terms on during training (decoder-side samples after the
+    # warm-up, a learned q(x)), so some parameters may get no gradient in a step.
+    if strategy == "ddp":
+        return "ddp_find_unused_parameters_true"
+    return strategy
+
+
+def fit(
+    model: Callable,
+    guide: Callable,
+    loss: Any,
+    train_data: Any,
+    val_data: Any = None,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    warmup_epochs: int = 0,
+    patience: int | None = None,
+    seed: int = 0,
+    out_dir: str | Path,
+    devices: int | str = 1,
+    strategy: Any = "auto",
+    accelerator: str = "auto",
+    num_nodes: int = 1,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    lr_schedule: str = "noam",
+    lr_warmup_epochs: int | None = None,
+    evaluate: Callable[[Callable, Callable], Any] | None = None,
+    restore_best: bool = True,
+    callbacks: Sequence[Callback] = (),
+    clear_param_store: bool = True,
+) -> FitResult:
+    """Train ``model``/``guide`` with the Pyro objective ``loss`` (any ELBO-family loss).
+
+    :param model: Pyro model, called as ``model(x)`` with a batch ``x``; a plain
+        function with ``pyro.param``/``pyro.module`` or an ``nn.Module``/``PyroModule``.
+    :param guide: Pyro guide, called as ``guide(x)``.
+    :param loss: e.g. ``pyro.infer.Trace_ELBO()`` or ``pyromim.Trace_MIM(...)``.  If it
+        has a ``beta`` attribute it is warmed up as ``beta * min(1, epoch / warmup_epochs)``;
+        if it has ``symmetric=True``, decoder-side samples are only switched on once
+        that factor reaches 1 (see :mod:`pyromim.training.schedules`).
+    :param train_data: a torch ``Dataset`` whose items are tensors (e.g.
+        :class:`pyromim.data.ArrayDataset`) or a tensor of items.
+    :param val_data: validation data (same types) or ``None``.
+    :param epochs: maximum number of epochs.
+    :param patience: stop after this many epochs without a better validation loss
+        (``None``: never).  Early stopping never happens during the warm-up.
+    :param seed: seeds parameter initialisation, shuffling and every sample.
+    :param out_dir: run directory (checkpoints, metrics).
+    :param devices, strategy, accelerator, num_nodes: passed to ``lightning.Trainer``
+        (``strategy="ddp"`` allows parameters without gradient in some steps).
+    :param resume: checkpoint to continue from (normally ``out_dir/checkpoints/last.ckpt``);
+        the run then ends with the same parameters as an uninterrupted one.
+    :param lr_schedule: ``"noam"`` or ``"constant"``; ``lr_warmup_epochs`` defaults to ``warmup_epochs``.
+    :param evaluate: called as ``evaluate(model, guide)`` at the end (global rank 0 only),
+        after the best checkpoint's parameters are restored if ``restore_best``.
+    :param callbacks: extra Lightning callbacks.
+    :param clear_param_store: clear Pyro's global param store first, so that
+        ``pyro.param`` sites are initialised afresh from ``seed``.
+    :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
+        (the message names the non-finite terms; the last good checkpoint is kept).
+    """
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / CHECKPOINT_DIR
+    if resume is not None and not Path(resume).is_file():
+        raise FileNotFoundError(f"cannot resume: checkpoint {resume} does not exist")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got epochs={epochs}, batch_size={batch_size}")
+    train = _as_dataset(train_data, "train_data")
+    val = None if val_data is None else _as_dataset(val_data, "val_data")
+
+    pl.seed_everything(seed, verbose=False)
+    if clear_param_store:
+        pyro.clear_param_store()
+    elbo_module = loss(model, guide)
+    # ELBOModule.parameters() needs the parameters to exist: create them with one call
+    with torch.no_grad():
+        names = param_sites_used(lambda: elbo_module(_first_batch(train, batch_size)))
+    store_params = StoreParameters.adopt(names, elbo_module)
+    module = PyroLightningModule(
+        elbo_module, store_params, lr=lr, warmup_epochs=warmup_epochs,
+        lr_schedule=lr_schedule, lr_warmup_epochs=lr_warmup_epochs, seed=seed,
+    )
+
+    monitor = "val_loss" if val is not None else "train_loss"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor=monitor, mode="min", save_top_k=1,
+        enable_version_counter=False, auto_insert_metric_name=False,
+    )
+    # Lightning's save_last only refreshes last.ckpt when a top-k save happened;
+    # a second, unmonitored callback writes it after every epoch (after "best",
+    # so it records the best-so-far state too).
+    latest = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+        enable_version_counter=False, auto_insert_metric_name=False,
+    )
+    history = EpochHistory()
+    all_callbacks: list[Callback] = [checkpoint, latest, history, LearningRateMonitor(logging_interval="epoch")]
+    early = None
+    if patience is not None and val is not None:
+        early = EarlyStopping(monitor="val_loss", patience=patience, mode="min", check_finite=True)
+        all_callbacks.append(early)
+    all_callbacks.extend(callbacks)
+    logger = CSVLogger(save_dir=out_dir, name="", version="")
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        min_epochs=min(warmup_epochs, epochs) if patience is not None else None,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=_strategy(strategy),
+        callbacks=all_callbacks,
+        logger=logger,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        inference_mode=False,
+        limit_val_batches=None if val is not None else 0,
+        log_every_n_steps=1,
+        default_root_dir=out_dir,
+    )
+    trainer.fit(module, datamodule=SeededDataModule(train, val, batch_size, seed), ckpt_path=resume)
+
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    last = Path(latest.best_model_path) if latest.best_model_path else None
+    evaluation = None
+    if trainer.is_global_zero and evaluate is not None:
+        if restore_best and best is not None:
+            module.load_state_dict(load_checkpoint(best)["state_dict"])
+        evaluation = evaluate(model, guide)
+    score = checkpoint.best_model_score
+    return FitResult(
+        out_dir=out_dir,
+        best_checkpoint=best,
+        last_checkpoint=last,
+        metrics_csv=Path(logger.log_dir) / "metrics.csv",
+        epochs_completed=trainer.current_epoch,
+        stopped_early=bool(early is not None and early.stopped_epoch > 0),
+        best_score=None if score is None or not math.isfinite(float(score)) else float(score),
+        history=[history.rows[k] for k in sorted(history.rows)],
+        evaluation=evaluation,
+        is_global_zero=trainer.is_global_zero,
+    )
+
+
+def load_trained(
+    model: Callable,
+    guide: Callable,
+    loss: Any,
+    checkpoint: str | Path,
+    example: torch.Tensor,
+    *,
+    clear_param_store: bool = True,
+) -> None:
+    """Load a checkpoint written by :func:`fit` into ``model``/``guide`` (and Pyro's param store).
+
+    ``example`` is a batch used for one call that creates the parameters (as at
+    the start of training); then the saved values are copied in.  Loading uses
+    ``weights_only=True``.  Pyro's global param store is cleared first (as
+    :func:`fit` does), so stale parameters of the same names cannot shadow the
+    loaded ones.
+    """
+    state = load_checkpoint(checkpoint)
+    if clear_param_store:
+        pyro.clear_param_store()
+    elbo_module = loss(model, guide)
+    with torch.no_grad():
+        names = param_sites_used(lambda: elbo_module(example))
+    store_params = StoreParameters.adopt(names, elbo_module)
+    module = PyroLightningModule(elbo_module, store_params)
+    module.on_load_checkpoint(state)
+    module.load_state_dict(state["state_dict"])

@@ -1,0 +1,187 @@
+"""The Lightning module that trains any Pyro model/guide pair with any ELBO-family objective.
+
+Pattern of Pyro's own Lightning example: the loss object's ``__call__(model,
+guide)`` returns an ``ELBOModule`` whose ``forward(x)`` is the differentiable
+objective and whose parameters Lightning optimises.  The model and guide are
+called with one argument, the batch ``x`` of shape ``(B, *event_shape)``.
+
+Per-datum objective: the value optimised and logged is the objective divided by
+the batch size ``B`` (for the usual model with a data plate over the batch this
+is the mean per-datum loss, which makes the learning rate independent of ``B``
+and DDP's gradient averaging exact).
+
+Randomness: at the start of every epoch the global RNGs (torch, numpy, random)
+are reseeded from ``(seed, epoch, rank)``, and batches are shuffled by a
+``DistributedSampler`` seeded with ``(seed, epoch)``; so an epoch's samples
+depend only on the parameters at its start, and a run resumed from a
+checkpoint retraces an uninterrupted one exactly.
+
+Validation uses the target objective (the loss's own ``beta`` and
+``symmetric``), so validation losses are comparable across the warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pyro
+import torch
+from pyro.infer.elbo import ELBOModule
+
+from pyromim.training.diagnostics import NonFiniteLossError, describe_nonfinite, nonfinite_terms
+from pyromim.training.params import StoreParameters
+from pyromim.training.schedules import NoamFactor, beta_factor
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """A 32-bit seed derived from ``(seed, epoch, rank)`` by NumPy's ``SeedSequence``."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+class PyroLightningModule(pl.LightningModule):
+    """Lightning training of ``elbo_module = loss(model, guide)``.
+
+    :param elbo_module: the ``ELBOModule`` from ``loss(model, guide)``, its
+        parameters already initialised by one call.
+    :param store_params: param-store parameters owned by no module (see
+        :class:`pyromim.training.params.StoreParameters`).
+    :param lr: Adam base learning rate.
+    :param warmup_epochs: epochs of ``beta`` warm-up (0: none).
+    :param lr_schedule: ``"noam"`` (warm-up then ``1/sqrt`` decay) or ``"constant"``.
+    :param lr_warmup_epochs: Noam warm-up length in epochs (default: ``warmup_epochs``).
+    :param seed: base seed of the per-epoch reseeding.
+    """
+
+    def __init__(
+        self,
+        elbo_module: ELBOModule,
+        store_params: StoreParameters,
+        *,
+        lr: float = 1e-3,
+        warmup_epochs: int = 0,
+        lr_schedule: str = "noam",
+        lr_warmup_epochs: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if lr_schedule not in ("noam", "constant"):
+            raise ValueError(f"lr_schedule must be 'noam' or 'constant', got {lr_schedule!r}")
+        self.elbo_module = elbo_module
+        self.store_params = store_params
+        self.lr = lr
+        self.warmup_epochs = warmup_epochs
+        self.lr_schedule = lr_schedule
+        self.lr_warmup_epochs = warmup_epochs if lr_warmup_epochs is None else lr_warmup_epochs
+        self.seed = seed
+        loss = elbo_module.elbo
+        # the objective the warm-up leads to, and the one validation measures
+        self.target_beta = getattr(loss, "beta", None)
+        self.target_symmetric = getattr(loss, "symmetric", None)
+
+    # ------------------------------------------------------------------ objective
+
+    @property
+    def loss_object(self) -> Any:
+        """The Pyro loss (``Trace_ELBO``, ``Trace_MIM`` ...)."""
+        return self.elbo_module.elbo
+
+    def set_warmup(self, epoch: int) -> float:
+        """Set ``beta`` and ``symmetric`` on the loss for 1-based ``epoch``; return the factor."""
+        factor = beta_factor(epoch, self.warmup_epochs)
+        loss = self.loss_object
+        if self.target_beta is not None:
+            loss.beta = self.target_beta * factor
+        if self.target_symmetric is not None:
+            loss.symmetric = bool(self.target_symmetric) and factor >= 1.0
+        return factor
+
+    @contextmanager
+    def target_objective(self) -> Iterator[None]:
+        """Temporarily set the loss to its target ``beta``/``symmetric``."""
+        loss = self.loss_object
+        saved = {k: getattr(loss, k) for k in ("beta", "symmetric") if hasattr(loss, k)}
+        if self.target_beta is not None:
+            loss.beta = self.target_beta
+        if self.target_symmetric is not None:
+            loss.symmetric = self.target_symmetric
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                setattr(loss, key, value)
+
+    def _objective(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        reported: list[str] = []
+        try:
+            loss = self.elbo_module(x) / x.shape[0]
+            finite = bool(torch.isfinite(loss.detach()).all())
+        except NonFiniteLossError as err:  # Trace_MIM names the term itself
+            loss, finite, reported = torch.tensor(float("nan")), False, [str(err)]
+        if self.trainer.world_size > 1:
+            # every process must stop at the same step, or the others wait forever
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            terms = reported or nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, x)
+            # the unmonitored checkpoint callback holds the latest epoch's file
+            last = next((cb.best_model_path for cb in self.trainer.checkpoint_callbacks
+                         if getattr(cb, "monitor", "") is None), "")
+            raise NonFiniteLossError(
+                describe_nonfinite(
+                    type(self.loss_object).__name__, loss.detach().item(), self.current_epoch + 1,
+                    batch_idx, terms, last,
+                )
+            )
+        return loss
+
+    # ------------------------------------------------------------------ Lightning hooks
+
+    def on_train_epoch_start(self) -> None:
+        pyro.set_rng_seed(epoch_seed(self.seed, self.current_epoch, self.global_rank))
+        self.set_warmup(self.current_epoch + 1)
+        if self.target_beta is not None:
+            self.log("beta", float(self.loss_object.beta), on_step=False, on_epoch=True)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self._objective(batch, batch_idx)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch.shape[0], sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        with self.target_objective():
+            loss = self._objective(batch, batch_idx).detach()
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch.shape[0], sync_dist=True)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+        lr_config: dict[str, Any] = {"optimizer": optimizer}
+        if self.lr_schedule == "noam":
+            steps_per_epoch = math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, NoamFactor(self.lr_warmup_epochs * steps_per_epoch)
+            )
+            lr_config["lr_scheduler"] = {"scheduler": scheduler, "interval": "step"}
+        return lr_config
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pyro_param_names"] = list(self.store_params.names)
+        # running-mean baselines of score-function estimators (Trace_MIM): plain floats
+        baselines = getattr(self.loss_object, "baselines", None)
+        if isinstance(baselines, dict):
+            checkpoint["loss_baselines"] = {str(k): float(v) for k, v in baselines.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("pyro_param_names", [])
+        if list(saved) != list(self.store_params.names):
+            raise ValueError(
+                f"checkpoint holds Pyro parameters {saved} but this model/guide pair has "
+                f"{self.store_params.names}; resume with the model and guide that wrote it"
+            )
+        if "loss_baselines" in checkpoint and isinstance(getattr(self.loss_object, "baselines", None), dict):
+            self.loss_object.baselines.clear()
+            self.loss_object.baselines.update(checkpoint["loss_baselines"])

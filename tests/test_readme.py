@@ -1,0 +1,28 @@
+"""The README's promises: CI runs its test command, and its quick start runs."""
+
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _bash_blocks():
+    return re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_gives_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    commands = [line for block in _bash_blocks() for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, commands
+    main, tests = commands
+    assert "pytest" in tests and "pytest" not in main
+    test_command = tests.split("&&", 1)[1].strip()  # after installing torch, which .ci/run does only when missing
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test_command in ci, f".ci/run must run the README's test command: {test_command!r}"
+
+
+def test_quick_start_snippet_runs():
+    snippet = re.search(r"```python\n(.*?)```", README, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(snippet, "README quick start", "exec"), namespace)
+    assert namespace["loss"] / len(namespace["batch"]) < 40.0  # nats per digit, from ~45 at start

@@ -1,0 +1,106 @@
+"""Spec validation: each kind of mistake gives its promised message; swapping a prior is one line."""
+
+from __future__ import annotations
+
+import pytest
+
+import pyromim
+from pyromim.priors import StandardNormalPrior, VampPrior
+from pyromim.specs import ModelSpec, SpecError, resolve_spec
+
+
+def _toml(**edits: str) -> str:
+    text = resolve_spec("digits_vampprior").to_toml()
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def test_typo_key_suggests_the_nearest_key():
+    with pytest.raises(SpecError, match=r"unknown key 'model.latnet_dim'; did you mean 'latent_dim'\?"):
+        ModelSpec.from_toml(_toml(**{"latent_dim = 8": "latnet_dim = 8"}))
+
+
+def test_typo_table_suggests_the_nearest_table():
+    with pytest.raises(SpecError, match=r"unknown key 'trainign'; did you mean 'training'\?"):
+        ModelSpec.from_toml(_toml(**{"[training]": "[trainign]"}))
+
+
+def test_wrong_type_names_the_key_and_the_type():
+    with pytest.raises(SpecError, match=r"'model.latent_dim' must be int, got str '8'"):
+        ModelSpec.from_toml(_toml(**{"latent_dim = 8": 'latent_dim = "8"'}))
+    with pytest.raises(SpecError, match=r"'encoder.hidden\[0\]' must be int"):
+        ModelSpec.from_toml(_toml(**{"hidden = [128]": "hidden = [12.5]"}))
+
+
+def test_unknown_prior_lists_the_allowed_priors():
+    with pytest.raises(SpecError, match=r"'model.prior' = 'vamp' is not one of: normal, learned_normal, mixture, vampprior; did you mean 'vampprior'\?"):
+        ModelSpec.from_toml(_toml(**{'prior = "vampprior"': 'prior = "vamp"'}))
+
+
+def test_likelihood_that_does_not_fit_the_data_kind():
+    with pytest.raises(SpecError, match=r"'model.likelihood' = 'poisson' does not fit 'data.kind' = 'binary'; for binary data use one of: bernoulli, gaussian"):
+        ModelSpec.from_toml(_toml(**{'likelihood = "bernoulli"': 'likelihood = "poisson"'}))
+
+
+@pytest.mark.parametrize(
+    "edits, message",
+    [
+        ({'network = "mlp"': 'network = "conv"'}, r"'encoder.network' = 'conv' needs 'data.shape' = \[C, H, W\]"),
+        ({"levels = 1": "levels = 2"}, r"'model.top_latent_dim' .* is required"),
+        ({'kind = "binary"': 'kind = "tokens"', 'likelihood = "bernoulli"': 'likelihood = "categorical"'}, r"'data.vocab_size'"),
+        ({'q_x = "marginal"': 'q_x = "data"'}, r"'training.q_x' = 'data' only works with"),
+        ({"lr = 0.001": "lr = -1.0"}, r"'training.lr' must be > 0"),
+        ({"name = ": "nmae = "}, r"unknown key 'nmae'; did you mean 'name'\?"),
+        ({"[data]\n": "[data]\nshape = [0]\n", "shape = [64]\n": ""}, r"'data.shape' must be a non-empty list"),
+    ],
+)
+def test_impossible_combinations_name_the_key(edits, message):
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.from_toml(_toml(**edits))
+
+
+def test_invalid_toml_names_the_source(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("name = \n")
+    with pytest.raises(SpecError, match="broken.toml: not valid TOML"):
+        pyromim.build_model(path)
+
+
+def test_unknown_catalogue_name_suggests_a_spec():
+    with pytest.raises(SpecError, match=r"no spec named 'toy5'.*did you mean 'toy4'\?"):
+        pyromim.build_model("toy5")
+
+
+def test_swapping_the_prior_is_one_line(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(_toml(**{'prior = "vampprior"': 'prior = "normal"'}))
+    model = pyromim.build_model(path)
+    assert isinstance(model.prior, StandardNormalPrior)
+    assert isinstance(pyromim.build_model("digits_vampprior").prior, VampPrior)
+
+
+def test_build_model_accepts_name_path_and_object(tmp_path):
+    spec = resolve_spec("toy4")
+    path = tmp_path / "toy.toml"
+    spec.save(path)
+    for source in ("toy4", path, str(path), spec):
+        assert pyromim.build_model(source).spec == spec
+
+
+def test_toy_spec_carries_the_reference_training_settings():
+    spec = resolve_spec("toy4")
+    t = spec.training
+    assert (t.objective, t.epochs, t.batch_size, t.lr, t.warmup_epochs, t.patience) == ("mim", 200, 128, 1e-3, 3, 3)
+    assert spec.data.dataset == "toy4" and spec.data.shape == [2]
+    assert (spec.encoder.hidden, spec.encoder.activation, spec.model.min_logvar) == ([50], "tanh", -6.0)
+    assert resolve_spec("toy4_20").data.dataset == "toy4_20"
+
+
+def test_toy_network_is_the_reference_mlp():
+    model = pyromim.build_model("toy4")
+    linears = [m for m in model.modules() if type(m).__name__.endswith("Linear")]
+    shapes = sorted(tuple(m.weight.shape) for m in linears)
+    # encoder: 2 -> 50 -> (2 means + 2 log-variances); decoder: 2 -> 50 -> (2 + 2)
+    assert shapes == sorted([(50, 2), (4, 50), (50, 2), (4, 50)])

@@ -1,0 +1,182 @@
+"""Bad inputs to Trace_MIM raise errors that name the site and say what to do."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import SVI, config_enumerate
+from pyro.infer.autoguide import AutoMultivariateNormal
+
+from pyromim import GuideInputsError, NonFiniteLossError, Trace_MIM
+
+
+def model(x):
+    loc = pyro.param("loc", torch.tensor(0.0))
+    with pyro.plate("data", x.shape[-1]):
+        z = pyro.sample("z", dist.Normal(loc, 1.0))
+        pyro.sample("x", dist.Normal(z, 0.5), obs=x)
+
+
+def guide(x):
+    scale = pyro.param("scale", torch.tensor(0.5), constraint=dist.constraints.positive)
+    with pyro.plate("data", x.shape[-1]):
+        pyro.sample("z", dist.Normal(0.5 * x, scale))
+
+
+X = torch.randn(10)
+
+
+def test_data_anchored_q_x_needs_the_asymmetric_loss():
+    with pytest.raises(ValueError, match="only works with the asymmetric loss"):
+        Trace_MIM(q_x="data")
+    loss = Trace_MIM(symmetric=False, q_x="data")
+    with pytest.raises(ValueError, match="symmetric=False, q_x='data'"):
+        loss.symmetric = True
+
+
+def test_unknown_q_x_and_bad_beta_are_rejected():
+    with pytest.raises(ValueError, match="q_x must be 'marginal', 'data' or a callable"):
+        Trace_MIM(q_x="aggregate")
+    with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\]"):
+        Trace_MIM(beta=1.5)
+    with pytest.raises(ValueError, match="decoder_gradient must be 'score'"):
+        Trace_MIM(decoder_gradient="stop")
+
+
+def test_enumerated_latent_is_not_supported_yet():
+    def mix_model(x):
+        with pyro.plate("data", x.shape[-1]):
+            c = pyro.sample("c", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Normal(2.0 * c - 1.0, 1.0), obs=x)
+
+    @config_enumerate
+    def mix_guide(x):
+        with pyro.plate("data", x.shape[-1]):
+            pyro.sample("c", dist.Bernoulli(torch.sigmoid(x)))
+
+    with pytest.raises(NotImplementedError, match="site 'c'.*enumerate"):
+        Trace_MIM().loss(mix_model, mix_guide, X)
+
+
+def test_model_without_observed_site_cannot_be_symmetric():
+    def prior_only(x):
+        with pyro.plate("data", x.shape[-1]):
+            pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match="at least one observed site"):
+        Trace_MIM().loss(prior_only, guide, X)
+    assert torch.isfinite(torch.tensor(Trace_MIM(symmetric=False).loss(prior_only, guide, X)))
+
+
+def test_guide_missing_a_latent_is_named():
+    def two_latents(x):
+        with pyro.plate("data", x.shape[-1]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            u = pyro.sample("u", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z + u, 0.5), obs=x)
+
+    with pytest.raises(ValueError, match=r"no sample site for model latent\(s\) \['u'\]"):
+        Trace_MIM(symmetric=False).loss(two_latents, guide, X)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_non_finite_term_names_site_and_side(symmetric):
+    def bad_model(x):
+        with pyro.plate("data", x.shape[-1]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            # zero scale: the log-density is not finite
+            pyro.sample("x", dist.Normal(z, torch.zeros(())), obs=x)
+
+    ones = torch.ones(6)
+    with pyro.validation_enabled(False):
+        with pytest.raises(NonFiniteLossError, match="model site 'x' on the encoder side"):
+            Trace_MIM(symmetric=symmetric).loss(bad_model, guide, ones)
+
+
+def test_non_finite_decoder_term_is_named():
+    def model_wide(x):
+        with pyro.plate("data", x.shape[-1]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 0.5), obs=x)
+
+    def guide_inf(x):
+        with pyro.plate("data", x.shape[-1]):
+            # finite at the data (|x| < 100), -inf at decoder-side generated x
+            scale = torch.where(x.abs() < 100, torch.ones_like(x), torch.zeros_like(x))
+            pyro.sample("z", dist.Normal(torch.zeros_like(x), scale + 1e-30 * 0))
+
+    big = torch.full((4,), 0.5)
+
+    def hook(generated, args, kwargs):
+        return (generated["x"] + 1000.0,), kwargs
+
+    with pyro.validation_enabled(False):
+        with pytest.raises(NonFiniteLossError, match="guide site 'z' on the decoder side"):
+            Trace_MIM(guide_inputs=hook).loss(model_wide, guide_inf, big)
+
+
+def test_unmatched_observed_site_names_site_and_guide_parameters():
+    def model_obs(data):
+        with pyro.plate("N", data.shape[-1]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("obs", dist.Normal(z, 0.5), obs=data + 0.0)  # a copy, not `data`
+
+    def guide_data(data):
+        with pyro.plate("N", data.shape[-1]):
+            pyro.sample("z", dist.Normal(0.5 * data, 1.0))
+
+    with pytest.raises(GuideInputsError, match=r"observed site 'obs'.*guide \(data\)"):
+        Trace_MIM().loss(model_obs, guide_data, X)
+    # the explicit mapping fixes it
+    assert torch.isfinite(torch.tensor(Trace_MIM(guide_inputs={"obs": "data"}).loss(model_obs, guide_data, X)))
+
+
+def test_mapping_to_a_missing_parameter_is_named():
+    with pytest.raises(GuideInputsError, match="no such parameter"):
+        Trace_MIM(guide_inputs={"x": "images"}).loss(model, guide, X)
+
+
+def test_guide_sizing_plate_from_leading_dim_gets_a_hint():
+    def guide_dim0(x):
+        with pyro.plate("data", x.shape[0]):  # wrong under vectorised particles
+            pyro.sample("z", dist.Normal(0.5 * x, 1.0))
+
+    loss = Trace_MIM(num_particles=3, vectorize_particles=True)
+    with pytest.raises(ValueError, match=r"x.shape\[-2\]"):
+        loss.loss(model, guide_dim0, X)
+
+
+def test_learned_q_x_with_wrong_shape_is_named():
+    def per_pixel(x):
+        return torch.zeros(x.shape + (3,))
+
+    with pytest.raises(ValueError, match=r"q_x callable returned shape \(10, 3\).*observed site 'x'"):
+        Trace_MIM(q_x=per_pixel).loss(model, guide, X)
+
+
+def test_auxiliary_guides_cannot_be_symmetric():
+    def global_model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[-1]):
+            pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+    auto = AutoMultivariateNormal(global_model)
+    with pytest.raises(ValueError, match="auxiliary latent"):
+        Trace_MIM().loss(global_model, auto, X)
+    assert torch.isfinite(torch.tensor(Trace_MIM(symmetric=False).loss(global_model, auto, X)))
+
+
+def test_plate_shape_mismatch_is_reported_by_site():
+    def bad_guide(x):
+        with pyro.plate("data", x.shape[-1]):
+            pyro.sample("z", dist.Normal(torch.zeros(3), 1.0))  # shape 3, plate 10
+
+    with pytest.raises(ValueError, match="z"):
+        Trace_MIM().loss(model, bad_guide, X)
+
+
+def test_svi_step_runs_with_poutine_scale():
+    scaled = poutine.scale(model, scale=0.1)
+    svi = SVI(scaled, poutine.scale(guide, scale=0.1), pyro.optim.Adam({"lr": 0.01}), loss=Trace_MIM())
+    assert torch.isfinite(torch.tensor(svi.step(X)))
