@@ -1,6 +1,7 @@
 """Model/guide pairs with closed-form answers, shared by the metrics tests.
 
-Test modules import the fixtures they use (and ``seeded``, autouse) from here.
+Test modules import the fixtures they use from here (the suite's conftest seeds
+Pyro and clears the param store before each test).
 """
 
 import math
@@ -107,9 +108,3 @@ def pixel_gaussian():
 @pytest.fixture
 def autoencoder():
     return Autoencoder
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    pyro.set_rng_seed(0)
-    pyro.clear_param_store()

@@ -7,7 +7,6 @@ import torch
 from pyromim.metrics import mutual_information
 from pyromim.metrics.aggregate_mi import _log_mixture
 from pyromim.metrics.data_plate import inspect_layout
-from metrics_models import seeded  # noqa: F401 (pytest fixtures)
 
 
 def gaussian_encoder(scale):

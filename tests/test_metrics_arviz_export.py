@@ -5,7 +5,7 @@ import torch
 
 from pyromim.metrics import to_inference_data
 from pyromim.metrics.arviz_export import load_arviz
-from metrics_models import autoencoder, seeded  # noqa: F401 (pytest fixtures)
+from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 
 @pytest.fixture

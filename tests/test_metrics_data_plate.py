@@ -5,7 +5,7 @@ import torch
 
 from pyromim.metrics import log_likelihood
 from pyromim.metrics.data_plate import find_data_plate, inspect_layout
-from metrics_models import linear_gaussian, pixel_gaussian, seeded  # noqa: F401 (pytest fixtures)
+from metrics_models import linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
 
 
 def test_finds_the_plate_over_the_leading_dimension(pixel_gaussian):

@@ -12,7 +12,7 @@ from pyromim.metrics import (
     reconstruction_error,
 )
 
-from metrics_models import autoencoder, seeded  # noqa: F401 (pytest fixtures)
+from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 
 def test_keys_and_deterministic_entries(autoencoder, caplog):

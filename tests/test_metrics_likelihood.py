@@ -7,7 +7,7 @@ import torch
 
 from pyromim.metrics import log_likelihood
 from pyromim.metrics.likelihood import pareto_k
-from metrics_models import linear_gaussian, pixel_gaussian, seeded  # noqa: F401 (pytest fixtures)
+from metrics_models import linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
 
 
 def test_exact_posterior_proposal_gives_exact_marginal_with_constant_weights(linear_gaussian):

@@ -5,7 +5,7 @@ import pyro.distributions as dist
 import torch
 
 from pyromim.metrics import reconstruction_error
-from metrics_models import autoencoder, seeded  # noqa: F401 (pytest fixtures)
+from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 
 def test_posterior_mean_reconstruction_and_expected_nll_match_closed_forms(autoencoder):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyromim.metrics import active_units
-from metrics_models import autoencoder, seeded  # noqa: F401 (pytest fixtures)
+from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 
 def test_collapsed_dimension_is_inactive_and_variances_are_exact(autoencoder):
