@@ -25,7 +25,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, _sample_sites, inspect_layout
+from pyromim.metrics.data_plate import TraceLayout, sample_sites, inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import sum_log_prob, vectorized
 
@@ -67,7 +67,7 @@ def _encode_draws(
     for span in spans(len(data), chunk):
         x = data[span]
         with torch.no_grad(), poutine.block():
-            sites = _sample_sites(
+            sites = sample_sites(
                 poutine.trace(vectorized(guide, num_samples, layout)).get_trace(x)
             )
         for name in layout.latent_sites:
@@ -98,7 +98,7 @@ def _log_mixture(
                 trace = poutine.trace(
                     vectorized(conditioned, rows.stop - rows.start, layout)
                 ).get_trace(x)
-            log_q = sum_log_prob(_sample_sites(trace), layout.latent_sites, layout, len(x))
+            log_q = sum_log_prob(sample_sites(trace), layout.latent_sites, layout, len(x))
             acc = torch.logaddexp(acc, torch.logsumexp(log_q.double(), -1))
         out.append(acc)
     return torch.cat(out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyro
@@ -14,6 +15,10 @@ from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import importance_block, site_log_prob, site_values
+
+if TYPE_CHECKING:
+    import xarray
+    from arviz import InferenceData
 
 
 def load_arviz() -> ModuleType:
@@ -47,7 +52,9 @@ def _coords_and_dims(
     return coords, dims
 
 
-def _dataset(arrays: dict[str, np.ndarray], per_datum_dims: int, sampled: bool) -> "object":
+def _dataset(
+    arrays: dict[str, np.ndarray], per_datum_dims: int, sampled: bool
+) -> "xarray.Dataset":
     az = load_arviz()
     coords, dims = _coords_and_dims(arrays, per_datum_dims)
     return az.dict_to_dataset(
@@ -64,7 +71,7 @@ def to_inference_data(
     num_chains: int = 1,
     plate_name: str | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-) -> "object":
+) -> "InferenceData":
     """An :class:`arviz.InferenceData` of a fitted model/guide pair on ``data``.
 
     Draws ``z_s ~ q(z | x_i)`` (``num_samples`` per datum, split into

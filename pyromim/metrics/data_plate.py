@@ -51,7 +51,7 @@ class TraceLayout:
         return -(self.max_plate_nesting + 1)
 
 
-def _sample_sites(trace: poutine.Trace) -> dict[str, dict]:
+def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
     trace = prune_subsample_sites(trace)
     return {name: site for name, site in trace.nodes.items() if site["type"] == "sample"}
 
@@ -66,9 +66,9 @@ def run_pair(
     with torch.no_grad(), poutine.block():
         guide_trace = poutine.trace(guide).get_trace(x)
         if model is None:
-            return _sample_sites(guide_trace), {}
+            return sample_sites(guide_trace), {}
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    return _sample_sites(guide_trace), _sample_sites(model_trace)
+    return sample_sites(guide_trace), sample_sites(model_trace)
 
 
 def _plates(sites: dict[str, dict]) -> dict[str, tuple[int, int]]:

@@ -9,7 +9,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, FOOTPRINT_FACTOR, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, _sample_sites
+from pyromim.metrics.data_plate import TraceLayout, sample_sites
 from pyromim.metrics.per_datum import PosteriorMeanMessenger, site_values
 
 
@@ -26,7 +26,7 @@ def guide_sites(
         raise ValueError(f"how must be 'mean' or 'sample', got {how!r}")
     fn = PosteriorMeanMessenger()(guide) if how == "mean" else guide
     with torch.no_grad(), poutine.block():
-        return _sample_sites(poutine.trace(fn).get_trace(x))
+        return sample_sites(poutine.trace(fn).get_trace(x))
 
 
 def encode(

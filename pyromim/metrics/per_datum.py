@@ -24,7 +24,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from pyromim.metrics.data_plate import SAMPLE_PLATE, TraceLayout, _sample_sites
+from pyromim.metrics.data_plate import SAMPLE_PLATE, TraceLayout, sample_sites
 
 
 def vectorized(fn: Callable, num_samples: int, layout: TraceLayout) -> Callable:
@@ -84,7 +84,7 @@ def importance_block(
     with torch.no_grad(), poutine.block():
         guide_trace = poutine.trace(guide_v).get_trace(x)
         model_trace = poutine.trace(poutine.replay(model_v, trace=guide_trace)).get_trace(x)
-    return _sample_sites(guide_trace), _sample_sites(model_trace)
+    return sample_sites(guide_trace), sample_sites(model_trace)
 
 
 def sum_log_prob(

@@ -17,7 +17,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, _sample_sites, inspect_layout
+from pyromim.metrics.data_plate import TraceLayout, sample_sites, inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair, guide_sites
 from pyromim.metrics.per_datum import (
     PosteriorMeanMessenger,
@@ -45,7 +45,7 @@ def reconstruct(
         for name, site in guide_sites(guide, x, "mean").items():
             means.add_node(name, **site)
         decoder = PosteriorMeanMessenger()(poutine.replay(model, trace=means))
-        sites = _sample_sites(poutine.trace(decoder).get_trace(x))
+        sites = sample_sites(poutine.trace(decoder).get_trace(x))
     observed, predicted = [], []
     for name in layout.observed_sites:
         site = sites[name]
