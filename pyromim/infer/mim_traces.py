@@ -37,7 +37,7 @@ class MIMTraces(NamedTuple):
     re_model: Optional[Trace] = None
 
 
-def _sample_sites(trace: Trace):
+def sample_sites(trace: Trace):
     return {
         name: site
         for name, site in trace.nodes.items()
@@ -48,13 +48,13 @@ def _sample_sites(trace: Trace):
 def _latent_names(model_trace: Trace) -> list[str]:
     return [
         name
-        for name, site in _sample_sites(model_trace).items()
+        for name, site in sample_sites(model_trace).items()
         if not site["is_observed"] and not site["infer"].get("was_observed", False)
     ]
 
 
 def _check_not_enumerated(trace: Trace, role: str) -> None:
-    for name, site in _sample_sites(trace).items():
+    for name, site in sample_sites(trace).items():
         if site["infer"].get("enumerate"):
             raise NotImplementedError(
                 f"Trace_MIM does not support enumerated discrete latents yet: {role} "
@@ -79,7 +79,7 @@ def _check_guide_covers(model_trace: Trace, guide_trace: Trace, side: str) -> No
             f"per latent (e.g. AutoNormal) or Trace_MIM(symmetric=False)."
         )
     latents = _latent_names(model_trace)
-    guide_sites = _sample_sites(guide_trace)
+    guide_sites = sample_sites(guide_trace)
     missing = [name for name in latents if name not in guide_sites]
     if missing:
         raise ValueError(
@@ -171,7 +171,7 @@ def decoder_traces(
     dec_model = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
     generated_sites = {
         name: site
-        for name, site in _sample_sites(dec_model).items()
+        for name, site in sample_sites(dec_model).items()
         if site["infer"].get("was_observed", False)
     }
     if not generated_sites:
@@ -225,6 +225,6 @@ def decoder_traces(
         for trace in (dec_model, dec_guide, re_guide, re_model):
             if trace is None:
                 continue
-            for site in _sample_sites(trace).values():
+            for site in sample_sites(trace).values():
                 check_site_shape(site, max_plate_nesting)
     return dec_model, dec_guide, re_guide, re_model

@@ -89,14 +89,14 @@ class _Side:
 
     def add_evaluated(self, role, trace, weight):
         """Sites whose values are given: the full log-prob is differentiable."""
-        for name, site in _sample_sites(trace):
+        for name, site in sample_sites(trace):
             self.add(f"{role} site '{name}'", site["log_prob"], weight,
                      site["cond_indep_stack"])
 
     def add_sampled(self, role, trace, weight, score=True, detach=()):
         """Sites drawn on this side: pathwise part via ``entropy_term``, and a
         score-function term unless the site's draw is detached."""
-        for name, site in _sample_sites(trace):
+        for name, site in sample_sites(trace):
             parts = site["score_parts"]
             detached = name in detach and not is_identically_zero(parts.score_function)
             self.add(
@@ -124,7 +124,7 @@ class _Side:
         return surrogate, stats
 
 
-def _sample_sites(trace):
+def sample_sites(trace):
     if trace is None:
         return []
     return [
@@ -138,7 +138,7 @@ def _observed_sites(trace, generated: bool):
     key = "was_observed"
     return {
         name: site
-        for name, site in _sample_sites(trace)
+        for name, site in sample_sites(trace)
         if (site["infer"].get(key, False) if generated else site["is_observed"])
     }
 
@@ -360,7 +360,7 @@ class Trace_MIM(ELBO):
 
         dec = _Side("decoder")
         generated = _observed_sites(traces.dec_model, True)
-        detach = tuple(n for n, _ in _sample_sites(traces.dec_model)) if (
+        detach = tuple(n for n, _ in sample_sites(traces.dec_model)) if (
             self.decoder_gradient == "detach") else ()
         dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach)
         dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta)

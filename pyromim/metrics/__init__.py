@@ -1,0 +1,32 @@
+"""Representation metrics for any Pyro model/guide pair written ``model(x)`` / ``guide(x)``.
+
+Every metric runs traces of the pair, finds the plate over the data's leading
+dimension, and reduces each site's ``log_prob`` to one value per datum;
+importance samples are vectorised with an outer plate and all work is chunked
+to a memory budget.
+"""
+
+from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
+from pyromim.metrics.arviz_export import to_inference_data
+from pyromim.metrics.classification import knn_accuracy
+from pyromim.metrics.evaluate import EVALUATE_KEYS, evaluate
+from pyromim.metrics.ksg import ksg_mutual_information
+from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
+from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
+from pyromim.metrics.units import ActiveUnits, active_units
+
+__all__ = [
+    "EVALUATE_KEYS",
+    "ActiveUnits",
+    "AggregateMI",
+    "LogLikelihood",
+    "Reconstruction",
+    "active_units",
+    "evaluate",
+    "knn_accuracy",
+    "ksg_mutual_information",
+    "log_likelihood",
+    "mutual_information",
+    "reconstruction_error",
+    "to_inference_data",
+]

@@ -1,0 +1,52 @@
+"""Encodings of a dataset by a guide: posterior means or posterior draws per datum."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import pyro.poutine as poutine
+import torch
+
+from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, FOOTPRINT_FACTOR, block_shape, spans
+from pyromim.metrics.data_plate import TraceLayout, sample_sites
+from pyromim.metrics.per_datum import PosteriorMeanMessenger, site_values
+
+
+def bytes_per_pair(layout: TraceLayout) -> int:
+    """Estimated working-set bytes of one (sample, datum) pair (see :mod:`.chunking`)."""
+    return layout.pair_numel * FOOTPRINT_FACTOR * torch.finfo(layout.dtype).bits // 8
+
+
+def guide_sites(
+    guide: Callable, x: torch.Tensor, how: Literal["mean", "sample"] = "sample"
+) -> dict[str, dict]:
+    """Sample sites of one guide trace; with ``how="mean"`` every latent is set to its mean."""
+    if how not in ("mean", "sample"):
+        raise ValueError(f"how must be 'mean' or 'sample', got {how!r}")
+    fn = PosteriorMeanMessenger()(guide) if how == "mean" else guide
+    with torch.no_grad(), poutine.block():
+        return sample_sites(poutine.trace(fn).get_trace(x))
+
+
+def encode(
+    guide: Callable,
+    data: torch.Tensor,
+    layout: TraceLayout,
+    how: Literal["mean", "sample"] = "mean",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> torch.Tensor:
+    """``(N, D)`` encodings: the latent sites of each datum, flattened and concatenated.
+
+    ``how="mean"`` takes each latent site's ``fn.mean`` (parents at their
+    means), ``how="sample"`` one draw ``z ~ q(z | x)``.  Columns follow
+    ``layout.latent_sites``.
+    """
+    chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), len(data), 1)
+    blocks = []
+    for span in spans(len(data), chunk):
+        sites = guide_sites(guide, data[span], how)
+        blocks.append(
+            torch.cat([site_values(n, sites[n], layout)[0] for n in layout.latent_sites], -1)
+        )
+    return torch.cat(blocks, 0)

@@ -1,0 +1,129 @@
+"""Per-datum quantities from vectorised Pyro traces.
+
+A block of ``S`` importance samples for ``C`` data points is one trace of the
+guide (and of the model replayed on it) under an outer plate of size ``S`` at
+dimension ``-(max_plate_nesting + 1)``, exactly as Pyro's
+``vectorize_particles`` does.  Each site's ``log_prob`` then has the sample
+plate at its left and the data plate at ``layout.data_dim``; summing every
+other dimension (other plates, unplated batch dimensions) gives a ``(S, C)``
+tensor of per-datum log-densities.
+
+Log-densities are the distributions' own ``log_prob`` with the site's mask
+applied and **without** its ``poutine.scale`` / subsampling scale: a metric
+evaluates densities, it does not reweight a training objective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.distributions.util import scale_and_mask
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+from pyromim.metrics.data_plate import SAMPLE_PLATE, TraceLayout, sample_sites
+
+
+def vectorized(fn: Callable, num_samples: int, layout: TraceLayout) -> Callable:
+    """Wrap ``fn`` in the outer sample plate of size ``num_samples``."""
+    return pyro.plate(SAMPLE_PLATE, num_samples, dim=layout.sample_dim)(fn)
+
+
+def _aligned(tensor: torch.Tensor, event_dims: int, layout: TraceLayout) -> torch.Tensor:
+    """View ``tensor`` (batch..., event...) as (sample, data, rest...) with rest flattened."""
+    batch_dims = tensor.dim() - event_dims
+    full = layout.max_plate_nesting + 1
+    if batch_dims > full:
+        raise ValueError(
+            f"a site has {batch_dims} batch dims but the pair nests only {full - 1} plates"
+        )
+    tensor = tensor.reshape((1,) * (full - batch_dims) + tuple(tensor.shape))
+    data_index = full + layout.data_dim
+    tensor = tensor.movedim(data_index, 1)
+    return tensor.reshape(tensor.shape[0], tensor.shape[1], -1)
+
+
+def _check_in_data_plate(name: str, site: dict, layout: TraceLayout) -> None:
+    if not any(f.name == layout.plate_name for f in site["cond_indep_stack"]):
+        raise ValueError(
+            f"site '{name}' is outside the data plate '{layout.plate_name}'; per-datum metrics "
+            "need every latent and observed site inside the plate over the data points"
+        )
+
+
+def site_log_prob(name: str, site: dict, layout: TraceLayout, num_data: int) -> torch.Tensor:
+    """``(S, C)`` per-datum log-density of one site (mask applied, no scale)."""
+    _check_in_data_plate(name, site, layout)
+    log_p = scale_and_mask(site["fn"].log_prob(site["value"]), 1.0, site["mask"])
+    log_p = torch.as_tensor(log_p)
+    if log_p.dim() < len(site["fn"].batch_shape):
+        log_p = log_p.expand(site["fn"].batch_shape)
+    per_datum = _aligned(log_p, 0, layout).sum(-1)
+    return per_datum.expand(per_datum.shape[0], num_data)
+
+
+def site_values(name: str, site: dict, layout: TraceLayout) -> torch.Tensor:
+    """``(S, C, D)`` values of one site, every non-sample non-data dim flattened into ``D``."""
+    _check_in_data_plate(name, site, layout)
+    value = site["value"]
+    shape = site["fn"].batch_shape + site["fn"].event_shape
+    if value.shape != shape:
+        value = value.expand(torch.broadcast_shapes(value.shape, shape))
+    return _aligned(value, len(site["fn"].event_shape), layout)
+
+
+def importance_block(
+    model: Callable, guide: Callable, x: torch.Tensor, num_samples: int, layout: TraceLayout
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Sample sites of one vectorised guide trace and the model replayed on it."""
+    guide_v = vectorized(guide, num_samples, layout)
+    model_v = vectorized(model, num_samples, layout)
+    with torch.no_grad(), poutine.block():
+        guide_trace = poutine.trace(guide_v).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model_v, trace=guide_trace)).get_trace(x)
+    return sample_sites(guide_trace), sample_sites(model_trace)
+
+
+def sum_log_prob(
+    sites: dict[str, dict], names: tuple[str, ...], layout: TraceLayout, num_data: int
+) -> torch.Tensor:
+    """Sum of :func:`site_log_prob` over the named sites, shape ``(S, C)``."""
+    return sum(site_log_prob(n, sites[n], layout, num_data) for n in names)
+
+
+def log_weights(
+    model: Callable, guide: Callable, x: torch.Tensor, num_samples: int, layout: TraceLayout
+) -> torch.Tensor:
+    """``(S, C)`` importance log-weights ``log p(x, z) - log q(z | x)``, ``z ~ q(z | x)``.
+
+    Model latent sites absent from the guide are drawn from their prior, which
+    is then their own proposal, so their densities cancel and are left out.
+    """
+    guide_sites, model_sites = importance_block(model, guide, x, num_samples, layout)
+    n = x.shape[0]
+    log_p = sum_log_prob(model_sites, layout.observed_sites + layout.latent_sites, layout, n)
+    log_q = sum_log_prob(guide_sites, layout.latent_sites, layout, n)
+    return log_p - log_q
+
+
+class PosteriorMeanMessenger(Messenger):
+    """Sets every latent sample site to the mean of its distribution.
+
+    Downstream sites of a hierarchical guide then see their parents' means.
+    Requires each latent site's distribution to implement ``.mean``.
+    """
+
+    def _pyro_sample(self, msg: dict) -> None:
+        if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
+            return
+        try:
+            msg["value"] = msg["fn"].mean
+        except NotImplementedError as err:
+            raise NotImplementedError(
+                f"site '{msg['name']}': {type(msg['fn']).__name__} has no .mean; posterior-mean "
+                "metrics need latent sites with a Normal-like distribution"
+            ) from err
+        msg["done"] = True

@@ -1,0 +1,53 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from pyromim.metrics import reconstruction_error
+from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
+
+
+def test_posterior_mean_reconstruction_and_expected_nll_match_closed_forms(autoencoder):
+    x = torch.randn(200, 2)
+    result = reconstruction_error(autoencoder.model, autoencoder.guide, x, num_samples=400)
+    assert result.error < 1e-6  # x_hat = 2 * (x / 2) = x
+    # 2 z - x ~ N(0, 0.6^2) per coordinate under q, so per datum
+    # E[-log N(x; 2z, 0.1^2)] = 2 [log(0.1) + log(2 pi) / 2 + 0.36 / 0.02].
+    exact = 2 * (math.log(0.1) + 0.5 * math.log(2 * math.pi) + 0.36 / 0.02)
+    # the per-datum NLL is 18 chi2_2-distributed around the mean (sd 36/sqrt(2)=25): the
+    # mean over 200 x 400 draws has sd 25/sqrt(80000) = 0.09; allow 0.5.
+    assert abs(result.expected_nll - exact) < 0.5
+
+
+def test_error_is_the_mean_euclidean_distance_to_the_decoded_mean():
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x / 4, 0.3).to_event(1))
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(2 * z, 0.1).to_event(1), obs=x)
+
+    x = torch.randn(100, 2)
+    result = reconstruction_error(model, guide, x)
+    expected = (x / 2).norm(dim=-1).double()  # x_hat = x / 2
+    assert torch.allclose(result.per_datum_error, expected, atol=1e-6)
+    assert math.isclose(result.error, expected.mean().item(), rel_tol=1e-6)
+
+
+def test_bernoulli_pixels_compare_against_their_probabilities():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=z.expand(z.shape[:-1] + (4,))).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(len(x), 1), 1.0).to_event(1))
+
+    x = torch.ones(10, 4)
+    result = reconstruction_error(model, guide, x)
+    # z mean 0 -> probabilities 0.5 in 4 pixels -> distance sqrt(4 * 0.25) = 1
+    assert math.isclose(result.error, 1.0, rel_tol=1e-6)
