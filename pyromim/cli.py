@@ -1,0 +1,280 @@
+"""The ``pyromim`` command line: ``train``, ``evaluate`` and ``compare`` models from specs.
+
+Also runnable as ``python -m pyromim``.  Every subcommand logs what it does to
+stderr and prints its result table to stdout; bad input (an unknown spec, an
+unreadable data file, data that do not fit the model) ends with a one-line
+error and exit status 2, a failed training (non-finite loss) with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyromim.specs import SpecError
+
+logger = logging.getLogger("pyromim.cli")
+
+EXAMPLES = """\
+examples:
+  pyromim train toy4                                 # the MIM paper's toy reference run
+  pyromim train toy4 --objective elbo --epochs 20 --out runs/toy4-vae
+  pyromim train digits_normal --data images.npz --binarize 0.5
+  pyromim train toy4 --devices 2 --strategy ddp      # two processes (CPU here, GPUs where present)
+  pyromim train toy4 --resume runs/toy4/mim-seed0/checkpoints/last.ckpt
+  pyromim evaluate runs/toy4/mim-seed0
+  pyromim compare toy4 --objectives elbo,amim,mim --seeds 3 --epochs 30 --n-train 5000
+"""
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", metavar="NAME|PATH",
+                       help="built-in data set (toy4, toy4_20, digits, digits_continuous) or a file "
+                            "(.npy, .npz, .csv, MNIST IDX, optionally .gz); default: the spec's own")
+    group.add_argument("--labels", metavar="PATH", help="file of integer labels, one per item (for a data file)")
+    group.add_argument("--binarize", type=float, metavar="T", help="map file values > T to 1 and the rest to 0")
+    group.add_argument("--label-column", metavar="NAME|INDEX", help="CSV column holding the labels")
+    group.add_argument("--seed", type=int, default=None, help="seed of data split, initialisation and training (default 0)")
+
+
+def _cap_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("quick runs")
+    for part in ("train", "val", "test"):
+        group.add_argument(f"--n-{part}", type=int, metavar="N", help=f"use at most N {part} items")
+    group.add_argument("--num-samples", type=int, default=1000, metavar="S",
+                       help="importance samples per item for the test NLL (default 1000)")
+
+
+def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True) -> None:
+    group = parser.add_argument_group("training (defaults: the spec's [training] table)")
+    if objective:
+        group.add_argument("--objective", choices=("elbo", "amim", "mim"),
+                           help="elbo: Trace_ELBO (VAE); amim: asymmetric MIM; mim: symmetric MIM")
+    group.add_argument("--epochs", type=int, metavar="N", help="maximum number of epochs")
+    group.add_argument("--batch-size", type=int, metavar="B")
+    group.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of the Noam schedule")
+    group.add_argument("--warmup-epochs", type=int, metavar="N", help="epochs of beta (and learning-rate) warm-up")
+    group.add_argument("--patience", type=int, metavar="N", help="early stopping patience in epochs (0: off)")
+    group.add_argument("--q-x", choices=("marginal", "data", "learned"), help="log q(x) estimate of the MIM objectives")
+    devices = parser.add_argument_group("devices")
+    devices.add_argument("--devices", default="1", metavar="N",
+                         help="number of devices (processes on CPU, GPUs where present), or 'auto'")
+    devices.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
+    devices.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (default auto)")
+    devices.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines taking part (default 1)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    output.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``pyromim`` command."""
+    parser = argparse.ArgumentParser(
+        prog="pyromim",
+        description="Train, evaluate and compare latent-variable models with the ELBO, A-MIM and MIM.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    verbosity.add_argument("-v", "--verbose", action="store_true",
+                           help="also log Lightning's messages, and show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,compare}", required=True)
+
+    train = sub.add_parser("train", help="train one model from a spec, evaluate it, write plots",
+                           description="Train SPEC on its data (or --data), then write checkpoints, metrics.csv, "
+                                       "metrics.json, model.pt, spec.toml, run.json and plots into --out.")
+    train.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
+    _training_arguments(train)
+    _data_arguments(train)
+    _cap_arguments(train)
+    train.add_argument("--out", metavar="DIR", help="run directory (default runs/SPEC/OBJECTIVE-seedS)")
+    train.add_argument("--resume", metavar="CKPT", help="continue from a last.ckpt (default --out: its run directory)")
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained run and print its metrics",
+                              description="Evaluate a run directory, its model.pt or a training checkpoint "
+                                          "on the test part of its data (or --data) and write the metrics as JSON.")
+    evaluate.add_argument("path", metavar="RUN_DIR_OR_CKPT")
+    _data_arguments(evaluate)
+    evaluate.add_argument("--split", choices=("test", "val", "train"), default="test", help="part to evaluate")
+    evaluate.add_argument("--n-train", type=int, metavar="N", help="use at most N training items (KNN)")
+    evaluate.add_argument("--n-test", type=int, metavar="N", help="evaluate at most N items")
+    evaluate.add_argument("--num-samples", type=int, default=1000, metavar="S",
+                          help="importance samples per item for the NLL (default 1000)")
+    evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
+
+    compare = sub.add_parser("compare", help="train several objectives over several seeds and compare them",
+                             description="Train SPEC with each objective and seed; print mean and std over seeds "
+                                         "and write compare.json, compare.md and compare.png into --out.")
+    compare.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
+    compare.add_argument("--objectives", default="elbo,amim,mim", metavar="LIST",
+                         help="comma-separated objectives among elbo, amim, mim (default all three)")
+    compare.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per objective: --seed .. --seed+N-1")
+    _training_arguments(compare, objective=False)
+    _data_arguments(compare)
+    _cap_arguments(compare)
+    compare.add_argument("--out", metavar="DIR", help="comparison directory (default runs/SPEC/compare)")
+    return parser
+
+
+def _version() -> str:
+    from pyromim import __version__
+
+    return __version__
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    extra_process = any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "NODE_RANK"))
+    level = logging.WARNING if args.quiet or extra_process else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[pyromim] %(message)s"))
+    root = logging.getLogger("pyromim")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if not args.verbose:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                     "lightning.fabric.utilities.rank_zero", "arviz", "arviz.preview"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        for pattern in (r".*treespec.*", r".*Experiment logs directory .* exists and is not empty.*",
+                        r".*does not have many workers.*", r".*Checkpoint directory .* exists and is not empty.*"):
+            warnings.filterwarnings("ignore", message=pattern)
+
+
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.labels:
+        options["labels"] = args.labels
+    if args.binarize is not None:
+        options["binarize"] = args.binarize
+    if args.label_column is not None:
+        column = args.label_column
+        options["label_column"] = int(column) if column.lstrip("-").isdigit() else column
+    if options and args.data is None:
+        raise ValueError("--labels, --binarize and --label-column apply to a data file: give it with --data PATH")
+    return options
+
+
+def _devices(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"--devices must be a number or 'auto', got {value!r}") from None
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        data=args.data, data_options=_data_options(args) or None,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
+        patience=args.patience, q_x=args.q_x,
+        n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, num_samples=args.num_samples,
+        devices=_devices(args.devices), strategy=args.strategy, accelerator=args.accelerator,
+        num_nodes=args.num_nodes, progress=not args.no_progress, plots=not args.no_plots,
+    )
+
+
+def _spec_name(spec: str) -> str:
+    return Path(spec).stem if spec.endswith(".toml") else spec
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pyromim.experiments import metrics_table, run
+    from pyromim.experiments.objectives import objective_name
+    from pyromim.specs import resolve_spec
+
+    spec = resolve_spec(args.spec)
+    objective = objective_name(args.objective or spec.training.objective)
+    seed = 0 if args.seed is None else args.seed
+    out = args.out
+    if out is None and args.resume:
+        ckpt = Path(args.resume)
+        out = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    out = Path(out) if out else Path("runs") / spec.name / f"{objective}-seed{seed}"
+    result = run(spec, objective=objective, seed=seed, out_dir=out, resume=args.resume, **_run_options(args))
+    if not result.is_global_zero:
+        return 0
+    if result.metrics is not None:
+        print(f"\n{spec.name}, {objective}, seed {seed}: metrics on {(result.data.test or result.data.val).name}\n")
+        print(metrics_table(result.metrics))
+    print(f"run directory: {result.out_dir}  ({', '.join(sorted(p.name for p in result.plots)) or 'no plots'})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pyromim.experiments import evaluate_run, metrics_table, write_json
+
+    result = evaluate_run(
+        args.path, data=args.data, data_options=_data_options(args) or None, split=args.split, seed=args.seed,
+        n_train=args.n_train, n_test=args.n_test, num_samples=args.num_samples,
+    )
+    path = Path(args.path)
+    run_dir = path if path.is_dir() else (path.parent.parent if path.parent.name == "checkpoints" else path.parent)
+    out = Path(args.json) if args.json else run_dir / "evaluation.json"
+    write_json(out, {
+        "source": result.source, "data": result.data_name, "n_items": result.n_items,
+        "num_samples": args.num_samples, "metrics": result.metrics,
+    })
+    print(f"\n{result.spec.name}: metrics on {result.data_name} ({result.n_items} items), from {result.source}\n")
+    print(metrics_table(result.metrics))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pyromim.experiments import compare
+
+    objectives = [o for o in args.objectives.split(",") if o.strip()]
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    first = 0 if args.seed is None else args.seed
+    out = Path(args.out) if args.out else Path("runs") / _spec_name(args.spec) / "compare"
+    result = compare(args.spec, objectives=objectives, seeds=list(range(first, first + args.seeds)),
+                     out_dir=out, **_run_options(args))
+    if not result.is_global_zero:
+        return 0
+    n = len(result.runs) // max(len(result.summary), 1)
+    print(f"\n{result.spec}: mean ± std over {n} seed(s), test part\n")
+    print(result.table)
+    print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    from pyromim.data import DataFileError, DataMismatchError
+    from pyromim.models import CheckpointError
+    from pyromim.training import NonFiniteLossError
+
+    try:
+        return COMMANDS[args.command](args)
+    except NonFiniteLossError as err:
+        if args.verbose:
+            raise
+        print(f"pyromim {args.command}: training failed: {err}", file=sys.stderr)
+        return 1
+    except (SpecError, DataMismatchError, DataFileError, CheckpointError, FileNotFoundError, ValueError) as err:
+        if args.verbose:
+            raise
+        print(f"pyromim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def console_main() -> None:  # pragma: no cover - the console-script wrapper
+    """Entry point of the ``pyromim`` console script."""
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""``compare``: train one spec with several objectives over several seeds and tabulate the metrics.
+
+``out_dir`` receives one run directory per pair, ``<objective>/seed<k>/`` (see
+:func:`pyromim.experiments.run`), and::
+
+    compare.json   every run's metrics plus the per-objective mean and std over seeds
+    compare.md     the side-by-side table (metrics as rows, objectives as columns)
+    compare.png    one bar panel per metric, error bars = std over seeds
+
+The std is the sample standard deviation (``ddof=1``); with one seed it is
+not defined and the tables show the mean alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, objective_name
+from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
+from pyromim.experiments.run import run
+from pyromim.metrics import EVALUATE_KEYS
+from pyromim.specs import ModelSpec, resolve_spec
+
+logger = logging.getLogger(__name__)
+
+#: Metrics shown in the comparison figure (the table shows every key).
+FIGURE_METRICS = ("nll", "mi_ksg", "mi_aggregate", "active_units", "knn5_accuracy", "recon_error")
+
+
+@dataclass
+class CompareResult:
+    """What :func:`compare` produced.
+
+    :ivar out_dir: the comparison directory.
+    :ivar spec: name of the spec compared.
+    :ivar runs: one dict per run: ``objective``, ``seed``, ``out_dir``,
+        ``epochs``, ``seconds``, ``metrics``.
+    :ivar summary: ``{objective: {metric: {"mean", "std", "n"}}}``.
+    :ivar table: the text table that was printed.
+    :ivar files: paths of ``compare.json``, ``compare.md`` and ``compare.png``.
+    :ivar is_global_zero: ``False`` in the extra processes of a multi-device run.
+    """
+
+    out_dir: Path
+    spec: str
+    runs: list[dict[str, Any]]
+    summary: dict[str, dict[str, dict[str, float]]]
+    table: str = ""
+    files: dict[str, Path] = field(default_factory=dict)
+    is_global_zero: bool = True
+
+
+def summarise(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] = EVALUATE_KEYS) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean, sample std (``ddof=1``; NaN for one value) and count of each metric per objective.
+
+    Non-finite values (e.g. KNN accuracy without labels) are left out; a metric
+    with no finite value gets a NaN mean.
+    """
+    grouped: dict[str, dict[str, list[float]]] = {}
+    for r in runs:
+        per = grouped.setdefault(r["objective"], {m: [] for m in metrics})
+        for m in metrics:
+            value = (r.get("metrics") or {}).get(m)
+            if value is not None and math.isfinite(value):
+                per[m].append(float(value))
+    return {
+        objective: {
+            m: {
+                "mean": float(np.mean(v)) if v else math.nan,
+                "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
+                "n": len(v),
+            }
+            for m, v in per.items()
+        }
+        for objective, per in grouped.items()
+    }
+
+
+def compare(
+    spec: str | Path | ModelSpec,
+    *,
+    out_dir: str | Path,
+    objectives: Sequence[str] = OBJECTIVES,
+    seeds: int | Sequence[int] = 3,
+    plots: bool = True,
+    **run_options: Any,
+) -> CompareResult:
+    """Train ``spec`` with each objective and seed, then tabulate mean and std over seeds.
+
+    :param objectives: names among ``elbo``, ``amim``, ``mim``.
+    :param seeds: a count ``N`` (seeds ``0 .. N-1``) or explicit seeds.
+    :param plots: write each run's plots and the comparison figure.
+    :param run_options: passed to every :func:`pyromim.experiments.run` call
+        (``data``, ``epochs``, ``n_train``, ``devices``, ``progress`` ...).
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    spec = resolve_spec(spec)
+    names = [objective_name(o) for o in objectives]
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(f"objectives must be distinct and non-empty, got {list(objectives)}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("give at least one seed")
+    runs: list[dict[str, Any]] = []
+    is_global_zero = True
+    total = len(names) * len(seed_list)
+    for i, (seed, objective) in enumerate((s, o) for s in seed_list for o in names):
+        logger.info("run %d/%d: %s, seed %d", i + 1, total, OBJECTIVE_LABELS[objective], seed)
+        result = run(spec, objective=objective, seed=seed, out_dir=out_dir / objective / f"seed{seed}",
+                     plots=plots, **run_options)
+        is_global_zero = result.is_global_zero
+        runs.append({
+            "objective": objective, "seed": seed, "out_dir": result.out_dir,
+            "epochs": result.fit.epochs_completed, "seconds": round(result.seconds, 2),
+            "metrics": result.metrics,
+        })
+    # runs are listed seed by seed; report objectives in the order asked
+    runs.sort(key=lambda r: (names.index(r["objective"]), r["seed"]))
+    summary = summarise(runs)
+    outcome = CompareResult(out_dir, spec.name, runs, summary, is_global_zero=is_global_zero)
+    if not is_global_zero:
+        return outcome
+    metrics = [m for m in EVALUATE_KEYS if any(summary[o][m]["n"] for o in summary)]
+    outcome.table = comparison_table(summary, metrics, labels=OBJECTIVE_LABELS)
+    seeds_text = ", ".join(map(str, seed_list))
+    notes = "\n".join(f"* `{m}`: {METRIC_NOTES[m]}" for m in metrics)
+    markdown = (
+        f"# {spec.name}: {', '.join(OBJECTIVE_LABELS[o] for o in names)}\n\n"
+        f"Mean ± sample std over seeds {seeds_text} (test part; KNN trained on the training part).\n\n"
+        + comparison_table(summary, metrics, labels=OBJECTIVE_LABELS, markdown=True)
+        + f"\n{notes}\n"
+    )
+    outcome.files["markdown"] = write_text(out_dir / "compare.md", markdown)
+    outcome.files["json"] = write_json(out_dir / "compare.json", {
+        "spec": spec.name, "objectives": names, "seeds": seed_list, "summary": summary, "runs": runs,
+        "seconds": round(time.perf_counter() - start, 2),
+    })
+    if plots:
+        from pyromim.plots import plot_comparison
+
+        outcome.files["figure"] = plot_comparison(
+            summary, out_dir / "compare.png", metrics=[m for m in FIGURE_METRICS if m in metrics],
+            labels=OBJECTIVE_LABELS,
+            title=f"{spec.name}: mean and std over {len(seed_list)} seed(s)",
+        )
+    logger.info("compared %d runs in %.0f s; wrote %s", total, time.perf_counter() - start, out_dir)
+    return outcome

@@ -1,0 +1,119 @@
+"""The data a run trains on: the spec's built-in set or a user file, capped and checked against the model.
+
+Checks happen before any training, so a mismatch costs nothing:
+
+* item shape: data whose items have as many values as the model's input
+  (e.g. ``(N, 28, 28)`` images for a model of shape ``[1, 28, 28]``, or
+  ``(N, 8, 8)`` for ``[64]``) are reshaped and the reshape is logged; any
+  other shape is rejected;
+* values: they must lie in the support of the model's likelihood (Bernoulli:
+  {0, 1}; Gaussian: finite reals; discretised logistic: grey levels in [0, 1];
+  Poisson / negative binomial: non-negative integers; categorical: token ids
+  below the vocabulary size).
+
+Both failures raise :class:`pyromim.data.DataMismatchError` naming the spec,
+its likelihood and input shape, the data source and what the data hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pyromim.data import ArrayDataset, DataMismatchError, DataSplits, check_data_fits, load_data
+from pyromim.likelihoods import DataSupportError
+from pyromim.specs import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+#: The data kind (support) each likelihood scores.
+LIKELIHOOD_KIND = {
+    "bernoulli": "binary",
+    "gaussian": "continuous",
+    "discretized_logistic": "grey",
+    "categorical": "tokens",
+    "poisson": "counts",
+    "negative_binomial": "counts",
+}
+
+
+def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
+    if part is None or n is None or n >= len(part):
+        return part
+    if n < 1:
+        return None
+    return part.subset(range(n))
+
+
+def _fit_shape(part: ArrayDataset | None, shape: tuple[int, ...]) -> ArrayDataset | None:
+    if part is None or part.event_shape == shape or math.prod(part.event_shape) != math.prod(shape):
+        return part
+    return ArrayDataset(part.x.reshape((len(part),) + shape), part.kind, part.labels, part.name, _checked=False)
+
+
+def check_spec_data(spec: ModelSpec, data: ArrayDataset, likelihood: Any = None) -> None:
+    """Raise :class:`DataMismatchError` unless ``data`` fit ``spec``'s input shape and likelihood.
+
+    :param likelihood: the built model's likelihood module; when given, its own
+        support check runs too (it knows e.g. the vocabulary size or grey-level grid).
+    """
+    shape, name = tuple(spec.data.shape), spec.model.likelihood
+    where = f"spec '{spec.name}' ({name} likelihood over items of shape {list(shape)})"
+    try:
+        check_data_fits(data, event_shape=shape, kind=LIKELIHOOD_KIND[name])
+        if likelihood is not None:
+            likelihood.check_support(data.x)
+    except DataMismatchError as err:
+        raise DataMismatchError(f"{where}: {err}") from None
+    except DataSupportError as err:
+        raise DataMismatchError(f"{where}: data {data.name!r}: {err}") from None
+
+
+def prepare_data(
+    spec: ModelSpec,
+    data: str | Path | DataSplits | None = None,
+    *,
+    seed: int = 0,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    likelihood: Any = None,
+) -> DataSplits:
+    """Load, cap, reshape and check the data for ``spec``.
+
+    :param data: a built-in name (``toy4``, ``toy4_20``, ``digits``,
+        ``digits_continuous``), a file path (see :func:`pyromim.data.load_file`),
+        ready :class:`DataSplits`, or ``None`` for the spec's ``[data] dataset``.
+    :param seed: split seed (built-in toy sets: seed of the fresh draws).
+    :param n_train, n_val, n_test: keep at most this many items of each part
+        (``0`` drops the part); for quick runs.
+    :param data_options: passed to :func:`pyromim.data.load_data` for files
+        (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).
+    :raises ValueError: no data given and the spec names no built-in data set.
+    """
+    if data is None:
+        if spec.data.dataset is None:
+            raise ValueError(
+                f"spec '{spec.name}' names no built-in data set ([data] dataset); give data: a file "
+                f"(.npy, .npz, .csv, IDX) holding items of shape {list(spec.data.shape)}"
+            )
+        data = spec.data.dataset
+    splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **dict(data_options or {}))
+    shape = tuple(spec.data.shape)
+    parts = {}
+    for key, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        capped = _cap(getattr(splits, key), n)
+        parts[key] = _fit_shape(capped, shape)
+        if parts[key] is not capped:
+            logger.info("data %r: items of shape %s reshaped to the model's input shape %s",
+                        capped.name, capped.event_shape, shape)
+    if parts["train"] is None or len(parts["train"]) == 0:
+        raise ValueError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
+    for part in parts.values():
+        if part is not None:
+            check_spec_data(spec, part, likelihood)
+    return DataSplits(**parts)

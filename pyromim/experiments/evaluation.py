@@ -1,0 +1,144 @@
+"""``evaluate_run``: the metrics of a finished (or interrupted) run, on its own data or other data."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyro
+
+from pyromim.data import DataSplits
+from pyromim.experiments.datasets import prepare_data
+from pyromim.experiments.objectives import make_loss
+from pyromim.experiments.run import MODEL_FILE, RUN_FILE, SPEC_FILE
+from pyromim.models import LatentVariableModel, build_model, load_model
+from pyromim.specs import ModelSpec
+from pyromim.training import load_trained
+from pyromim.training.fit import CHECKPOINT_DIR
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("test", "val", "train")
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate_run` measured.
+
+    :ivar metrics: :func:`pyromim.metrics.evaluate`'s dict.
+    :ivar spec: the run's spec.
+    :ivar source: the file the parameters came from.
+    :ivar data_name: name of the evaluated data part.
+    :ivar n_items: its size.
+    """
+
+    metrics: dict[str, float]
+    spec: ModelSpec
+    source: Path
+    data_name: str
+    n_items: int
+
+
+def _run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[str, Any]]:
+    """The trained model of a run directory, ``model.pt`` file or Lightning checkpoint.
+
+    Returns ``(model, file read, run.json contents or {})``.  A run directory is
+    read from its ``model.pt`` (the best parameters), or, for a run that did not
+    finish, from ``checkpoints/best.ckpt`` with its ``spec.toml``.  A ``.ckpt``
+    file needs the ``spec.toml`` (and ``run.json`` for a non-default objective)
+    of the run directory that holds its ``checkpoints/`` folder.  Nothing is
+    unpickled beyond tensors and plain containers.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such run directory or checkpoint")
+    if path.is_dir():
+        if (path / MODEL_FILE).is_file():
+            return load_model(path / MODEL_FILE), path / MODEL_FILE, _run_info(path)
+        ckpt = path / CHECKPOINT_DIR / "best.ckpt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(
+                f"{path}: not a run directory (no {MODEL_FILE} and no {CHECKPOINT_DIR}/best.ckpt); "
+                "give the directory a 'pyromim train' run wrote, or a checkpoint file"
+            )
+        path = ckpt
+    if path.suffix != ".ckpt":
+        return load_model(path), path, _run_info(path.parent)
+    run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+    spec_file = run_dir / SPEC_FILE
+    if not spec_file.is_file():
+        raise FileNotFoundError(
+            f"{path}: a training checkpoint holds no spec; expected {spec_file} next to its {CHECKPOINT_DIR}/ folder"
+        )
+    info = _run_info(run_dir)
+    spec = ModelSpec.load(spec_file)
+    model = build_model(spec)
+    objective = info.get("objective", spec.training.objective)
+    loss = make_loss(objective, model, q_x=spec.training.q_x)
+    load_trained(model.model, model.guide, loss, path, model.sample(2))
+    return model, path, info
+
+
+def evaluate_run(
+    path: str | Path,
+    *,
+    data: str | Path | DataSplits | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    split: str = "test",
+    seed: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    num_samples: int = 1000,
+) -> EvaluationResult:
+    """Evaluate the model of a run (see :func:`load_run_model`) with :func:`pyromim.metrics.evaluate`.
+
+    :param data: default: the run's own data (from its ``run.json``, else the
+        spec's data set), split with the run's seed; a built-in name or a file
+        is checked against the spec before evaluation.
+    :param split: the part to evaluate, ``"test"``, ``"val"`` or ``"train"``;
+        KNN accuracy is trained on the training part.
+    :param seed: split seed (default: the run's).
+    :param n_train, n_test: cap the training part (KNN) and the evaluated part
+        (default: the run's own caps).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    from pyromim.metrics import evaluate as evaluate_metrics
+
+    model, source, info = load_run_model(path)
+    spec = model.spec
+    if data is None and info.get("data") not in (None, "DataSplits"):
+        data = info["data"]
+        data_options = data_options or info.get("data_options") or None
+    caps = info.get("caps", {}) if data is None or data == info.get("data") else {}
+    n_train = n_train if n_train is not None else caps.get("n_train")
+    n_part = n_test if n_test is not None else caps.get(f"n_{split}")
+    part_caps = {"n_train": n_train}
+    if split != "train":
+        part_caps[f"n_{split}"] = n_part
+    splits = prepare_data(
+        spec, data, seed=seed if seed is not None else int(info.get("seed", 0)),
+        data_options=data_options, likelihood=model.likelihood, **part_caps,
+    )
+    part = getattr(splits, split)
+    if part is None:
+        raise ValueError(f"the data have no {split!r} part; choose another with split=")
+    model.eval()
+    pyro.set_rng_seed(int(info.get("seed", 0)) if seed is None else seed)  # reproducible estimates
+    logger.info("evaluating %s on %s (%d items)", source, part.name, len(part))
+    with_labels = part.labels is not None and splits.train.labels is not None
+    metrics = evaluate_metrics(
+        model.model, model.guide, part.x, part.labels,
+        splits.train.x if with_labels else None, splits.train.labels if with_labels else None,
+        num_samples=num_samples,
+    )
+    return EvaluationResult(metrics, spec, source, part.name, len(part))

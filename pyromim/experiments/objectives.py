@@ -1,0 +1,72 @@
+"""The three objectives a spec can be trained with, by name.
+
+===========  ==========================================  =============================================
+name         loss                                        per-sample term (``beta`` warmed up to 1)
+===========  ==========================================  =============================================
+``elbo``     ``pyro.infer.Trace_ELBO()`` (VAE)           ``-[log p(x|z) + log p(z) - log q(z|x)]``
+``amim``     ``Trace_MIM(symmetric=False, q_x=...)``     ``l(x, z)`` on encoder-side pairs only
+``mim``      ``Trace_MIM(symmetric=True, q_x=...)``      ``1/2 (E_enc l + E_dec l)``
+===========  ==========================================  =============================================
+
+with ``l(x, z) = -1/2 [log p(x|z) + log p(z) + beta (log q(z|x) + log q(x))]``.
+``vae`` (the spec files' word for the ELBO) is accepted as a synonym of ``elbo``.
+
+``q_x`` (the spec's ``[training] q_x``): ``"marginal"`` (one-sample importance
+estimate through the model), ``"data"`` (anchored to the data; A-MIM only) or
+``"learned"`` (the model's own learned mixture ``model.marginal``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyro.infer import Trace_ELBO
+
+from pyromim.infer import Trace_MIM
+from pyromim.models import LatentVariableModel
+
+#: Objective names accepted everywhere (command line, :func:`pyromim.experiments.run`).
+OBJECTIVES: tuple[str, ...] = ("elbo", "amim", "mim")
+_SYNONYMS = {"vae": "elbo"}
+#: The spec files' name for each objective (``[training] objective``).
+SPEC_OBJECTIVE = {"elbo": "vae", "amim": "amim", "mim": "mim"}
+#: Human names, for tables and legends.
+OBJECTIVE_LABELS = {"elbo": "VAE (ELBO)", "amim": "A-MIM", "mim": "MIM"}
+
+
+def objective_name(name: str) -> str:
+    """The canonical objective name (``elbo``, ``amim`` or ``mim``) for ``name``."""
+    key = _SYNONYMS.get(str(name).strip().lower(), str(name).strip().lower())
+    if key not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)} ('vae' means 'elbo')")
+    return key
+
+
+def make_loss(objective: str, model: LatentVariableModel, *, q_x: str = "marginal", beta: float = 1.0) -> Any:
+    """A fresh Pyro loss for ``objective`` on ``model`` (see the module docstring).
+
+    :param q_x: ``"marginal"``, ``"data"`` or ``"learned"`` (ignored by ``elbo``).
+    :param beta: the target MIM weight (training warms it up from 0).
+    :raises ValueError: ``q_x="data"`` with symmetric ``mim``, or ``q_x="learned"``
+        for a model without a learned marginal (``[model] marginal_components = 0``).
+    """
+    objective = objective_name(objective)
+    if objective == "elbo":
+        return Trace_ELBO()
+    if q_x == "learned":
+        if getattr(model, "marginal", None) is None:
+            raise ValueError(
+                "q_x = 'learned' needs a model with a learned marginal q(x): set [model] marginal_components > 0 "
+                "in the spec, or use q_x = 'marginal'"
+            )
+        estimate: Any = model.marginal
+    elif q_x in ("marginal", "data"):
+        estimate = q_x
+    else:
+        raise ValueError(f"unknown q_x {q_x!r}; choose 'marginal', 'data' or 'learned'")
+    if q_x == "data" and objective == "mim":
+        raise ValueError(
+            "q_x = 'data' only works with the 'amim' objective (decoder-side samples of 'mim' need q(x) at "
+            "generated x); use q_x = 'marginal' or objective 'amim'"
+        )
+    return Trace_MIM(symmetric=objective == "mim", q_x=estimate, beta=beta)

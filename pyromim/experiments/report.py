@@ -1,0 +1,114 @@
+"""Writing results: JSON files (strict JSON: non-finite numbers become ``null``) and tables."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: How to read each metric of :func:`pyromim.metrics.evaluate` (shown under tables).
+METRIC_NOTES = {
+    "nll": "nats per item, lower is better",
+    "nll_bits_per_dim": "bits per data dimension, lower is better",
+    "psis_khat_bad_fraction": "share of items with PSIS k > 0.7 (unreliable NLL), lower is better",
+    "mi_ksg": "KSG estimate of I(x; z), nats",
+    "mi_aggregate": "I(x; z) under the encoder's aggregate posterior, nats",
+    "active_units": "latent dims whose posterior mean varies over the data",
+    "knn5_accuracy": "5-NN label accuracy on posterior means, higher is better",
+    "recon_error": "mean ||x - x_hat||, lower is better",
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _plain(value.item())
+    return value
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented strict JSON through a temporary file (atomic replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_plain(data), indent=2, allow_nan=False) + "\n"
+    write_text(path, text)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a reader sees the old or the new file, never half)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def format_value(value: float | None, std: float | None = None) -> str:
+    """``1.234`` or ``1.234 ± 0.056``; ``n/a`` for a missing or non-finite value."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if isinstance(value, int) and std is None:  # counts such as active_units
+        return str(value)
+    digits = 4 if abs(value) < 10 else 2
+    text = f"{value:.{digits}f}"
+    if std is not None and math.isfinite(std):
+        text += f" ± {std:.{digits}f}"
+    return text
+
+
+def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool, left: Sequence[int] = (0,)) -> str:
+    """A text or Markdown table; columns in ``left`` are left-aligned, the others right-aligned."""
+    if markdown:
+        rule = ["---" if i in left else "---:" for i in range(len(header))]
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    fmt = lambda r: "  ".join(  # noqa: E731
+        (c.ljust(w) if i in left else c.rjust(w)) for i, (c, w) in enumerate(zip(r, widths))
+    ).rstrip()
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]) + "\n"
+
+
+def metrics_table(metrics: Mapping[str, float], *, markdown: bool = False) -> str:
+    """A two-column table ``metric | value`` with a short note on each metric."""
+    rows = [[k, format_value(v), METRIC_NOTES.get(k, "")] for k, v in metrics.items()]
+    return _render(["metric", "value", "meaning"], rows, markdown, left=(0, 2))
+
+
+def comparison_table(
+    summary: Mapping[str, Mapping[str, Mapping[str, float]]],
+    metrics: Sequence[str],
+    *,
+    labels: Mapping[str, str] | None = None,
+    markdown: bool = False,
+) -> str:
+    """Metrics as rows, objectives as columns, cells ``mean ± std`` over seeds."""
+    labels = dict(labels or {})
+    objectives = list(summary)
+    header = ["metric"] + [labels.get(o, o) for o in objectives]
+    rows = []
+    for metric in metrics:
+        cells = [metric]
+        for o in objectives:
+            stats = summary[o].get(metric, {})
+            cells.append(format_value(stats.get("mean"), stats.get("std")))
+        rows.append(cells)
+    return _render(header, rows, markdown)

@@ -1,0 +1,245 @@
+"""``run``: train one spec with one objective and seed, evaluate it, and write everything a run leaves.
+
+A run directory ``out_dir`` receives (global rank 0 only for the last five)::
+
+    spec.toml              the spec as trained (the [training] table holds the settings used)
+    checkpoints/best.ckpt  lowest validation loss; checkpoints/last.ckpt: latest epoch (resume)
+    metrics.csv            per-epoch train_loss, val_loss, beta, lr
+    model.pt               the best parameters with the spec (pyromim.load_model reads it)
+    metrics.json           pyromim.metrics.evaluate on the test part (KNN trained on the training part)
+    run.json               objective, seed, data, sizes, epochs, timing, file names
+    *.png                  plots (see pyromim.plots.make_run_plots)
+
+Defaults come from the spec's ``[training]`` table, so ``run("toy4")`` is the
+reference run of the MIM paper's toy experiment (symmetric MIM, batch 128,
+Adam at 1e-3 with a Noam warm-up, beta warm-up over 3 epochs, early stopping
+after 3 epochs without a better validation loss, at most 200 epochs, fresh
+draws of 10,000 points per split).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pyromim.data import DataSplits
+from pyromim.experiments.datasets import prepare_data
+from pyromim.experiments.objectives import OBJECTIVE_LABELS, SPEC_OBJECTIVE, make_loss, objective_name
+from pyromim.experiments.report import write_json, write_text
+from pyromim.models import LatentVariableModel, build_model, save_model
+from pyromim.specs import ModelSpec, resolve_spec
+from pyromim.training import FitResult, fit
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.json"
+RUN_FILE = "run.json"
+SPEC_FILE = "spec.toml"
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced.
+
+    :ivar out_dir: the run directory.
+    :ivar spec: the spec as trained (``[training]`` holds the settings used).
+    :ivar objective: ``"elbo"``, ``"amim"`` or ``"mim"``.
+    :ivar seed: the seed of data, initialisation and training.
+    :ivar metrics: :func:`pyromim.metrics.evaluate`'s dict (``None`` when not evaluated,
+        and in the extra processes of a multi-device run).
+    :ivar fit: the :class:`pyromim.training.FitResult`.
+    :ivar model: the trained model (best parameters loaded on global rank 0).
+    :ivar data: the data splits used.
+    :ivar plots: paths of the PNGs written.
+    :ivar seconds: wall time of the whole call.
+    """
+
+    out_dir: Path
+    spec: ModelSpec
+    objective: str
+    seed: int
+    metrics: dict[str, float] | None
+    fit: FitResult
+    model: LatentVariableModel
+    data: DataSplits
+    plots: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def is_global_zero(self) -> bool:
+        """``False`` in the extra processes of a multi-device run (they write nothing)."""
+        return self.fit.is_global_zero
+
+
+def _launcher_rank_zero() -> bool:
+    # before Lightning starts, only extra processes it launched carry a non-zero rank
+    return all(os.environ.get(key, "0") == "0" for key in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def training_spec(
+    spec: str | Path | ModelSpec, objective: str | None = None, **overrides: Any
+) -> tuple[ModelSpec, str]:
+    """The spec with ``[training]`` values replaced by the non-``None`` ``overrides``, and the objective.
+
+    ``overrides`` are fields of :class:`pyromim.specs.TrainingSpec` (``epochs``,
+    ``batch_size``, ``lr``, ``warmup_epochs``, ``patience``, ``q_x``).
+    """
+    base = resolve_spec(spec)
+    name = objective_name(objective or base.training.objective)
+    known = {f.name for f in dataclasses.fields(base.training)} - {"objective"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"unknown training settings {unknown}; the [training] table has {sorted(known)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    training = dataclasses.replace(base.training, objective=SPEC_OBJECTIVE[name], **changes)
+    return dataclasses.replace(base, training=training).validate(f"spec '{base.name}'"), name
+
+
+def run(
+    spec: str | Path | ModelSpec,
+    *,
+    out_dir: str | Path,
+    objective: str | None = None,
+    data: str | Path | DataSplits | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    warmup_epochs: int | None = None,
+    patience: int | None = None,
+    q_x: str | None = None,
+    seed: int = 0,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    devices: int | str = 1,
+    strategy: Any = "auto",
+    accelerator: str = "auto",
+    num_nodes: int = 1,
+    resume: str | Path | None = None,
+    progress: bool = True,
+    evaluate: bool = True,
+    num_samples: int = 1000,
+    plots: bool = True,
+) -> RunResult:
+    """Train ``spec`` with ``objective`` on its data, evaluate on the test part, write the run directory.
+
+    :param spec: a catalogue name (``"toy4"``), a ``.toml`` path or a :class:`ModelSpec`.
+    :param objective: ``"elbo"``, ``"amim"`` or ``"mim"`` (default: the spec's).
+    :param data: built-in name, file path or :class:`DataSplits` (default: the
+        spec's ``[data] dataset``); rejected before training, naming both, if it
+        does not fit the spec's likelihood or input shape (see
+        :func:`pyromim.experiments.prepare_data`, which also takes ``data_options``).
+    :param epochs, batch_size, lr, warmup_epochs, patience, q_x: override the
+        spec's ``[training]`` values (``patience=0`` turns early stopping off).
+    :param seed: seeds the data split (toy sets: the draws), initialisation and training.
+    :param n_train, n_val, n_test: cap each data part (quick runs).
+    :param devices, strategy, accelerator, num_nodes: Lightning's; ``devices=2,
+        strategy="ddp"`` runs two processes (Lightning re-launches the calling
+        script for the extra ones, so call from a script or the command line).
+    :param resume: ``last.ckpt`` of an interrupted run of the same settings.
+    :param evaluate: compute and write ``metrics.json``.
+    :param num_samples: importance samples per item for the NLL.
+    :param plots: write the PNGs (needs matplotlib).
+    """
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    spec, objective = training_spec(
+        spec, objective, epochs=epochs, batch_size=batch_size, lr=lr,
+        warmup_epochs=warmup_epochs, patience=patience, q_x=q_x,
+    )
+    t = spec.training
+    model = build_model(spec)
+    splits = prepare_data(spec, data, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
+                          data_options=data_options, likelihood=model.likelihood)
+    loss = make_loss(objective, model, q_x=t.q_x)
+    sizes = {k: len(v) for k, v in splits.parts().items()}
+    logger.info(
+        "spec %s: %s, seed %d, data %s (%s); up to %d epochs, batch %d, lr %g, warm-up %d, patience %s -> %s",
+        spec.name, OBJECTIVE_LABELS[objective], seed, splits.train.name.removesuffix(" (train)"),
+        ", ".join(f"{k} {n}" for k, n in sizes.items()), t.epochs, t.batch_size, t.lr, t.warmup_epochs,
+        t.patience or "off", out_dir,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if _launcher_rank_zero():
+        write_text(out_dir / SPEC_FILE, spec.to_toml())
+
+    evaluation_part = splits.test or splits.val
+    hook = None
+    if evaluate and evaluation_part is not None:
+        def hook(model_fn: Any, guide_fn: Any) -> dict[str, float]:
+            from pyromim.metrics import evaluate as evaluate_metrics
+
+            model.eval()
+            logger.info("evaluating on %s (%d items, %d importance samples for the NLL)",
+                        evaluation_part.name, len(evaluation_part), num_samples)
+            return evaluate_metrics(
+                model_fn, guide_fn, evaluation_part.x, evaluation_part.labels,
+                splits.train.x if splits.train.labels is not None and evaluation_part.labels is not None else None,
+                splits.train.labels if evaluation_part.labels is not None else None,
+                num_samples=num_samples,
+            )
+    elif evaluate:
+        logger.warning("no test or validation part: metrics.json is not written")
+
+    result = fit(
+        model.model, model.guide, loss, splits.train, splits.val,
+        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, warmup_epochs=t.warmup_epochs,
+        patience=t.patience if t.patience > 0 else None, seed=seed, out_dir=out_dir,
+        devices=devices, strategy=strategy, accelerator=accelerator, num_nodes=num_nodes,
+        resume=resume, progress=progress, evaluate=hook,
+    )
+    outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
+    if not result.is_global_zero:
+        return outcome
+    how = "stopped early" if result.stopped_early else "finished"
+    logger.info("%s after %d epochs; best %s %.4f", how, result.epochs_completed,
+                "val_loss" if splits.val is not None else "train_loss",
+                result.best_score if result.best_score is not None else float("nan"))
+    model.eval()
+    tmp = out_dir / f".{MODEL_FILE}.tmp"
+    save_model(model, tmp)
+    os.replace(tmp, out_dir / MODEL_FILE)
+    if outcome.metrics is not None:
+        write_json(out_dir / METRICS_FILE, outcome.metrics)
+    if plots:
+        from pyromim.plots import make_run_plots
+
+        with torch.no_grad():
+            outcome.plots = make_run_plots(
+                model, spec, splits, out_dir, history=result.history, metrics_csv=result.metrics_csv,
+                warmup_epochs=t.warmup_epochs if objective != "elbo" else 0,
+                title=f"{spec.name}, {OBJECTIVE_LABELS[objective]}, seed {seed}",
+            )
+    outcome.seconds = time.perf_counter() - start
+    write_json(out_dir / RUN_FILE, {
+        "spec": spec.name,
+        "objective": objective,
+        "seed": seed,
+        "data": str(data) if isinstance(data, (str, Path)) else (spec.data.dataset if data is None else "DataSplits"),
+        "data_options": dict(data_options or {}),
+        "sizes": sizes,
+        "caps": {"n_train": n_train, "n_val": n_val, "n_test": n_test},
+        "training": dataclasses.asdict(t),
+        "epochs_completed": result.epochs_completed,
+        "stopped_early": result.stopped_early,
+        "best_score": result.best_score,
+        "resumed_from": resume,
+        "devices": devices,
+        "strategy": strategy,
+        "num_samples": num_samples,
+        "seconds": round(outcome.seconds, 2),
+        "files": sorted(p.name for p in outcome.plots) + [SPEC_FILE, MODEL_FILE]
+        + ([METRICS_FILE] if outcome.metrics is not None else []),
+    })
+    logger.info("wrote %s", out_dir)
+    return outcome

@@ -1,0 +1,51 @@
+"""A comparison figure: one panel per metric, one bar per objective, error bars over seeds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pyromim.plots.figures import pyplot, save
+
+
+def plot_comparison(
+    summary: Mapping[str, Mapping[str, Mapping[str, float]]],
+    path: str | Path,
+    *,
+    metrics: Sequence[str],
+    labels: Mapping[str, str] | None = None,
+    title: str = "",
+) -> Path:
+    """Bars of ``summary[objective][metric]["mean"]`` with ``["std"]`` error bars.
+
+    :param summary: ``{objective: {metric: {"mean", "std", "n"}}}`` as made by
+        :func:`pyromim.experiments.summarise`.
+    :param metrics: the metrics to show, one panel each (non-finite means are
+        left out of their panel).
+    :param labels: display names of the objectives.
+    """
+    plt = pyplot()
+    objectives = list(summary)
+    labels = dict(labels or {})
+    cols = min(4, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
+    colours = [plt.get_cmap("tab10")(i) for i in range(len(objectives))]
+    for ax, metric in zip(axes.ravel(), metrics):
+        for i, objective in enumerate(objectives):
+            stats = summary[objective].get(metric, {})
+            mean, std = stats.get("mean", math.nan), stats.get("std", math.nan)
+            if not math.isfinite(mean):
+                continue
+            ax.bar(i, mean, yerr=std if math.isfinite(std) else None, color=colours[i], capsize=4,
+                   label=labels.get(objective, objective))
+        ax.set_xticks(range(len(objectives)), [labels.get(o, o) for o in objectives], fontsize=8)
+        ax.set_title(metric, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.axis("off")
+    n = max((s.get("n", 0) for per in summary.values() for s in per.values()), default=0)
+    fig.suptitle(title or f"mean and std over {n} seed(s)", fontsize=11)
+    fig.tight_layout()
+    return save(fig, path)
