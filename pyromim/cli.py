@@ -13,7 +13,8 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    verbosity = parser.add_mutually_exclusive_group()
+    common = argparse.ArgumentParser(add_help=False)
+    verbosity = common.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     verbosity.add_argument("-v", "--verbose", action="store_true",
                            help="also log Lightning's messages, and show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,compare}", required=True)
 
-    train = sub.add_parser("train", help="train one model from a spec, evaluate it, write plots",
+    train = sub.add_parser("train", parents=[common], help="train one model from a spec, evaluate it, write plots",
                            description="Train SPEC on its data (or --data), then write checkpoints, metrics.csv, "
                                        "metrics.json, model.pt, spec.toml, run.json and plots into --out.")
     train.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
@@ -99,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="DIR", help="run directory (default runs/SPEC/OBJECTIVE-seedS)")
     train.add_argument("--resume", metavar="CKPT", help="continue from a last.ckpt (default --out: its run directory)")
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a trained run and print its metrics",
+    evaluate = sub.add_parser("evaluate", parents=[common], help="evaluate a trained run and print its metrics",
                               description="Evaluate a run directory, its model.pt or a training checkpoint "
                                           "on the test part of its data (or --data) and write the metrics as JSON.")
     evaluate.add_argument("path", metavar="RUN_DIR_OR_CKPT")
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="importance samples per item for the NLL (default 1000)")
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
 
-    compare = sub.add_parser("compare", help="train several objectives over several seeds and compare them",
+    compare = sub.add_parser("compare", parents=[common], help="train several objectives over several seeds and compare them",
                              description="Train SPEC with each objective and seed; print mean and std over seeds "
                                          "and write compare.json, compare.md and compare.png into --out.")
     compare.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
@@ -131,22 +133,38 @@ def _version() -> str:
     return __version__
 
 
-def _configure_logging(args: argparse.Namespace) -> None:
+_QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
+                  "lightning.fabric.utilities.rank_zero", "arviz", "arviz.preview")
+_QUIET_WARNINGS = (r".*treespec.*", r".*Experiment logs directory .* exists and is not empty.*",
+                   r".*does not have many workers.*", r".*Checkpoint directory .* exists and is not empty.*")
+
+
+@contextmanager
+def _logging_for(args: argparse.Namespace) -> Iterator[None]:
+    """Log pyromim's steps to stderr (Lightning's chatter only with ``--verbose``); restore on exit,
+    so that calling :func:`main` in-process leaves the caller's logging as it was."""
     extra_process = any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "NODE_RANK"))
-    level = logging.WARNING if args.quiet or extra_process else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[pyromim] %(message)s"))
-    root = logging.getLogger("pyromim")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    if not args.verbose:
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                     "lightning.fabric.utilities.rank_zero", "arviz", "arviz.preview"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        for pattern in (r".*treespec.*", r".*Experiment logs directory .* exists and is not empty.*",
-                        r".*does not have many workers.*", r".*Checkpoint directory .* exists and is not empty.*"):
-            warnings.filterwarnings("ignore", message=pattern)
+    ours = logging.getLogger("pyromim")
+    quiet = [] if args.verbose else [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    saved = [(lg, lg.level) for lg in [ours, *quiet]]
+    saved_propagate = ours.propagate
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING if args.quiet or extra_process else logging.INFO)
+    ours.propagate = False
+    for lg in quiet:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in [] if args.verbose else _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        ours.removeHandler(handler)
+        ours.propagate = saved_propagate
+        for lg, level in saved:
+            lg.setLevel(level)
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -256,13 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args)
     from pyromim.data import DataFileError, DataMismatchError
     from pyromim.models import CheckpointError
     from pyromim.training import NonFiniteLossError
 
     try:
-        return COMMANDS[args.command](args)
+        with _logging_for(args):
+            return COMMANDS[args.command](args)
     except NonFiniteLossError as err:
         if args.verbose:
             raise

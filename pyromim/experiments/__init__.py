@@ -5,12 +5,12 @@ examples call these functions; they are cheap to call many times in one
 process (each run starts from a fresh Pyro param store).
 """
 
-from pyromim.experiments.compare import CompareResult, compare, summarise
+from pyromim.experiments.comparison import CompareResult, compare, summarise
 from pyromim.experiments.datasets import LIKELIHOOD_KIND, check_spec_data, prepare_data
 from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
 from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, make_loss, objective_name
 from pyromim.experiments.report import comparison_table, metrics_table, write_json
-from pyromim.experiments.run import RunResult, run, training_spec
+from pyromim.experiments.runner import RunResult, run, training_spec
 
 __all__ = [
     "LIKELIHOOD_KIND",

@@ -8,6 +8,18 @@ from pathlib import Path
 
 from pyromim.plots.figures import pyplot, save
 
+#: y-axis labels of the usual metrics (units and which way is better).
+AXIS_LABELS = {
+    "nll": "nats per item (lower is better)",
+    "nll_bits_per_dim": "bits per dim (lower is better)",
+    "mi_ksg": "nats (higher: more informative z)",
+    "mi_aggregate": "nats (higher: more informative z)",
+    "active_units": "latent dims",
+    "knn5_accuracy": "accuracy (higher is better)",
+    "recon_error": "mean ||x - x_hat|| (lower is better)",
+    "psis_khat_bad_fraction": "share of items (lower is better)",
+}
+
 
 def plot_comparison(
     summary: Mapping[str, Mapping[str, Mapping[str, float]]],
@@ -28,7 +40,7 @@ def plot_comparison(
     plt = pyplot()
     objectives = list(summary)
     labels = dict(labels or {})
-    cols = min(4, len(metrics))
+    cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
     colours = [plt.get_cmap("tab10")(i) for i in range(len(objectives))]
@@ -42,6 +54,7 @@ def plot_comparison(
                    label=labels.get(objective, objective))
         ax.set_xticks(range(len(objectives)), [labels.get(o, o) for o in objectives], fontsize=8)
         ax.set_title(metric, fontsize=10)
+        ax.set_ylabel(AXIS_LABELS.get(metric, metric), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")

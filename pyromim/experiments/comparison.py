@@ -25,7 +25,7 @@ import numpy as np
 
 from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, objective_name
 from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
-from pyromim.experiments.run import run
+from pyromim.experiments.runner import run
 from pyromim.metrics import EVALUATE_KEYS
 from pyromim.specs import ModelSpec, resolve_spec
 

@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,13 +192,16 @@ def run(
     elif evaluate:
         logger.warning("no test or validation part: metrics.json is not written")
 
-    result = fit(
-        model.model, model.guide, loss, splits.train, splits.val,
-        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, warmup_epochs=t.warmup_epochs,
-        patience=t.patience if t.patience > 0 else None, seed=seed, out_dir=out_dir,
-        devices=devices, strategy=strategy, accelerator=accelerator, num_nodes=num_nodes,
-        resume=resume, progress=progress, evaluate=hook,
-    )
+    with warnings.catch_warnings():
+        # the run directory already holds spec.toml, which Lightning's CSV logger warns about
+        warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
+        result = fit(
+            model.model, model.guide, loss, splits.train, splits.val,
+            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, warmup_epochs=t.warmup_epochs,
+            patience=t.patience if t.patience > 0 else None, seed=seed, out_dir=out_dir,
+            devices=devices, strategy=strategy, accelerator=accelerator, num_nodes=num_nodes,
+            resume=resume, progress=progress, evaluate=hook,
+        )
     outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
     if not result.is_global_zero:
         return outcome
