@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyro
 import torch
 
 from pyromim.data import DataSplits
@@ -159,6 +160,7 @@ def run(
         warmup_epochs=warmup_epochs, patience=patience, q_x=q_x,
     )
     t = spec.training
+    pyro.set_rng_seed(seed)  # the networks' initial weights come from the global RNG
     model = build_model(spec)
     splits = prepare_data(spec, data, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
                           data_options=data_options, likelihood=model.likelihood)

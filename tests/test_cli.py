@@ -1,0 +1,189 @@
+"""The ``pyromim`` command line: train, evaluate, compare end to end on tiny data, errors, console script, DDP."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import sysconfig
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pyromim.cli import build_parser, main
+from pyromim.metrics import EVALUATE_KEYS
+from pyromim.specs.toml_io import loads
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "2", "--n-train", "256", "--n-val", "128", "--n-test", "128", "--num-samples", "20", "--no-progress"]
+
+
+def subprocess_env():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def pyromim_command():
+    """The installed console script when it runs this checkout's code, else ``python -m pyromim``."""
+    scripts = [ep for ep in entry_points(group="console_scripts") if ep.name == "pyromim"]
+    script = Path(sysconfig.get_path("scripts")) / "pyromim"
+    if scripts and script.is_file():
+        import pyromim
+
+        if Path(pyromim.__file__).resolve().parent == ROOT / "pyromim":
+            return [str(script)]
+    return [sys.executable, "-m", "pyromim"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "toy"
+    assert main(["train", "toy4", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_pyproject_declares_the_console_script():
+    project = loads((ROOT / "pyproject.toml").read_text())
+    target = project["project"]["scripts"]["pyromim"]
+    assert target == "pyromim.cli:console_main"
+    for extra in ("plots", "all", "test"):
+        assert any(dep.startswith("matplotlib") for dep in project["project"]["optional-dependencies"][extra])
+
+
+def test_parser_lists_the_three_subcommands():
+    usage = build_parser().format_help()
+    assert "{train,evaluate,compare}" in usage
+    args = build_parser().parse_args(["train", "toy4", "--objective", "amim", "--devices", "2", "--strategy", "ddp"])
+    assert (args.spec, args.objective, args.devices, args.strategy) == ("toy4", "amim", "2", "ddp")
+
+
+def test_train_writes_outputs_and_prints_the_metrics(trained, capsys):
+    for name in ("metrics.json", "spec.toml", "model.pt", "run.json", "metrics.csv",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "training_curves.png", "latent_space.png", "data_reconstructions.png"):
+        assert (trained / name).is_file(), name
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert list(metrics) == list(EVALUATE_KEYS) and all(math.isfinite(v) for v in metrics.values())
+    assert loads((trained / "spec.toml").read_text())["training"]["epochs"] == 2
+
+
+def test_evaluate_prints_table_and_writes_json(trained, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(trained), "--num-samples", "20", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for key in EVALUATE_KEYS:
+        assert key in printed
+    saved = json.loads(out.read_text())
+    assert saved["n_items"] == 128 and list(saved["metrics"]) == list(EVALUATE_KEYS)
+    # same parameters, data and seeded estimates as the run's own evaluation: identical deterministic metrics
+    run_metrics = json.loads((trained / "metrics.json").read_text())
+    assert saved["metrics"]["recon_error"] == pytest.approx(run_metrics["recon_error"], rel=1e-6)
+    assert saved["metrics"]["knn5_accuracy"] == run_metrics["knn5_accuracy"]
+
+
+def test_resume_through_the_cli_ends_like_an_uninterrupted_run(tmp_path):
+    common = ["train", "toy4", "--objective", "amim", "--no-plots", *TINY[2:]]
+    assert main([*common, "--epochs", "3", "--out", str(tmp_path / "full")]) == 0
+    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "part")]) == 0
+    assert main([*common, "--epochs", "3", "--resume", str(tmp_path / "part" / "checkpoints" / "last.ckpt")]) == 0
+    full = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    resumed = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+
+
+def test_compare_prints_side_by_side_table(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "toy4", "--objectives", "elbo,mim", "--seeds", "2", "--out", str(out),
+            "--epochs", "1", "--n-train", "128", "--n-val", "64", "--n-test", "64", "--num-samples", "10",
+            "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", "VAE", "(ELBO)", "MIM"]
+    assert "mean ± std over 2 seed(s)" in printed
+    saved = json.loads((out / "compare.json").read_text())
+    assert sorted(saved["summary"]) == ["elbo", "mim"] and len(saved["runs"]) == 4
+    assert (out / "compare.md").read_text().count("±") >= len(EVALUATE_KEYS)
+    assert (out / "compare.png").is_file()
+
+
+# ---------------------------------------------------------------- errors
+
+
+def run_error(args, capsys):
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_unknown_spec_suggests_the_nearest_name(tmp_path, capsys):
+    code, err = run_error(["train", "toy_4", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "no spec named 'toy_4'" in err and "did you mean 'toy4'" in err
+
+
+def test_bad_data_file_is_named(tmp_path, capsys):
+    bad = tmp_path / "broken.npy"
+    bad.write_bytes(b"this is not an array")
+    code, err = run_error(["train", "toy4", "--data", str(bad), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "broken.npy" in err and "could not read" in err
+    code, err = run_error(["train", "toy4", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "neither a built-in data set" in err
+
+
+def test_mismatched_data_names_spec_and_file(tmp_path, capsys):
+    path = tmp_path / "counts.csv"
+    np.savetxt(path, np.random.default_rng(0).integers(0, 9, size=(30, 64)), delimiter=",", fmt="%d")
+    code, err = run_error(["train", "digits_normal", "--data", str(path), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert "spec 'digits_normal'" in err and "bernoulli" in err and "counts.csv" in err
+    assert not (tmp_path / "o" / "checkpoints").exists()  # rejected before training
+
+
+def test_file_options_need_a_data_file(tmp_path, capsys):
+    code, err = run_error(["train", "toy4", "--binarize", "0.5", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--data PATH" in err
+
+
+def test_evaluate_of_a_directory_that_is_no_run(tmp_path, capsys):
+    code, err = run_error(["evaluate", str(tmp_path)], capsys)
+    assert code == 2 and "not a run directory" in err
+
+
+# ---------------------------------------------------------------- as a program
+
+
+def test_console_script_trains(tmp_path):
+    out = tmp_path / "run"
+    command = pyromim_command()
+    done = subprocess.run([*command, "train", "toy4", "--out", str(out), *TINY, "--no-plots"],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "knn5_accuracy" in done.stdout
+    assert "[pyromim] finished after 2 epochs" in done.stderr
+    assert "GPU available" not in done.stderr  # Lightning's chatter only with --verbose
+    assert json.loads((out / "metrics.json").read_text()).keys() == set(EVALUATE_KEYS)
+
+
+@pytest.mark.slow  # about 40 s on two CPU cores: three Python processes each import torch, Pyro and Lightning
+def test_two_process_cpu_ddp_through_the_cli(tmp_path):
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [*pyromim_command(), "train", "toy4", "--objective", "mim", "--devices", "2", "--strategy", "ddp",
+         "--accelerator", "cpu", "--out", str(out), *TINY, "--no-plots"],
+        env=subprocess_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("knn5_accuracy") == 1  # only global rank 0 reports
+    info = json.loads((out / "run.json").read_text())
+    assert info["devices"] == 2 and info["epochs_completed"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(math.isfinite(v) for v in metrics.values())
+    # per-datum MIM loss of toy4 after two epochs of warm-up: a few nats, as in one process
+    assert 0.5 < info["best_score"] < 10.0
+    # five separated clusters: even a barely trained 2-D encoder keeps most labels apart
+    assert metrics["knn5_accuracy"] > 0.5
