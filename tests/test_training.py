@@ -1,5 +1,6 @@
 """The Lightning training engine: warm-ups, schedules, checkpoints, resume, non-finite loss, DDP."""
 
+import csv
 import math
 import os
 import signal
@@ -279,6 +280,17 @@ def test_resume_matches_uninterrupted_run(tmp_path, data):
     assert resumed.epochs_completed == 4
     assert_same_parameters(final_parameters(full.last_checkpoint), final_parameters(resumed.last_checkpoint))
     assert resumed.best_score == pytest.approx(full.best_score)
+    # the metrics log of the resumed run keeps the epochs before the resume
+    epochs = lambda p: sorted({float(r["epoch"]) for r in csv.DictReader(open(p)) if r["epoch"]})  # noqa: E731
+    assert epochs(resumed.metrics_csv) == epochs(full.metrics_csv)
+    assert not list((tmp_path / "part").glob("*.before-resume"))
+
+
+def test_tensorboard_log_when_installed(tmp_path, data):
+    pytest.importorskip("tensorboard")
+    model, guide = make_function_pair()
+    fit(model, guide, WarmupELBO(), data.train, data.val, **{**run_kwargs(tmp_path), "epochs": 1})
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
 TRAIN_SCRIPT = """

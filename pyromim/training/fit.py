@@ -5,6 +5,7 @@ A run directory ``out_dir`` receives::
     checkpoints/best.ckpt   lowest validation loss (training loss without validation data)
     checkpoints/last.ckpt   end of the latest epoch (resume from it)
     metrics.csv             per-epoch train_loss, val_loss, beta, lr (Lightning CSV logger)
+    tensorboard/            the same for TensorBoard, when the tensorboard package is installed
 
 Multi-device training goes through Lightning: ``devices=N, strategy="ddp"``
 starts ``N`` processes (CPU processes here, GPUs where present).  Lightning's
@@ -14,7 +15,10 @@ starts ``N`` processes (CPU processes here, GPUs where present).  Lightning's
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +28,7 @@ import lightning.pytorch as pl
 import pyro
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from pyromim.training.checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.data_module import SeededDataModule
@@ -106,6 +110,34 @@ def _strategy(strategy: Any) -> Any:
     if strategy == "ddp":
         return "ddp_find_unused_parameters_true"
     return strategy
+
+
+def _set_aside_log(path: Path) -> Path | None:
+    if not path.is_file():
+        return None
+    aside = path.with_name(path.name + ".before-resume")
+    os.replace(path, aside)
+    return aside
+
+
+def _prepend_log(earlier: Path, path: Path) -> None:
+    """Write ``earlier``'s rows from before the resumed epochs, then ``path``'s, into ``path``."""
+    with open(earlier, newline="") as f:
+        old_rows = list(csv.DictReader(f))
+    new_rows = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            new_rows = list(csv.DictReader(f))
+    first_epoch = min((float(r["epoch"]) for r in new_rows if r.get("epoch")), default=math.inf)
+    rows = [r for r in old_rows if r.get("epoch") and float(r["epoch"]) < first_epoch] + new_rows
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    earlier.unlink()
 
 
 def fit(
@@ -207,6 +239,13 @@ def fit(
         all_callbacks.append(early)
     all_callbacks.extend(callbacks)
     logger = CSVLogger(save_dir=out_dir, name="", version="")
+    # Lightning's CSV writer deletes an existing metrics.csv when it starts; on
+    # resume, keep the earlier epochs aside and put them back in front afterwards.
+    earlier_log = _set_aside_log(Path(logger.log_dir) / "metrics.csv") if resume is not None else None
+    loggers: list[Any] = [logger]
+    if importlib.util.find_spec("tensorboard") is not None:
+        # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
+        loggers.append(TensorBoardLogger(save_dir=out_dir, name="", version="tensorboard"))
     trainer = pl.Trainer(
         max_epochs=epochs,
         min_epochs=min(warmup_epochs, epochs) if patience is not None else None,
@@ -215,7 +254,7 @@ def fit(
         num_nodes=num_nodes,
         strategy=_strategy(strategy),
         callbacks=all_callbacks,
-        logger=logger,
+        logger=loggers,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -228,6 +267,8 @@ def fit(
     )
     trainer.fit(module, datamodule=SeededDataModule(train, val, batch_size, seed), ckpt_path=resume)
 
+    if earlier_log is not None and trainer.is_global_zero:
+        _prepend_log(earlier_log, Path(logger.log_dir) / "metrics.csv")
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     last = Path(latest.best_model_path) if latest.best_model_path else None
     evaluation = None
