@@ -61,6 +61,7 @@ def reconstruct(
     return torch.cat(observed, -1), torch.cat(predicted, -1)
 
 
+@torch.no_grad()
 def reconstruction_error(
     model: Callable,
     guide: Callable,
