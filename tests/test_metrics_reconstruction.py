@@ -72,3 +72,22 @@ def test_grey_level_pixels_compare_against_the_discretized_logistic_mean():
     # symmetric about 0.5 on the symmetric grid: exactly 0.5
     expected = (x.double() - 0.5).norm(dim=-1)
     assert torch.allclose(result.per_datum_error, expected, atol=1e-6)
+
+
+def test_tokens_without_a_mean_give_nan_with_a_warning_naming_the_site(caplog):
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+            logits = z.unsqueeze(-1).expand(z.shape[:-1] + (3, 5))
+            pyro.sample("tokens", dist.Categorical(logits=logits).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(len(x), 1), 1.0).to_event(1))
+
+    x = torch.randint(0, 5, (8, 3))
+    with caplog.at_level("WARNING", logger="pyromim.metrics.reconstruction"):
+        result = reconstruction_error(model, guide, x)
+    assert math.isnan(result.error)
+    assert "observed site 'tokens' (Categorical) has no finite mean" in caplog.text
+    assert math.isfinite(result.expected_nll)
