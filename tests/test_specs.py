@@ -155,3 +155,13 @@ def test_conv_decoder_takes_token_images():
     model = pyromim.build_model(spec)
     x = torch.randint(0, 5, (3, 1, 4, 4))
     assert model.decode(model.encode(x)).log_prob(x).shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "text", ['a "quoted" \\ backslash', "two\nlines\tand a tab", "ünïcødé ✓", "\x7f\x01 control", "'single'"]
+)
+def test_any_description_round_trips_through_toml(text):
+    import dataclasses
+
+    spec = dataclasses.replace(resolve_spec("toy4"), description=text)
+    assert ModelSpec.from_toml(spec.to_toml()) == spec
