@@ -165,3 +165,9 @@ def test_any_description_round_trips_through_toml(text):
 
     spec = dataclasses.replace(resolve_spec("toy4"), description=text)
     assert ModelSpec.from_toml(spec.to_toml()) == spec
+
+
+def test_a_directory_named_like_a_spec_does_not_hide_the_catalogue(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toy4").mkdir()  # e.g. the output directory of an earlier run
+    assert pyromim.build_model("toy4").spec.name == "toy4"
