@@ -144,7 +144,7 @@ def test_every_built_in_dataset_name_is_accepted():
     from pyromim.data import BUILTIN_DATASETS
 
     for name in BUILTIN_DATASETS:
-        ModelSpec.from_dict(_edited(data={"dataset": name}))
+        assert ModelSpec.from_dict(_edited(data={"dataset": name})).data.dataset == name
 
 
 def test_conv_decoder_takes_token_images():
