@@ -108,3 +108,29 @@ def pixel_gaussian():
 @pytest.fixture
 def autoencoder():
     return Autoencoder
+
+
+class LearnedParams:
+    """The linear-Gaussian pair written with ``pyro.param`` leaves used directly as
+    distribution parameters (the common Pyro style): metrics must not need their gradients.
+
+    With the guide at the exact posterior, ``log p(x)`` is exact (see :class:`LinearGaussian`).
+    """
+
+    @staticmethod
+    def model(x):
+        loc = pyro.param("prior_loc", torch.zeros(()))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(loc, 1.0))
+            pyro.sample("x", dist.Normal(W * z + B, SP), obs=x)
+
+    @staticmethod
+    def guide(x):
+        scale = pyro.param("q_scale", torch.tensor(SP / math.sqrt(LinearGaussian.var_x)))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(W * (x - B) / LinearGaussian.var_x, scale))
+
+
+@pytest.fixture
+def learned_params():
+    return LearnedParams

@@ -10,6 +10,7 @@ import torch
 
 import pyromim
 from pyromim import CheckpointError, load_model, save_model
+from pyromim.models.checkpoint import _checksum
 
 
 @pytest.mark.parametrize("name", ["toy4", "digits_vampprior", "counts_negbin"])
@@ -74,6 +75,8 @@ def test_weights_that_do_not_match_the_spec_are_refused(tmp_path):
     save_model(pyromim.build_model("toy4"), path)
     payload = torch.load(path, weights_only=True)
     payload["spec_toml"] = payload["spec_toml"].replace("hidden = [50]", "hidden = [40]", 1)
+    # a consistent file (checksum recomputed) whose weights do not fit its spec
+    payload["sha256"] = _checksum(payload["spec_toml"], payload["state_dict"])
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="weights do not match the embedded spec 'toy4'"):
         load_model(path)
@@ -91,3 +94,61 @@ def test_save_needs_a_spec(tmp_path):
     model.spec = None
     with pytest.raises(ValueError, match="needs model.spec"):
         save_model(model, tmp_path / "m.pt")
+
+
+def test_weights_edited_inside_the_file_are_refused(tmp_path):
+    # A well-formed file whose tensors were changed after saving: it unpickles safely,
+    # matches the spec's shapes, and would silently load other weights.
+    path = tmp_path / "model.pt"
+    save_model(pyromim.build_model("toy4"), path)
+    payload = torch.load(path, weights_only=True)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name] = payload["state_dict"][name] + 1.0
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(path)
+
+
+def test_corrupted_tensor_bytes_are_refused(tmp_path):
+    model = pyromim.build_model("toy4")
+    with torch.no_grad():
+        model.decoder.net[0].bias.fill_(1.2345)  # a byte pattern easy to find in the file
+    path = tmp_path / "model.pt"
+    save_model(model, path)
+    data = bytearray(path.read_bytes())
+    at = data.find(torch.tensor([1.2345]).numpy().tobytes())
+    assert at > 0
+    data[at + 1] ^= 0xFF  # one flipped byte inside the stored weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(path)
+
+
+def test_any_unreadable_file_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "model.pt"
+    save_model(pyromim.build_model("toy4"), path)
+    original = path.read_bytes()
+    rng = torch.Generator().manual_seed(0)
+    refused = 0
+    for trial in range(200):  # ~7% of 3-byte corruptions break the zip or pickle layout
+        data = bytearray(original)
+        for i in torch.randint(0, len(data), (3,), generator=rng).tolist():
+            data[i] = torch.randint(0, 256, (), generator=rng).item()
+        path.write_bytes(bytes(data))
+        try:
+            load_model(path)
+        except CheckpointError:  # anything else (KeyError, TypeError ...) fails the test
+            refused += 1
+    assert refused > 100  # most corruptions hit the pickle, zip records or weights
+
+
+def test_version_1_files_without_a_checksum_still_load(tmp_path):
+    path = tmp_path / "model.pt"
+    model = pyromim.build_model("toy4")
+    save_model(model, path)
+    payload = torch.load(path, weights_only=True)
+    del payload["sha256"]
+    payload["format_version"] = 1
+    torch.save(payload, path)
+    x = torch.randn(3, 2)
+    torch.testing.assert_close(load_model(path).encode(x), model.encode(x), rtol=0, atol=0)

@@ -157,3 +157,17 @@ def test_registry_names_match_classes():
     assert set(LIKELIHOODS) == {
         "bernoulli", "gaussian", "discretized_logistic", "categorical", "poisson", "negative_binomial",
     }
+
+
+def test_discretized_logistic_mean_is_the_grid_expectation():
+    grid = torch.arange(256, dtype=torch.float64) / 255
+    loc = torch.tensor([[-0.3], [0.0], [0.2], [0.5], [0.999], [1.4]], dtype=torch.float64)
+    scale = torch.tensor([[1e-4], [0.01], [0.05], [0.3], [2.0], [10.0]], dtype=torch.float64)
+    d = DiscretizedLogistic(loc.expand(6, 3), scale.expand(6, 3))
+    probs = DiscretizedLogistic(loc, scale).log_prob(grid).exp()  # (6, 256)
+    expected = (probs * grid).sum(-1, keepdim=True).expand(6, 3)
+    torch.testing.assert_close(d.mean, expected)
+    # the likelihood's distribution (an Independent) exposes it too
+    lik = DiscretizedLogisticLikelihood((3,)).double()
+    params = torch.stack([loc.expand(6, 3), scale.log().expand(6, 3)], 1)
+    torch.testing.assert_close(lik(params).mean, expected)

@@ -5,7 +5,7 @@ import torch
 
 from pyromim.metrics import to_inference_data
 from pyromim.metrics.arviz_export import load_arviz
-from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
+from metrics_models import autoencoder, learned_params  # noqa: F401 (pytest fixtures)
 
 
 @pytest.fixture
@@ -55,3 +55,10 @@ def test_arviz_summary_runs(idata):
 def test_chains_must_divide_the_draws(autoencoder):
     with pytest.raises(ValueError, match="num_samples=10 must split evenly into num_chains=3"):
         to_inference_data(autoencoder.model, autoencoder.guide, torch.randn(3, 2), 10, num_chains=3)
+
+
+def test_export_of_a_pair_whose_parameters_require_grad(learned_params):
+    x = torch.randn(5)
+    data = to_inference_data(learned_params.model, learned_params.guide, x, 10)
+    assert data.posterior["z"].shape == (1, 10, 5, 1)  # a scalar site gets z_dim of size 1
+    assert np.isfinite(data.log_likelihood["x"].values).all()

@@ -12,7 +12,7 @@ from pyromim.metrics import (
     reconstruction_error,
 )
 
-from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
+from metrics_models import autoencoder, learned_params  # noqa: F401 (pytest fixtures)
 
 
 def test_keys_and_deterministic_entries(autoencoder, caplog):
@@ -132,3 +132,25 @@ def test_mim_training_raises_mutual_information_over_the_elbo():
     # claim is a large gap, so require 0.5 nats on both estimators
     assert results["mim"]["mi_aggregate"] > results["elbo"]["mi_aggregate"] + 0.5
     assert results["mim"]["mi_ksg"] > results["elbo"]["mi_ksg"] + 0.5
+
+
+def test_metrics_run_on_pairs_whose_parameters_require_grad(learned_params):
+    # pyro.param leaves passed straight into distributions keep requires_grad even
+    # under no_grad (views of leaves do): every metric must still return plain numbers.
+    x = torch.randn(40) * 2
+    result = evaluate(learned_params.model, learned_params.guide, x, num_samples=16)
+    assert all(math.isfinite(v) for v in result.values() if not math.isnan(v))
+    # the guide is the exact posterior, so log p(x) is exact
+    from metrics_models import LinearGaussian
+
+    assert result["nll"] == pytest.approx(-LinearGaussian.log_marginal(x).mean().item(), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["digits_mixture", "digits_vampprior"])
+def test_evaluate_runs_on_catalogue_models_with_learned_priors(name):
+    import pyromim
+
+    model = pyromim.build_model(name)
+    data, labels = _digits()
+    result = evaluate(model.model, model.guide, data[:60], labels[:60], num_samples=8)
+    assert all(math.isfinite(v) for v in result.values())

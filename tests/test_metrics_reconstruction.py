@@ -51,3 +51,43 @@ def test_bernoulli_pixels_compare_against_their_probabilities():
     result = reconstruction_error(model, guide, x)
     # z mean 0 -> probabilities 0.5 in 4 pixels -> distance sqrt(4 * 0.25) = 1
     assert math.isclose(result.error, 1.0, rel_tol=1e-6)
+
+
+def test_grey_level_pixels_compare_against_the_discretized_logistic_mean():
+    from pyromim.distributions import DiscretizedLogistic
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+            loc = 0.5 + 0.1 * z.expand(z.shape[:-1] + (4,))
+            pyro.sample("x", DiscretizedLogistic(loc, torch.full_like(loc, 0.05)).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(len(x), 1), 1.0).to_event(1))
+
+    x = torch.randint(0, 256, (10, 4)) / 255
+    result = reconstruction_error(model, guide, x)
+    # z mean 0 -> every pixel's mean is that of DiscretizedLogistic(0.5, 0.05), which is
+    # symmetric about 0.5 on the symmetric grid: exactly 0.5
+    expected = (x.double() - 0.5).norm(dim=-1)
+    assert torch.allclose(result.per_datum_error, expected, atol=1e-6)
+
+
+def test_tokens_without_a_mean_give_nan_with_a_warning_naming_the_site(caplog):
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(1), 1.0).to_event(1))
+            logits = z.unsqueeze(-1).expand(z.shape[:-1] + (3, 5))
+            pyro.sample("tokens", dist.Categorical(logits=logits).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(len(x), 1), 1.0).to_event(1))
+
+    x = torch.randint(0, 5, (8, 3))
+    with caplog.at_level("WARNING", logger="pyromim.metrics.reconstruction"):
+        result = reconstruction_error(model, guide, x)
+    assert math.isnan(result.error)
+    assert "observed site 'tokens' (Categorical) has no finite mean" in caplog.text
+    assert math.isfinite(result.expected_nll)

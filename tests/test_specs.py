@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import pyromim
 from pyromim.priors import StandardNormalPrior, VampPrior
@@ -104,3 +105,69 @@ def test_toy_network_is_the_reference_mlp():
     shapes = sorted(tuple(m.weight.shape) for m in linears)
     # encoder: 2 -> 50 -> (2 means + 2 log-variances); decoder: 2 -> 50 -> (2 + 2)
     assert shapes == sorted([(50, 2), (4, 50), (50, 2), (4, 50)])
+
+
+def _edited(**tables: dict) -> dict:
+    """The toy4 spec as a dict with some keys of some tables replaced."""
+    data = resolve_spec("toy4").to_dict()
+    for table, changes in tables.items():
+        data[table] = {**data[table], **changes}
+    return data
+
+
+@pytest.mark.parametrize(
+    "tables, message",
+    [
+        ({"data": {"dataset": "toy5"}}, r"'data.dataset' = 'toy5' is not a built-in data set .*or leave the key out.*; did you mean 'toy4'\?"),
+        ({"encoder": {"hidden": [50, 0]}}, r"'encoder.hidden' must hold sizes >= 1, got \[50, 0\]"),
+        ({"decoder": {"hidden": [-5]}}, r"'decoder.hidden' must hold sizes >= 1, got \[-5\]"),
+        ({"model": {"levels": 2, "top_latent_dim": 2, "conditional_hidden": [0]}},
+         r"'model.conditional_hidden' must hold sizes >= 1"),
+        ({"model": {"marginal_components": -3}}, r"'model.marginal_components' must be >= 0, got -3"),
+        ({"model": {"likelihood_scale": "fixed", "likelihood_fixed_scale": -1.0}},
+         r"'model.likelihood_fixed_scale' must be > 0, got -1.0"),
+        ({"model": {"min_logvar": float("nan")}}, r"'model.min_logvar' must be a finite number, got nan"),
+        ({"training": {"lr": float("nan")}}, r"'training.lr' must be > 0"),
+        ({"training": {"warmup_epochs": -1}}, r"'training.warmup_epochs' must be >= 0, got -1"),
+        ({"training": {"patience": -2}}, r"'training.patience' must be >= 0, got -2"),
+        ({"data": {"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
+          "model": {"likelihood": "categorical"}, "encoder": {"network": "conv"}},
+         r"'encoder.network' = 'conv' does not take 'data.kind' = 'tokens'"),
+    ],
+)
+def test_impossible_values_name_the_key(tables, message):
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.from_dict(_edited(**tables))
+
+
+def test_every_built_in_dataset_name_is_accepted():
+    from pyromim.data import BUILTIN_DATASETS
+
+    for name in BUILTIN_DATASETS:
+        assert ModelSpec.from_dict(_edited(data={"dataset": name})).data.dataset == name
+
+
+def test_conv_decoder_takes_token_images():
+    spec = ModelSpec.from_dict(_edited(
+        data={"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
+        model={"likelihood": "categorical"}, decoder={"network": "conv", "channels": [8]},
+    ))
+    model = pyromim.build_model(spec)
+    x = torch.randint(0, 5, (3, 1, 4, 4))
+    assert model.decode(model.encode(x)).log_prob(x).shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "text", ['a "quoted" \\ backslash', "two\nlines\tand a tab", "ünïcødé ✓", "\x7f\x01 control", "'single'"]
+)
+def test_any_description_round_trips_through_toml(text):
+    import dataclasses
+
+    spec = dataclasses.replace(resolve_spec("toy4"), description=text)
+    assert ModelSpec.from_toml(spec.to_toml()) == spec
+
+
+def test_a_directory_named_like_a_spec_does_not_hide_the_catalogue(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "toy4").mkdir()  # e.g. the output directory of an earlier run
+    assert pyromim.build_model("toy4").spec.name == "toy4"

@@ -63,6 +63,21 @@ class DiscretizedLogistic(TorchDistribution):
     def half_width(self) -> float:
         return 0.5 / (self.n_bins - 1)
 
+    @property
+    def mean(self) -> torch.Tensor:
+        """``E[x] = sum_k x_k P(x_k)``, summed by parts over the grid ``x_k = k / (n-1)``::
+
+            E[x] = 1/(n-1) sum_{k=1}^{n-1} P(x >= x_k)
+                 = 1/(n-1) sum_{k=1}^{n-1} sigma((mu - x_k + h) / s)
+
+        accumulated one grid level at a time (memory of one ``loc``-sized tensor).
+        """
+        grid = self.n_bins - 1
+        total = torch.zeros_like(self.loc)
+        for k in range(1, self.n_bins):
+            total = total + torch.sigmoid((self.loc - k / grid + self.half_width) / self.scale)
+        return total / grid
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)

@@ -104,6 +104,7 @@ def _log_mixture(
     return torch.cat(out)
 
 
+@torch.no_grad()
 def mutual_information(
     guide: Callable,
     data: torch.Tensor,

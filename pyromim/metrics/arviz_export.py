@@ -62,6 +62,7 @@ def _dataset(
     )
 
 
+@torch.no_grad()
 def to_inference_data(
     model: Callable,
     guide: Callable,

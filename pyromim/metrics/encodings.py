@@ -29,6 +29,7 @@ def guide_sites(
         return sample_sites(poutine.trace(fn).get_trace(x))
 
 
+@torch.no_grad()
 def encode(
     guide: Callable,
     data: torch.Tensor,

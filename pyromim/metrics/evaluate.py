@@ -59,6 +59,7 @@ def _knn5(
     return knn_accuracy(z_train, train_labels, z, labels, k=5)
 
 
+@torch.no_grad()
 def evaluate(
     model: Callable,
     guide: Callable,

@@ -77,6 +77,7 @@ def pareto_k(log_w: np.ndarray) -> np.ndarray:
     return np.where(spread <= tol, -np.inf, k)
 
 
+@torch.no_grad()
 def log_likelihood(
     model: Callable,
     guide: Callable,

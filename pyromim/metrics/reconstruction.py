@@ -6,10 +6,14 @@
   observed sites are stacked into one vector per datum.
 * ``expected_nll``: ``-mean_i E_{z ~ q(z|x_i)} log p(x_i | z)`` in nats, the
   reconstruction term of the ELBO, from ``num_samples`` draws per datum.
+
+Distributions whose mean is undefined (a categorical over token ids: torch
+returns NaN) give a NaN error, with a warning naming the site.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +29,8 @@ from pyromim.metrics.per_datum import (
     site_values,
     sum_log_prob,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,11 +62,18 @@ def reconstruct(
                 f"observed site '{name}': {type(site['fn']).__name__} has no .mean, so there "
                 "is no reconstruction to compare with"
             ) from err
+        if not bool(torch.isfinite(mean).all()):
+            logger.warning(
+                "reconstruction error is NaN: observed site '%s' (%s) has no finite mean to "
+                "compare x with (token ids have no meaningful Euclidean error)",
+                name, type(getattr(site["fn"], "base_dist", site["fn"])).__name__,
+            )
         observed.append(site_values(name, site, layout)[0])
         predicted.append(site_values(name, {**site, "value": mean}, layout)[0])
     return torch.cat(observed, -1), torch.cat(predicted, -1)
 
 
+@torch.no_grad()
 def reconstruction_error(
     model: Callable,
     guide: Callable,

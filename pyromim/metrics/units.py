@@ -33,6 +33,7 @@ class ActiveUnits:
     threshold: float
 
 
+@torch.no_grad()
 def active_units(
     guide: Callable,
     data: torch.Tensor,

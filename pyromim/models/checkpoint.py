@@ -1,15 +1,17 @@
 """Saving and loading a model together with its spec, safely.
 
 A checkpoint is a ``torch.save`` of a plain dict holding only strings, ints
-and tensors: the spec as TOML text and the model's ``state_dict``. Loading
-uses ``torch.load(..., weights_only=True)``, which refuses to unpickle
-anything else, so a tampered file cannot run code; it then rebuilds the model
-from the embedded spec and loads the weights strictly.
+and tensors: the spec as TOML text, the model's ``state_dict`` and a SHA-256
+checksum of both. Loading uses ``torch.load(..., weights_only=True)``, which
+refuses to unpickle anything else, so a tampered file cannot run code; it then
+verifies the checksum (``torch.save`` files carry none of their own, so a
+corrupted or edited tensor would otherwise load as other weights), rebuilds
+the model from the embedded spec and loads the weights strictly.
 """
 
 from __future__ import annotations
 
-import pickle
+import hashlib
 from pathlib import Path
 
 import torch
@@ -19,7 +21,17 @@ from pyromim.models.latent_variable_model import LatentVariableModel
 from pyromim.specs import ModelSpec, SpecError
 
 FORMAT = "pyromim-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: adds "sha256"; version 1 files (no checksum) are still read
+
+
+def _checksum(spec_text: str, state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the spec text and every tensor's name, dtype, shape and bytes."""
+    digest = hashlib.sha256(spec_text.encode("utf-8"))
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 class CheckpointError(RuntimeError):
@@ -35,12 +47,14 @@ def save_model(model: LatentVariableModel, path: str | Path) -> None:
         )
     from pyromim import __version__
 
+    spec_text, state = model.spec.to_toml(), model.state_dict()
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "pyromim_version": __version__,
-        "spec_toml": model.spec.to_toml(),
-        "state_dict": model.state_dict(),
+        "spec_toml": spec_text,
+        "state_dict": state,
+        "sha256": _checksum(spec_text, state),
     }
     torch.save(payload, Path(path))
 
@@ -52,21 +66,31 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> La
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged zip or pickle raises many kinds
         raise CheckpointError(
             f"{path}: refused to load; it is not a checkpoint that loads with weights_only=True "
             f"(corrupted, tampered with, or not written by pyromim.save_model). Details: {err}"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a pyromim model checkpoint (no '{FORMAT}' format tag)")
-    if payload.get("format_version") != FORMAT_VERSION:
+    version = payload.get("format_version")
+    if version not in (1, FORMAT_VERSION):
         raise CheckpointError(
-            f"{path}: checkpoint format version {payload.get('format_version')!r} is not supported "
-            f"(this pyromim reads version {FORMAT_VERSION})"
+            f"{path}: checkpoint format version {version!r} is not supported "
+            f"(this pyromim reads versions 1 to {FORMAT_VERSION})"
         )
     spec_text, state = payload.get("spec_toml"), payload.get("state_dict")
-    if not isinstance(spec_text, str) or not isinstance(state, dict):
-        raise CheckpointError(f"{path}: checkpoint lacks its spec text or its state_dict")
+    if (
+        not isinstance(spec_text, str)
+        or not isinstance(state, dict)
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise CheckpointError(f"{path}: checkpoint lacks its spec text or a state_dict of named tensors")
+    if version >= 2 and payload.get("sha256") != _checksum(spec_text, state):
+        raise CheckpointError(
+            f"{path}: checksum mismatch: the stored spec or weights changed after saving "
+            "(file corrupted or edited); re-save the model or restore the file"
+        )
     try:
         spec = ModelSpec.from_toml(spec_text, where=f"{path} (embedded spec)")
     except SpecError as err:

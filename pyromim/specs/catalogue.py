@@ -39,7 +39,9 @@ def resolve_spec(spec: str | Path | ModelSpec) -> ModelSpec:
     if not isinstance(spec, (str, Path)):
         raise TypeError(f"expected a spec name, a .toml path or a ModelSpec, got {type(spec).__name__}")
     path = Path(spec)
-    if path.suffix == ".toml" or path.exists():
+    # A path when it says so (.toml) or names a file; a directory named like a
+    # spec (say, an earlier run's output) does not hide the catalogue.
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"spec file {path} does not exist")
         return ModelSpec.load(path)

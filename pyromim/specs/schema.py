@@ -15,12 +15,13 @@ choice) is all it takes to swap a component: every option has a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyromim.specs import toml_io
-from pyromim.specs.validation import SpecError, from_dict, to_dict
+from pyromim.specs.validation import SpecError, from_dict, nearest, to_dict
 
 DATA_KINDS = ("binary", "grey", "continuous", "counts", "tokens")
 PRIORS = ("normal", "learned_normal", "mixture", "vampprior")
@@ -115,6 +116,15 @@ class ModelSpec:
                 f"{where}: 'model.likelihood' = '{m.likelihood}' does not fit 'data.kind' = '{d.kind}'; "
                 f"for {d.kind} data use one of: {', '.join(allowed)}"
             )
+        if d.dataset is not None:
+            from pyromim.data.registry import BUILTIN_DATASETS
+
+            if d.dataset not in BUILTIN_DATASETS:
+                raise SpecError(
+                    f"{where}: 'data.dataset' = '{d.dataset}' is not a built-in data set (choose one of: "
+                    f"{', '.join(BUILTIN_DATASETS)}, or leave the key out for data you bring as files)"
+                    f"{nearest(d.dataset, BUILTIN_DATASETS)}"
+                )
         if d.kind == "tokens" and (d.vocab_size is None or d.vocab_size < 2):
             raise SpecError(f"{where}: 'data.vocab_size' (an int >= 2) is required when 'data.kind' = 'tokens'")
         for key, value in (("model.latent_dim", m.latent_dim), ("model.prior_components", m.prior_components)):
@@ -122,7 +132,26 @@ class ModelSpec:
                 raise SpecError(f"{where}: '{key}' must be >= 1, got {value}")
         if m.levels == 2 and (m.top_latent_dim is None or m.top_latent_dim < 1):
             raise SpecError(f"{where}: 'model.top_latent_dim' (an int >= 1) is required when 'model.levels' = 2")
+        if m.marginal_components < 0:
+            raise SpecError(f"{where}: 'model.marginal_components' must be >= 0, got {m.marginal_components}")
+        if m.likelihood_scale == "fixed" and not m.likelihood_fixed_scale > 0:
+            raise SpecError(f"{where}: 'model.likelihood_fixed_scale' must be > 0, got {m.likelihood_fixed_scale}")
+        if not math.isfinite(m.min_logvar):
+            raise SpecError(f"{where}: 'model.min_logvar' must be a finite number, got {m.min_logvar}")
+        sizes = [("model.conditional_hidden", m.conditional_hidden)] + [
+            (f"{table}.{key}", getattr(net, key))
+            for table, net in (("encoder", self.encoder), ("decoder", self.decoder))
+            for key in ("hidden", "channels")
+        ]
+        for key, values in sizes:
+            if any(v < 1 for v in values):
+                raise SpecError(f"{where}: '{key}' must hold sizes >= 1, got {values}")
         for table, net in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if table == "encoder" and net.network == "conv" and d.kind == "tokens":
+                raise SpecError(
+                    f"{where}: 'encoder.network' = 'conv' does not take 'data.kind' = 'tokens' "
+                    "(the encoder sees tokens one-hot, one more dimension than [C, H, W]); use network = 'mlp'"
+                )
             if net.network == "conv" and len(d.shape) != 3:
                 raise SpecError(
                     f"{where}: '{table}.network' = 'conv' needs 'data.shape' = [C, H, W], got {d.shape}; "
@@ -140,8 +169,11 @@ class ModelSpec:
         for key in ("epochs", "batch_size"):
             if getattr(t, key) < 1:
                 raise SpecError(f"{where}: 'training.{key}' must be >= 1, got {getattr(t, key)}")
-        if t.lr <= 0:
-            raise SpecError(f"{where}: 'training.lr' must be > 0, got {t.lr}")
+        for key in ("warmup_epochs", "patience"):
+            if getattr(t, key) < 0:
+                raise SpecError(f"{where}: 'training.{key}' must be >= 0, got {getattr(t, key)}")
+        if not (t.lr > 0 and math.isfinite(t.lr)):
+            raise SpecError(f"{where}: 'training.lr' must be > 0 and finite, got {t.lr}")
         return self
 
     # ------------------------------------------------------------ round trip

@@ -34,7 +34,8 @@ def _scalar(value: Any) -> str:
             return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        # JSON escapes the control characters below 0x20; TOML also forbids DEL.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} {value!r} to TOML")

@@ -21,7 +21,7 @@ class SpecError(ValueError):
     """A model specification is invalid; the message names the key and what is allowed."""
 
 
-def _nearest(word: str, options: typing.Iterable[str]) -> str:
+def nearest(word: str, options: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else ""
 
@@ -64,7 +64,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") 
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
-            raise SpecError(f"{where}: unknown key '{prefix}{key}'{_nearest(key, fields)}")
+            raise SpecError(f"{where}: unknown key '{prefix}{key}'{nearest(key, fields)}")
     kwargs = {}
     for name, f in fields.items():
         key = prefix + name
@@ -77,7 +77,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") 
         if choices is not None and value is not None and value not in choices:
             raise SpecError(
                 f"{where}: '{key}' = {value!r} is not one of: {', '.join(map(str, choices))}"
-                f"{_nearest(str(value), map(str, choices))}"
+                f"{nearest(str(value), map(str, choices))}"
             )
         kwargs[name] = value
     return cls(**kwargs)
