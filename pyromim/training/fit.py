@@ -245,7 +245,7 @@ def fit(
     loggers: list[Any] = [logger]
     if importlib.util.find_spec("tensorboard") is not None:
         # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
-        loggers.append(TensorBoardLogger(save_dir=out_dir, name="", version="tensorboard"))
+        loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
     trainer = pl.Trainer(
         max_epochs=epochs,
         min_epochs=min(warmup_epochs, epochs) if patience is not None else None,
