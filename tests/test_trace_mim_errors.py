@@ -180,3 +180,20 @@ def test_svi_step_runs_with_poutine_scale():
     scaled = poutine.scale(model, scale=0.1)
     svi = SVI(scaled, poutine.scale(guide, scale=0.1), pyro.optim.Adam({"lr": 0.01}), loss=Trace_MIM())
     assert torch.isfinite(torch.tensor(svi.step(X)))
+
+
+def test_compiled_loss_replays_uncompiled_to_name_a_non_finite_site():
+    from pyromim import JitTrace_MIM
+
+    def param_model(x):
+        sd = pyro.param("sd", torch.tensor(0.5))  # no constraint: can be set to 0
+        with pyro.plate("data", x.shape[-1]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, sd), obs=x)
+
+    loss = JitTrace_MIM(symmetric=False)
+    assert torch.isfinite(torch.tensor(loss.loss(param_model, guide, X)))
+    pyro.param("sd").unconstrained().data.zero_()
+    with pyro.validation_enabled(False):
+        with pytest.raises(NonFiniteLossError, match="model site 'x' on the encoder side"):
+            loss.loss(param_model, guide, X)

@@ -86,7 +86,6 @@ def _describe(sig: inspect.Signature | None) -> str:
 
 def _resolve(
     site: str,
-    guide: Callable,
     sig: inspect.Signature | None,
     args: tuple,
     kwargs: dict,
@@ -192,7 +191,7 @@ def substitute_generated(
     new_args, new_kwargs = list(args), dict(kwargs)
     for name, site in generated_sites.items():
         kind, where = _resolve(
-            name, guide, sig, args, kwargs, encoder_values.get(name), guide_inputs
+            name, sig, args, kwargs, encoder_values.get(name), guide_inputs
         )
         if kind == "arg":
             new_args[where] = _scatter_into_full(

@@ -118,9 +118,7 @@ class _Side:
             cost = self.cost.sum_to(site["cond_indep_stack"])
             score = site["score_parts"].score_function
             surrogate = surrogate + (cost * score).sum()
-            cost_mean = torch.as_tensor(cost).mean() if torch.is_tensor(cost) else (
-                torch.tensor(float(cost)))
-            stats.append((key, score.sum(), cost_mean.detach()))
+            stats.append((key, score.sum(), torch.as_tensor(cost).mean().detach()))
         return surrogate, stats
 
 
@@ -135,11 +133,11 @@ def sample_sites(trace):
 
 
 def _observed_sites(trace, generated: bool):
-    key = "was_observed"
+    """Observed sites; on the decoder side, those un-conditioned to generate data."""
     return {
         name: site
         for name, site in sample_sites(trace)
-        if (site["infer"].get(key, False) if generated else site["is_observed"])
+        if (site["infer"].get("was_observed", False) if generated else site["is_observed"])
     }
 
 
@@ -519,8 +517,7 @@ class JitTrace_MIM(Trace_MIM):
         if self.check_finite and not torch.isfinite(loss).all():
             torch.set_rng_state(rng)
             with torch.no_grad():
-                Trace_MIM._loss_parts(self, model, guide, args, kwargs_clean(kwargs),
-                                      self.beta)
+                self._loss_parts(model, guide, args, _user_kwargs(kwargs), self.beta)
             raise NonFiniteLossError(
                 "JitTrace_MIM: the compiled loss is not finite, and an uncompiled "
                 "replay did not reproduce it; run Trace_MIM for a site-level report."
@@ -545,5 +542,6 @@ class JitTrace_MIM(Trace_MIM):
         return float(loss.item())
 
 
-def kwargs_clean(kwargs: Mapping[str, Any]) -> dict:
-    return {k: v for k, v in kwargs.items() if not k.startswith("_py")}
+def _user_kwargs(kwargs: Mapping[str, Any]) -> dict:
+    """The caller's keyword arguments, without the compiled path's cache keys."""
+    return {k: v for k, v in kwargs.items() if not k.startswith(("_pyro_", "_pyromim_"))}
