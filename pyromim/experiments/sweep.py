@@ -135,17 +135,21 @@ def run_tasks(
         return done
     context = multiprocessing.get_context("spawn")
     pool = futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=quiet_worker)
-    pending = [pool.submit(measure, dict(task)) for task in tasks]
+    pending = {pool.submit(measure, dict(task)): task for task in tasks}
     try:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         for future in futures.as_completed(pending, timeout=timeout):
-            on_result(future.result())
+            try:
+                record = future.result()
+            except Exception as err:  # a worker died (killed, out of memory): record it, go on
+                record = {**pending[future], "error": f"worker failed: {type(err).__name__}: {err}"}
+            on_result(record)
             done += 1
     except futures.TimeoutError:
         logger.warning("time is up: %d of %d runs finished; stopping the others", done, len(tasks))
         for future in pending:
             future.cancel()
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
