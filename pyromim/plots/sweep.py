@@ -76,7 +76,7 @@ def plot_setting_runs(
     x, labels = x[:max_points], labels[:max_points].numpy()
     values, cmap = label_colours(labels)
     colours = [cmap(values.index(int(v)) % cmap.N) for v in labels]
-    fig, axes = plt.subplots(len(models), 2, figsize=(6.4, 3.0 * len(models)), squeeze=False)
+    fig, axes = plt.subplots(len(models), 2, figsize=(7.0, 3.1 * len(models)), squeeze=False)
     for row, (label, model) in zip(axes, models.items()):
         model.eval()
         with torch.no_grad():
@@ -85,7 +85,8 @@ def plot_setting_runs(
         ax = row[0]
         ax.scatter(x[:, 0], x[:, 1], s=3, c="lightgrey", label="test data")
         ax.scatter(recon[:, 0], recon[:, 1], s=3, c=colours, label="reconstructions")
-        ax.set(xlabel="x1", ylabel="x2", title=f"{label}: data and reconstructions")
+        shown = "" if x.shape[-1] == 2 else f" (x1-x2 of {x.shape[-1]})"
+        ax.set(xlabel="x1", ylabel="x2", title=f"{label}: data, recon.{shown}")
         ax.legend(fontsize=7, markerscale=3, loc="lower left")
         ax = row[1]
         ax.scatter(loc[:, 0], loc[:, 1], s=3, c=colours)
@@ -94,7 +95,8 @@ def plot_setting_runs(
                                  edgecolor=colours[i], lw=0.6, alpha=0.7))
         for r in (1, 2):
             ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.8, edgecolor="black", alpha=0.5))
-        ax.set(xlabel="z1", ylabel="z2", title=f"{label}: q(z|x) means, 1-sd ellipses")
+        shown = "" if loc.shape[-1] == 2 else f" (z1-z2 of {loc.shape[-1]})"
+        ax.set(xlabel="z1", ylabel="z2", title=f"{label}: q(z|x) means, 1 sd{shown}")
         ax.set_aspect("equal", adjustable="datalim")
         for a in row:
             a.title.set_fontsize(9)
