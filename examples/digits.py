@@ -19,9 +19,8 @@ mutual information, better KNN-5 accuracy and lower reconstruction error.
 """
 
 import sys
-from pathlib import Path
 
-from pyromim.experiments.sweep import run_label, seed_major, summarise_sweep, sweep_cli, sweep_table
+from pyromim.experiments.sweep import run_label, saved_run_dir, seed_major, summarise_sweep, sweep_cli, sweep_table
 
 EXPERIMENT = "digits"
 SPECS = ("digits_normal", "digits_mixture", "digits_vampprior")
@@ -54,7 +53,7 @@ def report(results, out):
     figures = []
     for spec in SPECS:
         runs = [r for r in results["runs"] if r["spec"] == spec and r["seed"] == 1 and "metrics" in r]
-        paths = {run_label(r["objective"]): Path(r["run_dir"]) / "model.pt" for r in
+        paths = {run_label(r["objective"]): saved_run_dir(r, out) / "model.pt" for r in
                  sorted(runs, key=lambda r: OBJECTIVES.index(r["objective"]))}
         if not paths or not all(p.exists() for p in paths.values()):
             continue

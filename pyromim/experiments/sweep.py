@@ -175,6 +175,12 @@ class ResultsFile:
         os.replace(tmp, self.path)
 
 
+def saved_run_dir(record: Mapping[str, Any], out: str | Path) -> Path:
+    """A run's directory: as recorded, or ``out/runs/<name>`` when the results folder has been moved."""
+    recorded = Path(record["run_dir"])
+    return recorded if recorded.exists() else Path(out) / "runs" / recorded.name
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a ``results.json`` written by :class:`ResultsFile` (raises naming the file if it is not one)."""
     path = Path(path)

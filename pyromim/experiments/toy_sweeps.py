@@ -19,6 +19,7 @@ from pyromim.experiments.sweep import (
     PANEL_METRICS,
     REFERENCE_MIN_LOGVAR,
     run_label,
+    saved_run_dir,
     seed_major,
     summarise_sweep,
     sweep_table,
@@ -98,7 +99,7 @@ def _setting_figure(runs: Sequence[Mapping[str, Any]], out: Path, key: str, sett
     seed = min(r["seed"] for r in done if r[key] == chosen)
     models = {}
     for r in sorted((r for r in done if r[key] == chosen and r["seed"] == seed), key=lambda r: r["objective"] != "mim"):
-        path = Path(r["run_dir"]) / "model.pt"
+        path = saved_run_dir(r, out) / "model.pt"
         if path.exists():
             models[run_label(r["objective"], bool(r.get("inverse_h")))] = load_model(path)
     if not models:
