@@ -255,7 +255,7 @@ def sweep_cli(
 
     ``--quick`` (seconds), ``--jobs N`` worker processes, ``--out DIR``
     (``DIR/results.json``, figures, ``DIR/results.md``), ``--seeds N``,
-    ``--settings a,b,c`` (the swept values), ``--budget SECONDS`` (stop runs
+    ``--settings a,b,c`` (the swept values), ``--epochs N`` (a cap), ``--budget SECONDS`` (stop runs
     still going then, and report what finished), ``--replot DIR/results.json``
     (tables and figures from saved results, no training).
 
@@ -270,6 +270,7 @@ def sweep_cli(
     parser.add_argument("--out", type=Path, default=Path("results") / experiment, help="output folder")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (1, 2, ...)")
     parser.add_argument("--settings", type=str, default=None, help="comma-separated swept values")
+    parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the spec's, 200)")
     parser.add_argument("--budget", type=float, default=None, help="wall-clock seconds; unfinished runs are dropped")
     parser.add_argument("--replot", type=Path, default=None, help="results.json to re-plot (no training)")
     args = parser.parse_args(argv)
@@ -280,8 +281,10 @@ def sweep_cli(
         out = args.out
         start = time.monotonic()
         tasks = build_tasks(args, out)
+        if args.epochs is not None:
+            tasks = [{**t, "epochs": min(args.epochs, t.get("epochs") or args.epochs)} for t in tasks]
         results = ResultsFile(out / "results.json", experiment, {
-            "quick": args.quick, "seeds": sorted({t["seed"] for t in tasks}), "jobs": args.jobs,
+            "quick": args.quick, "seeds": sorted({t["seed"] for t in tasks}), "jobs": args.jobs, "epochs_cap": args.epochs,
             "budget_s": args.budget, "tasks": len(tasks),
         })
         print(f"{experiment}: {len(tasks)} runs with {args.jobs} worker(s) -> {out}", flush=True)
