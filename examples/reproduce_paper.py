@@ -50,6 +50,19 @@ DEFAULTS = {
 }
 
 
+def copy_figures(out: Path, docs: Path, names) -> None:
+    """Copy each example's main figures to ``docs`` as 64-colour PNGs (a few tens of kB each)."""
+    from PIL import Image  # installed with matplotlib
+
+    docs.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        for figure in sorted((out / name).glob("*.png")):
+            target = docs / (figure.name if name == "digits" else f"{name}_{figure.name}")
+            image = Image.open(figure).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+            image.save(target, optimize=True)
+            print(f"{target} ({target.stat().st_size // 1024} kB)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=16, help="worker processes (one thread each)")
@@ -59,6 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="each example's quick mode (a smoke test)")
     parser.add_argument("--only", type=str, default=None, help="comma-separated example names")
     parser.add_argument("--replot", type=Path, default=None, help="an OUT folder to redraw (no training)")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="also copy the main figures here as small PNGs (<example>_panels.png, ...)")
     args = parser.parse_args(argv)
     start = time.monotonic()
     names = args.only.split(",") if args.only else list(DEFAULTS)
@@ -113,6 +128,8 @@ def main(argv=None) -> int:
             if path.exists():
                 report(name, load_results(path))
     (out / "results.md").write_text("\n\n".join(reported[n] for n in names if n in reported) + "\n", encoding="utf-8")
+    if args.docs is not None:
+        copy_figures(out, args.docs, names)
     print(f"done in {time.monotonic() - start:.0f} s; tables in {out / 'results.md'}")
     return 0
 
