@@ -33,7 +33,7 @@ def build_tasks(args, out):
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
     caps = {"epochs": 2, "n_train": 300, "n_val": 100, "n_test": 200} if args.quick else {}
     return [
-        {"spec": spec, "objective": objective, "seed": seed, "metrics": "evaluate",
+        {"spec": spec, "objective": objective, "seed": seed, "measure": "evaluate",
          "num_samples": 50 if args.quick else 1000, "plots": seed == 1, **caps,
          "run_dir": str(out / "runs" / f"{spec}_{objective}_seed{seed}")}
         for spec, objective, seed in seed_major(specs, OBJECTIVES, seeds)

@@ -7,7 +7,7 @@ A *task* is a JSON-able dict naming one run::
 optional keys: ``hidden`` (the encoder's and decoder's hidden widths, one
 layer), ``latent_dim``, ``min_logvar`` (spec changes); ``inverse_h`` (the
 joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
-``metrics``: ``"paper"`` (:func:`pyromim.experiments.paper_metrics`, default)
+``measure``: ``"paper"`` (:func:`pyromim.experiments.paper_metrics`, default)
 or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
 importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs).
 
@@ -74,7 +74,7 @@ def measure(task: Mapping[str, Any]) -> dict[str, Any]:
         from pyromim.experiments.runner import run
         from pyromim.metrics import marginal_entropy
 
-        full = task.get("metrics", "paper") == "evaluate"
+        full = task.get("measure", "paper") == "evaluate"
         result = run(
             task_spec(task), out_dir=task["run_dir"], objective=task["objective"],
             inverse_h=bool(task.get("inverse_h", False)), seed=int(task["seed"]), epochs=task.get("epochs"),
@@ -200,7 +200,7 @@ def summarise_sweep(
     """
     groups: dict[tuple[Any, str], list[Mapping[str, Any]]] = {}
     for r in runs:
-        if "metrics" not in r:
+        if not isinstance(r.get("metrics"), Mapping):  # failed runs carry "error" instead
             continue
         key = (r.get(by) if by else r["spec"], run_label(r["objective"], bool(r.get("inverse_h"))))
         groups.setdefault(key, []).append(r["metrics"])
