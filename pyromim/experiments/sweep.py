@@ -122,7 +122,8 @@ def run_tasks(
 
     :param deadline: a ``time.monotonic()`` time; runs still going then are
         stopped (their worker processes terminated) and runs not started are
-        skipped, so the caller can write what finished.
+        skipped, so the caller can write what finished (with ``jobs=1`` the runs are
+        in this process, and the one in progress at the deadline finishes first).
     :returns: the number of runs finished.
     """
     done = 0
