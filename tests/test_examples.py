@@ -1,5 +1,7 @@
 """Smoke tests: every example's --quick mode runs to the end and writes its outputs."""
 
+import json
+import math
 import os
 import pathlib
 import subprocess
@@ -32,3 +34,48 @@ def test_plug_in_model_quick(tmp_path):
     assert "mi_aggregate" in out and "knn5_accuracy" in out
     assert (tmp_path / "posterior_mim.png").stat().st_size > 1000
     assert (tmp_path / "posterior_elbo.png").stat().st_size > 1000
+
+
+def _results(folder):
+    data = json.loads((folder / "results.json").read_text())
+    assert data["runs"] and all("metrics" in r for r in data["runs"]), data["runs"]
+    return data
+
+
+@pytest.mark.parametrize("name", ["toy_expressiveness", "toy_bottleneck", "entropy_ablation"])
+def test_toy_sweep_examples_quick(tmp_path, name):
+    out = run_example(f"{name}.py", "--quick", "--out", str(tmp_path))
+    data = _results(tmp_path)
+    assert len(data["runs"]) == 4  # 2 settings x 2 objectives x 1 seed
+    keys = {"mi_ksg", "h_q_x", "recon_error", "knn5_accuracy", "recon_error_sampled", "knn5_accuracy_sampled"}
+    assert all(set(r["metrics"]) == keys for r in data["runs"])
+    assert all(math.isfinite(v) for r in data["runs"] for v in r["metrics"].values())
+    if name == "entropy_ablation":
+        assert {r["inverse_h"] for r in data["runs"]} == {True} and "VAE + H" in out and "MIM - H" in out
+    for figure in ("panels.png", "panels_sampled.png", "setting.png"):
+        assert (tmp_path / figure).stat().st_size > 5000
+    assert "| MIM" in (tmp_path / "results.md").read_text()
+    # results.json stays compact: settings and scalar metrics, no per-datum arrays
+    assert (tmp_path / "results.json").stat().st_size < 20_000
+    if name == "toy_expressiveness":  # --replot redraws tables and figures without training
+        (tmp_path / "panels.png").unlink()
+        replotted = run_example(f"{name}.py", "--replot", str(tmp_path / "results.json"))
+        assert (tmp_path / "panels.png").stat().st_size > 5000 and "| 5 | MIM |" in replotted
+        assert len(_results(tmp_path)["runs"]) == 4
+
+
+def test_digits_quick(tmp_path):
+    out = run_example("digits.py", "--quick", "--out", str(tmp_path))
+    data = _results(tmp_path)
+    assert {r["objective"] for r in data["runs"]} == {"elbo", "amim", "mim"}
+    assert all({"nll", "mi_ksg", "knn5_accuracy", "h_q_x"} <= set(r["metrics"]) for r in data["runs"])
+    assert (tmp_path / "digits_normal.png").stat().st_size > 5000 and "A-MIM" in out
+
+
+def test_reproduce_paper_driver_quick_in_worker_processes(tmp_path):
+    # the pool path: two spawned workers, results appended per run, figures at the end
+    out = run_example("reproduce_paper.py", "--quick", "--jobs", "2", "--only", "entropy_ablation",
+                      "--out", str(tmp_path))
+    folder = tmp_path / "entropy_ablation"
+    assert len(_results(folder)["runs"]) == 4 and "entropy_ablation 4/4" in out
+    assert (folder / "panels.png").exists() and "MIM - H" in (tmp_path / "results.md").read_text()

@@ -86,3 +86,22 @@ def test_pareto_k_of_arviz_on_known_tails():
     assert np.median(pareto_k(heavy)) > 0.7
     assert np.all(pareto_k(light) < 0.7)
     assert np.all(pareto_k(np.full((3, 100), -2.5)) == -np.inf)
+
+
+def test_learnable_parameters_outside_no_grad_are_fine():
+    # a prior with a learnable (grad-requiring) scale, evaluated without torch.no_grad(), as
+    # a training loop's evaluation hook does: the estimates are plain numbers all the same
+    def model(x):
+        scale = pyro.param("prior_scale", torch.tensor(1.0))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, scale))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x / 2, math.sqrt(0.5)))
+
+    x = torch.randn(20)
+    result = log_likelihood(model, guide, x, 16)
+    # exact posterior of N(0,1) prior and unit noise: every weight is p(x) = N(x; 0, 2)
+    assert torch.allclose(result.per_datum.float(), dist.Normal(0.0, math.sqrt(2.0)).log_prob(x), atol=1e-5)

@@ -14,6 +14,13 @@ with ``l(x, z) = -1/2 [log p(x|z) + log p(z) + beta (log q(z|x) + log q(x))]``.
 ``q_x`` (the spec's ``[training] q_x``): ``"marginal"`` (one-sample importance
 estimate through the model), ``"data"`` (anchored to the data; A-MIM only) or
 ``"learned"`` (the model's own learned mixture ``model.marginal``).
+
+``inverse_h=True`` is the MIM paper's joint-entropy ablation (the reference
+code's ``--inv-H-loss``): ``elbo`` becomes "VAE + H"
+(:class:`pyromim.infer.Trace_ELBO_plus_H`, the ELBO plus the encoder's joint
+entropy) and ``amim``/``mim`` become "MIM - H"
+(:class:`pyromim.infer.Trace_MIM_minus_H`, without the mixture's joint
+entropy); both need ``q_x="marginal"``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 
 from pyro.infer import Trace_ELBO
 
-from pyromim.infer import Trace_MIM
+from pyromim.infer import Trace_ELBO_plus_H, Trace_MIM, Trace_MIM_minus_H
 from pyromim.models import LatentVariableModel
 
 #: Objective names accepted everywhere (command line, :func:`pyromim.experiments.run`).
@@ -42,15 +49,24 @@ def objective_name(name: str) -> str:
     return key
 
 
-def make_loss(objective: str, model: LatentVariableModel, *, q_x: str = "marginal", beta: float = 1.0) -> Any:
+def make_loss(
+    objective: str, model: LatentVariableModel, *, q_x: str = "marginal", beta: float = 1.0, inverse_h: bool = False
+) -> Any:
     """A fresh Pyro loss for ``objective`` on ``model`` (see the module docstring).
 
     :param q_x: ``"marginal"``, ``"data"`` or ``"learned"`` (ignored by ``elbo``).
     :param beta: the target MIM weight (training warms it up from 0).
+    :param inverse_h: the joint-entropy ablation ("VAE + H" / "MIM - H").
     :raises ValueError: ``q_x="data"`` with symmetric ``mim``, or ``q_x="learned"``
         for a model without a learned marginal (``[model] marginal_components = 0``).
     """
     objective = objective_name(objective)
+    if inverse_h:
+        if q_x != "marginal":
+            raise ValueError(f"inverse_h (the joint-entropy ablation) needs q_x = 'marginal', got {q_x!r}")
+        if objective == "elbo":
+            return Trace_ELBO_plus_H()
+        return Trace_MIM_minus_H(symmetric=objective == "mim", beta=beta)
     if objective == "elbo":
         return Trace_ELBO()
     if q_x == "learned":

@@ -119,6 +119,7 @@ def run(
     warmup_epochs: int | None = None,
     patience: int | None = None,
     q_x: str | None = None,
+    inverse_h: bool = False,
     seed: int = 0,
     n_train: int | None = None,
     n_val: int | None = None,
@@ -143,6 +144,8 @@ def run(
         :func:`pyromim.experiments.prepare_data`, which also takes ``data_options``).
     :param epochs, batch_size, lr, warmup_epochs, patience, q_x: override the
         spec's ``[training]`` values (``patience=0`` turns early stopping off).
+    :param inverse_h: train the joint-entropy ablation of the objective ("VAE + H"
+        for ``elbo``, "MIM - H" for ``amim``/``mim``; see :func:`pyromim.experiments.make_loss`).
     :param seed: seeds the data split (toy sets: the draws), initialisation and training.
     :param n_train, n_val, n_test: cap each data part (quick runs).
     :param devices, strategy, accelerator, num_nodes: Lightning's; ``devices=2,
@@ -164,7 +167,7 @@ def run(
     model = build_model(spec)
     splits = prepare_data(spec, data, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
                           data_options=data_options, likelihood=model.likelihood)
-    loss = make_loss(objective, model, q_x=t.q_x)
+    loss = make_loss(objective, model, q_x=t.q_x, inverse_h=inverse_h)
     sizes = {k: len(v) for k, v in splits.parts().items()}
     logger.info(
         "spec %s: %s, seed %d, data %s (%s); up to %d epochs, batch %d, lr %g, warm-up %d, patience %s -> %s",
@@ -230,6 +233,7 @@ def run(
     write_json(out_dir / RUN_FILE, {
         "spec": spec.name,
         "objective": objective,
+        "inverse_h": inverse_h,
         "seed": seed,
         "data": str(data) if isinstance(data, (str, Path)) else (spec.data.dataset if data is None else "DataSplits"),
         "data_options": dict(data_options or {}),

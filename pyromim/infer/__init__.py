@@ -1,6 +1,14 @@
 """MIM objectives for Pyro programs."""
 
+from pyromim.infer.entropy_ablation import Trace_ELBO_plus_H, Trace_MIM_minus_H
 from pyromim.infer.guide_inputs import GuideInputsError
 from pyromim.infer.trace_mim import JitTrace_MIM, NonFiniteLossError, Trace_MIM
 
-__all__ = ["Trace_MIM", "JitTrace_MIM", "NonFiniteLossError", "GuideInputsError"]
+__all__ = [
+    "Trace_MIM",
+    "JitTrace_MIM",
+    "NonFiniteLossError",
+    "GuideInputsError",
+    "Trace_ELBO_plus_H",
+    "Trace_MIM_minus_H",
+]

@@ -12,6 +12,7 @@ from pyromim.metrics.classification import knn_accuracy
 from pyromim.metrics.evaluate import EVALUATE_KEYS, evaluate
 from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
+from pyromim.metrics.marginal_entropy import MarginalEntropy, marginal_entropy
 from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
 from pyromim.metrics.units import ActiveUnits, active_units
 
@@ -20,12 +21,14 @@ __all__ = [
     "ActiveUnits",
     "AggregateMI",
     "LogLikelihood",
+    "MarginalEntropy",
     "Reconstruction",
     "active_units",
     "evaluate",
     "knn_accuracy",
     "ksg_mutual_information",
     "log_likelihood",
+    "marginal_entropy",
     "mutual_information",
     "reconstruction_error",
     "to_inference_data",

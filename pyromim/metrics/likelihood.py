@@ -112,7 +112,7 @@ def log_likelihood(
             log_weights(model, guide, x, s.stop - s.start, layout)
             for s in spans(num_samples, sample_chunk)
         ]
-        log_w = torch.cat(blocks, 0).T.double()  # (C, S)
+        log_w = torch.cat(blocks, 0).T.double().detach()  # (C, S); estimates, not a loss
         lse = torch.logsumexp(log_w, -1)
         estimates.append(lse - math.log(num_samples))
         normalized = torch.exp(2 * (log_w - lse[:, None])).sum(-1)

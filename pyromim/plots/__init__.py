@@ -9,15 +9,19 @@ from pyromim.plots.data2d import plot_data_2d
 from pyromim.plots.images import image_shape, plot_reconstructions, plot_samples
 from pyromim.plots.latents import plot_latent_space
 from pyromim.plots.run_plots import make_run_plots
+from pyromim.plots.sweep import plot_image_model_rows, plot_setting_runs, plot_sweep_panels
 
 __all__ = [
     "image_shape",
     "make_run_plots",
     "plot_comparison",
     "plot_data_2d",
+    "plot_image_model_rows",
     "plot_latent_space",
     "plot_reconstructions",
     "plot_samples",
+    "plot_setting_runs",
+    "plot_sweep_panels",
     "plot_training_curves",
     "read_metrics_csv",
 ]

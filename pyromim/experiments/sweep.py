@@ -1,0 +1,305 @@
+"""Sweeps of independent runs over (setting, objective, seed), in worker processes, with incremental results.
+
+A *task* is a JSON-able dict naming one run::
+
+    {"spec": "toy4", "hidden": 50, "objective": "mim", "seed": 1, "run_dir": "...", ...}
+
+optional keys: ``hidden`` (the encoder's and decoder's hidden widths, one
+layer), ``latent_dim``, ``min_logvar`` (spec changes); ``inverse_h`` (the
+joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
+``measure``: ``"paper"`` (:func:`pyromim.experiments.paper_metrics`, default)
+or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
+importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs).
+
+:func:`measure` trains and measures one task and returns its *record*: the
+task plus ``metrics``, ``epochs_completed``, ``stopped_early`` and ``seconds``
+(or ``error``). :func:`run_tasks` runs many tasks in worker processes (one
+thread each) and hands every record, as it finishes, to a callback;
+:class:`ResultsFile` appends records to a JSON file atomically, so a sweep
+stopped at any moment leaves every finished run readable.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import dataclasses
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyromim.experiments.objectives import OBJECTIVE_LABELS
+
+logger = logging.getLogger(__name__)
+
+
+def task_spec(task: Mapping[str, Any]) -> Any:
+    """The task's catalogue spec with its ``hidden`` / ``latent_dim`` / ``min_logvar`` changes."""
+    from pyromim.specs import resolve_spec
+
+    spec = resolve_spec(task["spec"])
+    if task.get("hidden") is not None:
+        width = [int(task["hidden"])]
+        spec = spec.replace(encoder=dataclasses.replace(spec.encoder, hidden=width),
+                            decoder=dataclasses.replace(spec.decoder, hidden=width))
+    model_changes = {k: task[k] for k in ("latent_dim", "min_logvar") if task.get(k) is not None}
+    if model_changes:
+        spec = spec.replace(model=dataclasses.replace(spec.model, **model_changes))
+    return spec
+
+
+def run_label(objective: str, inverse_h: bool = False) -> str:
+    """Legend name of an objective: ``"MIM"``, ``"VAE (ELBO)"``, ``"MIM - H"``, ``"VAE + H"``."""
+    label = OBJECTIVE_LABELS[objective]
+    if inverse_h:
+        label = "VAE + H" if objective == "elbo" else f"{label} - H"
+    return label
+
+
+def measure(task: Mapping[str, Any]) -> dict[str, Any]:
+    """Train and measure one task (see the module docstring); errors are caught into ``record["error"]``."""
+    start = time.perf_counter()
+    record = dict(task)
+    try:
+        from pyromim.experiments.paper_metrics import paper_metrics
+        from pyromim.experiments.runner import run
+        from pyromim.metrics import marginal_entropy
+
+        full = task.get("measure", "paper") == "evaluate"
+        result = run(
+            task_spec(task), out_dir=task["run_dir"], objective=task["objective"],
+            inverse_h=bool(task.get("inverse_h", False)), seed=int(task["seed"]), epochs=task.get("epochs"),
+            n_train=task.get("n_train"), n_val=task.get("n_val"), n_test=task.get("n_test"),
+            evaluate=full, num_samples=int(task.get("num_samples", 1000)), plots=bool(task.get("plots", False)),
+            progress=False,
+        )
+        if full:
+            metrics = dict(result.metrics or {})
+            metrics["h_q_x"] = marginal_entropy(result.model.model, result.model.guide, result.data.test.x).entropy
+        else:
+            metrics = paper_metrics(result.model, result.data)
+        record.update(
+            metrics={k: float(v) for k, v in metrics.items()},
+            epochs_completed=result.fit.epochs_completed,
+            stopped_early=bool(result.fit.stopped_early),
+            plots=sorted(str(p) for p in result.plots),
+        )
+    except Exception as err:  # a failed run is recorded, the sweep goes on
+        record["error"] = f"{type(err).__name__}: {err}"
+        logger.error("run %s failed:\n%s", task.get("run_dir"), traceback.format_exc())
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    return record
+
+
+def quiet_worker() -> None:
+    """Worker set-up: one thread (parallelism comes from the processes), no per-run console chatter."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "pyromim"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run_tasks(
+    tasks: Sequence[Mapping[str, Any]],
+    on_result: Callable[[dict[str, Any]], None],
+    *,
+    jobs: int = 1,
+    deadline: float | None = None,
+) -> int:
+    """Run ``tasks`` with :func:`measure` in ``jobs`` worker processes; call ``on_result`` with each record.
+
+    :param deadline: a ``time.monotonic()`` time; runs still going then are
+        stopped (their worker processes terminated) and runs not started are
+        skipped, so the caller can write what finished (with ``jobs=1`` the runs are
+        in this process, and the one in progress at the deadline finishes first).
+    :returns: the number of runs finished.
+    """
+    done = 0
+    if jobs <= 1:
+        for task in tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            on_result(measure(task))
+            done += 1
+        return done
+    context = multiprocessing.get_context("spawn")
+    pool = futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=quiet_worker)
+    pending = {pool.submit(measure, dict(task)): task for task in tasks}
+    try:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        for future in futures.as_completed(pending, timeout=timeout):
+            try:
+                record = future.result()
+            except Exception as err:  # a worker died (killed, out of memory): record it, go on
+                record = {**pending[future], "error": f"worker failed: {type(err).__name__}: {err}"}
+            on_result(record)
+            done += 1
+    except futures.TimeoutError:
+        logger.warning("time is up: %d of %d runs finished; stopping the others", done, len(tasks))
+        for future in pending:
+            future.cancel()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return done
+
+
+class ResultsFile:
+    """``results.json``: ``{"experiment", "settings", "runs": [record, ...]}``, rewritten atomically per record."""
+
+    def __init__(self, path: str | Path, experiment: str, settings: Mapping[str, Any], runs: Iterable[dict] = ()):
+        self.path = Path(path)
+        self.data = {"experiment": experiment, "settings": dict(settings), "runs": list(runs)}
+        self._write()
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        self.data["runs"].append(dict(record))
+        self._write()
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=str), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def saved_run_dir(record: Mapping[str, Any], out: str | Path) -> Path:
+    """A run's directory: as recorded, or ``out/runs/<name>`` when the results folder has been moved."""
+    recorded = Path(record["run_dir"])
+    return recorded if recorded.exists() else Path(out) / "runs" / recorded.name
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a ``results.json`` written by :class:`ResultsFile` (raises naming the file if it is not one)."""
+    path = Path(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "runs" not in data:
+        raise ValueError(f"{path}: not a sweep results file (no 'runs' list); give the results.json an example wrote")
+    return data
+
+
+def summarise_sweep(
+    runs: Iterable[Mapping[str, Any]], by: str | None, metrics: Sequence[str]
+) -> dict[tuple[Any, str], dict[str, tuple[float, float, int]]]:
+    """``{(setting, label): {metric: (mean, std, n)}}`` over seeds, for the runs without errors.
+
+    :param by: the task key that varies (``"hidden"``, ``"latent_dim"``) or ``None``
+        (then the setting is the spec name).
+    """
+    groups: dict[tuple[Any, str], list[Mapping[str, Any]]] = {}
+    for r in runs:
+        if not isinstance(r.get("metrics"), Mapping):  # failed runs carry "error" instead
+            continue
+        key = (r.get(by) if by else r["spec"], run_label(r["objective"], bool(r.get("inverse_h"))))
+        groups.setdefault(key, []).append(r["metrics"])
+    out = {}
+    for key, items in sorted(groups.items(), key=lambda kv: (str(type(kv[0][0])), kv[0])):
+        stats = {}
+        for m in metrics:
+            values = np.array([i.get(m, math.nan) for i in items], dtype=float)
+            values = values[np.isfinite(values)]
+            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            stats[m] = (float(values.mean()) if len(values) else math.nan, std, len(values))
+        out[key] = stats
+    return out
+
+
+def sweep_table(summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, float, int]]], setting_name: str,
+                metrics: Sequence[str]) -> str:
+    """A Markdown table: one row per (setting, objective), ``mean ± std (n seeds)`` per metric."""
+    lines = [f"| {setting_name} | objective | " + " | ".join(metrics) + " |",
+             "|" + "---|" * (len(metrics) + 2)]
+    for (setting, label), stats in summary.items():
+        cells = []
+        for m in metrics:
+            mean, std, n = stats[m]
+            cells.append("n/a" if n == 0 else f"{mean:.3f} ± {std:.3f}" + (f" ({n})" if m == metrics[0] else ""))
+        lines.append(f"| {setting} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+#: The reference code's ``--min-logvar 6`` adds ``10**-6`` to the predicted standard
+#: deviations (``scale = exp(raw) + 1e-6``): a floor of ``log sigma^2 = 2 log(1e-6)``, not -6.
+REFERENCE_MIN_LOGVAR = 2.0 * math.log(1e-6)
+
+#: The metrics of the paper's four toy panels, and the reference-style sampled variants.
+PANEL_METRICS = ("mi_ksg", "h_q_x", "recon_error", "knn5_accuracy")
+
+
+def seed_major(settings: Sequence[Any], objectives: Sequence[Any], seeds: Sequence[int]) -> list[tuple[Any, Any, int]]:
+    """All ``(setting, objective, seed)`` triples, every setting of a seed before the next seed
+    (so a sweep stopped early has whole seeds of every setting)."""
+    return [(s, o, seed) for seed in seeds for s in settings for o in objectives]
+
+
+def sweep_cli(
+    experiment: str,
+    build_tasks: Callable[[Any, Path], list[dict[str, Any]]],
+    report: Callable[[Mapping[str, Any], Path], str],
+    argv: Sequence[str] | None = None,
+    description: str = "",
+) -> int:
+    """The command line shared by the paper examples.
+
+    ``--quick`` (seconds), ``--jobs N`` worker processes, ``--out DIR``
+    (``DIR/results.json``, figures, ``DIR/results.md``), ``--seeds N``,
+    ``--settings a,b,c`` (the swept values), ``--epochs N`` (a cap), ``--budget SECONDS`` (stop runs
+    still going then, and report what finished), ``--replot DIR/results.json``
+    (tables and figures from saved results, no training).
+
+    :param build_tasks: ``(args, out_dir) -> tasks``.
+    :param report: ``(results, out_dir) -> markdown`` (writes the figures).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few small runs (seconds): a smoke test")
+    parser.add_argument("--jobs", type=int, default=1, help="independent runs in this many worker processes")
+    parser.add_argument("--out", type=Path, default=Path("results") / experiment, help="output folder")
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (1, 2, ...)")
+    parser.add_argument("--settings", type=str, default=None, help="comma-separated swept values")
+    parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the spec's, 200)")
+    parser.add_argument("--budget", type=float, default=None, help="wall-clock seconds; unfinished runs are dropped")
+    parser.add_argument("--replot", type=Path, default=None, help="results.json to re-plot (no training)")
+    args = parser.parse_args(argv)
+    if args.replot is not None:
+        out = args.replot.parent
+        text = report(load_results(args.replot), out)
+    else:
+        out = args.out
+        start = time.monotonic()
+        tasks = build_tasks(args, out)
+        if args.epochs is not None:
+            tasks = [{**t, "epochs": min(args.epochs, t.get("epochs") or args.epochs)} for t in tasks]
+        results = ResultsFile(out / "results.json", experiment, {
+            "quick": args.quick, "seeds": sorted({t["seed"] for t in tasks}), "jobs": args.jobs, "epochs_cap": args.epochs,
+            "budget_s": args.budget, "tasks": len(tasks),
+        })
+        print(f"{experiment}: {len(tasks)} runs with {args.jobs} worker(s) -> {out}", flush=True)
+
+        def on_result(record: dict[str, Any]) -> None:
+            results.append(record)
+            what = record.get("error") or ", ".join(f"{k} {v:.3f}" for k, v in record["metrics"].items()
+                                                    if k in PANEL_METRICS)
+            print(f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} "
+                  f"({record['seconds']:.0f} s): {what}", flush=True)
+
+        deadline = None if args.budget is None else start + args.budget
+        run_tasks(tasks, on_result, jobs=args.jobs, deadline=deadline)
+        text = report(results.data, out)
+    (out / "results.md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0

@@ -1,0 +1,77 @@
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from pyromim.experiments.sweep import (
+    REFERENCE_MIN_LOGVAR,
+    ResultsFile,
+    load_results,
+    run_label,
+    run_tasks,
+    seed_major,
+    summarise_sweep,
+    sweep_table,
+    task_spec,
+)
+
+
+def test_reference_floor_is_the_reference_codes_std_offset():
+    # scale = exp(raw) + 1e-6 in the reference code: sigma >= 1e-6, log sigma^2 >= 2 log 1e-6
+    assert math.isclose(math.exp(0.5 * REFERENCE_MIN_LOGVAR), 1e-6)
+
+
+def test_task_spec_applies_width_latent_and_floor():
+    spec = task_spec({"spec": "toy4_20", "hidden": 7, "latent_dim": 3, "min_logvar": -20.0})
+    assert spec.encoder.hidden == [7] and spec.decoder.hidden == [7]
+    assert spec.model.latent_dim == 3 and spec.model.min_logvar == -20.0
+    assert task_spec({"spec": "toy4"}).encoder.hidden == [50]
+
+
+def test_seed_major_finishes_every_setting_of_a_seed_first():
+    order = seed_major([5, 20], ["mim", "elbo"], [1, 2])
+    assert order[:4] == [(5, "mim", 1), (5, "elbo", 1), (20, "mim", 1), (20, "elbo", 1)]
+    assert {t[2] for t in order[4:]} == {2}
+
+
+def test_results_file_appends_atomically_and_reloads(tmp_path):
+    path = tmp_path / "sub" / "results.json"
+    results = ResultsFile(path, "demo", {"seeds": [1]})
+    assert load_results(path)["runs"] == []
+    results.append({"seed": 1, "metrics": {"a": 1.0}})
+    results.append({"seed": 2, "error": "boom"})
+    data = load_results(path)
+    assert data["experiment"] == "demo" and [r["seed"] for r in data["runs"]] == [1, 2]
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary file left
+    (tmp_path / "other.json").write_text(json.dumps([1, 2]))
+    with pytest.raises(ValueError, match="other.json"):
+        load_results(tmp_path / "other.json")
+
+
+def test_summary_is_mean_and_sample_sd_over_seeds_without_failed_runs():
+    runs = [{"spec": "toy4", "hidden": 5, "objective": "mim", "seed": s, "metrics": {"m": v}}
+            for s, v in ((1, 1.0), (2, 2.0), (3, 4.0))]
+    runs += [{"spec": "toy4", "hidden": 5, "objective": "elbo", "inverse_h": True, "seed": 1, "metrics": {"m": 3.0}},
+             {"spec": "toy4", "hidden": 5, "objective": "elbo", "seed": 1, "error": "x"}]
+    summary = summarise_sweep(runs, "hidden", ["m"])
+    mean, sd, n = summary[(5, "MIM")]["m"]
+    assert (mean, n) == (7 / 3, 3) and math.isclose(sd, np.std([1, 2, 4], ddof=1))
+    assert summary[(5, "VAE + H")]["m"] == (3.0, 0.0, 1)
+    assert (5, "VAE (ELBO)") not in summary
+    table = sweep_table(summary, "hidden units", ["m"])
+    assert "| 5 | MIM | 2.333 ± 1.528 (3) |" in table
+    assert run_label("mim", True) == "MIM - H" and run_label("amim") == "A-MIM"
+
+
+def test_run_tasks_skips_everything_after_the_deadline():
+    seen = []
+    assert run_tasks([{"spec": "toy4"}], seen.append, jobs=1, deadline=time.monotonic() - 1) == 0
+    assert seen == []
+
+
+def test_a_failing_run_is_recorded_not_raised(tmp_path):
+    seen = []
+    run_tasks([{"spec": "no_such_spec", "objective": "mim", "seed": 1, "run_dir": str(tmp_path)}], seen.append)
+    assert "no_such_spec" in seen[0]["error"] and "seconds" in seen[0]
