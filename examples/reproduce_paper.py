@@ -16,10 +16,9 @@ Measured here, one thread per run: a full-size ``toy4`` run (hidden 50, seed
 1, 10,000 points per split, early stopping) took 293 s for MIM (37 epochs)
 and 194 s for the VAE (54 epochs) with two runs sharing two busy cores; a
 lightly loaded probe gave 3.0 s per epoch for MIM and 2.1 s for the VAE,
-about 130 s and 115 s per run. ``toy4_20`` runs do not stop early: both
-objectives were still improving after 65 (MIM, about 5.5 s per epoch on the
-busy cores) and 139 (VAE, 2.6 s) epochs, so a full 200-epoch MIM run takes
-10-15 minutes by itself. A digits run takes 10-46 s; the entropy ablation's
+about 130 s and 115 s per run. ``toy4_20`` runs are longer: at latent 10
+MIM stopped early after 74 epochs (265 s, 3.6 s per epoch) but the VAE ran
+all 200 epochs (343 s), and MIM runs may also run to 200 epochs (12 minutes). A digits run takes 10-46 s; the entropy ablation's
 "MIM - H" stopped after 63 epochs (219 s).
 
 So the defaults are: toy_bottleneck at latent 4, 12, 20 with 2 seeds capped
