@@ -367,3 +367,20 @@ def test_two_process_cpu_ddp(tmp_path):
     assert "world_size: 2" in done.stderr or "distributed_backend=gloo" in done.stderr
     state = load_checkpoint(out / "checkpoints" / "last.ckpt")
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
+
+
+def test_buffers_of_the_model_owner_follow_the_lightning_module():
+    """``fit(vae.model, vae.guide, ...)`` must move the owner's buffers (the
+    standard-normal prior's fixed loc) with the parameters: on a GPU a prior
+    left on the CPU fails the first step. Dtype conversion shows the same path."""
+    from pyromim import build_model
+    from pyromim.training.fit import _method_owners
+    from pyromim.training.module import PyroLightningModule
+    from pyromim.training.params import StoreParameters
+
+    vae = build_model("toy4")
+    assert _method_owners(vae.model, vae.guide) == [vae]
+    elbo_module = Trace_ELBO()(vae.model, vae.guide)
+    module = PyroLightningModule(elbo_module, StoreParameters.adopt([], elbo_module), owners=[vae])
+    module.to(torch.float64)
+    assert vae.prior.loc.dtype == torch.float64

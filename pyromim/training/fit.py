@@ -112,6 +112,17 @@ def _strategy(strategy: Any) -> Any:
     return strategy
 
 
+def _method_owners(*fns: Any) -> list[torch.nn.Module]:
+    """The distinct modules whose bound methods ``fns`` are (``vae.model``, ``vae.guide``)."""
+    owners: list[torch.nn.Module] = []
+    for fn in fns:
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, torch.nn.Module) and not isinstance(fn, torch.nn.Module):
+            if all(owner is not o for o in owners):
+                owners.append(owner)
+    return owners
+
+
 def _set_aside_log(path: Path) -> Path | None:
     if not path.is_file():
         return None
@@ -217,6 +228,7 @@ def fit(
     module = PyroLightningModule(
         elbo_module, store_params, lr=lr, warmup_epochs=warmup_epochs,
         lr_schedule=lr_schedule, lr_warmup_epochs=lr_warmup_epochs, seed=seed,
+        owners=_method_owners(model, guide),
     )
 
     monitor = "val_loss" if val is not None else "train_loss"

@@ -23,7 +23,7 @@ Validation uses the target objective (the loss's own ``beta`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +31,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pyro
 import torch
+from torch import nn
 from pyro.infer.elbo import ELBOModule
 
 from pyromim.training.diagnostics import NonFiniteLossError, describe_nonfinite, nonfinite_terms
@@ -55,6 +56,8 @@ class PyroLightningModule(pl.LightningModule):
     :param lr_schedule: ``"noam"`` (warm-up then ``1/sqrt`` decay) or ``"constant"``.
     :param lr_warmup_epochs: Noam warm-up length in epochs (default: ``warmup_epochs``).
     :param seed: base seed of the per-epoch reseeding.
+    :param owners: modules owning the model and guide methods (their buffers
+        must follow the parameters to the device).
     """
 
     def __init__(
@@ -67,8 +70,13 @@ class PyroLightningModule(pl.LightningModule):
         lr_schedule: str = "noam",
         lr_warmup_epochs: int | None = None,
         seed: int = 0,
+        owners: Sequence[nn.Module] = (),
     ) -> None:
         super().__init__()
+        # Modules whose methods are the model and guide (``vae.model``): held
+        # here so Lightning moves their buffers (e.g. a prior's fixed loc) to
+        # the training device with the parameters.
+        self.owners = nn.ModuleList(owners)
         if lr_schedule not in ("noam", "constant"):
             raise ValueError(f"lr_schedule must be 'noam' or 'constant', got {lr_schedule!r}")
         self.elbo_module = elbo_module
