@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -95,7 +97,9 @@ def test_toy_spec_carries_the_reference_training_settings():
     t = spec.training
     assert (t.objective, t.epochs, t.batch_size, t.lr, t.warmup_epochs, t.patience) == ("mim", 200, 128, 1e-3, 3, 3)
     assert spec.data.dataset == "toy4" and spec.data.shape == [2]
-    assert (spec.encoder.hidden, spec.encoder.activation, spec.model.min_logvar) == ([50], "tanh", -6.0)
+    # the reference's --min-logvar 6 is sigma = exp(.) + 1e-6: a log-variance floor of 2 ln 1e-6
+    assert (spec.encoder.hidden, spec.encoder.activation) == ([50], "tanh")
+    assert spec.model.min_logvar == pytest.approx(2 * math.log(1e-6), abs=1e-5)
     assert resolve_spec("toy4_20").data.dataset == "toy4_20"
 
 

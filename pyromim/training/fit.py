@@ -327,6 +327,6 @@ def load_trained(
     with torch.no_grad():
         names = param_sites_used(lambda: elbo_module(example))
     store_params = StoreParameters.adopt(names, elbo_module)
-    module = PyroLightningModule(elbo_module, store_params)
+    module = PyroLightningModule(elbo_module, store_params, owners=_method_owners(model, guide))
     module.on_load_checkpoint(state)
     module.load_state_dict(state["state_dict"])
