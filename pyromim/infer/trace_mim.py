@@ -93,12 +93,13 @@ class _Side:
             self.add(f"{role} site '{name}'", site["log_prob"], weight,
                      site["cond_indep_stack"])
 
-    def add_sampled(self, role, trace, weight, score=True, detach=()):
+    def add_sampled(self, role, trace, weight, detach=False):
         """Sites drawn on this side: pathwise part via ``entropy_term``, and a
-        score-function term unless the site's draw is detached."""
+        score-function term, unless ``detach`` treats non-reparameterised draws
+        as fixed data (full log-prob gradient, no score function)."""
         for name, site in sample_sites(trace):
             parts = site["score_parts"]
-            detached = name in detach and not is_identically_zero(parts.score_function)
+            detached = detach and not is_identically_zero(parts.score_function)
             self.add(
                 f"{role} site '{name}'",
                 site["log_prob"],
@@ -106,7 +107,7 @@ class _Side:
                 site["cond_indep_stack"],
                 differentiable=site["log_prob"] if detached else parts.entropy_term,
             )
-            if score and not detached and not is_identically_zero(parts.score_function):
+            if not detached and not is_identically_zero(parts.score_function):
                 self.sampled.append((f"{self.name}:{role}:{name}", site))
 
     def score_terms(self):
@@ -358,9 +359,8 @@ class Trace_MIM(ELBO):
 
         dec = _Side("decoder")
         generated = _observed_sites(traces.dec_model, True)
-        detach = tuple(n for n, _ in sample_sites(traces.dec_model)) if (
-            self.decoder_gradient == "detach") else ()
-        dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach)
+        dec.add_sampled("model", traces.dec_model, -0.5 * half,
+                        detach=self.decoder_gradient == "detach")
         dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta)
         if marginal:
             # log q(x) ~= log p(x|z') + log p(z') - log q(z'|x), z' ~ q(z|x).
