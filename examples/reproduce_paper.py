@@ -47,8 +47,8 @@ from pyromim.experiments.sweep import ResultsFile, load_results, run_tasks  # no
 
 #: example module -> (swept values, seeds, epoch cap) run by default
 DEFAULTS = {
-    "toy_expressiveness": ("5,20,50", 3, None),
-    "toy_bottleneck": ("4,12,20", 2, 80),
+    "toy_expressiveness": ("5,20,50,100,200,500", 3, None),
+    "toy_bottleneck": ("2,4,8,12,20", 2, None),
     "entropy_ablation": ("50", 3, 60),
     "digits": (None, 1, None),
 }
@@ -107,8 +107,8 @@ def main(argv=None) -> int:
             files[name] = ResultsFile(out / name / "results.json", name, {
                 "quick": args.quick, "settings": ns.settings, "seeds": ns.seeds, "jobs": args.jobs, "epochs_cap": epochs,
                 "budget_s": args.budget, "tasks": len(mine), "driver": "reproduce_paper.py"})
-        # the long toy4_20 runs start in the first wave, then seed by seed
-        tasks.sort(key=lambda t: (t[3] != "toy_bottleneck",) + t[:3])
+        # seed by seed (a budget cut leaves whole seeds), the toy4_20 runs first within a seed
+        tasks.sort(key=lambda t: (t[0], t[3] != "toy_bottleneck", t[1], t[2]))
         print(f"{len(tasks)} runs ({', '.join(f'{n} {totals[n]}' for n in names)}) with {args.jobs} workers, "
               f"budget {args.budget:.0f} s -> {out}", flush=True)
 

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.functional import one_hot
 
 from pyromim.distributions import DiscretizedLogistic
+from pyromim.nn.gaussian import floored_scale
 
 
 class DataSupportError(ValueError):
@@ -146,8 +147,17 @@ class GaussianLikelihood(Likelihood):
 
     :param scale: ``"fixed"`` (``sigma = fixed_scale``), ``"learned"`` (one
         learned ``sigma`` per data element, shared by all data) or
-        ``"per_datum"`` (the decoder outputs ``log sigma^2``, floored at
-        ``min_logvar``, the reference code's clamp).
+        ``"per_datum"`` (the decoder outputs ``raw`` per element and
+        ``sigma = exp(raw) + exp(min_logvar / 2)``, the reference code's
+        floored scale, see :mod:`pyromim.nn.gaussian`). The ``"learned"``
+        log-variance is clamped at ``min_logvar``.
+    :param standardize: the networks work in standardised units: the encoder
+        sees ``(x - shift) / spread`` and the decoder's ``(mu, sigma)`` are mapped
+        back as ``(shift + spread * mu, spread * sigma)``, so every density stays
+        in the data's own units. ``shift`` and ``spread`` are the training data's
+        per-element mean and standard deviation, set by :meth:`set_data_statistics`
+        and saved with the model. For data whose elements differ in scale by
+        orders of magnitude (``toy4_20``), where raw inputs saturate tanh units.
     """
 
     name = "gaussian"
@@ -160,6 +170,7 @@ class GaussianLikelihood(Likelihood):
         scale: str = "per_datum",
         fixed_scale: float = 1.0,
         min_logvar: float = -6.0,
+        standardize: bool = False,
     ) -> None:
         super().__init__(data_shape)
         if scale not in self.SCALES:
@@ -173,6 +184,49 @@ class GaussianLikelihood(Likelihood):
             self.register_buffer("fixed_scale", torch.tensor(float(fixed_scale)))
         elif scale == "learned":
             self.logvar = nn.Parameter(torch.zeros(self.data_shape))
+        self.standardize = bool(standardize)
+        if self.standardize:
+            self.register_buffer("data_shift", torch.zeros(self.data_shape))
+            self.register_buffer("data_spread", torch.ones(self.data_shape))
+            self.register_buffer("data_statistics_set", torch.tensor(False))
+
+    def set_data_statistics(self, x: torch.Tensor) -> None:
+        """Standardise with the per-element mean and standard deviation of training data ``x``.
+
+        ``x`` has shape ``(N, *data_shape)``; elements that never vary get a spread of 1.
+        """
+        if not self.standardize:
+            raise ValueError("gaussian likelihood: set_data_statistics needs standardize=True")
+        x = torch.as_tensor(x, dtype=torch.float64)
+        if x.dim() != len(self.data_shape) + 1 or tuple(x.shape[1:]) != self.data_shape or x.shape[0] < 2:
+            raise ValueError(
+                f"gaussian likelihood: data statistics need data of shape (N >= 2, "
+                f"{', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}"
+            )
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("gaussian likelihood: data for the statistics contain NaN or infinite values")
+        spread = x.std(0)
+        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+        with torch.no_grad():
+            self.data_shift.copy_(x.mean(0))
+            self.data_spread.copy_(spread)
+            self.data_statistics_set.fill_(True)
+
+    def _statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if not bool(self.data_statistics_set):
+            raise RuntimeError(
+                "gaussian likelihood standardises the data ([data] standardize = true) but holds no "
+                "training statistics yet: call model.likelihood.set_data_statistics(train_x) before "
+                "training (pyromim.experiments.run and `pyromim train` do this)"
+            )
+        return self.data_shift, self.data_spread
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().encoder_input(x)
+        if not self.standardize:
+            return x
+        shift, spread = self._statistics()
+        return (x - shift) / spread
 
     def scale(self, params: torch.Tensor) -> torch.Tensor:
         """Standard deviation ``sigma`` (broadcastable against the mean)."""
@@ -180,12 +234,16 @@ class GaussianLikelihood(Likelihood):
             return self.fixed_scale
         if self.scale_mode == "learned":
             return torch.exp(0.5 * self.logvar.clamp(min=self.min_logvar))
-        logvar = self._split(params, 2, self.event_dims)[1]
-        return torch.exp(0.5 * logvar.clamp(min=self.min_logvar))
+        raw = self._split(params, 2, self.event_dims)[1]
+        return floored_scale(raw, self.min_logvar)
 
     def distribution(self, params):
         loc = self._split(params, self.n_params, self.event_dims)[0]
-        return dist.Normal(loc, self.scale(params).expand(loc.shape))
+        scale = self.scale(params).expand(loc.shape)
+        if self.standardize:  # the network works in standardised units; densities stay in the data's
+            shift, spread = self._statistics()
+            loc, scale = shift + spread * loc, spread * scale
+        return dist.Normal(loc, scale)
 
     def in_support(self, x):
         return True

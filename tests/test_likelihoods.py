@@ -48,7 +48,7 @@ def test_gaussian_matches_closed_form(mode):
             lik.logvar.copy_(torch.linspace(-1, 1, 6).reshape(SHAPE))
         sigma = torch.exp(0.5 * torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(SHAPE))
     else:
-        sigma = torch.exp(0.5 * p[:, 1])
+        sigma = torch.exp(p[:, 1]) + math.exp(-3.0)
     mu = p[:, 0]
     closed = (-0.5 * ((x - mu) / sigma) ** 2 - sigma.log() - 0.5 * math.log(2 * math.pi)).sum((-1, -2))
     torch.testing.assert_close(lik(p).log_prob(x), closed)
@@ -58,6 +58,8 @@ def test_gaussian_per_datum_logvar_floor():
     lik = GaussianLikelihood((1,), scale="per_datum", min_logvar=-6.0)
     p = torch.tensor([[[0.0], [-50.0]]])
     assert lik(p).base_dist.scale.item() == pytest.approx(math.exp(-3.0))
+    p = torch.tensor([[[0.0], [0.5]]])
+    assert lik(p).base_dist.scale.item() == pytest.approx(math.exp(0.5) + math.exp(-3.0))
 
 
 def test_discretized_logistic_sums_to_one_over_256_bins():

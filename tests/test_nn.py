@@ -32,13 +32,17 @@ def test_conv_encoder_decoder_reproduce_any_image_size(shape):
 def test_gaussian_head_floor_and_gradient():
     head = GaussianHead(3, 2, min_logvar=-6.0)
     with torch.no_grad():
-        head.linear.bias.copy_(torch.tensor([0.0, 0.0, -50.0, 1.0]))
+        head.linear.bias.copy_(torch.tensor([0.0, 0.0, -10.0, 1.0]))
         head.linear.weight.zero_()
     loc, scale = head(torch.zeros(4, 3))
-    torch.testing.assert_close(scale[:, 0], torch.full((4,), math.exp(-3.0)))
-    torch.testing.assert_close(scale[:, 1], torch.full((4,), math.exp(0.5)))
-    loc.sum().backward()
+    # sigma = exp(raw) + exp(min_logvar / 2): the reference code's floored scale
+    torch.testing.assert_close(scale[:, 0], torch.full((4,), math.exp(-10.0) + math.exp(-3.0)))
+    torch.testing.assert_close(scale[:, 1], torch.full((4,), math.e + math.exp(-3.0)))
+    assert (2 * scale.log() > -6.0).all()
+    (loc.sum() + scale.sum()).backward()
     assert head.linear.bias.grad[:2].abs().sum() > 0
+    # below the floor the gradient is exp(raw), not cut off as by a clamp
+    torch.testing.assert_close(head.linear.bias.grad[2], torch.tensor(4 * math.exp(-10.0)))
 
 
 def test_unknown_activation_is_named():

@@ -82,6 +82,8 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
     info = _run_info(run_dir)
     spec = ModelSpec.load(spec_file)
     model = build_model(spec)
+    if spec.data.standardize:  # placeholders: load_trained restores the checkpoint's statistics
+        model.likelihood.data_statistics_set.fill_(True)
     objective = info.get("objective", spec.training.objective)
     loss = make_loss(objective, model, q_x=spec.training.q_x)
     load_trained(model.model, model.guide, loss, path, model.sample(2))

@@ -167,6 +167,9 @@ def run(
     model = build_model(spec)
     splits = prepare_data(spec, data, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
                           data_options=data_options, likelihood=model.likelihood)
+    if spec.data.standardize:
+        model.likelihood.set_data_statistics(splits.train.x)
+        logger.info("standardising the data by the training part's mean and standard deviation ([data] standardize)")
     loss = make_loss(objective, model, q_x=t.q_x, inverse_h=inverse_h)
     sizes = {k: len(v) for k, v in splits.parts().items()}
     logger.info(

@@ -5,7 +5,7 @@ A *task* is a JSON-able dict naming one run::
     {"spec": "toy4", "hidden": 50, "objective": "mim", "seed": 1, "run_dir": "...", ...}
 
 optional keys: ``hidden`` (the encoder's and decoder's hidden widths, one
-layer), ``latent_dim``, ``min_logvar`` (spec changes); ``inverse_h`` (the
+layer), ``latent_dim``, ``min_logvar``, ``standardize`` (spec changes); ``inverse_h`` (the
 joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
 ``measure``: ``"paper"`` (:func:`pyromim.experiments.paper_metrics`, default)
 or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 def task_spec(task: Mapping[str, Any]) -> Any:
-    """The task's catalogue spec with its ``hidden`` / ``latent_dim`` / ``min_logvar`` changes."""
+    """The task's catalogue spec with its ``hidden`` / ``latent_dim`` / ``min_logvar`` / ``standardize`` changes."""
     from pyromim.specs import resolve_spec
 
     spec = resolve_spec(task["spec"])
@@ -54,6 +54,8 @@ def task_spec(task: Mapping[str, Any]) -> Any:
     model_changes = {k: task[k] for k in ("latent_dim", "min_logvar") if task.get(k) is not None}
     if model_changes:
         spec = spec.replace(model=dataclasses.replace(spec.model, **model_changes))
+    if task.get("standardize") is not None:
+        spec = spec.replace(data=dataclasses.replace(spec.data, standardize=bool(task["standardize"])))
     return spec
 
 
@@ -251,6 +253,7 @@ def sweep_cli(
     report: Callable[[Mapping[str, Any], Path], str],
     argv: Sequence[str] | None = None,
     description: str = "",
+    flags: Mapping[str, str] | None = None,
 ) -> int:
     """The command line shared by the paper examples.
 
@@ -262,6 +265,7 @@ def sweep_cli(
 
     :param build_tasks: ``(args, out_dir) -> tasks``.
     :param report: ``(results, out_dir) -> markdown`` (writes the figures).
+    :param flags: the example's own on/off options, ``{"--name": "help"}`` (``args.name``).
     """
     import argparse
 
@@ -274,6 +278,8 @@ def sweep_cli(
     parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the spec's, 200)")
     parser.add_argument("--budget", type=float, default=None, help="wall-clock seconds; unfinished runs are dropped")
     parser.add_argument("--replot", type=Path, default=None, help="results.json to re-plot (no training)")
+    for flag, text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args(argv)
     if args.replot is not None:
         out = args.replot.parent

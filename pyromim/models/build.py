@@ -22,7 +22,8 @@ from pyromim.specs import ModelSpec, NetworkSpec, resolve_spec
 def make_likelihood(spec: ModelSpec) -> Likelihood:
     shape, m = tuple(spec.data.shape), spec.model
     if m.likelihood == "gaussian":
-        return GaussianLikelihood(shape, m.likelihood_scale, m.likelihood_fixed_scale, m.min_logvar)
+        return GaussianLikelihood(shape, m.likelihood_scale, m.likelihood_fixed_scale, m.min_logvar,
+                                  standardize=spec.data.standardize)
     if m.likelihood == "categorical":
         return CategoricalLikelihood(shape, spec.data.vocab_size)
     return LIKELIHOODS[m.likelihood](shape)

@@ -49,6 +49,7 @@ class DataSpec:
     shape: list[int]
     dataset: str | None = None  # built-in data set the spec was made for (toy4, toy4_20, digits)
     vocab_size: int | None = None  # tokens only: number of distinct tokens
+    standardize: bool = False  # gaussian only: networks see data scaled by the training mean and std
 
 
 @dataclass
@@ -125,6 +126,11 @@ class ModelSpec:
                     f"{', '.join(BUILTIN_DATASETS)}, or leave the key out for data you bring as files)"
                     f"{nearest(d.dataset, BUILTIN_DATASETS)}"
                 )
+        if d.standardize and m.likelihood != "gaussian":
+            raise SpecError(
+                f"{where}: 'data.standardize' = true needs 'model.likelihood' = 'gaussian' (got "
+                f"'{m.likelihood}'); other likelihoods see the data as they are, so remove the key"
+            )
         if d.kind == "tokens" and (d.vocab_size is None or d.vocab_size < 2):
             raise SpecError(f"{where}: 'data.vocab_size' (an int >= 2) is required when 'data.kind' = 'tokens'")
         for key, value in (("model.latent_dim", m.latent_dim), ("model.prior_components", m.prior_components)):
