@@ -11,27 +11,16 @@ tables. Runs are ordered seed by seed (every setting of seed 1, then seed 2,
 runs still going are stopped and the tables and figures are written from what
 finished. ``--replot OUT`` redraws everything from the results files.
 
-Defaults and time estimate (for a 16-core machine with a 9-minute limit).
-Measured here, one thread per run: a full-size ``toy4`` run (hidden 50, seed
-1, 10,000 points per split, early stopping) took 293 s for MIM (37 epochs)
-and 194 s for the VAE (54 epochs) with two runs sharing two busy cores; a
-lightly loaded probe gave 3.0 s per epoch for MIM and 2.1 s for the VAE,
-about 130 s and 115 s per run. ``toy4_20`` runs are longer: at latent 10
-MIM stopped early after 74 epochs (265 s, 3.6 s per epoch) but the VAE ran
-all 200 epochs (343 s), and MIM runs may also run to 200 epochs (12 minutes). A digits run takes 10-46 s; the entropy ablation's
-"MIM - H" stopped after 63 epochs (219 s).
-
-So the defaults are: toy_bottleneck at latent 4, 12, 20 with 2 seeds capped
-at 80 epochs (12 runs, all started first: about 300 s for MIM, 200 s for the
-VAE), then seed by seed 3 seeds of toy_expressiveness at hidden 5, 20, 50
-(18 runs, about 130 s each), entropy_ablation at hidden 50 with 3 seeds
-capped at 60 epochs (6 runs), and digits (3 priors x 3 objectives, seed 1;
-9 runs). That is about 7,000 worker-seconds, against 16 x 480 = 7,680 in
-the default ``--budget`` of 500 s (the rest of the 540 s is for start-up and
-figures). If the machine is slower, the budget stops the last runs (seed 3
-of the last settings) and the reports use what finished; on a faster one
-raise ``--seeds`` or run the examples one by one with their full
-``--settings`` and no epoch cap.
+Defaults: ``toy4`` at 5, 20, 50, 100, 200 and 500 hidden units with 3 seeds
+(36 runs), ``toy4_20`` (standardised, see ``toy_bottleneck.py``) at latent
+2, 4, 8, 12 and 20 with 2 seeds (20 runs), the entropy ablation at 50 hidden
+units with 3 seeds capped at 60 epochs (6 runs) and digits (3 priors x 3
+objectives, seed 1; 9 runs), no other epoch cap (early stopping ends most runs
+after 20-140 epochs). A ``toy4`` run takes 1-3 minutes on one core (MIM at 5
+hidden units the longest), a standardised ``toy4_20`` run about 1-2 minutes,
+a digits run well under one. One pass took about an hour with ``--jobs 2`` on
+two cores; ``--budget`` stops what is still running then (the last seed) and
+the reports use what finished.
 """
 
 import argparse
