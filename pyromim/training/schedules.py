@@ -13,9 +13,10 @@ the base learning rate ``lr``, with ``s`` optimisation steps counted from 1::
     lr(s) = lr * min(s / W, sqrt(W / s))
 
 linear growth for ``W`` warm-up steps, then decay as ``1 / sqrt(s)``.  The
-reference code steps the same formula once per epoch starting from ``s = 0``
-(a first epoch at learning rate 0); here it is stepped per optimisation step
-with ``W = warmup_epochs * steps_per_epoch``, so no step is wasted.
+reference code steps the same formula once per epoch (epoch ``e`` at
+``lr * min(e / W, sqrt(W / e))`` with ``W = 3``); here it is stepped per
+optimisation step with ``W = warmup_epochs * steps_per_epoch``, which gives the
+same decay at epoch ends and a smooth ramp within the warm-up.
 """
 
 from __future__ import annotations
