@@ -18,9 +18,10 @@ units with 3 seeds capped at 60 epochs (6 runs) and digits (3 priors x 3
 objectives, seed 1; 9 runs), no other epoch cap (early stopping ends most runs
 after 20-140 epochs). A ``toy4`` run takes 1-3 minutes on one core (MIM at 5
 hidden units the longest), a standardised ``toy4_20`` run about 1-2 minutes,
-a digits run well under one. One pass took about an hour with ``--jobs 2`` on
-two cores; ``--budget`` stops what is still running then (the last seed) and
-the reports use what finished.
+a digits run well under one. With ``--jobs 2`` on two cores the first two
+seeds of everything took about 35 minutes and the whole pass needs a little
+over an hour; ``--budget`` stops what is still running then (the last seed)
+and the reports use what finished.
 """
 
 import argparse
