@@ -19,9 +19,9 @@ objectives, seed 1; 9 runs), no other epoch cap (early stopping ends most runs
 after 20-140 epochs). A ``toy4`` run takes 1-3 minutes on one core (MIM at 5
 hidden units the longest), a standardised ``toy4_20`` run about 1-2 minutes,
 a digits run well under one. With ``--jobs 2`` on two cores the first two
-seeds of everything took about 35 minutes and the whole pass needs a little
-over an hour; ``--budget`` stops what is still running then (the last seed)
-and the reports use what finished.
+seeds of everything took about 35 minutes and the third about 15 more;
+``--budget`` stops what is still running then (the last seed) and the reports
+use what finished.
 """
 
 import argparse
