@@ -40,7 +40,7 @@ def test_unknown_q_x_and_bad_beta_are_rejected():
         Trace_MIM(q_x="aggregate")
     with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\]"):
         Trace_MIM(beta=1.5)
-    with pytest.raises(ValueError, match="decoder_gradient must be 'score'"):
+    with pytest.raises(ValueError, match="decoder_gradient must be 'detach'"):
         Trace_MIM(decoder_gradient="stop")
 
 

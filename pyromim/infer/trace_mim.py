@@ -18,11 +18,32 @@ importance sample through the model (``q_x="marginal"``:
 ``log p(x|z') + log p(z') - log q(z'|x)``, ``z' ~ q(z|x)``; on the encoder side
 ``z' = z`` and ``l = -1/2 (1 + beta) log p(x, z)``), or supplied by a callable.
 
-Gradients are those of the expected loss under the sampling distributions,
-which depend on the parameters: pathwise through reparameterised draws, and
-score-function terms (REINFORCE) for every other draw on either side, with a
-plate-aware (Rao-Blackwellised) cost as in :class:`~pyro.infer.Trace_ELBO` and
-a running-mean baseline for variance reduction.
+Gradients flow pathwise through reparameterised draws and as score-function
+terms (REINFORCE, with a plate-aware Rao-Blackwellised cost as in
+:class:`~pyro.infer.Trace_ELBO` and a running-mean baseline) through the
+guide's non-reparameterisable draws. For the decoder side's
+non-reparameterisable draws (Bernoulli pixels, tokens, counts) there are two
+estimators, ``decoder_gradient``:
+
+* ``"detach"`` (default): the generated values are held fixed, as data drawn
+  from the sample distribution, and only the log-densities evaluated at them
+  are differentiated. This is the MIM reference code's choice. It is *biased*
+  for the gradient of the expected loss: it leaves out
+  ``E[(l - b) grad log p(x|z)]``, the part that moves the decoder's own
+  sampling distribution.
+* ``"score"``: that part included (unbiased).
+
+Why the biased one is the default: on discrete data the omitted part mostly
+lowers the entropy ``H(x|z)`` of the generated data (at a consistent optimum
+the decoder side equals ``H(z) + H(x|z)`` up to constants), and a discrete
+decoder reaches ``H(x|z) ~ 0`` by emitting a few near-deterministic images
+whatever ``z`` is. On binarised digits the unbiased gradient drove the
+generated images' entropy from about 14 to 2 nats while the encoder lost the
+ability to recover ``z`` from them (1 % against 77 % of the latent variance
+with ``"detach"``), and the test NLL rose from 19 to 29 nats; with 8 particles
+(an eighth of the variance) the result was the same, so this is the objective's
+gradient, not estimator noise. Continuous decoders are unaffected: their draws
+are reparameterised.
 """
 
 from __future__ import annotations
@@ -165,13 +186,16 @@ class Trace_MIM(ELBO):
     data gains a particle dimension on the left: guides must size data plates
     with ``x.shape[-2]``-style indexing from the right.
 
-    **Gradients** are unbiased for the expected loss: pathwise through
-    reparameterised draws; score-function terms with plate-aware costs and a
-    running-mean baseline for non-reparameterisable draws, on the encoder side
-    (discrete latents in the guide) and the decoder side (Bernoulli pixels,
-    tokens, counts). ``decoder_gradient="detach"`` instead treats
-    non-reparameterisable decoder-side draws as fixed data, as the MIM
-    reference code does: cheaper and lower-variance, but biased.
+    **Gradients**: pathwise through reparameterised draws; score-function
+    terms with plate-aware costs and a running-mean baseline for the guide's
+    non-reparameterisable draws (discrete latents). Non-reparameterisable
+    draws on the decoder side (Bernoulli pixels, tokens, counts) are held
+    fixed by default (``decoder_gradient="detach"``, the MIM reference code's
+    choice, biased); ``decoder_gradient="score"`` adds their score-function
+    terms and is unbiased for the expected loss, but on discrete data that
+    exact gradient makes the decoder emit a few near-deterministic outputs
+    that carry no information about ``z`` (see the module docstring for the
+    measurements).
 
     :param symmetric: symmetric MIM (default) or A-MIM (encoder side only).
     :param q_x: ``"marginal"`` (one-sample estimate through the model),
@@ -185,7 +209,9 @@ class Trace_MIM(ELBO):
     :param num_particles: number of samples per estimate.
     :param vectorize_particles: draw particles in one vectorised pass.
     :param max_plate_nesting: as in Pyro.
-    :param decoder_gradient: ``"score"`` (unbiased, default) or ``"detach"``.
+    :param decoder_gradient: ``"detach"`` (default; generated discrete data
+        held fixed, biased) or ``"score"`` (unbiased). Only matters for models
+        whose observations cannot be reparameterised.
     :param baseline_decay: decay of the running-mean baseline of each
         score-function site's cost; ``None`` disables baselines.
     :param guide_inputs: ``{observed site: guide parameter}`` or a callable
@@ -204,7 +230,7 @@ class Trace_MIM(ELBO):
         num_particles: int = 1,
         vectorize_particles: bool = False,
         max_plate_nesting: float = float("inf"),
-        decoder_gradient: Literal["score", "detach"] = "score",
+        decoder_gradient: Literal["detach", "score"] = "detach",
         baseline_decay: Optional[float] = 0.9,
         guide_inputs: GuideInputs = None,
         check_finite: bool = True,
@@ -225,10 +251,11 @@ class Trace_MIM(ELBO):
                 f"q_x must be 'marginal', 'data' or a callable returning per-datum "
                 f"log q(x); got {q_x!r}."
             )
-        if decoder_gradient not in ("score", "detach"):
+        if decoder_gradient not in ("detach", "score"):
             raise ValueError(
-                f"decoder_gradient must be 'score' (unbiased) or 'detach' (the "
-                f"reference code's biased choice); got {decoder_gradient!r}."
+                f"decoder_gradient must be 'detach' (default: generated discrete "
+                f"data held fixed, as the reference code does) or 'score' (unbiased "
+                f"score-function terms); got {decoder_gradient!r}."
             )
         if baseline_decay is not None and not 0.0 <= baseline_decay < 1.0:
             raise ValueError(
