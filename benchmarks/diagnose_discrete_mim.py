@@ -50,6 +50,7 @@ CONFIGS = {
 
 def make_loss(name: str):
     objective, options = CONFIGS[name]
+    options = dict(options)
     if objective == "elbo":
         return Trace_ELBO()
     return Trace_MIM(symmetric=objective == "mim", **options)
@@ -111,12 +112,19 @@ def gradient_snr(loss, lvm, x, draws: int) -> dict[str, float]:
 
 
 def train(spec: str, config: str, seed: int, epochs: int, warmup: int, snr_epochs: set[int],
-          snr_draws: int, evaluate_samples: int) -> dict:
+          snr_draws: int, evaluate_samples: int, pseudo_inputs_from_data: bool = False,
+          encoder_scales: bool = False) -> dict:
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     lvm = build_model(spec)
     splits = load_data("digits", seed=seed)
     train_x, val_x = splits.train.x, splits.val.x
+    if encoder_scales:
+        lvm.prior.component_scale = "encoder"  # Tomczak & Welling's components: the encoder's scales
+    if pseudo_inputs_from_data:
+        pseudo = lvm.prior.pseudo_inputs
+        chosen = train_x[torch.randperm(len(train_x))[: pseudo.shape[0]]]
+        pseudo.data.copy_(lvm.likelihood.encoder_input(chosen).reshape(pseudo.shape))
     loss = make_loss(config)
     target_symmetric = getattr(loss, "symmetric", False)
     svi = SVI(lvm.model, lvm.guide, Adam({"lr": 1e-3}), loss)
@@ -162,6 +170,11 @@ def main(argv=None) -> None:
     parser.add_argument("--snr-epochs", default="", help="comma-separated epochs at which to measure gradient SNR")
     parser.add_argument("--snr-draws", type=int, default=64)
     parser.add_argument("--num-samples", type=int, default=500, help="importance samples for the test NLL")
+    parser.add_argument("--pseudo-inputs-from-data", action="store_true",
+                        help="VampPrior: start the pseudo-inputs at random training items")
+    parser.add_argument("--encoder-scales", action="store_true",
+                        help="VampPrior: components with the encoder's scales (the original VampPrior) "
+                             "instead of learned ones")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     snr_epochs = {int(e) for e in args.snr_epochs.split(",") if e}
@@ -169,7 +182,7 @@ def main(argv=None) -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for config in args.configs.split(","):
             r = train(args.spec, config, seed, args.epochs, args.warmup, snr_epochs, args.snr_draws,
-                      args.num_samples)
+                      args.num_samples, args.pseudo_inputs_from_data, args.encoder_scales)
             results.append(r)
             m = r["metrics"]
             last = r["history"][-1]

@@ -97,19 +97,39 @@ class MixturePrior(Prior):
 
 
 class VampPrior(Prior):
-    """VampPrior (Tomczak & Welling 2018): ``p(z) = 1/K sum_k q(z | u_k)``.
+    """VampPrior (Tomczak & Welling 2018): a mixture over ``K`` learned pseudo-inputs.
 
     ``u_k`` are ``K`` learned pseudo-inputs in the encoder's input space and
-    ``q(z | u)`` is the model's own Gaussian encoder, given as ``encoder``: a
-    callable mapping a batch of inputs to ``(loc, scale)``. The encoder is held
-    by reference and is *not* registered as a submodule (the model that owns it
-    registers it), so its parameters are saved and optimised once. Gradients
-    reach the pseudo-inputs and the encoder through samples (the weights are
-    fixed, so ancestral reparameterisation is unbiased).
+    ``(mu(u), sigma(u))`` the model's own Gaussian encoder, given as
+    ``encoder``: a callable mapping a batch of inputs to ``(loc, scale)``. The
+    components sit at the encoder's means of the pseudo-inputs::
+
+        p(z) = 1/K sum_k N(z; mu(u_k), diag(s_k^2))
+
+    with component scales ``s_k`` chosen by ``component_scale``:
+
+    * ``"learned"`` (default): ``s_k`` are parameters of the prior
+      (``softplus``, starting at 1), fitted like a mixture prior's.
+    * ``"encoder"``: ``s_k = sigma(u_k)``, exactly Tomczak & Welling's
+      ``1/K sum_k q(z | u_k)``. Under MIM this prior collapses the code: MIM
+      rewards a low-entropy encoder, so ``sigma`` reaches its floor and every
+      component becomes a spike whose pull (gradients growing as
+      ``1 / sigma^2``) outweighs the likelihood; on binarised digits both
+      A-MIM and MIM ended with 0 of 8 active units, against 8 of 8 with
+      learned scales. Fine for the ELBO, whose encoder keeps its entropy.
+
+    The encoder is held by reference and is *not* registered as a submodule
+    (the model that owns it registers it), so its parameters are saved and
+    optimised once. Gradients reach the pseudo-inputs, the encoder and the
+    learned scales through samples (the weights are fixed, so ancestral
+    reparameterisation is unbiased).
 
     :param input_shape: shape of one encoder input (the pseudo-input shape).
     :param init_mean: pseudo-inputs start at ``init_mean + init_std * N(0, 1)``.
+    :param component_scale: ``"learned"`` or ``"encoder"`` (see above).
     """
+
+    COMPONENT_SCALES = ("learned", "encoder")
 
     def __init__(
         self,
@@ -119,13 +139,25 @@ class VampPrior(Prior):
         encoder: EncoderFn,
         init_mean: float = 0.0,
         init_std: float = 0.1,
+        component_scale: str = "learned",
     ) -> None:
         super().__init__(latent_dim)
         if n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
+        if component_scale not in self.COMPONENT_SCALES:
+            raise ValueError(
+                f"VampPrior component_scale must be one of {self.COMPONENT_SCALES} ('learned': the "
+                f"prior's own scales; 'encoder': the encoder's scales at the pseudo-inputs), "
+                f"got {component_scale!r}"
+            )
+        self.component_scale = component_scale
         self.pseudo_inputs = nn.Parameter(
             init_mean + init_std * torch.randn(n_components, *input_shape)
         )
+        if component_scale == "learned":
+            self.raw_scales = nn.Parameter(
+                torch.full((n_components, latent_dim), _inverse_softplus(1.0))
+            )
         self.register_buffer("logits", torch.zeros(n_components))
         object.__setattr__(self, "_encoder", encoder)  # a reference, not a submodule
 
@@ -137,4 +169,6 @@ class VampPrior(Prior):
                 f"{self.logits.shape[0]} pseudo-inputs; expected "
                 f"({self.logits.shape[0]}, {self.latent_dim})"
             )
+        if self.component_scale == "learned":
+            scale = softplus(self.raw_scales)
         return DiagonalNormalMixture(loc, scale, self.logits)

@@ -40,11 +40,17 @@ def _make(kind: str, latent_dim: int) -> torch.nn.Module:
             prior.logits.copy_(torch.tensor([0.5, -0.3, 0.1]))
         return prior
     if kind == "vamp":
-        return VampPrior(latent_dim, 4, (3,), _linear_encoder(3, latent_dim), init_std=1.0)
+        prior = VampPrior(latent_dim, 4, (3,), _linear_encoder(3, latent_dim), init_std=1.0)
+        with torch.no_grad():
+            prior.raw_scales.copy_(torch.linspace(-0.6, 0.5, 4 * latent_dim).reshape(4, latent_dim))
+        return prior
+    if kind == "vamp_encoder":
+        return VampPrior(latent_dim, 4, (3,), _linear_encoder(3, latent_dim), init_std=1.0,
+                         component_scale="encoder")
     raise AssertionError(kind)
 
 
-KINDS = ["normal", "learned", "mixture", "vamp"]
+KINDS = ["normal", "learned", "mixture", "vamp", "vamp_encoder"]
 
 
 def _grid(latent_dim: int, half_width: float = 9.0, n: int = 801):
@@ -190,3 +196,27 @@ def test_priors_broadcast_under_plates_and_particles(kind):
     site = tr.nodes["z"]
     assert site["value"].shape == (4, 5, 3)
     assert site["fn"].log_prob(site["value"]).shape == (4, 5)
+
+
+@pytest.mark.parametrize("component_scale", ["learned", "encoder"])
+def test_vampprior_density_is_the_mixture_at_the_encoded_pseudo_inputs(component_scale):
+    torch.manual_seed(7)
+    prior = _make("vamp" if component_scale == "learned" else "vamp_encoder", 3).double()
+    encoder = prior._encoder
+    loc, enc_scale = encoder(prior.pseudo_inputs)
+    scale = torch.nn.functional.softplus(prior.raw_scales) if component_scale == "learned" else enc_scale
+    z = torch.randn(6, 3, dtype=torch.float64) * 2
+    # independent computation: log mean_k prod_d N(z_d; loc_kd, scale_kd)
+    per_component = torch.distributions.Normal(loc, scale).log_prob(z.unsqueeze(-2)).sum(-1)
+    expected = torch.logsumexp(per_component, -1) - math.log(4)
+    torch.testing.assert_close(prior().log_prob(z), expected)
+    if component_scale == "learned":
+        assert not torch.allclose(scale, enc_scale)  # the learned scales really are used
+
+
+def test_vampprior_learned_scales_get_gradients_and_bad_option_is_named():
+    prior = _make("vamp", 2)
+    prior().log_prob(torch.randn(5, 2)).sum().backward()
+    assert prior.raw_scales.grad is not None and prior.raw_scales.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="component_scale must be one of"):
+        VampPrior(2, 3, (3,), _linear_encoder(3, 2), component_scale="fixed")
