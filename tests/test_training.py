@@ -187,6 +187,24 @@ def test_early_stopping_with_patience(tmp_path, data):
     assert run.stopped_early and run.epochs_completed == 3
 
 
+def test_validation_uses_common_random_numbers_and_leaves_training_draws_alone(tmp_path, data):
+    model, guide = make_function_pair()
+    # lr = 0: the parameters never change, so with the same draws every epoch the
+    # stochastic MIM validation estimate is exactly the same number each time
+    frozen = fit(model, guide, Trace_MIM(), data.train, data.val, epochs=3, lr=0.0, lr_schedule="constant",
+                 seed=3, out_dir=tmp_path / "frozen", **QUIET)
+    val = [row["val_loss"] for row in frozen.history]
+    assert val[0] == val[1] == val[2]
+    train = [row["train_loss"] for row in frozen.history]
+    assert len(set(train)) == 3  # training epochs still draw afresh
+    # training draws do not depend on whether a validation pass runs between epochs
+    with_val = fit(*make_function_pair(), Trace_MIM(), data.train, data.val, epochs=2, seed=3,
+                   out_dir=tmp_path / "with", **QUIET)
+    without = fit(*make_function_pair(), Trace_MIM(), data.train, None, epochs=2, seed=3,
+                  out_dir=tmp_path / "without", **QUIET)
+    assert [r["train_loss"] for r in with_val.history] == [r["train_loss"] for r in without.history]
+
+
 class BreakScale(pl.Callback):
     """Sets the likelihood scale to 0 at the start of epoch 2, making log p(x|z) infinite."""
 

@@ -17,7 +17,13 @@ depend only on the parameters at its start, and a run resumed from a
 checkpoint retraces an uninterrupted one exactly.
 
 Validation uses the target objective (the loss's own ``beta`` and
-``symmetric``), so validation losses are comparable across the warm-up.
+``symmetric``), so validation losses are comparable across the warm-up, and
+the same random numbers every epoch (common random numbers: the RNGs are
+seeded from ``seed`` alone for the validation pass and restored after it), so
+that epoch-to-epoch changes of a stochastic objective's validation estimate
+come from the parameters and not from fresh draws. Early stopping compares
+those estimates; with fresh draws, the noise of a one-sample MIM estimate on a
+small validation set stopped digits runs after 20-50 of 200 epochs.
 """
 
 from __future__ import annotations
@@ -33,10 +39,15 @@ import pyro
 import torch
 from torch import nn
 from pyro.infer.elbo import ELBOModule
+from pyro.util import get_rng_state, set_rng_state
 
 from pyromim.training.diagnostics import NonFiniteLossError, describe_nonfinite, nonfinite_terms
 from pyromim.training.params import StoreParameters
 from pyromim.training.schedules import NoamFactor, beta_factor
+
+
+#: The ``epoch`` entry of the validation pass's seed: no training epoch reaches it.
+VALIDATION_EPOCH = 2**31 - 1
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -153,6 +164,16 @@ class PyroLightningModule(pl.LightningModule):
         self.set_warmup(self.current_epoch + 1)
         if self.target_beta is not None:
             self.log("beta", float(self.loss_object.beta), on_step=False, on_epoch=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._rng_outside_validation = get_rng_state()
+        pyro.set_rng_seed(epoch_seed(self.seed, VALIDATION_EPOCH, self.global_rank))
+
+    def on_validation_epoch_end(self) -> None:
+        state = getattr(self, "_rng_outside_validation", None)
+        if state is not None:
+            set_rng_state(state)
+            self._rng_outside_validation = None
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._objective(batch, batch_idx)
