@@ -29,6 +29,7 @@ def test_keys_and_deterministic_entries(autoencoder, caplog):
         "active_units",
         "knn5_accuracy",
         "recon_error",
+        "consistency",
     }
     assert math.isnan(result["knn5_accuracy"])
     assert "knn5_accuracy is NaN: no labels" in caplog.text
@@ -41,6 +42,7 @@ def test_keys_and_deterministic_entries(autoencoder, caplog):
     # and the aggregate estimate respects its log N ceiling
     assert result["mi_ksg"] > 0.5
     assert 0.5 < result["mi_aggregate"] <= math.log(150)
+    assert -1.0 < result["consistency"] <= 1.0
 
 
 def test_knn_uses_the_training_set_when_given(autoencoder):

@@ -20,6 +20,7 @@ METRIC_NOTES = {
     "active_units": "latent dims whose posterior mean varies over the data",
     "knn5_accuracy": "5-NN label accuracy on posterior means, higher is better",
     "recon_error": "mean ||x - x_hat||, lower is better",
+    "consistency": "share of latent variance the encoder recovers from data the model generates, higher is better",
 }
 
 

@@ -9,6 +9,7 @@ to a memory budget.
 from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
 from pyromim.metrics.arviz_export import to_inference_data
 from pyromim.metrics.classification import knn_accuracy
+from pyromim.metrics.consistency import GenerationConsistency, generation_consistency
 from pyromim.metrics.evaluate import EVALUATE_KEYS, evaluate
 from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
@@ -20,11 +21,13 @@ __all__ = [
     "EVALUATE_KEYS",
     "ActiveUnits",
     "AggregateMI",
+    "GenerationConsistency",
     "LogLikelihood",
     "MarginalEntropy",
     "Reconstruction",
     "active_units",
     "evaluate",
+    "generation_consistency",
     "knn_accuracy",
     "ksg_mutual_information",
     "log_likelihood",

@@ -12,6 +12,7 @@ import torch
 from pyromim.metrics.aggregate_mi import mutual_information
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.classification import knn_accuracy
+from pyromim.metrics.consistency import generation_consistency
 from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.encodings import encode
 from pyromim.metrics.ksg import ksg_mutual_information
@@ -31,6 +32,7 @@ EVALUATE_KEYS = (
     "active_units",
     "knn5_accuracy",
     "recon_error",
+    "consistency",
 )
 
 
@@ -88,6 +90,10 @@ def evaluate(
       ``train_data`` / ``train_labels`` when given, else leave-one-out on ``data``;
       NaN (logged) when ``labels`` is None.
     * ``recon_error``: mean ``||x - x_hat||`` through the posterior mean.
+    * ``consistency``: :func:`~pyromim.metrics.generation_consistency`'s ``r2``,
+      the fraction of latent variance the encoder recovers from data the model
+      generates (one draw per item of ``data``); NaN (logged) for models with
+      several observed sites.
     """
     budget = {"plate_name": plate_name, "memory_budget": memory_budget}
     ll = log_likelihood(model, guide, data, num_samples, **budget)
@@ -103,4 +109,13 @@ def evaluate(
         "active_units": active_units(guide, data, active_threshold, **budget).num_active,
         "knn5_accuracy": _knn5(guide, data, labels, train_data, train_labels, **budget),
         "recon_error": reconstruction_error(model, guide, data, **budget).error,
+        "consistency": _consistency(model, guide, data, **budget),
     }
+
+
+def _consistency(model: Callable, guide: Callable, data: torch.Tensor, **budget) -> float:
+    try:
+        return generation_consistency(model, guide, data, **budget).r2
+    except ValueError as err:
+        logger.warning("consistency not measured: %s", err)
+        return math.nan

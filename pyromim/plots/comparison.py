@@ -18,6 +18,7 @@ AXIS_LABELS = {
     "knn5_accuracy": "accuracy (higher is better)",
     "recon_error": "mean ||x - x_hat|| (lower is better)",
     "psis_khat_bad_fraction": "share of items (lower is better)",
+    "consistency": "R^2 of z from generated x (higher is better)",
 }
 
 
