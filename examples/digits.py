@@ -24,8 +24,8 @@ from pyromim.experiments.sweep import run_label, saved_run_dir, seed_major, summ
 
 EXPERIMENT = "digits"
 SPECS = ("digits_normal", "digits_mixture", "digits_vampprior")
-OBJECTIVES = ("elbo", "amim", "mim")
-METRICS = ("nll", "mi_ksg", "mi_aggregate", "active_units", "knn5_accuracy", "recon_error", "h_q_x")
+OBJECTIVES = ("elbo", "amim", "mim", "mim_score")
+METRICS = ("nll", "mi_ksg", "mi_aggregate", "active_units", "knn5_accuracy", "recon_error", "consistency", "h_q_x")
 
 
 def build_tasks(args, out):

@@ -8,6 +8,10 @@ name         loss                                        per-sample term (``beta
 ``mim``      ``Trace_MIM(symmetric=True, q_x=...)``      ``1/2 (E_enc l + E_dec l)``
 ===========  ==========================================  =============================================
 
+``mim_score`` is ``mim`` with ``decoder_gradient="score"`` (unbiased gradients
+through generated discrete data; see :class:`pyromim.Trace_MIM` for why that is
+not the default); it is not one of the objectives compared by default.
+
 with ``l(x, z) = -1/2 [log p(x|z) + log p(z) + beta (log q(z|x) + log q(x))]``.
 ``vae`` (the spec files' word for the ELBO) is accepted as a synonym of ``elbo``.
 
@@ -34,17 +38,19 @@ from pyromim.models import LatentVariableModel
 
 #: Objective names accepted everywhere (command line, :func:`pyromim.experiments.run`).
 OBJECTIVES: tuple[str, ...] = ("elbo", "amim", "mim")
+#: Accepted too, but not compared by default.
+EXTRA_OBJECTIVES: tuple[str, ...] = ("mim_score",)
 _SYNONYMS = {"vae": "elbo"}
 #: The spec files' name for each objective (``[training] objective``).
-SPEC_OBJECTIVE = {"elbo": "vae", "amim": "amim", "mim": "mim"}
+SPEC_OBJECTIVE = {"elbo": "vae", "amim": "amim", "mim": "mim", "mim_score": "mim"}
 #: Human names, for tables and legends.
-OBJECTIVE_LABELS = {"elbo": "VAE (ELBO)", "amim": "A-MIM", "mim": "MIM"}
+OBJECTIVE_LABELS = {"elbo": "VAE (ELBO)", "amim": "A-MIM", "mim": "MIM", "mim_score": "MIM (score gradient)"}
 
 
 def objective_name(name: str) -> str:
     """The canonical objective name (``elbo``, ``amim`` or ``mim``) for ``name``."""
     key = _SYNONYMS.get(str(name).strip().lower(), str(name).strip().lower())
-    if key not in OBJECTIVES:
+    if key not in OBJECTIVES + EXTRA_OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)} ('vae' means 'elbo')")
     return key
 
@@ -80,9 +86,11 @@ def make_loss(
         estimate = q_x
     else:
         raise ValueError(f"unknown q_x {q_x!r}; choose 'marginal', 'data' or 'learned'")
-    if q_x == "data" and objective == "mim":
+    if q_x == "data" and objective in ("mim", "mim_score"):
         raise ValueError(
             "q_x = 'data' only works with the 'amim' objective (decoder-side samples of 'mim' need q(x) at "
             "generated x); use q_x = 'marginal' or objective 'amim'"
         )
+    if objective == "mim_score":
+        return Trace_MIM(symmetric=True, q_x=estimate, beta=beta, decoder_gradient="score")
     return Trace_MIM(symmetric=objective == "mim", q_x=estimate, beta=beta)
