@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pyro.infer import SVI
 from pyro.nn import PyroModule, PyroParam
 
-from mc import assert_unbiased, repeated
+from mc import assert_unbiased, repeated, z_scores
 from pyromim import JitTrace_MIM, Trace_MIM
 from test_trace_mim_linear_gaussian import NAMES, exact_loss, make_params
 
@@ -76,10 +76,12 @@ def _discrete_model_guide(p):
     return model, guide
 
 
-def _exact_discrete(p, x, beta):
+def _exact_discrete(p, x, beta, fixed_prior_draws=False):
     """Enumerate c on both sides; integrate generated x by Gauss-Hermite with
     nodes mu_c + sqrt(2) sigma t (a reparameterisation, so autograd through the
-    nodes gives the pathwise part of the gradient exactly)."""
+    nodes gives the pathwise part of the gradient exactly). ``fixed_prior_draws``
+    holds the decoder side's sampling weights p(c) fixed: the target of the
+    default ``decoder_gradient="detach"``."""
     x = x.double()
     theta, mu, sigma = p["theta"].double(), p["mu"].double(), p["sigma"].double()
     a, b = p["a"].double(), p["b"].double()
@@ -103,7 +105,8 @@ def _exact_discrete(p, x, beta):
         lq = log_q(xv)
         lqx = (lq.exp() * (log_joint(xv) - lq)).sum(-1)
         term = log_pc[c] + log_px(xv, c) + beta * (lq[..., c] + lqx)
-        dec = dec + log_pc[c].exp() * (WEIGHTS * -0.5 * term).sum()
+        weight = (log_pc[c].detach() if fixed_prior_draws else log_pc[c]).exp()
+        dec = dec + weight * (WEIGHTS * -0.5 * term).sum()
     return 0.5 * (enc + x.shape[0] * dec)
 
 
@@ -115,7 +118,8 @@ def test_discrete_latents_get_unbiased_score_function_gradients(beta):
     x = torch.cat([torch.randn(10) - 1.0, torch.randn(10) + 1.2])
     p = _discrete_params()
     model, guide = _discrete_model_guide(p)
-    loss_fn = Trace_MIM(beta=beta, num_particles=400, vectorize_particles=True, max_plate_nesting=1)
+    loss_fn = Trace_MIM(beta=beta, decoder_gradient="score", num_particles=400, vectorize_particles=True,
+                        max_plate_nesting=1)
     leaves = list(p.values())
 
     def estimate():
@@ -128,6 +132,33 @@ def test_discrete_latents_get_unbiased_score_function_gradients(beta):
     grads = torch.autograd.grad(exact, leaves)
     target = torch.cat([exact.detach().reshape(1)] + [g.reshape(-1) for g in grads]).float()
     assert_unbiased(samples, target, names=["loss", "theta", "mu0", "mu1", "sigma", "a", "b"])
+
+
+def test_default_holds_the_decoder_sides_discrete_prior_draws_fixed():
+    """Default estimator on the same program: unbiased for the gradient with
+    the prior draws of c held fixed, and off from the full gradient in theta
+    (the prior's logit, which only the dropped score term moves)."""
+    torch.manual_seed(3)
+    x = torch.cat([torch.randn(10) - 1.0, torch.randn(10) + 1.2])
+    p = _discrete_params()
+    model, guide = _discrete_model_guide(p)
+    loss_fn = Trace_MIM(num_particles=400, vectorize_particles=True, max_plate_nesting=1)
+    leaves = list(p.values())
+
+    def estimate():
+        loss = loss_fn.differentiable_loss(model, guide, x)
+        grads = torch.autograd.grad(loss, leaves)
+        return torch.cat([loss.detach().reshape(1)] + [g.reshape(-1) for g in grads])
+
+    def target(fixed):
+        exact = _exact_discrete(p, x, 1.0, fixed_prior_draws=fixed)
+        grads = torch.autograd.grad(exact, leaves)
+        return torch.cat([exact.detach().reshape(1)] + [g.reshape(-1) for g in grads]).float()
+
+    samples = repeated(estimate, 20)
+    names = ["loss", "theta", "mu0", "mu1", "sigma", "a", "b"]
+    assert_unbiased(samples, target(True), names=names)
+    assert z_scores(samples, target(False))[1].abs() > 8.0
 
 
 # ----------------------------------------------------------------------------- two levels
@@ -264,7 +295,7 @@ def test_elbo_module_path_trains_a_learned_q_x_with_lightning_style_optimiser():
 def test_baselines_learn_only_from_training_steps():
     vae = TinyVAE()
     x = torch.bernoulli(torch.full((16, 4), 0.5))
-    loss_fn = Trace_MIM()
+    loss_fn = Trace_MIM(decoder_gradient="score")
     with torch.no_grad():
         loss_fn.differentiable_loss(vae.model, vae.guide, x)
     loss_fn.loss(vae.model, vae.guide, x)

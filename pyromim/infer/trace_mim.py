@@ -22,8 +22,9 @@ Gradients flow pathwise through reparameterised draws and as score-function
 terms (REINFORCE, with a plate-aware Rao-Blackwellised cost as in
 :class:`~pyro.infer.Trace_ELBO` and a running-mean baseline) through the
 guide's non-reparameterisable draws. For the decoder side's
-non-reparameterisable draws (Bernoulli pixels, tokens, counts) there are two
-estimators, ``decoder_gradient``:
+non-reparameterisable draws (generated Bernoulli pixels, tokens and counts,
+and discrete latents drawn from the prior) there are two estimators,
+``decoder_gradient``:
 
 * ``"detach"`` (default): the generated values are held fixed, as data drawn
   from the sample distribution, and only the log-densities evaluated at them
@@ -64,13 +65,21 @@ from pyro.nn import PyroModule
 from pyromim.infer.guide_inputs import GuideInputs
 from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces
 
-__all__ = ["Trace_MIM", "JitTrace_MIM", "NonFiniteLossError"]
+__all__ = ["Trace_MIM", "JitTrace_MIM", "NonFiniteLossError", "CollapsingPriorWarning"]
 
 QX = Union[Literal["marginal", "data"], Callable[..., torch.Tensor]]
 
 
 class NonFiniteLossError(ValueError):
     """A MIM loss term is NaN or infinite; the message names the site and side."""
+
+
+class CollapsingPriorWarning(UserWarning):
+    """A learned prior's scale is shrinking towards zero under MIM (see :class:`Trace_MIM`)."""
+
+
+#: A learned prior scale below this (in any latent dimension) is reported once per site.
+PRIOR_SCALE_WARNING = 1e-3
 
 
 class _MIMModule(ELBOModule):
@@ -189,8 +198,8 @@ class Trace_MIM(ELBO):
     **Gradients**: pathwise through reparameterised draws; score-function
     terms with plate-aware costs and a running-mean baseline for the guide's
     non-reparameterisable draws (discrete latents). Non-reparameterisable
-    draws on the decoder side (Bernoulli pixels, tokens, counts) are held
-    fixed by default (``decoder_gradient="detach"``, the MIM reference code's
+    draws on the decoder side (generated Bernoulli pixels, tokens, counts;
+    discrete latents drawn from the prior) are held fixed by default (``decoder_gradient="detach"``, the MIM reference code's
     choice, biased); ``decoder_gradient="score"`` adds their score-function
     terms and is unbiased for the expected loss, but on discrete data that
     exact gradient makes the decoder emit a few near-deterministic outputs
@@ -209,9 +218,10 @@ class Trace_MIM(ELBO):
     :param num_particles: number of samples per estimate.
     :param vectorize_particles: draw particles in one vectorised pass.
     :param max_plate_nesting: as in Pyro.
-    :param decoder_gradient: ``"detach"`` (default; generated discrete data
-        held fixed, biased) or ``"score"`` (unbiased). Only matters for models
-        whose observations cannot be reparameterised.
+    :param decoder_gradient: ``"detach"`` (default; the decoder side's
+        non-reparameterisable draws held fixed, biased) or ``"score"``
+        (unbiased). Only matters for models with discrete observations or
+        discrete latents in the model.
     :param baseline_decay: decay of the running-mean baseline of each
         score-function site's cost; ``None`` disables baselines.
     :param guide_inputs: ``{observed site: guide parameter}`` or a callable
@@ -219,6 +229,18 @@ class Trace_MIM(ELBO):
         generated data is passed to the guide.
     :param check_finite: raise :class:`NonFiniteLossError`, naming the site
         and side, when a term is NaN or infinite.
+
+    **Learned priors.** MIM's loss has no lower bound when a prior's scale is
+    learned without a floor: shrinking the latent space raises ``log p(z)``
+    and ``log q(z|x)`` together, and on the decoder side the pathwise gradient
+    of ``-log p(z)`` at the prior's own draws lowers its entropy. The code is
+    then squeezed onto a point while the loss runs to minus infinity (a
+    conditional prior network went from scale 1.0 to 0.015 in 500 steps).
+    When a learned prior scale (a Normal's ``scale`` or a mixture's
+    ``scales`` that requires grad) falls below ``1e-3``, a
+    :class:`CollapsingPriorWarning` names the site once; floor the prior's
+    scale (``softplus(raw) + floor``, as pyromim's priors and Gaussian heads
+    do with the encoder's floor) or keep it fixed.
     """
 
     def __init__(
@@ -269,6 +291,7 @@ class Trace_MIM(ELBO):
         self.guide_inputs = guide_inputs
         self.check_finite = check_finite
         self.baselines: dict[str, float] = {}
+        self._warned_priors: set[str] = set()
 
     # ------------------------------------------------------------------ options
     @property
@@ -408,10 +431,30 @@ class Trace_MIM(ELBO):
             score_surrogate, side_stats = side.score_terms()
             surrogate = surrogate + score_surrogate
             stats.extend(side_stats)
-        if self.check_finite and not torch._C._get_tracing_state():
-            if torch.is_tensor(loss) and not torch.isfinite(loss).all():
+        if not torch._C._get_tracing_state():
+            if self.check_finite and torch.is_tensor(loss) and not torch.isfinite(loss).all():
                 raise NonFiniteLossError(_describe_non_finite(sides))
+            if torch.is_grad_enabled():
+                self._check_prior_scales(traces.enc_model)
         return loss, surrogate, stats
+
+    def _check_prior_scales(self, model_trace) -> None:
+        for name, site in sample_sites(model_trace):
+            if site["is_observed"] or name in self._warned_priors:
+                continue
+            smallest = _smallest_learned_scale(site["fn"])
+            if smallest is not None and smallest < PRIOR_SCALE_WARNING:
+                self._warned_priors.add(name)
+                warnings.warn(
+                    f"Trace_MIM: the learned prior of latent site '{name}' has shrunk its scale to "
+                    f"{smallest:.2g}. MIM's loss has no lower bound when a prior's scale is learned "
+                    f"without a floor (shrinking the latent space raises log p(z) and log q(z|x) "
+                    f"together), so the code is being squeezed onto a point while the loss runs to "
+                    f"minus infinity. Floor the prior's scale (e.g. softplus(raw) + 0.01) or keep it "
+                    f"fixed.",
+                    CollapsingPriorWarning,
+                    stacklevel=2,
+                )
 
     def _loss_parts(self, model, guide, args, kwargs, beta):
         loss: Any = 0.0
@@ -468,6 +511,17 @@ class Trace_MIM(ELBO):
         if getattr(surrogate, "requires_grad", False):
             surrogate.backward(retain_graph=self.retain_graph)
         return float(torch.as_tensor(loss).detach().item())
+
+
+def _smallest_learned_scale(fn) -> Optional[float]:
+    """Smallest element of a Normal's ``scale`` / a mixture's ``scales`` that requires grad, else None."""
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    for attribute in ("scale", "scales"):
+        scale = getattr(fn, attribute, None)
+        if torch.is_tensor(scale) and scale.requires_grad and scale.numel():
+            return float(scale.detach().min().item())
+    return None
 
 
 def _describe_non_finite(sides: list[_Side]) -> str:
