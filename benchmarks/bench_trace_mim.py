@@ -33,7 +33,7 @@ def main():
         "JitTrace_ELBO": JitTrace_ELBO,
         "A-MIM": lambda: Trace_MIM(symmetric=False),
         "MIM": Trace_MIM,
-        "MIM detach": lambda: Trace_MIM(decoder_gradient="detach"),
+        "MIM score": lambda: Trace_MIM(decoder_gradient="score"),
         "JitTrace_MIM": JitTrace_MIM,
     }
     # Pyro's param store is global, so each loss trains its own fresh model in

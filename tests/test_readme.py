@@ -25,4 +25,8 @@ def test_quick_start_snippet_runs():
     snippet = re.search(r"```python\n(.*?)```", README, flags=re.S).group(1)
     namespace: dict = {}
     exec(compile(snippet, "README quick start", "exec"), namespace)
-    assert namespace["loss"] / len(namespace["batch"]) < 40.0  # nats per digit, from ~45 at start
+    vae, mim = namespace["results"]["VAE"], namespace["results"]["MIM"]
+    # what the README says it shows (seeded; measured 1.2 nats and +2 % NLL)
+    assert mim["active_units"] == 8
+    assert mim["mi_aggregate"] > vae["mi_aggregate"] + 0.5
+    assert mim["nll"] < 1.10 * vae["nll"]
