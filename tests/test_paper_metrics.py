@@ -4,7 +4,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from pyromim.data import toy4
-from pyromim.experiments import PAPER_METRICS, paper_metrics
+from paper.paper_metrics import PAPER_METRICS, paper_metrics
 from pyromim.models import build_model
 
 

@@ -10,7 +10,7 @@ free cores.
 
 import pytest
 
-from pyromim.experiments.sweep import REFERENCE_MIN_LOGVAR, run_tasks
+from paper.sweep import REFERENCE_MIN_LOGVAR, run_tasks
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Experiments from specs: train, evaluate and compare objectives, writing run directories.
 
-The command line (``pyromim train / evaluate / compare``) and the paper
-examples call these functions; they are cheap to call many times in one
+The command line (``pyromim train / evaluate / compare``) and the paper's
+sweeps (the repository's ``paper/`` folder) call these functions; they are cheap to call many times in one
 process (each run starts from a fresh Pyro param store).
 """
 
@@ -10,13 +10,11 @@ from pyromim.experiments.datasets import LIKELIHOOD_KIND, check_spec_data, prepa
 from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
 from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, make_loss, objective_name
 from pyromim.experiments.report import comparison_table, metrics_table, write_json
-from pyromim.experiments.paper_metrics import PAPER_METRICS, paper_metrics
 from pyromim.experiments.runner import RunResult, run, training_spec
 
 __all__ = [
     "LIKELIHOOD_KIND",
     "OBJECTIVES",
-    "PAPER_METRICS",
     "OBJECTIVE_LABELS",
     "CompareResult",
     "EvaluationResult",
@@ -29,7 +27,6 @@ __all__ = [
     "make_loss",
     "metrics_table",
     "objective_name",
-    "paper_metrics",
     "prepare_data",
     "run",
     "summarise",

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from pyromim.experiments.sweep import (
+from paper.sweep import (
     REFERENCE_MIN_LOGVAR,
     ResultsFile,
     load_results,

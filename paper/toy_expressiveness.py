@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The MIM paper's expressiveness experiment: symmetric MIM vs the VAE on ``toy4`` as the networks grow.
 
 ``toy4`` is a 2-D mixture of five Gaussians (std 0.25); the latent is 2-D with
@@ -10,15 +9,15 @@ reconstruction error and the 5-NN accuracy of ``z`` (labels: mixture
 components). Published (hidden >= 20): MIM about 6.8 nats, recon 0.0, KNN-5
 0.95, H_q(x) 3.2; VAE about 1.4 nats, recon 0.5, KNN-5 0.74, H_q(x) 1.8.
 
-    python examples/toy_expressiveness.py --quick                 # seconds
-    python examples/toy_expressiveness.py --jobs 16 --out results/toy_expressiveness
-    python examples/toy_expressiveness.py --replot results/toy_expressiveness/results.json
+    python -m paper.toy_expressiveness --quick                 # seconds
+    python -m paper.toy_expressiveness --jobs 16 --out results/toy_expressiveness
+    python -m paper.toy_expressiveness --replot results/toy_expressiveness/results.json
 """
 
 import sys
 
-from pyromim.experiments.sweep import sweep_cli
-from pyromim.experiments.toy_sweeps import toy_report, toy_tasks
+from paper.sweep import sweep_cli
+from paper.toy_sweeps import toy_report, toy_tasks
 
 EXPERIMENT = "toy_expressiveness"
 HIDDEN = (5, 20, 50, 100, 200, 500)
@@ -28,8 +27,8 @@ REFERENCE = ("Reference (published figures, hidden >= 20): MIM MI 6.8, recon 0.0
              "KNN-5 0.58, H_q(x) 1.83 (reference recon/KNN are the sampled variants).")
 
 
-def build_tasks(args, out):
-    return toy_tasks(args, out, spec="toy4", key="hidden", full_settings=HIDDEN, quick_settings=(5, 20))
+def build_tasks(options, out):
+    return toy_tasks(options, out, spec="toy4", key="hidden", full_settings=HIDDEN, quick_settings=(5, 20))
 
 
 def report(results, out):

@@ -7,7 +7,7 @@ A *task* is a JSON-able dict naming one run::
 optional keys: ``hidden`` (the encoder's and decoder's hidden widths, one
 layer), ``latent_dim``, ``min_logvar``, ``standardize`` (spec changes); ``inverse_h`` (the
 joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
-``measure``: ``"paper"`` (:func:`pyromim.experiments.paper_metrics`, default)
+``measure``: ``"paper"`` (:func:`paper.paper_metrics.paper_metrics`, default)
 or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
 importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs).
 
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from pyromim.experiments.objectives import OBJECTIVE_LABELS
+from pyromim.experiments import OBJECTIVE_LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def measure(task: Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     record = dict(task)
     try:
-        from pyromim.experiments.paper_metrics import paper_metrics
-        from pyromim.experiments.runner import run
+        from paper.paper_metrics import paper_metrics
+        from pyromim.experiments import run
         from pyromim.metrics import marginal_entropy
 
         full = task.get("measure", "paper") == "evaluate"
@@ -247,9 +247,25 @@ def seed_major(settings: Sequence[Any], objectives: Sequence[Any], seeds: Sequen
     return [(s, o, seed) for seed in seeds for s in settings for o in objectives]
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    """What a sweep's ``build_tasks(options, out)`` is told: the command line's choices, or the driver's.
+
+    :param quick: a few small runs (seconds), a smoke test.
+    :param seeds: number of seeds (``None``: the experiment's default).
+    :param settings: comma-separated swept values (``None``: the experiment's default).
+    :param flags: the experiment's own on/off options that are on (``{"raw"}``).
+    """
+
+    quick: bool = False
+    seeds: int | None = None
+    settings: str | None = None
+    flags: frozenset[str] = frozenset()
+
+
 def sweep_cli(
     experiment: str,
-    build_tasks: Callable[[Any, Path], list[dict[str, Any]]],
+    build_tasks: Callable[["SweepOptions", Path], list[dict[str, Any]]],
     report: Callable[[Mapping[str, Any], Path], str],
     argv: Sequence[str] | None = None,
     description: str = "",
@@ -263,9 +279,9 @@ def sweep_cli(
     still going then, and report what finished), ``--replot DIR/results.json``
     (tables and figures from saved results, no training).
 
-    :param build_tasks: ``(args, out_dir) -> tasks``.
+    :param build_tasks: ``(options, out_dir) -> tasks``, ``options`` a :class:`SweepOptions`.
     :param report: ``(results, out_dir) -> markdown`` (writes the figures).
-    :param flags: the example's own on/off options, ``{"--name": "help"}`` (``args.name``).
+    :param flags: the example's own on/off options, ``{"--name": "help"}`` (``"name" in options.flags``).
     """
     import argparse
 
@@ -287,7 +303,9 @@ def sweep_cli(
     else:
         out = args.out
         start = time.monotonic()
-        tasks = build_tasks(args, out)
+        on = frozenset(f.lstrip("-").replace("-", "_") for f in (flags or {}) if getattr(args, f.lstrip("-").replace("-", "_")))
+        options = SweepOptions(quick=args.quick, seeds=args.seeds, settings=args.settings, flags=on)
+        tasks = build_tasks(options, out)
         if args.epochs is not None:
             tasks = [{**t, "epochs": min(args.epochs, t.get("epochs") or args.epochs)} for t in tasks]
         results = ResultsFile(out / "results.json", experiment, {

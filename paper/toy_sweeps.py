@@ -4,7 +4,7 @@ Full mode uses the reference settings (the spec's ``[training]`` table: up to
 200 epochs, early stopping after 3 epochs without a better validation loss,
 beta warm-up 3 epochs, batch 128, Adam 1e-3 with Noam warm-up; 10,000 fresh
 points per split) with the reference code's standard-deviation floor
-(:data:`~pyromim.experiments.sweep.REFERENCE_MIN_LOGVAR`). Quick mode trains
+(:data:`paper.sweep.REFERENCE_MIN_LOGVAR`). Quick mode trains
 2 epochs on 500 points.
 """
 
@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyromim.experiments.paper_metrics import PAPER_METRICS
-from pyromim.experiments.sweep import (
+from paper.paper_metrics import PAPER_METRICS
+from paper.sweep import (
     PANEL_METRICS,
+    SweepOptions,
     REFERENCE_MIN_LOGVAR,
     run_label,
     saved_run_dir,
@@ -29,7 +30,7 @@ QUICK_CAPS = {"epochs": 2, "n_train": 500, "n_val": 200, "n_test": 500}
 
 
 def toy_tasks(
-    args: Any,
+    options: SweepOptions,
     out: Path,
     *,
     spec: str,
@@ -42,12 +43,12 @@ def toy_tasks(
     full_seeds: int = 3,
 ) -> list[dict[str, Any]]:
     """Tasks of one toy sweep over ``key`` (``"hidden"`` or ``"latent_dim"``), seed-major."""
-    if args.settings:
-        settings = [int(v) for v in args.settings.split(",")]
+    if options.settings:
+        settings = [int(v) for v in options.settings.split(",")]
     else:
-        settings = list(quick_settings if args.quick else full_settings)
-    seeds = range(1, 1 + (args.seeds or (1 if args.quick else full_seeds)))
-    caps = QUICK_CAPS if args.quick else {}
+        settings = list(quick_settings if options.quick else full_settings)
+    seeds = range(1, 1 + (options.seeds or (1 if options.quick else full_seeds)))
+    caps = QUICK_CAPS if options.quick else {}
     tasks = []
     for setting, objective, seed in seed_major(settings, objectives, seeds):
         name = f"{key}{setting}_{objective}{'_invH' if inverse_h else ''}_seed{seed}"
@@ -66,7 +67,7 @@ def toy_report(
     """Tables (Markdown) and figures of a toy sweep: ``panels.png`` (the paper's four metrics),
     ``panels_sampled.png`` (reference-style sampled metrics) and ``setting.png`` (data,
     reconstructions and latents of each objective at ``figure_setting``, first seed)."""
-    from pyromim.plots import plot_sweep_panels
+    from paper.plots import plot_sweep_panels
 
     runs = results["runs"]
     summary = summarise_sweep(runs, key, PAPER_METRICS)
