@@ -359,3 +359,16 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
         NegativeBinomialLikelihood,
     )
 }
+
+
+__all__ = [
+    "LIKELIHOODS",
+    "BernoulliLikelihood",
+    "CategoricalLikelihood",
+    "DataSupportError",
+    "DiscretizedLogisticLikelihood",
+    "GaussianLikelihood",
+    "Likelihood",
+    "NegativeBinomialLikelihood",
+    "PoissonLikelihood",
+]

@@ -138,3 +138,6 @@ class VampPrior(Prior):
                 f"({self.logits.shape[0]}, {self.latent_dim})"
             )
         return DiagonalNormalMixture(loc, scale, self.logits)
+
+
+__all__ = ["LearnedGaussianPrior", "MixturePrior", "Prior", "StandardNormalPrior", "VampPrior"]

@@ -6,20 +6,18 @@ process (each run starts from a fresh Pyro param store).
 """
 
 from pyromim.experiments.comparison import CompareResult, compare, summarise
-from pyromim.experiments.datasets import LIKELIHOOD_KIND, check_spec_data, prepare_data
+from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
 from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, make_loss, objective_name
 from pyromim.experiments.report import comparison_table, metrics_table, write_json
 from pyromim.experiments.runner import RunResult, run, training_spec
 
 __all__ = [
-    "LIKELIHOOD_KIND",
     "OBJECTIVES",
     "OBJECTIVE_LABELS",
     "CompareResult",
     "EvaluationResult",
     "RunResult",
-    "check_spec_data",
     "compare",
     "comparison_table",
     "evaluate_run",
