@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from pyromim.experiments import OBJECTIVE_LABELS
+from pyromim.experiments import objective_label
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def task_spec(task: Mapping[str, Any]) -> Any:
 
 def run_label(objective: str, inverse_h: bool = False) -> str:
     """Legend name of an objective: ``"MIM"``, ``"VAE (ELBO)"``, ``"MIM - H"``, ``"VAE + H"``."""
-    label = OBJECTIVE_LABELS[objective]
+    label = objective_label(objective)
     if inverse_h:
         label = "VAE + H" if objective == "elbo" else f"{label} - H"
     return label

@@ -207,7 +207,7 @@ def _spec_name(spec: str) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pyromim.experiments import metrics_table, run
-    from pyromim.experiments.objectives import objective_name
+    from pyromim.infer.objectives import objective_name
     from pyromim.specs import resolve_spec
 
     spec = resolve_spec(args.spec)

@@ -19,9 +19,16 @@ categorical            integers 0 .. V-1           V logits
 poisson                integers >= 0               log-rate
 negative_binomial      integers >= 0               log total count, logit
 =====================  ==========================  =====================================
+
+:data:`LIKELIHOODS` is the registry a spec's ``[model] likelihood`` names: the
+spec's validation reads each class's ``spec_kinds`` (the ``[data] kind`` values
+it may be paired with) and the data checks its ``support_kind``; the model
+builder calls :meth:`Likelihood.from_spec`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -56,14 +63,26 @@ def _suggest_for(x: torch.Tensor) -> str:
 
 
 class Likelihood(PyroModule):
-    """Base class. Subclasses set ``name`` and ``n_params`` and implement ``distribution``."""
+    """Base class. Subclasses set ``name`` and ``n_params`` and implement ``distribution``.
+
+    ``support_kind`` is the data kind (:data:`pyromim.data.DATA_KINDS`) whose
+    values the likelihood scores; ``spec_kinds`` the ``[data] kind`` values a
+    spec may pair it with (``support_kind`` first).
+    """
 
     name: str = ""
     n_params: int = 1
+    support_kind: str = "continuous"
+    spec_kinds: tuple[str, ...] = ("continuous",)
 
     def __init__(self, data_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.data_shape = tuple(int(s) for s in data_shape)
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Likelihood:
+        """The likelihood a :class:`~pyromim.specs.ModelSpec` asks for (data shape from ``[data] shape``)."""
+        return cls(tuple(spec.data.shape))
 
     @property
     def event_dims(self) -> int:
@@ -134,6 +153,8 @@ class BernoulliLikelihood(Likelihood):
 
     name = "bernoulli"
     support_text = "exactly 0 or 1"
+    support_kind = "binary"
+    spec_kinds = ("binary",)
 
     def distribution(self, params):
         return dist.Bernoulli(logits=params.squeeze(params.dim() - self.event_dims - 1))
@@ -162,7 +183,15 @@ class GaussianLikelihood(Likelihood):
 
     name = "gaussian"
     support_text = "finite real numbers"
+    support_kind = "continuous"
+    spec_kinds = ("continuous", "binary", "grey")
     SCALES = ("fixed", "learned", "per_datum")
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Likelihood:
+        m = spec.model
+        return cls(tuple(spec.data.shape), m.likelihood_scale, m.likelihood_fixed_scale, m.min_logvar,
+                   standardize=spec.data.standardize)
 
     def __init__(
         self,
@@ -258,6 +287,8 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     name = "discretized_logistic"
     n_params = 2
+    support_kind = "grey"
+    spec_kinds = ("grey",)
 
     def __init__(self, data_shape: tuple[int, ...], n_bins: int = 256, min_logscale: float = -7.0) -> None:
         super().__init__(data_shape)
@@ -287,6 +318,12 @@ class CategoricalLikelihood(Likelihood):
     """
 
     name = "categorical"
+    support_kind = "tokens"
+    spec_kinds = ("tokens",)
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Likelihood:
+        return cls(tuple(spec.data.shape), spec.data.vocab_size)
 
     def __init__(self, data_shape: tuple[int, ...], vocab_size: int) -> None:
         super().__init__(data_shape)
@@ -315,6 +352,8 @@ class CategoricalLikelihood(Likelihood):
 
 class _CountLikelihood(Likelihood):
     support_text = "non-negative integers"
+    support_kind = "counts"
+    spec_kinds = ("counts",)
 
     def encoder_input(self, x):
         return torch.log1p(x.to(torch.get_default_dtype()))
@@ -348,6 +387,7 @@ class NegativeBinomialLikelihood(_CountLikelihood):
         return dist.NegativeBinomial(total_count=log_r.clamp(-10.0, 10.0).exp(), logits=logits)
 
 
+#: The likelihoods a spec can name, by name (the spec's validation, the data checks and the builder read this).
 LIKELIHOODS: dict[str, type[Likelihood]] = {
     cls.name: cls
     for cls in (

@@ -102,7 +102,7 @@ def test_make_loss_inverse_h_picks_the_ablation_losses():
     from pyromim.models import build_model
 
     toy = build_model("toy4")
-    assert isinstance(make_loss("vae", toy, inverse_h=True), Trace_ELBO_plus_H)
+    assert isinstance(make_loss("elbo", toy, inverse_h=True), Trace_ELBO_plus_H)
     mim = make_loss("mim", toy, inverse_h=True)
     assert isinstance(mim, Trace_MIM_minus_H) and mim.symmetric
     assert not make_loss("amim", toy, inverse_h=True).symmetric

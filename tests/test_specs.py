@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -175,3 +176,56 @@ def test_a_directory_named_like_a_spec_does_not_hide_the_catalogue(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "toy4").mkdir()  # e.g. the output directory of an earlier run
     assert pyromim.build_model("toy4").spec.name == "toy4"
+
+
+def test_adding_a_prior_is_one_registry_entry_plus_its_class(monkeypatch):
+    import pyro.distributions as dist
+
+    from pyromim.priors import PRIORS, Prior
+
+    class LaplacePrior(Prior):
+        name = "laplace"
+
+        def __init__(self, latent_dim: int) -> None:
+            super().__init__(latent_dim)
+            self.register_buffer("loc", torch.zeros(self.latent_dim))
+
+        def forward(self):
+            return dist.Laplace(self.loc, torch.ones_like(self.loc)).to_event(1)
+
+    with pytest.raises(SpecError, match="'model.prior' = 'laplace' is not one of"):
+        ModelSpec.from_toml(_toml(**{'prior = "vampprior"': 'prior = "laplace"'}))
+    monkeypatch.setitem(PRIORS, LaplacePrior.name, LaplacePrior)  # the one entry
+    spec = ModelSpec.from_toml(_toml(**{'prior = "vampprior"': 'prior = "laplace"'}))
+    model = pyromim.build_model(spec)
+    assert isinstance(model.prior, LaplacePrior)
+    assert model.prior().event_shape == (spec.model.latent_dim,)
+
+
+def test_every_vocabulary_is_read_from_its_registry():
+    from pyromim.data import DATA_KINDS
+    from pyromim.infer.objectives import OBJECTIVES
+    from pyromim.likelihoods import LIKELIHOODS
+    from pyromim.nn import ACTIVATIONS, NETWORKS, NORMS
+    from pyromim.priors import PRIORS
+    from pyromim.specs.schema import ArchitectureSpec, DataSpec, NetworkSpec, TrainingSpec
+
+    def choices(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
+
+    assert choices(DataSpec, "kind") is DATA_KINDS
+    assert choices(ArchitectureSpec, "prior") is PRIORS
+    assert choices(ArchitectureSpec, "likelihood") is LIKELIHOODS
+    assert choices(NetworkSpec, "network") is NETWORKS
+    assert choices(NetworkSpec, "activation") is ACTIVATIONS
+    assert choices(NetworkSpec, "norm") is NORMS
+    assert choices(TrainingSpec, "objective") is OBJECTIVES
+    assert all(kind in DATA_KINDS for cls in LIKELIHOODS.values() for kind in cls.spec_kinds)
+
+
+def test_old_objective_word_vae_reads_as_elbo_with_a_deprecation_warning():
+    text = _toml(**{'objective = "mim"': 'objective = "vae"'})
+    with pytest.warns(DeprecationWarning, match="'training.objective' = 'vae' is deprecated; write 'elbo'"):
+        spec = ModelSpec.from_toml(text)
+    assert spec.training.objective == "elbo"
+    assert 'objective = "elbo"' in spec.to_toml()

@@ -8,13 +8,12 @@ process (each run starts from a fresh Pyro param store).
 from pyromim.experiments.comparison import CompareResult, compare, summarise
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
-from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, make_loss, objective_name
 from pyromim.experiments.report import comparison_table, metrics_table, write_json
 from pyromim.experiments.runner import RunResult, run, training_spec
+from pyromim.infer.objectives import OBJECTIVES, make_loss, objective_label, objective_name
 
 __all__ = [
     "OBJECTIVES",
-    "OBJECTIVE_LABELS",
     "CompareResult",
     "EvaluationResult",
     "RunResult",
@@ -24,6 +23,7 @@ __all__ = [
     "load_run_model",
     "make_loss",
     "metrics_table",
+    "objective_label",
     "objective_name",
     "prepare_data",
     "run",

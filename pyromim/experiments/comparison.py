@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, objective_name
+from pyromim.infer.objectives import OBJECTIVES, objective_label, objective_name
 from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
 from pyromim.experiments.runner import run
 from pyromim.metrics import EVALUATE_KEYS
@@ -88,7 +88,7 @@ def compare(
     spec: str | Path | ModelSpec,
     *,
     out_dir: str | Path,
-    objectives: Sequence[str] = OBJECTIVES,
+    objectives: Sequence[str] | None = None,
     seeds: int | Sequence[int] = 3,
     plots: bool = True,
     **run_options: Any,
@@ -104,7 +104,7 @@ def compare(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     spec = resolve_spec(spec)
-    names = [objective_name(o) for o in objectives]
+    names = [objective_name(o) for o in (OBJECTIVES if objectives is None else objectives)]
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"objectives must be distinct and non-empty, got {list(objectives)}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
@@ -114,7 +114,7 @@ def compare(
     is_global_zero = True
     total = len(names) * len(seed_list)
     for i, (seed, objective) in enumerate((s, o) for s in seed_list for o in names):
-        logger.info("run %d/%d: %s, seed %d", i + 1, total, OBJECTIVE_LABELS[objective], seed)
+        logger.info("run %d/%d: %s, seed %d", i + 1, total, objective_label(objective), seed)
         result = run(spec, objective=objective, seed=seed, out_dir=out_dir / objective / f"seed{seed}",
                      plots=plots, **run_options)
         is_global_zero = result.is_global_zero
@@ -130,13 +130,13 @@ def compare(
     if not is_global_zero:
         return outcome
     metrics = [m for m in EVALUATE_KEYS if any(summary[o][m]["n"] for o in summary)]
-    outcome.table = comparison_table(summary, metrics, labels=OBJECTIVE_LABELS)
+    outcome.table = comparison_table(summary, metrics, labels={o: objective_label(o) for o in names})
     seeds_text = ", ".join(map(str, seed_list))
     notes = "\n".join(f"* `{m}`: {METRIC_NOTES[m]}" for m in metrics)
     markdown = (
-        f"# {spec.name}: {', '.join(OBJECTIVE_LABELS[o] for o in names)}\n\n"
+        f"# {spec.name}: {', '.join(objective_label(o) for o in names)}\n\n"
         f"Mean ± sample std over seeds {seeds_text} (test part; KNN trained on the training part).\n\n"
-        + comparison_table(summary, metrics, labels=OBJECTIVE_LABELS, markdown=True)
+        + comparison_table(summary, metrics, labels={o: objective_label(o) for o in names}, markdown=True)
         + f"\n{notes}\n"
     )
     outcome.files["markdown"] = write_text(out_dir / "compare.md", markdown)
@@ -149,7 +149,7 @@ def compare(
 
         outcome.files["figure"] = plot_comparison(
             summary, out_dir / "compare.png", metrics=[m for m in FIGURE_METRICS if m in metrics],
-            labels=OBJECTIVE_LABELS,
+            labels={o: objective_label(o) for o in names},
             title=f"{spec.name}: mean and std over {len(seed_list)} seed(s)",
         )
     logger.info("compared %d runs in %.0f s; wrote %s", total, time.perf_counter() - start, out_dir)

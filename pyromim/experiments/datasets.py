@@ -24,21 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from pyromim.data import ArrayDataset, DataMismatchError, DataSplits, check_data_fits, load_data
-from pyromim.likelihoods import DataSupportError
+from pyromim.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.specs import ModelSpec
 
 logger = logging.getLogger(__name__)
-
-#: The data kind (support) each likelihood scores.
-LIKELIHOOD_KIND = {
-    "bernoulli": "binary",
-    "gaussian": "continuous",
-    "discretized_logistic": "grey",
-    "categorical": "tokens",
-    "poisson": "counts",
-    "negative_binomial": "counts",
-}
-
 
 def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
     if part is None or n is None or n >= len(part):
@@ -63,7 +52,7 @@ def check_spec_data(spec: ModelSpec, data: ArrayDataset, likelihood: Any = None)
     shape, name = tuple(spec.data.shape), spec.model.likelihood
     where = f"spec '{spec.name}' ({name} likelihood over items of shape {list(shape)})"
     try:
-        check_data_fits(data, event_shape=shape, kind=LIKELIHOOD_KIND[name])
+        check_data_fits(data, event_shape=shape, kind=LIKELIHOODS[name].support_kind)
         if likelihood is not None:
             likelihood.check_support(data.x)
     except DataMismatchError as err:

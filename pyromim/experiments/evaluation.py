@@ -13,7 +13,7 @@ import pyro
 
 from pyromim.data import DataSplits
 from pyromim.experiments.datasets import prepare_data
-from pyromim.experiments.objectives import make_loss
+from pyromim.infer.objectives import make_loss
 from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE
 from pyromim.models import LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec

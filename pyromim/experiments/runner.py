@@ -34,7 +34,7 @@ import torch
 
 from pyromim.data import DataSplits
 from pyromim.experiments.datasets import prepare_data
-from pyromim.experiments.objectives import OBJECTIVE_LABELS, SPEC_OBJECTIVE, make_loss, objective_name
+from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.experiments.report import write_json, write_text
 from pyromim.models import LatentVariableModel, build_model, save_model
 from pyromim.specs import ModelSpec, resolve_spec
@@ -102,7 +102,7 @@ def training_spec(
     if unknown:
         raise TypeError(f"unknown training settings {unknown}; the [training] table has {sorted(known)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    training = dataclasses.replace(base.training, objective=SPEC_OBJECTIVE[name], **changes)
+    training = dataclasses.replace(base.training, objective=name, **changes)
     return dataclasses.replace(base, training=training).validate(f"spec '{base.name}'"), name
 
 
@@ -174,7 +174,7 @@ def run(
     sizes = {k: len(v) for k, v in splits.parts().items()}
     logger.info(
         "spec %s: %s, seed %d, data %s (%s); up to %d epochs, batch %d, lr %g, warm-up %d, patience %s -> %s",
-        spec.name, OBJECTIVE_LABELS[objective], seed, splits.train.name.removesuffix(" (train)"),
+        spec.name, objective_label(objective), seed, splits.train.name.removesuffix(" (train)"),
         ", ".join(f"{k} {n}" for k, n in sizes.items()), t.epochs, t.batch_size, t.lr, t.warmup_epochs,
         t.patience or "off", out_dir,
     )
@@ -230,7 +230,7 @@ def run(
             outcome.plots = make_run_plots(
                 model, spec, splits, out_dir, history=result.history, metrics_csv=result.metrics_csv,
                 warmup_epochs=t.warmup_epochs if objective != "elbo" else 0,
-                title=f"{spec.name}, {OBJECTIVE_LABELS[objective]}, seed {seed}",
+                title=f"{spec.name}, {objective_label(objective)}, seed {seed}",
             )
     outcome.seconds = time.perf_counter() - start
     write_json(out_dir / RUN_FILE, {

@@ -10,35 +10,46 @@ A spec has a ``name``, a ``description`` and five tables::
 
 Changing ``prior = "vampprior"`` to ``prior = "normal"`` (or any other
 choice) is all it takes to swap a component: every option has a default.
+
+The names a key may take come from one registry per vocabulary, which the
+builders read too: data kinds (:data:`pyromim.data.DATA_KINDS`), priors
+(:data:`pyromim.priors.PRIORS`), likelihoods (:data:`pyromim.likelihoods.LIKELIHOODS`),
+networks (:data:`pyromim.nn.NETWORKS`), activations and norms
+(:data:`pyromim.nn.ACTIVATIONS`, :data:`pyromim.nn.NORMS`) and objectives
+(:data:`pyromim.infer.objectives.OBJECTIVES`). Old spellings still read, with a
+:class:`DeprecationWarning`: ``objective = "vae"`` (now ``"elbo"``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyromim.data.dataset import DATA_KINDS
+from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES
+from pyromim.likelihoods import LIKELIHOODS
+from pyromim.nn.mlp import ACTIVATIONS, NORMS
+from pyromim.nn.networks import NETWORKS
+from pyromim.priors import PRIORS
 from pyromim.specs import toml_io
 from pyromim.specs.validation import SpecError, from_dict, nearest, to_dict
 
-DATA_KINDS = ("binary", "grey", "continuous", "counts", "tokens")
-PRIORS = ("normal", "learned_normal", "mixture", "vampprior")
-LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "discretized_logistic", "categorical", "poisson", "negative_binomial")
-#: which likelihoods make sense for each kind of data
-LIKELIHOODS_FOR_KIND = {
-    "binary": ("bernoulli", "gaussian"),
-    "grey": ("discretized_logistic", "gaussian"),
-    "continuous": ("gaussian",),
-    "counts": ("poisson", "negative_binomial"),
-    "tokens": ("categorical",),
-}
-OBJECTIVES = ("mim", "amim", "vae")
+
+def likelihoods_for_kind(kind: str) -> list[str]:
+    """The likelihoods a spec may pair with ``[data] kind`` = ``kind`` (from :data:`~pyromim.likelihoods.LIKELIHOODS`)."""
+    fitting = [name for name, cls in LIKELIHOODS.items() if kind in cls.spec_kinds]
+    return sorted(fitting, key=lambda name: LIKELIHOODS[name].support_kind != kind)  # the exact fit first
 
 
-def _choices(*values: Any, default: Any) -> Any:
-    return field(default=default, metadata={"choices": tuple(values)})
+def _choices(registry: Collection[Any], default: Any) -> Any:
+    """A field whose value must be a key of ``registry`` (read at validation time, so new entries count)."""
+    return field(default=default, metadata={"choices": registry})
 
 
 @dataclass
@@ -57,12 +68,12 @@ class ArchitectureSpec:
     """``[model]``: latents, prior and likelihood."""
 
     latent_dim: int
-    likelihood: str = field(metadata={"choices": LIKELIHOOD_NAMES})
-    levels: int = _choices(1, 2, default=1)
+    likelihood: str = field(metadata={"choices": LIKELIHOODS})
+    levels: int = _choices((1, 2), default=1)
     top_latent_dim: int | None = None  # size of z2 when levels = 2
-    prior: str = _choices(*PRIORS, default="normal")
+    prior: str = _choices(PRIORS, default="normal")
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
-    likelihood_scale: str = _choices("fixed", "learned", "per_datum", default="per_datum")  # gaussian only
+    likelihood_scale: str = _choices(("fixed", "learned", "per_datum"), default="per_datum")  # gaussian only
     likelihood_fixed_scale: float = 1.0  # gaussian with likelihood_scale = "fixed"
     min_logvar: float = -6.0  # floor on encoder (and gaussian decoder) log-variances
     conditional_hidden: list[int] = field(default_factory=lambda: [256])  # levels = 2: p(z|z2), q(z|x,z2)
@@ -73,10 +84,10 @@ class ArchitectureSpec:
 class NetworkSpec:
     """``[encoder]`` / ``[decoder]``: an MLP or a small conv net."""
 
-    network: str = _choices("mlp", "conv", default="mlp")
+    network: str = _choices(NETWORKS, default="mlp")
     hidden: list[int] = field(default_factory=lambda: [50])  # MLP hidden widths; conv: feature width
-    activation: str = _choices("tanh", "relu", "elu", "gelu", "silu", "softplus", default="tanh")
-    norm: str = _choices("none", "layer", "batch", default="none")
+    activation: str = _choices(ACTIVATIONS, default="tanh")
+    norm: str = _choices(NORMS, default="none")
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv only
 
 
@@ -84,13 +95,13 @@ class NetworkSpec:
 class TrainingSpec:
     """``[training]``: the settings a spec is meant to be trained with."""
 
-    objective: str = _choices(*OBJECTIVES, default="mim")
+    objective: str = _choices(OBJECTIVES, default="mim")
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
     warmup_epochs: int = 3
-    patience: int = 3  # early stopping: epochs without test improvement
-    q_x: str = _choices("marginal", "learned", "data", default="marginal")
+    patience: int = 3  # early stopping: epochs without a better validation loss
+    q_x: str = _choices(("marginal", "learned", "data"), default="marginal")
 
 
 @dataclass
@@ -111,7 +122,7 @@ class ModelSpec:
         d, m, t = self.data, self.model, self.training
         if not d.shape or any(s < 1 for s in d.shape):
             raise SpecError(f"{where}: 'data.shape' must be a non-empty list of positive sizes, got {d.shape}")
-        allowed = LIKELIHOODS_FOR_KIND[d.kind]
+        allowed = likelihoods_for_kind(d.kind)
         if m.likelihood not in allowed:
             raise SpecError(
                 f"{where}: 'model.likelihood' = '{m.likelihood}' does not fit 'data.kind' = '{d.kind}'; "
@@ -185,7 +196,7 @@ class ModelSpec:
     # ------------------------------------------------------------ round trip
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "spec") -> ModelSpec:
-        return from_dict(cls, data, where).validate(where)
+        return from_dict(cls, _upgrade(data, where), where).validate(where)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -215,6 +226,20 @@ class ModelSpec:
     def replace(self, **changes: Any) -> ModelSpec:
         """A validated copy with top-level fields replaced."""
         return dataclasses.replace(self, **changes).validate()
+
+
+def _upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` with old spellings replaced by today's, each with a :class:`DeprecationWarning`."""
+    training = data.get("training")
+    if isinstance(training, dict) and isinstance(training.get("objective"), str):
+        old = training["objective"]
+        if old in DEPRECATED_OBJECTIVES:
+            new = DEPRECATED_OBJECTIVES[old]
+            warnings.warn(f"{where}: 'training.objective' = '{old}' is deprecated; write '{new}'",
+                          DeprecationWarning, stacklevel=4)
+            data = copy.deepcopy(data)
+            data["training"]["objective"] = new
+    return data
 
 
 __all__ = ["ArchitectureSpec", "DataSpec", "ModelSpec", "NetworkSpec", "SpecError", "TrainingSpec"]
