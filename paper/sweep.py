@@ -5,7 +5,7 @@ A *task* is a JSON-able dict naming one run::
     {"spec": "toy4", "hidden": 50, "objective": "mim", "seed": 1, "run_dir": "...", ...}
 
 optional keys: ``hidden`` (the encoder's and decoder's hidden widths, one
-layer), ``latent_dim``, ``min_logvar``, ``standardize`` (spec changes); ``inverse_h`` (the
+layer), ``latent_dim``, ``min_scale``, ``standardize`` (spec changes); ``inverse_h`` (the
 joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
 ``measure``: ``"paper"`` (:func:`paper.paper_metrics.paper_metrics`, default)
 or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 
 def task_spec(task: Mapping[str, Any]) -> Any:
-    """The task's catalogue spec with its ``hidden`` / ``latent_dim`` / ``min_logvar`` / ``standardize`` changes."""
+    """The task's catalogue spec with its ``hidden`` / ``latent_dim`` / ``min_scale`` / ``standardize`` changes."""
     from pyromim.specs import resolve_spec
 
     spec = resolve_spec(task["spec"])
@@ -51,7 +51,7 @@ def task_spec(task: Mapping[str, Any]) -> Any:
         width = [int(task["hidden"])]
         spec = spec.replace(encoder=dataclasses.replace(spec.encoder, hidden=width),
                             decoder=dataclasses.replace(spec.decoder, hidden=width))
-    model_changes = {k: task[k] for k in ("latent_dim", "min_logvar") if task.get(k) is not None}
+    model_changes = {k: task[k] for k in ("latent_dim", "min_scale") if task.get(k) is not None}
     if model_changes:
         spec = spec.replace(model=dataclasses.replace(spec.model, **model_changes))
     if task.get("standardize") is not None:
@@ -234,8 +234,8 @@ def sweep_table(summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, floa
 
 
 #: The reference code's ``--min-logvar 6`` adds ``10**-6`` to the predicted standard
-#: deviations (``scale = exp(raw) + 1e-6``): a floor of ``log sigma^2 = 2 log(1e-6)``, not -6.
-REFERENCE_MIN_LOGVAR = 2.0 * math.log(1e-6)
+#: deviations (``scale = exp(raw) + 1e-6``): a floor of ``sigma >= 1e-6``.
+REFERENCE_MIN_SCALE = 1e-6
 
 #: The metrics of the paper's four toy panels, and the reference-style sampled variants.
 PANEL_METRICS = ("mi_ksg", "h_q_x", "recon_error", "knn5_accuracy")

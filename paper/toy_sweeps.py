@@ -4,7 +4,7 @@ Full mode uses the reference settings (the spec's ``[training]`` table: up to
 200 epochs, early stopping after 3 epochs without a better validation loss,
 beta warm-up 3 epochs, batch 128, Adam 1e-3 with Noam warm-up; 10,000 fresh
 points per split) with the reference code's standard-deviation floor
-(:data:`paper.sweep.REFERENCE_MIN_LOGVAR`). Quick mode trains
+(:data:`paper.sweep.REFERENCE_MIN_SCALE`). Quick mode trains
 2 epochs on 500 points.
 """
 
@@ -18,7 +18,7 @@ from paper.paper_metrics import PAPER_METRICS
 from paper.sweep import (
     PANEL_METRICS,
     SweepOptions,
-    REFERENCE_MIN_LOGVAR,
+    REFERENCE_MIN_SCALE,
     run_label,
     saved_run_dir,
     seed_major,
@@ -53,7 +53,7 @@ def toy_tasks(
     for setting, objective, seed in seed_major(settings, objectives, seeds):
         name = f"{key}{setting}_{objective}{'_invH' if inverse_h else ''}_seed{seed}"
         tasks.append({
-            "spec": spec, key: setting, "min_logvar": REFERENCE_MIN_LOGVAR, **dict(fixed or {}),
+            "spec": spec, key: setting, "min_scale": REFERENCE_MIN_SCALE, **dict(fixed or {}),
             "objective": objective, "inverse_h": inverse_h, "seed": seed, **caps,
             "run_dir": str(out / "runs" / name),
         })

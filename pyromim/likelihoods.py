@@ -28,6 +28,7 @@ builder calls :meth:`Likelihood.from_spec`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pyro.distributions as dist
@@ -37,7 +38,7 @@ from torch import nn
 from torch.nn.functional import one_hot
 
 from pyromim.distributions import DiscretizedLogistic
-from pyromim.nn.gaussian import floored_scale
+from pyromim.nn.gaussian import DEFAULT_MIN_SCALE, floored_scale, resolve_min_scale
 
 
 class DataSupportError(ValueError):
@@ -169,9 +170,9 @@ class GaussianLikelihood(Likelihood):
     :param scale: ``"fixed"`` (``sigma = fixed_scale``), ``"learned"`` (one
         learned ``sigma`` per data element, shared by all data) or
         ``"per_datum"`` (the decoder outputs ``raw`` per element and
-        ``sigma = exp(raw) + exp(min_logvar / 2)``, the reference code's
+        ``sigma = exp(raw) + min_scale``, the reference code's
         floored scale, see :mod:`pyromim.nn.gaussian`). The ``"learned"``
-        log-variance is clamped at ``min_logvar``.
+        standard deviation is clamped at ``min_scale``.
     :param standardize: the networks work in standardised units: the encoder
         sees ``(x - shift) / spread`` and the decoder's ``(mu, sigma)`` are mapped
         back as ``(shift + spread * mu, spread * sigma)``, so every density stays
@@ -190,7 +191,7 @@ class GaussianLikelihood(Likelihood):
     @classmethod
     def from_spec(cls, spec: Any) -> Likelihood:
         m = spec.model
-        return cls(tuple(spec.data.shape), m.likelihood_scale, m.likelihood_fixed_scale, m.min_logvar,
+        return cls(tuple(spec.data.shape), m.likelihood_scale, m.likelihood_fixed_scale, m.min_scale,
                    standardize=spec.data.standardize)
 
     def __init__(
@@ -198,14 +199,16 @@ class GaussianLikelihood(Likelihood):
         data_shape: tuple[int, ...],
         scale: str = "per_datum",
         fixed_scale: float = 1.0,
-        min_logvar: float = -6.0,
+        min_scale: float = DEFAULT_MIN_SCALE,
         standardize: bool = False,
+        *,
+        min_logvar: float | None = None,
     ) -> None:
         super().__init__(data_shape)
         if scale not in self.SCALES:
             raise ValueError(f"gaussian likelihood: scale must be one of {self.SCALES}, got {scale!r}")
         self.scale_mode = scale
-        self.min_logvar = float(min_logvar)
+        self.min_scale = resolve_min_scale(min_scale, min_logvar, "gaussian likelihood")
         self.n_params = 2 if scale == "per_datum" else 1
         if scale == "fixed":
             if fixed_scale <= 0:
@@ -262,9 +265,9 @@ class GaussianLikelihood(Likelihood):
         if self.scale_mode == "fixed":
             return self.fixed_scale
         if self.scale_mode == "learned":
-            return torch.exp(0.5 * self.logvar.clamp(min=self.min_logvar))
+            return torch.exp(0.5 * self.logvar.clamp(min=2.0 * math.log(self.min_scale)))
         raw = self._split(params, 2, self.event_dims)[1]
-        return floored_scale(raw, self.min_logvar)
+        return floored_scale(raw, self.min_scale)
 
     def distribution(self, params):
         loc = self._split(params, self.n_params, self.event_dims)[0]

@@ -90,8 +90,8 @@ def test_encoder_logvar_floor():
     with torch.no_grad():
         model.encoder.head.linear.bias[2:] = -100.0
     _, scale = model.posterior(torch.zeros(3, 2))
-    floor = model.spec.model.min_logvar  # the toy spec's reference floor, 2 ln 1e-6
-    torch.testing.assert_close(scale, torch.full((3, 2), math.exp(floor / 2)), rtol=1e-4, atol=0.0)
+    floor = model.spec.model.min_scale  # the toy spec's reference floor, 1e-6
+    torch.testing.assert_close(scale, torch.full((3, 2), floor), rtol=1e-4, atol=0.0)
 
 
 def test_support_check_on_first_use():

@@ -5,8 +5,10 @@ import time
 import numpy as np
 import pytest
 
+from pyromim.specs import resolve_spec
+
 from paper.sweep import (
-    REFERENCE_MIN_LOGVAR,
+    REFERENCE_MIN_SCALE,
     ResultsFile,
     load_results,
     run_label,
@@ -19,14 +21,14 @@ from paper.sweep import (
 
 
 def test_reference_floor_is_the_reference_codes_std_offset():
-    # scale = exp(raw) + 1e-6 in the reference code: sigma >= 1e-6, log sigma^2 >= 2 log 1e-6
-    assert math.isclose(math.exp(0.5 * REFERENCE_MIN_LOGVAR), 1e-6)
+    # scale = exp(raw) + 1e-6 in the reference code: sigma >= 1e-6
+    assert REFERENCE_MIN_SCALE == 1e-6 == resolve_spec("toy4").model.min_scale
 
 
 def test_task_spec_applies_width_latent_and_floor():
-    spec = task_spec({"spec": "toy4_20", "hidden": 7, "latent_dim": 3, "min_logvar": -20.0})
+    spec = task_spec({"spec": "toy4_20", "hidden": 7, "latent_dim": 3, "min_scale": 1e-4})
     assert spec.encoder.hidden == [7] and spec.decoder.hidden == [7]
-    assert spec.model.latent_dim == 3 and spec.model.min_logvar == -20.0
+    assert spec.model.latent_dim == 3 and spec.model.min_scale == 1e-4
     assert task_spec({"spec": "toy4"}).encoder.hidden == [50]
 
 

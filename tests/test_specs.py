@@ -98,9 +98,9 @@ def test_toy_spec_carries_the_reference_training_settings():
     t = spec.training
     assert (t.objective, t.epochs, t.batch_size, t.lr, t.warmup_epochs, t.patience) == ("mim", 200, 128, 1e-3, 3, 3)
     assert spec.data.dataset == "toy4" and spec.data.shape == [2]
-    # the reference's --min-logvar 6 is sigma = exp(.) + 1e-6: a log-variance floor of 2 ln 1e-6
+    # the reference's --min-logvar 6 is sigma = exp(.) + 1e-6: a floor of 1e-6 on the standard deviation
     assert (spec.encoder.hidden, spec.encoder.activation) == ([50], "tanh")
-    assert spec.model.min_logvar == pytest.approx(2 * math.log(1e-6), abs=1e-5)
+    assert spec.model.min_scale == 1e-6
     assert resolve_spec("toy4_20").data.dataset == "toy4_20"
 
 
@@ -131,7 +131,8 @@ def _edited(**tables: dict) -> dict:
         ({"model": {"marginal_components": -3}}, r"'model.marginal_components' must be >= 0, got -3"),
         ({"model": {"likelihood_scale": "fixed", "likelihood_fixed_scale": -1.0}},
          r"'model.likelihood_fixed_scale' must be > 0, got -1.0"),
-        ({"model": {"min_logvar": float("nan")}}, r"'model.min_logvar' must be a finite number, got nan"),
+        ({"model": {"min_scale": float("nan")}}, r"'model.min_scale' must be a finite number > 0, got nan"),
+        ({"model": {"min_scale": 0.0}}, r"'model.min_scale' must be a finite number > 0, got 0.0"),
         ({"training": {"lr": float("nan")}}, r"'training.lr' must be > 0"),
         ({"training": {"warmup_epochs": -1}}, r"'training.warmup_epochs' must be >= 0, got -1"),
         ({"training": {"patience": -2}}, r"'training.patience' must be >= 0, got -2"),
@@ -229,3 +230,22 @@ def test_old_objective_word_vae_reads_as_elbo_with_a_deprecation_warning():
         spec = ModelSpec.from_toml(text)
     assert spec.training.objective == "elbo"
     assert 'objective = "elbo"' in spec.to_toml()
+
+
+def test_old_key_min_logvar_reads_as_the_scale_floor_with_a_deprecation_warning():
+    text = _toml(**{"min_scale = 0.049787068367863944": "min_logvar = -6.0"})
+    with pytest.warns(DeprecationWarning, match="'model.min_logvar' = -6.0 is deprecated.*'min_scale' = 0.0497871"):
+        spec = ModelSpec.from_toml(text)
+    assert spec.model.min_scale == math.exp(-3.0) == resolve_spec("digits_vampprior").model.min_scale
+    with pytest.raises(SpecError, match="give 'model.min_scale' only"):
+        ModelSpec.from_toml(_toml(**{"min_scale = 0.049787068367863944": "min_scale = 0.1\nmin_logvar = -6.0"}))
+
+
+def test_gaussian_head_and_likelihood_still_take_min_logvar_with_a_warning():
+    from pyromim.likelihoods import GaussianLikelihood
+    from pyromim.nn import GaussianHead
+
+    with pytest.warns(DeprecationWarning, match="min_logvar is deprecated"):
+        assert GaussianHead(3, 2, min_logvar=-6.0).min_scale == math.exp(-3.0)
+    with pytest.warns(DeprecationWarning, match="min_logvar is deprecated"):
+        assert GaussianLikelihood((2,), min_logvar=2 * math.log(1e-3)).min_scale == pytest.approx(1e-3)

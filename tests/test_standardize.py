@@ -22,7 +22,7 @@ def _standardized_spec(name="toy4_20", **model_changes):
 
 
 def test_density_is_the_data_space_normal_and_the_encoder_sees_standard_units():
-    lik = GaussianLikelihood((3,), scale="per_datum", min_logvar=-6.0, standardize=True).double()
+    lik = GaussianLikelihood((3,), scale="per_datum", min_scale=math.exp(-3.0), standardize=True).double()
     x = torch.tensor([[1.0, 100.0, -5.0], [3.0, 140.0, -5.0], [2.0, 60.0, -5.0]], dtype=torch.float64)
     lik.set_data_statistics(x)
     shift, spread = x.mean(0), x.std(0)

@@ -20,11 +20,11 @@ def make_likelihood(spec: ModelSpec) -> Likelihood:
     return LIKELIHOODS[spec.model.likelihood].from_spec(spec)
 
 
-def make_encoder(net: NetworkSpec, in_shape: tuple[int, ...], latent_dim: int, min_logvar: float) -> GaussianNetwork:
+def make_encoder(net: NetworkSpec, in_shape: tuple[int, ...], latent_dim: int, min_scale: float) -> GaussianNetwork:
     """``x -> (mu, sigma)``: body (from :data:`pyromim.nn.NETWORKS`) of width ``hidden[-1]`` and a Gaussian head."""
     width = encoder_width(net, in_shape)
     body = NETWORKS[net.network].encoder_body(net, in_shape, width)
-    return GaussianNetwork(body, GaussianHead(width, latent_dim, min_logvar))
+    return GaussianNetwork(body, GaussianHead(width, latent_dim, min_scale))
 
 
 def make_decoder(net: NetworkSpec, latent_dim: int, param_shape: tuple[int, ...]) -> nn.Module:
@@ -49,15 +49,15 @@ def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
     likelihood = make_likelihood(spec)
     features = likelihood.feature_shape
     top_dim = m.top_latent_dim if m.levels == 2 else m.latent_dim
-    encoder = make_encoder(spec.encoder, features, top_dim, m.min_logvar)
+    encoder = make_encoder(spec.encoder, features, top_dim, m.min_scale)
     decoder = make_decoder(spec.decoder, m.latent_dim, likelihood.param_shape)
     prior = make_prior(spec, top_dim, encoder, features)
     extra = {}
     if m.levels == 2:
         hidden = NetworkSpec(network="mlp", hidden=m.conditional_hidden, activation=spec.encoder.activation)
         extra = dict(
-            conditional_prior=make_encoder(hidden, (top_dim,), m.latent_dim, m.min_logvar),
-            conditional_encoder=make_encoder(hidden, (math.prod(features) + top_dim,), m.latent_dim, m.min_logvar),
+            conditional_prior=make_encoder(hidden, (top_dim,), m.latent_dim, m.min_scale),
+            conditional_encoder=make_encoder(hidden, (math.prod(features) + top_dim,), m.latent_dim, m.min_scale),
         )
     model = LatentVariableModel(
         likelihood, prior, encoder, decoder, latent_dim=m.latent_dim,

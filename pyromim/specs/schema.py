@@ -17,7 +17,9 @@ builders read too: data kinds (:data:`pyromim.data.DATA_KINDS`), priors
 networks (:data:`pyromim.nn.NETWORKS`), activations and norms
 (:data:`pyromim.nn.ACTIVATIONS`, :data:`pyromim.nn.NORMS`) and objectives
 (:data:`pyromim.infer.objectives.OBJECTIVES`). Old spellings still read, with a
-:class:`DeprecationWarning`: ``objective = "vae"`` (now ``"elbo"``).
+:class:`DeprecationWarning`: ``objective = "vae"`` (now ``"elbo"``) and
+``[model] min_logvar`` (a log-variance; now ``min_scale = exp(min_logvar / 2)``,
+the standard-deviation floor itself).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pyromim.data.dataset import DATA_KINDS
 from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES
 from pyromim.likelihoods import LIKELIHOODS
 from pyromim.nn.mlp import ACTIVATIONS, NORMS
+from pyromim.nn.gaussian import DEFAULT_MIN_SCALE
 from pyromim.nn.networks import NETWORKS
 from pyromim.priors import PRIORS
 from pyromim.specs import toml_io
@@ -75,7 +78,7 @@ class ArchitectureSpec:
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
     likelihood_scale: str = _choices(("fixed", "learned", "per_datum"), default="per_datum")  # gaussian only
     likelihood_fixed_scale: float = 1.0  # gaussian with likelihood_scale = "fixed"
-    min_logvar: float = -6.0  # floor on encoder (and gaussian decoder) log-variances
+    min_scale: float = DEFAULT_MIN_SCALE  # floor on encoder (and gaussian decoder) standard deviations
     conditional_hidden: list[int] = field(default_factory=lambda: [256])  # levels = 2: p(z|z2), q(z|x,z2)
     marginal_components: int = 0  # > 0: learned q(x), a mixture of decoders at pseudo-latents
 
@@ -153,8 +156,8 @@ class ModelSpec:
             raise SpecError(f"{where}: 'model.marginal_components' must be >= 0, got {m.marginal_components}")
         if m.likelihood_scale == "fixed" and not m.likelihood_fixed_scale > 0:
             raise SpecError(f"{where}: 'model.likelihood_fixed_scale' must be > 0, got {m.likelihood_fixed_scale}")
-        if not math.isfinite(m.min_logvar):
-            raise SpecError(f"{where}: 'model.min_logvar' must be a finite number, got {m.min_logvar}")
+        if not (m.min_scale > 0 and math.isfinite(m.min_scale)):
+            raise SpecError(f"{where}: 'model.min_scale' must be a finite number > 0, got {m.min_scale}")
         sizes = [("model.conditional_hidden", m.conditional_hidden)] + [
             (f"{table}.{key}", getattr(net, key))
             for table, net in (("encoder", self.encoder), ("decoder", self.decoder))
@@ -239,6 +242,18 @@ def _upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:
                           DeprecationWarning, stacklevel=4)
             data = copy.deepcopy(data)
             data["training"]["objective"] = new
+    model = data.get("model")
+    if isinstance(model, dict) and "min_logvar" in model:
+        if "min_scale" in model:
+            raise SpecError(f"{where}: give 'model.min_scale' only (the old 'model.min_logvar' is also there)")
+        old = model["min_logvar"]
+        if isinstance(old, (int, float)) and not isinstance(old, bool):  # a wrong type: 'unknown key'
+            scale = math.exp(0.5 * old)
+            warnings.warn(f"{where}: 'model.min_logvar' = {old} is deprecated; write the standard-deviation floor "
+                          f"itself, 'min_scale' = {scale:.6g}", DeprecationWarning, stacklevel=4)
+            data = copy.deepcopy(data)
+            data["model"]["min_scale"] = scale
+            del data["model"]["min_logvar"]
     return data
 
 
