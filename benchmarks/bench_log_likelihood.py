@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from pyromim.metrics import log_likelihood
-from pyromim.metrics.data_plate import inspect_layout
+from pyromim.metrics.trace_layout import inspect_layout
 from pyromim.metrics.likelihood import pareto_k
 from pyromim.metrics.per_datum import log_weights
 

@@ -6,7 +6,7 @@ import torch
 
 from pyromim.metrics import mutual_information
 from pyromim.metrics.aggregate_mi import _log_mixture
-from pyromim.metrics.data_plate import inspect_layout
+from pyromim.metrics.trace_layout import inspect_layout
 
 
 def gaussian_encoder(scale):

@@ -8,7 +8,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = [
     "pyromim", "pyromim.infer", "pyromim.metrics", "pyromim.specs", "pyromim.models", "pyromim.data",
-    "pyromim.nn", "pyromim.distributions", "pyromim.priors", "pyromim.likelihoods", "pyromim.marginals",
+    "pyromim.nn", "pyromim.distributions", "pyromim.priors", "pyromim.likelihoods", "pyromim.decoder_mixture_marginal",
     "pyromim.training", "pyromim.experiments", "pyromim.plots",
 ]
 

@@ -14,7 +14,7 @@ from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
 from pyromim.metrics.marginal_entropy import MarginalEntropy, marginal_entropy
 from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
-from pyromim.metrics.units import ActiveUnits, active_units
+from pyromim.metrics.active_units import ActiveUnits, active_units
 
 __all__ = [
     "EVALUATE_KEYS",

@@ -25,7 +25,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, sample_sites, inspect_layout
+from pyromim.metrics.trace_layout import TraceLayout, sample_sites, inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import sum_log_prob, vectorized
 

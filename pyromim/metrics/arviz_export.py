@@ -12,7 +12,7 @@ import pyro
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import inspect_layout
+from pyromim.metrics.trace_layout import inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import importance_block, site_log_prob, site_values
 

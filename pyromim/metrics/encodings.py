@@ -9,7 +9,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, FOOTPRINT_FACTOR, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, sample_sites
+from pyromim.metrics.trace_layout import TraceLayout, sample_sites
 from pyromim.metrics.per_datum import PosteriorMeanMessenger, site_values
 
 

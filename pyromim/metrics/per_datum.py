@@ -24,7 +24,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from pyromim.metrics.data_plate import SAMPLE_PLATE, TraceLayout, sample_sites
+from pyromim.metrics.trace_layout import SAMPLE_PLATE, TraceLayout, sample_sites
 
 
 def vectorized(fn: Callable, num_samples: int, layout: TraceLayout) -> Callable:

@@ -32,7 +32,7 @@ from pyro.nn.module import _is_module_local_param_enabled, to_pyro_module_
 from torch import nn
 
 from pyromim.likelihoods import Likelihood
-from pyromim.marginals import DecoderMixtureMarginal
+from pyromim.decoder_mixture_marginal import DecoderMixtureMarginal
 from pyromim.nn import GaussianNetwork
 from pyromim.priors import Prior
 
@@ -53,7 +53,7 @@ class LatentVariableModel(PyroModule):
     :param conditional_encoder: two levels only:
         ``cat(encoder_input(x).flatten(), z2) -> (mu, sigma)`` of ``q(z | x, z2)``.
     :param marginal_components: if > 0, ``self.marginal`` is a learned
-        :class:`~pyromim.marginals.DecoderMixtureMarginal` ``q(x)`` with this many
+        :class:`~pyromim.decoder_mixture_marginal.DecoderMixtureMarginal` ``q(x)`` with this many
         pseudo-latents, for ``Trace_MIM(q_x=model.marginal)``; otherwise ``None``.
     """
 

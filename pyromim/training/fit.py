@@ -30,7 +30,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from pyromim.training.checkpoints import AtomicCheckpointIO, load_checkpoint
+from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.data_module import SeededDataModule
 from pyromim.training.module import PyroLightningModule
 from pyromim.training.params import StoreParameters, param_sites_used

@@ -10,7 +10,7 @@ import torch
 
 import pyromim
 from pyromim import CheckpointError, load_model, save_model
-from pyromim.models.checkpoint import _checksum
+from pyromim.models.model_file import _checksum
 
 
 @pytest.mark.parametrize("name", ["toy4", "digits_vampprior", "counts_negbin"])

@@ -1,4 +1,6 @@
-"""Checkpoint files: atomic writes and loading that never unpickles arbitrary objects.
+"""Lightning's training checkpoints (``*.ckpt``, to resume from): atomic writes and loading that never unpickles arbitrary objects.
+
+(A trained model and its spec, ``model.pt``, are :mod:`pyromim.models.model_file`.)
 
 A checkpoint is written to a temporary file in the destination folder, flushed
 to disk, then moved over the destination with :func:`os.replace` (atomic on

@@ -1,6 +1,7 @@
-"""Saving and loading a model together with its spec, safely.
+"""The model file (``model.pt``): saving and loading a model together with its spec, safely.
 
-A checkpoint is a ``torch.save`` of a plain dict holding only strings, ints
+(Lightning's training checkpoints, from which runs resume, are
+:mod:`pyromim.training.lightning_checkpoints`.) A model file is a ``torch.save`` of a plain dict holding only strings, ints
 and tensors: the spec as TOML text, the model's ``state_dict`` and a SHA-256
 checksum of both. Loading uses ``torch.load(..., weights_only=True)``, which
 refuses to unpickle anything else, so a tampered file cannot run code; it then

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyromim.metrics import log_likelihood
-from pyromim.metrics.data_plate import find_data_plate, inspect_layout
+from pyromim.metrics.trace_layout import find_data_plate, inspect_layout
 from metrics_models import linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
 
 

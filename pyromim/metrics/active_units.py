@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
-from pyromim.metrics.data_plate import inspect_layout
+from pyromim.metrics.trace_layout import inspect_layout
 from pyromim.metrics.encodings import encode
 
 
