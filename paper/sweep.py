@@ -25,7 +25,6 @@ import concurrent.futures as futures
 import dataclasses
 import json
 import logging
-import math
 import multiprocessing
 import os
 import time
@@ -35,9 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from pyromim.experiments import objective_label
+from pyromim.experiments import objective_label, render_table, seed_summary, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +170,7 @@ class ResultsFile:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
 
 
 def saved_run_dir(record: Mapping[str, Any], out: str | Path) -> Path:
@@ -211,10 +206,8 @@ def summarise_sweep(
     for key, items in sorted(groups.items(), key=lambda kv: (str(type(kv[0][0])), kv[0])):
         stats = {}
         for m in metrics:
-            values = np.array([i.get(m, math.nan) for i in items], dtype=float)
-            values = values[np.isfinite(values)]
-            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            stats[m] = (float(values.mean()) if len(values) else math.nan, std, len(values))
+            s = seed_summary(i.get(m) for i in items)
+            stats[m] = (s["mean"], s["std"] if s["n"] > 1 else 0.0, int(s["n"]))
         out[key] = stats
     return out
 
@@ -222,15 +215,15 @@ def summarise_sweep(
 def sweep_table(summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, float, int]]], setting_name: str,
                 metrics: Sequence[str]) -> str:
     """A Markdown table: one row per (setting, objective), ``mean ± std (n seeds)`` per metric."""
-    lines = [f"| {setting_name} | objective | " + " | ".join(metrics) + " |",
-             "|" + "---|" * (len(metrics) + 2)]
+    rows = []
     for (setting, label), stats in summary.items():
-        cells = []
+        cells = [str(setting), label]
         for m in metrics:
             mean, std, n = stats[m]
             cells.append("n/a" if n == 0 else f"{mean:.3f} ± {std:.3f}" + (f" ({n})" if m == metrics[0] else ""))
-        lines.append(f"| {setting} | {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    header = [setting_name, "objective", *metrics]
+    return render_table(header, rows, markdown=True, left=range(len(header))).rstrip("\n")
 
 
 #: The reference code's ``--min-logvar 6`` adds ``10**-6`` to the predicted standard

@@ -206,7 +206,7 @@ def _spec_name(spec: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pyromim.experiments import metrics_table, run
+    from pyromim.experiments import metrics_table, run, run_directory
     from pyromim.infer.objectives import objective_name
     from pyromim.specs import resolve_spec
 
@@ -215,8 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed = 0 if args.seed is None else args.seed
     out = args.out
     if out is None and args.resume:
-        ckpt = Path(args.resume)
-        out = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        out = run_directory(args.resume)
     out = Path(out) if out else Path("runs") / spec.name / f"{objective}-seed{seed}"
     result = run(spec, objective=objective, seed=seed, out_dir=out, resume=args.resume, **_run_options(args))
     if not result.is_global_zero:
@@ -229,15 +228,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pyromim.experiments import evaluate_run, metrics_table, write_json
+    from pyromim.experiments import evaluate_run, metrics_table, run_directory, write_json
 
     result = evaluate_run(
         args.path, data=args.data, data_options=_data_options(args) or None, split=args.split, seed=args.seed,
         n_train=args.n_train, n_test=args.n_test, num_samples=args.num_samples,
     )
-    path = Path(args.path)
-    run_dir = path if path.is_dir() else (path.parent.parent if path.parent.name == "checkpoints" else path.parent)
-    out = Path(args.json) if args.json else run_dir / "evaluation.json"
+    out = Path(args.json) if args.json else run_directory(args.path) / "evaluation.json"
     write_json(out, {
         "source": result.source, "data": result.data_name, "n_items": result.n_items,
         "num_samples": args.num_samples, "metrics": result.metrics,

@@ -213,3 +213,15 @@ def test_compare_writes_table_json_markdown_and_figure(tmp_path):
     assert "VAE (ELBO)" in result.table and "±" in result.table
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     assert (tmp_path / "mim" / "seed1" / "metrics.json").is_file()
+
+
+def test_run_directory_and_seed_summary_helpers(tmp_path):
+    from pyromim.experiments import run_directory, seed_summary
+
+    (tmp_path / "checkpoints").mkdir()
+    assert run_directory(tmp_path) == tmp_path
+    assert run_directory(tmp_path / "checkpoints" / "last.ckpt") == tmp_path
+    assert run_directory(tmp_path / "model.pt") == tmp_path
+    s = seed_summary([1.0, 2.0, None, float("nan"), 4.0])
+    assert (s["mean"], s["n"]) == (7 / 3, 3) and math.isclose(s["std"], np.std([1, 2, 4], ddof=1))
+    assert math.isnan(seed_summary([1.0])["std"]) and math.isnan(seed_summary([])["mean"])

@@ -5,11 +5,11 @@ sweeps (the repository's ``paper/`` folder) call these functions; they are cheap
 process (each run starts from a fresh Pyro param store).
 """
 
-from pyromim.experiments.comparison import CompareResult, compare, summarise
+from pyromim.experiments.comparison import CompareResult, compare, seed_summary, summarise
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
-from pyromim.experiments.report import comparison_table, metrics_table, write_json
-from pyromim.experiments.runner import RunResult, run, training_spec
+from pyromim.experiments.report import comparison_table, metrics_table, render_table, write_json
+from pyromim.experiments.runner import RunResult, run, run_directory, training_spec
 from pyromim.infer.objectives import OBJECTIVES, make_loss, objective_label, objective_name
 
 __all__ = [
@@ -26,7 +26,10 @@ __all__ = [
     "objective_label",
     "objective_name",
     "prepare_data",
+    "render_table",
     "run",
+    "run_directory",
+    "seed_summary",
     "summarise",
     "training_spec",
     "write_json",

@@ -58,29 +58,26 @@ class CompareResult:
     is_global_zero: bool = True
 
 
-def summarise(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] = EVALUATE_KEYS) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean, sample std (``ddof=1``; NaN for one value) and count of each metric per objective.
-
-    Non-finite values (e.g. KNN accuracy without labels) are left out; a metric
-    with no finite value gets a NaN mean.
-    """
-    grouped: dict[str, dict[str, list[float]]] = {}
-    for r in runs:
-        per = grouped.setdefault(r["objective"], {m: [] for m in metrics})
-        for m in metrics:
-            value = (r.get("metrics") or {}).get(m)
-            if value is not None and math.isfinite(value):
-                per[m].append(float(value))
+def seed_summary(values: Iterable[float | None]) -> dict[str, float]:
+    """``{"mean", "std", "n"}`` of one metric over seeds: the mean, the sample std (``ddof=1``;
+    NaN for fewer than two values) and the count, leaving out missing and non-finite values
+    (e.g. KNN accuracy without labels); no finite value gives a NaN mean."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(v)]
     return {
-        objective: {
-            m: {
-                "mean": float(np.mean(v)) if v else math.nan,
-                "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
-                "n": len(v),
-            }
-            for m, v in per.items()
-        }
-        for objective, per in grouped.items()
+        "mean": float(np.mean(kept)) if kept else math.nan,
+        "std": float(np.std(kept, ddof=1)) if len(kept) > 1 else math.nan,
+        "n": len(kept),
+    }
+
+
+def summarise(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] = EVALUATE_KEYS) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`seed_summary` of each metric per objective."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        grouped.setdefault(r["objective"], []).append(r.get("metrics") or {})
+    return {
+        objective: {m: seed_summary(values.get(m) for values in items) for m in metrics}
+        for objective, items in grouped.items()
     }
 
 

@@ -14,7 +14,7 @@ import pyro
 from pyromim.data import DataSplits
 from pyromim.experiments.datasets import prepare_data
 from pyromim.infer.objectives import make_loss
-from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE
+from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE, run_directory
 from pyromim.models import LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec
 from pyromim.training import load_trained
@@ -72,8 +72,8 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
             )
         path = ckpt
     if path.suffix != ".ckpt":
-        return load_model(path), path, _run_info(path.parent)
-    run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        return load_model(path), path, _run_info(run_directory(path))
+    run_dir = run_directory(path)
     spec_file = run_dir / SPEC_FILE
     if not spec_file.is_file():
         raise FileNotFoundError(

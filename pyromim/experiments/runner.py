@@ -39,6 +39,7 @@ from pyromim.experiments.report import write_json, write_text
 from pyromim.models import LatentVariableModel, build_model, save_model
 from pyromim.specs import ModelSpec, resolve_spec
 from pyromim.training import FitResult, fit
+from pyromim.training.fit import CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 SPEC_FILE = "spec.toml"
+
+
+def run_directory(path: str | Path) -> Path:
+    """The run directory ``path`` names: a directory itself, the folder holding the ``checkpoints/``
+    folder of a training checkpoint (``RUN/checkpoints/last.ckpt``), or the folder of any other file
+    (``RUN/model.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
 
 
 @dataclass
@@ -218,9 +229,7 @@ def run(
                 "val_loss" if splits.val is not None else "train_loss",
                 result.best_score if result.best_score is not None else float("nan"))
     model.eval()
-    tmp = out_dir / f".{MODEL_FILE}.tmp"
-    save_model(model, tmp)
-    os.replace(tmp, out_dir / MODEL_FILE)
+    save_model(model, out_dir / MODEL_FILE)
     if outcome.metrics is not None:
         write_json(out_dir / METRICS_FILE, outcome.metrics)
     if plots:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from pyromim._atomic import atomic_write
 from pyromim.models.build import build_model
 from pyromim.models.latent_variable_model import LatentVariableModel
 from pyromim.specs import ModelSpec, SpecError
@@ -40,7 +41,10 @@ class CheckpointError(RuntimeError):
 
 
 def save_model(model: LatentVariableModel, path: str | Path) -> None:
-    """Write ``model`` and its spec to ``path`` (needs ``model.spec``, set by :func:`build_model`)."""
+    """Write ``model`` and its spec to ``path`` (needs ``model.spec``, set by :func:`build_model`).
+
+    The write is atomic: a reader (or a crash) sees the old file or the new one, never half of it.
+    """
     if getattr(model, "spec", None) is None:
         raise ValueError(
             "save_model needs model.spec: build the model with pyromim.build_model(spec), "
@@ -57,7 +61,7 @@ def save_model(model: LatentVariableModel, path: str | Path) -> None:
         "state_dict": state,
         "sha256": _checksum(spec_text, state),
     }
-    torch.save(payload, Path(path))
+    atomic_write(path, lambda f: torch.save(payload, f), binary=True)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LatentVariableModel:

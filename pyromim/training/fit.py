@@ -30,6 +30,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from pyromim._atomic import atomic_write
 from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.data_module import SeededDataModule
 from pyromim.training.module import PyroLightningModule
@@ -142,12 +143,12 @@ def _prepend_log(earlier: Path, path: Path) -> None:
     first_epoch = min((float(r["epoch"]) for r in new_rows if r.get("epoch")), default=math.inf)
     rows = [r for r in old_rows if r.get("epoch") and float(r["epoch"]) < first_epoch] + new_rows
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    def write(f: Any) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+
+    atomic_write(path, write, newline="")
     earlier.unlink()
 
 
