@@ -177,7 +177,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         column = args.label_column
         options["label_column"] = int(column) if column.lstrip("-").isdigit() else column
     if options and args.data is None:
-        raise ValueError("--labels, --binarize and --label-column apply to a data file: give it with --data PATH")
+        raise UsageError("--labels, --binarize and --label-column apply to a data file: give it with --data PATH")
     return options
 
 
@@ -187,7 +187,7 @@ def _devices(value: str) -> int | str:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"--devices must be a number or 'auto', got {value!r}") from None
+        raise UsageError(f"--devices must be a number or 'auto', got {value!r}") from None
 
 
 def _run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -248,9 +248,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pyromim.experiments import compare
 
-    objectives = [o for o in args.objectives.split(",") if o.strip()]
+    from pyromim.infer.objectives import objective_name
+
+    try:
+        objectives = [objective_name(o) for o in args.objectives.split(",") if o.strip()]
+    except ValueError as err:
+        raise UsageError(f"--objectives: {err}") from None
+    if not objectives or len(set(objectives)) != len(objectives):
+        raise UsageError(f"--objectives must name distinct objectives, got {args.objectives!r}")
     if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     first = 0 if args.seed is None else args.seed
     out = Path(args.out) if args.out else Path("runs") / _spec_name(args.spec) / "compare"
     result = compare(args.spec, objectives=objectives, seeds=list(range(first, first + args.seeds)),
@@ -267,14 +274,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare}
 
 
+class UsageError(Exception):
+    """A command-line option that cannot work (reported in one line, exit status 2)."""
+
+
+#: The optional dependencies and the extra that installs each.
+_EXTRAS = {"lightning": "train", "sklearn": "metrics", "scipy": "metrics", "arviz": "metrics",
+           "matplotlib": "plots", "tqdm": "all"}
+
+
+def _missing_extra(err: ImportError) -> str | None:
+    """The pyromim extra that installs the module ``err`` could not import, if it is one."""
+    return _EXTRAS.get((err.name or "").split(".")[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Errors in what the user gave (a spec, data, a checkpoint, a path, an option)
+    are reported in one line with status 2, a diverging training run with status
+    1, a missing optional dependency with the extra to install (status 2); any
+    other exception is a bug and propagates with its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from pyromim.data import DataFileError, DataMismatchError
+    from pyromim.infer import GuideInputsError, NonFiniteLossError
+    from pyromim.likelihoods import DataSupportError
     from pyromim.models import CheckpointError
-    from pyromim.training import NonFiniteLossError
 
+    user_errors = (UsageError, SpecError, DataMismatchError, DataFileError, DataSupportError, CheckpointError,
+                   GuideInputsError, FileNotFoundError)
     try:
         with _logging_for(args):
             return COMMANDS[args.command](args)
@@ -283,10 +313,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"pyromim {args.command}: training failed: {err}", file=sys.stderr)
         return 1
-    except (SpecError, DataMismatchError, DataFileError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except user_errors as err:
         if args.verbose:
             raise
         print(f"pyromim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        extra = _missing_extra(err)
+        if extra is None or args.verbose:
+            raise
+        module = (err.name or "").split(".")[0]
+        print(f"pyromim {args.command} needs {module}, which is not installed: "
+              f"install pyromim[{extra}] (pip install 'pyromim[{extra}]')", file=sys.stderr)
         return 2
 
 

@@ -153,6 +153,34 @@ def test_evaluate_of_a_directory_that_is_no_run(tmp_path, capsys):
     assert code == 2 and "not a run directory" in err
 
 
+def test_an_internal_bug_is_not_reported_as_a_user_error(tmp_path, monkeypatch):
+    import pyromim.experiments
+
+    def broken_run(*args, **kwargs):
+        raise ValueError("an internal bug")  # not a spec, data, checkpoint or option error
+
+    monkeypatch.setattr(pyromim.experiments, "run", broken_run)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["train", "toy4", "--out", str(tmp_path)])
+
+
+def test_bad_objective_list_is_a_usage_error(tmp_path, capsys):
+    code, err = run_error(["compare", "toy4", "--objectives", "elbo,sgd", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--objectives" in err and "unknown objective 'sgd'" in err
+    code, err = run_error(["compare", "toy4", "--objectives", "mim,mim", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "distinct" in err
+
+
+def test_train_without_the_training_extra_says_which_extra_to_install(tmp_path):
+    # a base install (no extras): lightning cannot be imported
+    code = ("import sys; sys.modules['lightning'] = None; from pyromim.cli import main; "
+            f"sys.exit(main(['train', 'toy4', '--out', {str(tmp_path)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "install pyromim[train]" in done.stderr and "Traceback" not in done.stderr
+
+
 # ---------------------------------------------------------------- as a program
 
 

@@ -82,11 +82,12 @@ def prepare_data(
         (``0`` drops the part); for quick runs.
     :param data_options: passed to :func:`pyromim.data.load_data` for files
         (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).
-    :raises ValueError: no data given and the spec names no built-in data set.
+    :raises DataMismatchError: no data given and the spec names no built-in data set, or no
+        training items are left after the caps.
     """
     if data is None:
         if spec.data.dataset is None:
-            raise ValueError(
+            raise DataMismatchError(
                 f"spec '{spec.name}' names no built-in data set ([data] dataset); give data: a file "
                 f"(.npy, .npz, .csv, IDX) holding items of shape {list(spec.data.shape)}"
             )
@@ -101,7 +102,7 @@ def prepare_data(
             logger.info("data %r: items of shape %s reshaped to the model's input shape %s",
                         capped.name, capped.event_shape, shape)
     if parts["train"] is None or len(parts["train"]) == 0:
-        raise ValueError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
+        raise DataMismatchError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
     for part in parts.values():
         if part is not None:
             check_spec_data(spec, part, likelihood)
