@@ -225,3 +225,12 @@ def test_run_directory_and_seed_summary_helpers(tmp_path):
     s = seed_summary([1.0, 2.0, None, float("nan"), 4.0])
     assert (s["mean"], s["n"]) == (7 / 3, 3) and math.isclose(s["std"], np.std([1, 2, 4], ddof=1))
     assert math.isnan(seed_summary([1.0])["std"]) and math.isnan(seed_summary([])["mean"])
+
+
+def test_run_has_a_param_store_of_its_own(tmp_path):
+    import pyro
+
+    keep = pyro.param("callers_own_param", torch.tensor(3.0))
+    run("toy4", out_dir=tmp_path / "r", **{**TINY, "epochs": 1}, plots=False)
+    assert list(pyro.get_param_store().keys()) == ["callers_own_param"]
+    assert pyro.param("callers_own_param") is keep

@@ -230,7 +230,7 @@ class ObjectiveRecorder(pl.Callback):
 def test_trace_mim_warmup_resume_and_non_finite(tmp_path, data):
     recorder = ObjectiveRecorder()
     model, guide = make_function_pair()
-    kwargs = dict(batch_size=128, lr=5e-3, warmup_epochs=2, seed=3, progress=False)
+    kwargs = dict(batch_size=128, lr=5e-3, warmup_epochs=2, seed=3, progress=False, clear_param_store=True)
     full = fit(model, guide, Trace_MIM(symmetric=True), data.train, data.val, epochs=3,
                out_dir=tmp_path / "full", callbacks=[recorder], **kwargs)
     # 2 batches per epoch: beta 1/2 without decoder-side samples, then 1 with them
@@ -266,8 +266,9 @@ class BreakLogScale(pl.Callback):
 
 
 def run_kwargs(out_dir, **extra):
+    # every run starts from the seed's initial parameters, not from an earlier run's in Pyro's store
     return dict(epochs=4, batch_size=64, lr=5e-3, warmup_epochs=2, patience=3, seed=7, out_dir=out_dir,
-                progress=False, **extra)
+                progress=False, clear_param_store=True, **extra)
 
 
 def test_resume_matches_uninterrupted_run(tmp_path, data):
@@ -385,3 +386,13 @@ def test_buffers_of_the_model_owner_follow_the_lightning_module():
     module = PyroLightningModule(elbo_module, StoreParameters.adopt([], elbo_module), owners=[vae])
     module.to(torch.float64)
     assert vae.prior.loc.dtype == torch.float64
+
+
+def test_fit_leaves_the_callers_param_store_alone_unless_asked(tmp_path, data):
+    keep = pyro.param("callers_own_param", torch.tensor(3.0))
+    model, guide = make_function_pair()
+    fit(model, guide, Trace_ELBO(), data.train, epochs=1, batch_size=64, out_dir=tmp_path / "a", **QUIET)
+    assert "callers_own_param" in pyro.get_param_store() and pyro.param("callers_own_param") is keep
+    fit(model, guide, Trace_ELBO(), data.train, epochs=1, batch_size=64, out_dir=tmp_path / "b",
+        clear_param_store=True, **QUIET)
+    assert "callers_own_param" not in pyro.get_param_store()

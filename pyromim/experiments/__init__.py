@@ -2,7 +2,7 @@
 
 The command line (``pyromim train / evaluate / compare``) and the paper's
 sweeps (the repository's ``paper/`` folder) call these functions; they are cheap to call many times in one
-process (each run starts from a fresh Pyro param store).
+process (each run has a Pyro param store of its own and leaves the caller's as it was).
 """
 
 from pyromim.experiments.comparison import CompareResult, compare, seed_summary, summarise

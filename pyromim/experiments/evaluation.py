@@ -11,10 +11,10 @@ from typing import Any
 
 import pyro
 
-from pyromim.data import DataSplits
+from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.datasets import prepare_data
 from pyromim.infer.objectives import make_loss
-from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE, run_directory
+from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE, own_param_store, run_directory
 from pyromim.models import LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec
 from pyromim.training import load_trained
@@ -48,6 +48,7 @@ def _run_info(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+@own_param_store
 def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[str, Any]]:
     """The trained model of a run directory, ``model.pt`` file or Lightning checkpoint.
 
@@ -90,6 +91,7 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
     return model, path, info
 
 
+@own_param_store
 def evaluate_run(
     path: str | Path,
     *,
@@ -133,7 +135,7 @@ def evaluate_run(
     )
     part = getattr(splits, split)
     if part is None:
-        raise ValueError(f"the data have no {split!r} part; choose another with split=")
+        raise DataMismatchError(f"the data have no {split!r} part; choose another with split=")
     model.eval()
     pyro.set_rng_seed(int(info.get("seed", 0)) if seed is None else seed)  # reproducible estimates
     logger.info("evaluating %s on %s (%d items)", source, part.name, len(part))

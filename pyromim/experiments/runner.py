@@ -20,14 +20,15 @@ draws of 10,000 points per split).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyro
 import torch
@@ -42,11 +43,27 @@ from pyromim.training import FitResult, fit
 from pyromim.training.fit import CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 SPEC_FILE = "spec.toml"
+
+
+def own_param_store(function: Callable[..., T]) -> Callable[..., T]:
+    """Run ``function`` with an empty Pyro param store of its own, restoring the caller's afterwards.
+
+    Runs then start from parameters initialised by their seed alone, and never
+    read or change the parameters a caller keeps in Pyro's global store.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with pyro.get_param_store().scope():
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def run_directory(path: str | Path) -> Path:
@@ -117,6 +134,7 @@ def training_spec(
     return dataclasses.replace(base, training=training).validate(f"spec '{base.name}'"), name
 
 
+@own_param_store
 def run(
     spec: str | Path | ModelSpec,
     *,

@@ -177,7 +177,7 @@ def fit(
     evaluate: Callable[[Callable, Callable], Any] | None = None,
     restore_best: bool = True,
     callbacks: Sequence[Callback] = (),
-    clear_param_store: bool = True,
+    clear_param_store: bool = False,
 ) -> FitResult:
     """Train ``model``/``guide`` with the Pyro objective ``loss`` (any ELBO-family loss).
 
@@ -205,7 +205,11 @@ def fit(
         after the best checkpoint's parameters are restored if ``restore_best``.
     :param callbacks: extra Lightning callbacks.
     :param clear_param_store: clear Pyro's global param store first, so that
-        ``pyro.param`` sites are initialised afresh from ``seed``.
+        ``pyro.param`` sites are initialised afresh from ``seed``. By default the
+        store is left as the caller has it (as :class:`pyro.infer.SVI` does):
+        parameters already there keep their values and go on training. To train
+        without touching the caller's store at all, call ``fit`` inside
+        ``with pyro.get_param_store().scope():``.
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
         (the message names the non-finite terms; the last good checkpoint is kept).
     """
@@ -317,9 +321,10 @@ def load_trained(
 
     ``example`` is a batch used for one call that creates the parameters (as at
     the start of training); then the saved values are copied in.  Loading uses
-    ``weights_only=True``.  Pyro's global param store is cleared first (as
-    :func:`fit` does), so stale parameters of the same names cannot shadow the
-    loaded ones.
+    ``weights_only=True``.  Pyro's global param store is cleared first (unlike
+    :func:`fit`, whose default leaves it alone), so stale parameters of the same
+    names cannot shadow the loaded ones; pass ``clear_param_store=False`` to keep
+    it, or call this inside ``with pyro.get_param_store().scope():``.
     """
     state = load_checkpoint(checkpoint)
     if clear_param_store:
