@@ -66,7 +66,18 @@ def run_label(objective: str, inverse_h: bool = False) -> str:
 
 
 def measure(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Train and measure one task (see the module docstring); errors are caught into ``record["error"]``."""
+    """Train and measure one task (see the module docstring); errors are caught into ``record["error"]``.
+
+    The run and its measurements share a Pyro param store of their own, so the
+    trained model's parameters never meet another task's.
+    """
+    import pyro
+
+    with pyro.get_param_store().scope():
+        return _measure(task)
+
+
+def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     record = dict(task)
     try:
