@@ -22,18 +22,22 @@ from paper.toy_sweeps import toy_report, toy_tasks
 
 EXPERIMENT = "entropy_ablation"
 HIDDEN = (5, 20, 50, 100, 200, 500)
-REFERENCE = ("Reference (the authors' README figures): VAE + H reaches high MI and clustered latents like MIM; "
-             "MIM - H collapses (low MI, poor reconstruction).")
+REFERENCE = (
+    "Reference (the authors' README figures): VAE + H reaches high MI and clustered latents like MIM; "
+    "MIM - H collapses (low MI, poor reconstruction)."
+)
 
 
 def build_tasks(options, out):
-    return toy_tasks(options, out, spec="toy4", key="hidden", full_settings=HIDDEN, quick_settings=(5, 20),
-                     inverse_h=True)
+    return toy_tasks(
+        options, out, spec="toy4", key="hidden", full_settings=HIDDEN, quick_settings=(5, 20), inverse_h=True
+    )
 
 
 def report(results, out):
-    return toy_report(results, out, key="hidden", x_label="hidden units", log_x=True, figure_setting=50,
-                      reference=REFERENCE)
+    return toy_report(
+        results, out, key="hidden", x_label="hidden units", log_x=True, figure_setting=50, reference=REFERENCE
+    )
 
 
 if __name__ == "__main__":

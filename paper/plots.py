@@ -27,8 +27,13 @@ METRIC_TITLES = {
     "knn5_accuracy": "KNN-5 accuracy (means)",
     "knn5_accuracy_sampled": "KNN-5 accuracy (sampled z)",
 }
-_STYLE = {"MIM": "tab:blue", "VAE (ELBO)": "tab:red", "MIM - H": "tab:cyan", "VAE + H": "tab:orange",
-          "A-MIM": "tab:green"}
+_STYLE = {
+    "MIM": "tab:blue",
+    "VAE (ELBO)": "tab:red",
+    "MIM - H": "tab:cyan",
+    "VAE + H": "tab:orange",
+    "A-MIM": "tab:green",
+}
 
 
 def plot_sweep_panels(
@@ -46,7 +51,9 @@ def plot_sweep_panels(
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.1 * len(metrics), 2.8), squeeze=False)
-    labels = sorted({label for _, label in summary}, key=lambda s: (s not in _STYLE, list(_STYLE).index(s) if s in _STYLE else 0, s))
+    labels = sorted(
+        {label for _, label in summary}, key=lambda s: (s not in _STYLE, list(_STYLE).index(s) if s in _STYLE else 0, s)
+    )
     for ax, metric in zip(axes[0], metrics):
         for label in labels:
             keys = sorted(k for k in summary if k[1] == label)

@@ -34,7 +34,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
 from pyromim.experiments import objective_label, render_table, seed_summary, write_json
 
 logger = logging.getLogger(__name__)
@@ -47,8 +46,10 @@ def task_spec(task: Mapping[str, Any]) -> Any:
     spec = resolve_spec(task["spec"])
     if task.get("hidden") is not None:
         width = [int(task["hidden"])]
-        spec = spec.replace(encoder=dataclasses.replace(spec.encoder, hidden=width),
-                            decoder=dataclasses.replace(spec.decoder, hidden=width))
+        spec = spec.replace(
+            encoder=dataclasses.replace(spec.encoder, hidden=width),
+            decoder=dataclasses.replace(spec.decoder, hidden=width),
+        )
     model_changes = {k: task[k] for k in ("latent_dim", "min_scale") if task.get(k) is not None}
     if model_changes:
         spec = spec.replace(model=dataclasses.replace(spec.model, **model_changes))
@@ -87,10 +88,18 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
 
         full = task.get("measure", "paper") == "evaluate"
         result = run(
-            task_spec(task), out_dir=task["run_dir"], objective=task["objective"],
-            inverse_h=bool(task.get("inverse_h", False)), seed=int(task["seed"]), epochs=task.get("epochs"),
-            n_train=task.get("n_train"), n_val=task.get("n_val"), n_test=task.get("n_test"),
-            evaluate=full, num_samples=int(task.get("num_samples", 1000)), plots=bool(task.get("plots", False)),
+            task_spec(task),
+            out_dir=task["run_dir"],
+            objective=task["objective"],
+            inverse_h=bool(task.get("inverse_h", False)),
+            seed=int(task["seed"]),
+            epochs=task.get("epochs"),
+            n_train=task.get("n_train"),
+            n_val=task.get("n_val"),
+            n_test=task.get("n_test"),
+            evaluate=full,
+            num_samples=int(task.get("num_samples", 1000)),
+            plots=bool(task.get("plots", False)),
             progress=False,
         )
         if full:
@@ -223,8 +232,9 @@ def summarise_sweep(
     return out
 
 
-def sweep_table(summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, float, int]]], setting_name: str,
-                metrics: Sequence[str]) -> str:
+def sweep_table(
+    summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, float, int]]], setting_name: str, metrics: Sequence[str]
+) -> str:
     """A Markdown table: one row per (setting, objective), ``mean ± std (n seeds)`` per metric."""
     rows = []
     for (setting, label), stats in summary.items():
@@ -269,7 +279,7 @@ class SweepOptions:
 
 def sweep_cli(
     experiment: str,
-    build_tasks: Callable[["SweepOptions", Path], list[dict[str, Any]]],
+    build_tasks: Callable[[SweepOptions, Path], list[dict[str, Any]]],
     report: Callable[[Mapping[str, Any], Path], str],
     argv: Sequence[str] | None = None,
     description: str = "",
@@ -307,23 +317,37 @@ def sweep_cli(
     else:
         out = args.out
         start = time.monotonic()
-        on = frozenset(f.lstrip("-").replace("-", "_") for f in (flags or {}) if getattr(args, f.lstrip("-").replace("-", "_")))
+        on = frozenset(
+            f.lstrip("-").replace("-", "_") for f in (flags or {}) if getattr(args, f.lstrip("-").replace("-", "_"))
+        )
         options = SweepOptions(quick=args.quick, seeds=args.seeds, settings=args.settings, flags=on)
         tasks = build_tasks(options, out)
         if args.epochs is not None:
             tasks = [{**t, "epochs": min(args.epochs, t.get("epochs") or args.epochs)} for t in tasks]
-        results = ResultsFile(out / "results.json", experiment, {
-            "quick": args.quick, "seeds": sorted({t["seed"] for t in tasks}), "jobs": args.jobs, "epochs_cap": args.epochs,
-            "budget_s": args.budget, "tasks": len(tasks),
-        })
+        results = ResultsFile(
+            out / "results.json",
+            experiment,
+            {
+                "quick": args.quick,
+                "seeds": sorted({t["seed"] for t in tasks}),
+                "jobs": args.jobs,
+                "epochs_cap": args.epochs,
+                "budget_s": args.budget,
+                "tasks": len(tasks),
+            },
+        )
         print(f"{experiment}: {len(tasks)} runs with {args.jobs} worker(s) -> {out}", flush=True)
 
         def on_result(record: dict[str, Any]) -> None:
             results.append(record)
-            what = record.get("error") or ", ".join(f"{k} {v:.3f}" for k, v in record["metrics"].items()
-                                                    if k in PANEL_METRICS)
-            print(f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} "
-                  f"({record['seconds']:.0f} s): {what}", flush=True)
+            what = record.get("error") or ", ".join(
+                f"{k} {v:.3f}" for k, v in record["metrics"].items() if k in PANEL_METRICS
+            )
+            print(
+                f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} "
+                f"({record['seconds']:.0f} s): {what}",
+                flush=True,
+            )
 
         deadline = None if args.budget is None else start + args.budget
         run_tasks(tasks, on_result, jobs=args.jobs, deadline=deadline)

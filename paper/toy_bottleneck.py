@@ -30,20 +30,37 @@ from paper.toy_sweeps import toy_report, toy_tasks
 
 EXPERIMENT = "toy_bottleneck"
 LATENT_DIMS = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
-REFERENCE = ("Reference (published figures, z from 4 to 20): MIM MI 1.7-1.9, KNN-5 about 1.0; "
-             "VAE MI 0.8-1.4, KNN-5 0.65-0.93, decreasing as z grows (posterior collapse).")
+REFERENCE = (
+    "Reference (published figures, z from 4 to 20): MIM MI 1.7-1.9, KNN-5 about 1.0; "
+    "VAE MI 0.8-1.4, KNN-5 0.65-0.93, decreasing as z grows (posterior collapse)."
+)
 
 
 def build_tasks(options, out):
-    return toy_tasks(options, out, spec="toy4_20", key="latent_dim", full_settings=LATENT_DIMS,
-                     quick_settings=(2, 4), fixed={"hidden": 50, "standardize": "raw" not in options.flags})
+    return toy_tasks(
+        options,
+        out,
+        spec="toy4_20",
+        key="latent_dim",
+        full_settings=LATENT_DIMS,
+        quick_settings=(2, 4),
+        fixed={"hidden": 50, "standardize": "raw" not in options.flags},
+    )
 
 
 def report(results, out):
-    return toy_report(results, out, key="latent_dim", x_label="latent dimension", log_x=False,
-                      figure_setting=10, reference=REFERENCE)
+    return toy_report(
+        results, out, key="latent_dim", x_label="latent dimension", log_x=False, figure_setting=10, reference=REFERENCE
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_cli(EXPERIMENT, build_tasks, report, description=__doc__,
-                       flags={"--raw": "the reference setting: networks see the raw data (no standardisation)"}))
+    sys.exit(
+        sweep_cli(
+            EXPERIMENT,
+            build_tasks,
+            report,
+            description=__doc__,
+            flags={"--raw": "the reference setting: networks see the raw data (no standardisation)"},
+        )
+    )

@@ -21,10 +21,12 @@ from paper.toy_sweeps import toy_report, toy_tasks
 
 EXPERIMENT = "toy_expressiveness"
 HIDDEN = (5, 20, 50, 100, 200, 500)
-REFERENCE = ("Reference (published figures, hidden >= 20): MIM MI 6.8, recon 0.0, KNN-5 0.95, H_q(x) 3.2; "
-             "VAE MI 1.4, recon 0.5, KNN-5 0.74, H_q(x) 1.8. Authors' code re-run (hidden 50, seeds 1-3): "
-             "MIM MI 6.49 ± 0.03, recon 0.010, KNN-5 0.952, H_q(x) 2.84; VAE MI 1.09 ± 0.30, recon 0.68, "
-             "KNN-5 0.58, H_q(x) 1.83 (reference recon/KNN are the sampled variants).")
+REFERENCE = (
+    "Reference (published figures, hidden >= 20): MIM MI 6.8, recon 0.0, KNN-5 0.95, H_q(x) 3.2; "
+    "VAE MI 1.4, recon 0.5, KNN-5 0.74, H_q(x) 1.8. Authors' code re-run (hidden 50, seeds 1-3): "
+    "MIM MI 6.49 ± 0.03, recon 0.010, KNN-5 0.952, H_q(x) 2.84; VAE MI 1.09 ± 0.30, recon 0.68, "
+    "KNN-5 0.58, H_q(x) 1.83 (reference recon/KNN are the sampled variants)."
+)
 
 
 def build_tasks(options, out):
@@ -32,8 +34,9 @@ def build_tasks(options, out):
 
 
 def report(results, out):
-    return toy_report(results, out, key="hidden", x_label="hidden units", log_x=True, figure_setting=50,
-                      reference=REFERENCE)
+    return toy_report(
+        results, out, key="hidden", x_label="hidden units", log_x=True, figure_setting=50, reference=REFERENCE
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from typing import Any
 from paper.paper_metrics import PAPER_METRICS
 from paper.sweep import (
     PANEL_METRICS,
-    SweepOptions,
     REFERENCE_MIN_SCALE,
+    SweepOptions,
     run_label,
     saved_run_dir,
     seed_major,
@@ -52,16 +52,30 @@ def toy_tasks(
     tasks = []
     for setting, objective, seed in seed_major(settings, objectives, seeds):
         name = f"{key}{setting}_{objective}{'_invH' if inverse_h else ''}_seed{seed}"
-        tasks.append({
-            "spec": spec, key: setting, "min_scale": REFERENCE_MIN_SCALE, **dict(fixed or {}),
-            "objective": objective, "inverse_h": inverse_h, "seed": seed, **caps,
-            "run_dir": str(out / "runs" / name),
-        })
+        tasks.append(
+            {
+                "spec": spec,
+                key: setting,
+                "min_scale": REFERENCE_MIN_SCALE,
+                **dict(fixed or {}),
+                "objective": objective,
+                "inverse_h": inverse_h,
+                "seed": seed,
+                **caps,
+                "run_dir": str(out / "runs" / name),
+            }
+        )
     return tasks
 
 
 def toy_report(
-    results: Mapping[str, Any], out: Path, *, key: str, x_label: str, log_x: bool, figure_setting: int,
+    results: Mapping[str, Any],
+    out: Path,
+    *,
+    key: str,
+    x_label: str,
+    log_x: bool,
+    figure_setting: int,
     reference: str = "",
 ) -> str:
     """Tables (Markdown) and figures of a toy sweep: ``panels.png`` (the paper's four metrics),
@@ -74,15 +88,24 @@ def toy_report(
     failed = [r for r in runs if "error" in r]
     lines = [f"### {results['experiment']}", "", sweep_table(summary, x_label, PAPER_METRICS), ""]
     if failed:
-        lines += [f"{len(failed)} run(s) failed: " + "; ".join(f"{Path(r['run_dir']).name}: {r['error']}" for r in failed), ""]
+        lines += [
+            f"{len(failed)} run(s) failed: " + "; ".join(f"{Path(r['run_dir']).name}: {r['error']}" for r in failed),
+            "",
+        ]
     if reference:
         lines += [reference, ""]
     if not summary:
         return "\n".join(lines + ["(no finished runs)"])
     title = f"{results['experiment']}: mean ± 1 sd over seeds"
     plot_sweep_panels(summary, out / "panels.png", metrics=PANEL_METRICS, x_label=x_label, log_x=log_x, title=title)
-    plot_sweep_panels(summary, out / "panels_sampled.png", metrics=("recon_error_sampled", "knn5_accuracy_sampled"),
-                      x_label=x_label, log_x=log_x, title="reference-style metrics on sampled z / x")
+    plot_sweep_panels(
+        summary,
+        out / "panels_sampled.png",
+        metrics=("recon_error_sampled", "knn5_accuracy_sampled"),
+        x_label=x_label,
+        log_x=log_x,
+        title="reference-style metrics on sampled z / x",
+    )
     lines.append(f"Figures: panels.png, panels_sampled.png{_setting_figure(runs, out, key, figure_setting)}")
     return "\n".join(lines)
 
@@ -106,6 +129,7 @@ def _setting_figure(runs: Sequence[Mapping[str, Any]], out: Path, key: str, sett
     if not models:
         return " (setting.png skipped: the runs' model.pt files are not here)"
     test = load_data(done[0]["spec"], seed=seed).test
-    plot_setting_runs(models, test.x, test.labels, out / "setting.png",
-                      title=f"{done[0]['spec']}, {key} = {chosen}, seed {seed}")
+    plot_setting_runs(
+        models, test.x, test.labels, out / "setting.png", title=f"{done[0]['spec']}, {key} = {chosen}, seed {seed}"
+    )
     return f", setting.png ({key} = {chosen}, seed {seed})"

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[Any]], Any], *, binary: bool = False, newline: str | None = None) -> Path:
+def atomic_write(
+    path: str | Path, write: Callable[[IO[Any]], Any], *, binary: bool = False, newline: str | None = None
+) -> Path:
     """Call ``write(file)`` on a temporary file next to ``path``, flush it to disk, then move it over ``path``.
 
     The folder is created if needed; on any error the temporary file is removed

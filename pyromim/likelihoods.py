@@ -104,10 +104,10 @@ class Likelihood(PyroModule):
         return x.to(torch.get_default_dtype()) if not x.is_floating_point() else x
 
     def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
-        if params.shape[params.dim() - len(self.param_shape):] != self.param_shape:
+        if params.shape[params.dim() - len(self.param_shape) :] != self.param_shape:
             raise ValueError(
                 f"{self.name} likelihood: decoder output has trailing shape "
-                f"{tuple(params.shape[-len(self.param_shape):])}, expected {self.param_shape}"
+                f"{tuple(params.shape[-len(self.param_shape) :])}, expected {self.param_shape}"
             )
         base = self.distribution(params)
         return base.to_event(self.event_dims) if self.event_dims else base
@@ -124,7 +124,7 @@ class Likelihood(PyroModule):
 
     def check_support(self, x: torch.Tensor) -> None:
         """Raise :class:`DataSupportError` naming a fitting likelihood if ``x`` is outside the support."""
-        if x.shape[x.dim() - self.event_dims:] != self.data_shape:
+        if x.shape[x.dim() - self.event_dims :] != self.data_shape:
             raise DataSupportError(
                 f"{self.name} likelihood expects data of shape (..., {', '.join(map(str, self.data_shape))}), "
                 f"got {tuple(x.shape)}"
@@ -191,8 +191,13 @@ class GaussianLikelihood(Likelihood):
     @classmethod
     def from_spec(cls, spec: Any) -> Likelihood:
         m = spec.model
-        return cls(tuple(spec.data.shape), m.likelihood_scale, m.likelihood_fixed_scale, m.min_scale,
-                   standardize=spec.data.standardize)
+        return cls(
+            tuple(spec.data.shape),
+            m.likelihood_scale,
+            m.likelihood_fixed_scale,
+            m.min_scale,
+            standardize=spec.data.standardize,
+        )
 
     def __init__(
         self,

@@ -118,9 +118,7 @@ class MixturePrior(Prior):
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         self.logits = nn.Parameter(torch.zeros(n_components))
         self.locs = nn.Parameter(init_spread * torch.randn(n_components, self.latent_dim))
-        self.raw_scales = nn.Parameter(
-            torch.full((n_components, self.latent_dim), _inverse_softplus(init_scale))
-        )
+        self.raw_scales = nn.Parameter(torch.full((n_components, self.latent_dim), _inverse_softplus(init_scale)))
 
     def forward(self) -> DiagonalNormalMixture:
         return DiagonalNormalMixture(self.locs, softplus(self.raw_scales), self.logits)
@@ -160,9 +158,7 @@ class VampPrior(Prior):
         super().__init__(latent_dim)
         if n_components < 1:
             raise ValueError(f"n_components must be >= 1, got {n_components}")
-        self.pseudo_inputs = nn.Parameter(
-            init_mean + init_std * torch.randn(n_components, *input_shape)
-        )
+        self.pseudo_inputs = nn.Parameter(init_mean + init_std * torch.randn(n_components, *input_shape))
         self.register_buffer("logits", torch.zeros(n_components))
         object.__setattr__(self, "_encoder", encoder)  # a reference, not a submodule
 

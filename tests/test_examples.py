@@ -18,7 +18,11 @@ def run_example(name, *args, timeout=300):
     command = ["-m", name] if name.startswith("paper.") else [str(ROOT / "examples" / name)]
     proc = subprocess.run(
         [sys.executable, *command, *args],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -76,8 +80,9 @@ def test_digits_quick(tmp_path):
 
 def test_reproduce_paper_driver_quick_in_worker_processes(tmp_path):
     # the pool path: two spawned workers, results appended per run, figures at the end
-    out = run_example("paper.reproduce_paper", "--quick", "--jobs", "2", "--only", "entropy_ablation",
-                      "--out", str(tmp_path))
+    out = run_example(
+        "paper.reproduce_paper", "--quick", "--jobs", "2", "--only", "entropy_ablation", "--out", str(tmp_path)
+    )
     folder = tmp_path / "entropy_ablation"
     assert len(_results(folder)["runs"]) == 4 and "entropy_ablation 4/4" in out
     assert (folder / "panels.png").exists() and "MIM - H" in (tmp_path / "results.md").read_text()

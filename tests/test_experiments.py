@@ -147,9 +147,18 @@ def test_caps_keep_the_first_items():
 
 def test_run_writes_the_run_directory(toy_run):
     out = toy_run.out_dir
-    for name in ("spec.toml", "model.pt", "metrics.json", "run.json", "metrics.csv",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-                 "training_curves.png", "latent_space.png", "data_reconstructions.png"):
+    for name in (
+        "spec.toml",
+        "model.pt",
+        "metrics.json",
+        "run.json",
+        "metrics.csv",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "training_curves.png",
+        "latent_space.png",
+        "data_reconstructions.png",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == list(EVALUATE_KEYS)
@@ -200,8 +209,13 @@ def test_summarise_mean_and_sample_std():
 
 
 def test_compare_writes_table_json_markdown_and_figure(tmp_path):
-    result = compare("toy4", objectives=["elbo", "mim"], seeds=2, out_dir=tmp_path,
-                     **{**TINY, "epochs": 1, "n_train": 128, "n_val": 64, "n_test": 64})
+    result = compare(
+        "toy4",
+        objectives=["elbo", "mim"],
+        seeds=2,
+        out_dir=tmp_path,
+        **{**TINY, "epochs": 1, "n_train": 128, "n_val": 64, "n_test": 64},
+    )
     assert [(r["objective"], r["seed"]) for r in result.runs] == [("elbo", 0), ("elbo", 1), ("mim", 0), ("mim", 1)]
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert saved["objectives"] == ["elbo", "mim"] and saved["seeds"] == [0, 1]

@@ -157,7 +157,12 @@ def test_support_check_names_the_wrong_shape():
 
 def test_registry_names_match_classes():
     assert set(LIKELIHOODS) == {
-        "bernoulli", "gaussian", "discretized_logistic", "categorical", "poisson", "negative_binomial",
+        "bernoulli",
+        "gaussian",
+        "discretized_logistic",
+        "categorical",
+        "poisson",
+        "negative_binomial",
     }
 
 

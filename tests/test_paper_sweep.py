@@ -5,8 +5,6 @@ import time
 import numpy as np
 import pytest
 
-from pyromim.specs import resolve_spec
-
 from paper.sweep import (
     REFERENCE_MIN_SCALE,
     ResultsFile,
@@ -18,6 +16,7 @@ from paper.sweep import (
     sweep_table,
     task_spec,
 )
+from pyromim.specs import resolve_spec
 
 
 def test_reference_floor_is_the_reference_codes_std_offset():
@@ -53,10 +52,14 @@ def test_results_file_appends_atomically_and_reloads(tmp_path):
 
 
 def test_summary_is_mean_and_sample_sd_over_seeds_without_failed_runs():
-    runs = [{"spec": "toy4", "hidden": 5, "objective": "mim", "seed": s, "metrics": {"m": v}}
-            for s, v in ((1, 1.0), (2, 2.0), (3, 4.0))]
-    runs += [{"spec": "toy4", "hidden": 5, "objective": "elbo", "inverse_h": True, "seed": 1, "metrics": {"m": 3.0}},
-             {"spec": "toy4", "hidden": 5, "objective": "elbo", "seed": 1, "error": "x"}]
+    runs = [
+        {"spec": "toy4", "hidden": 5, "objective": "mim", "seed": s, "metrics": {"m": v}}
+        for s, v in ((1, 1.0), (2, 2.0), (3, 4.0))
+    ]
+    runs += [
+        {"spec": "toy4", "hidden": 5, "objective": "elbo", "inverse_h": True, "seed": 1, "metrics": {"m": 3.0}},
+        {"spec": "toy4", "hidden": 5, "objective": "elbo", "seed": 1, "error": "x"},
+    ]
     summary = summarise_sweep(runs, "hidden", ["m"])
     mean, sd, n = summary[(5, "MIM")]["m"]
     assert (mean, n) == (7 / 3, 3) and math.isclose(sd, np.std([1, 2, 4], ddof=1))

@@ -107,7 +107,9 @@ def test_2d_sample_moments_match_quadrature(kind):
         samples = prior().rsample((100_000,))
 
     def features(z):
-        return torch.stack([z[..., 0], z[..., 1], z[..., 0] ** 2, z[..., 0] * z[..., 1], torch.tanh(2 * z[..., 1] - 0.5)], -1)
+        return torch.stack(
+            [z[..., 0], z[..., 1], z[..., 0] ** 2, z[..., 0] * z[..., 1], torch.tanh(2 * z[..., 1] - 0.5)], -1
+        )
 
     integrand = (features(points) * density.unsqueeze(-1)).numpy()
     expected = np.trapezoid(np.trapezoid(integrand, axis.numpy(), axis=0), axis.numpy(), axis=0)

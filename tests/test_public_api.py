@@ -7,9 +7,20 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = [
-    "pyromim", "pyromim.infer", "pyromim.metrics", "pyromim.specs", "pyromim.models", "pyromim.data",
-    "pyromim.nn", "pyromim.distributions", "pyromim.priors", "pyromim.likelihoods", "pyromim.decoder_mixture_marginal",
-    "pyromim.training", "pyromim.experiments", "pyromim.plots",
+    "pyromim",
+    "pyromim.infer",
+    "pyromim.metrics",
+    "pyromim.specs",
+    "pyromim.models",
+    "pyromim.data",
+    "pyromim.nn",
+    "pyromim.distributions",
+    "pyromim.priors",
+    "pyromim.likelihoods",
+    "pyromim.decoder_mixture_marginal",
+    "pyromim.training",
+    "pyromim.experiments",
+    "pyromim.plots",
 ]
 
 
@@ -21,6 +32,9 @@ def test_every_name_in_all_exists(name):
 
 
 def test_the_library_does_not_import_the_paper_harness():
-    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "pyromim").rglob("*.py")
-                 if "from paper" in p.read_text() or "import paper" in p.read_text()]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "pyromim").rglob("*.py")
+        if "from paper" in p.read_text() or "import paper" in p.read_text()
+    ]
     assert not offenders, offenders

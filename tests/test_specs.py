@@ -39,12 +39,18 @@ def test_wrong_type_names_the_key_and_the_type():
 
 
 def test_unknown_prior_lists_the_allowed_priors():
-    with pytest.raises(SpecError, match=r"'model.prior' = 'vamp' is not one of: normal, learned_normal, mixture, vampprior; did you mean 'vampprior'\?"):
+    with pytest.raises(
+        SpecError,
+        match=r"'model.prior' = 'vamp' is not one of: normal, learned_normal, mixture, vampprior; did you mean 'vampprior'\?",
+    ):
         ModelSpec.from_toml(_toml(**{'prior = "vampprior"': 'prior = "vamp"'}))
 
 
 def test_likelihood_that_does_not_fit_the_data_kind():
-    with pytest.raises(SpecError, match=r"'model.likelihood' = 'poisson' does not fit 'data.kind' = 'binary'; for binary data use one of: bernoulli, gaussian"):
+    with pytest.raises(
+        SpecError,
+        match=r"'model.likelihood' = 'poisson' does not fit 'data.kind' = 'binary'; for binary data use one of: bernoulli, gaussian",
+    ):
         ModelSpec.from_toml(_toml(**{'likelihood = "bernoulli"': 'likelihood = "poisson"'}))
 
 
@@ -53,7 +59,10 @@ def test_likelihood_that_does_not_fit_the_data_kind():
     [
         ({'network = "mlp"': 'network = "conv"'}, r"'encoder.network' = 'conv' needs 'data.shape' = \[C, H, W\]"),
         ({"levels = 1": "levels = 2"}, r"'model.top_latent_dim' .* is required"),
-        ({'kind = "binary"': 'kind = "tokens"', 'likelihood = "bernoulli"': 'likelihood = "categorical"'}, r"'data.vocab_size'"),
+        (
+            {'kind = "binary"': 'kind = "tokens"', 'likelihood = "bernoulli"': 'likelihood = "categorical"'},
+            r"'data.vocab_size'",
+        ),
         ({'q_x = "marginal"': 'q_x = "data"'}, r"'training.q_x' = 'data' only works with"),
         ({"lr = 0.001": "lr = -1.0"}, r"'training.lr' must be > 0"),
         ({"name = ": "nmae = "}, r"unknown key 'nmae'; did you mean 'name'\?"),
@@ -123,22 +132,34 @@ def _edited(**tables: dict) -> dict:
 @pytest.mark.parametrize(
     "tables, message",
     [
-        ({"data": {"dataset": "toy5"}}, r"'data.dataset' = 'toy5' is not a built-in data set .*or leave the key out.*; did you mean 'toy4'\?"),
+        (
+            {"data": {"dataset": "toy5"}},
+            r"'data.dataset' = 'toy5' is not a built-in data set .*or leave the key out.*; did you mean 'toy4'\?",
+        ),
         ({"encoder": {"hidden": [50, 0]}}, r"'encoder.hidden' must hold sizes >= 1, got \[50, 0\]"),
         ({"decoder": {"hidden": [-5]}}, r"'decoder.hidden' must hold sizes >= 1, got \[-5\]"),
-        ({"model": {"levels": 2, "top_latent_dim": 2, "conditional_hidden": [0]}},
-         r"'model.conditional_hidden' must hold sizes >= 1"),
+        (
+            {"model": {"levels": 2, "top_latent_dim": 2, "conditional_hidden": [0]}},
+            r"'model.conditional_hidden' must hold sizes >= 1",
+        ),
         ({"model": {"marginal_components": -3}}, r"'model.marginal_components' must be >= 0, got -3"),
-        ({"model": {"likelihood_scale": "fixed", "likelihood_fixed_scale": -1.0}},
-         r"'model.likelihood_fixed_scale' must be > 0, got -1.0"),
+        (
+            {"model": {"likelihood_scale": "fixed", "likelihood_fixed_scale": -1.0}},
+            r"'model.likelihood_fixed_scale' must be > 0, got -1.0",
+        ),
         ({"model": {"min_scale": float("nan")}}, r"'model.min_scale' must be a finite number > 0, got nan"),
         ({"model": {"min_scale": 0.0}}, r"'model.min_scale' must be a finite number > 0, got 0.0"),
         ({"training": {"lr": float("nan")}}, r"'training.lr' must be > 0"),
         ({"training": {"warmup_epochs": -1}}, r"'training.warmup_epochs' must be >= 0, got -1"),
         ({"training": {"patience": -2}}, r"'training.patience' must be >= 0, got -2"),
-        ({"data": {"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
-          "model": {"likelihood": "categorical"}, "encoder": {"network": "conv"}},
-         r"'encoder.network' = 'conv' does not take 'data.kind' = 'tokens'"),
+        (
+            {
+                "data": {"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
+                "model": {"likelihood": "categorical"},
+                "encoder": {"network": "conv"},
+            },
+            r"'encoder.network' = 'conv' does not take 'data.kind' = 'tokens'",
+        ),
     ],
 )
 def test_impossible_values_name_the_key(tables, message):
@@ -154,10 +175,13 @@ def test_every_built_in_dataset_name_is_accepted():
 
 
 def test_conv_decoder_takes_token_images():
-    spec = ModelSpec.from_dict(_edited(
-        data={"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
-        model={"likelihood": "categorical"}, decoder={"network": "conv", "channels": [8]},
-    ))
+    spec = ModelSpec.from_dict(
+        _edited(
+            data={"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
+            model={"likelihood": "categorical"},
+            decoder={"network": "conv", "channels": [8]},
+        )
+    )
     model = pyromim.build_model(spec)
     x = torch.randint(0, 5, (3, 1, 4, 4))
     assert model.decode(model.encode(x)).log_prob(x).shape == (3,)

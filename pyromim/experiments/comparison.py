@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from pyromim.infer.objectives import OBJECTIVES, objective_label, objective_name
 from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
 from pyromim.experiments.runner import run
+from pyromim.infer.objectives import OBJECTIVES, objective_label, objective_name
 from pyromim.metrics import EVALUATE_KEYS
 from pyromim.specs import ModelSpec, resolve_spec
 
@@ -70,7 +70,9 @@ def seed_summary(values: Iterable[float | None]) -> dict[str, float]:
     }
 
 
-def summarise(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] = EVALUATE_KEYS) -> dict[str, dict[str, dict[str, float]]]:
+def summarise(
+    runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] = EVALUATE_KEYS
+) -> dict[str, dict[str, dict[str, float]]]:
     """:func:`seed_summary` of each metric per objective."""
     grouped: dict[str, list[Mapping[str, Any]]] = {}
     for r in runs:
@@ -112,14 +114,25 @@ def compare(
     total = len(names) * len(seed_list)
     for i, (seed, objective) in enumerate((s, o) for s in seed_list for o in names):
         logger.info("run %d/%d: %s, seed %d", i + 1, total, objective_label(objective), seed)
-        result = run(spec, objective=objective, seed=seed, out_dir=out_dir / objective / f"seed{seed}",
-                     plots=plots, **run_options)
+        result = run(
+            spec,
+            objective=objective,
+            seed=seed,
+            out_dir=out_dir / objective / f"seed{seed}",
+            plots=plots,
+            **run_options,
+        )
         is_global_zero = result.is_global_zero
-        runs.append({
-            "objective": objective, "seed": seed, "out_dir": result.out_dir,
-            "epochs": result.fit.epochs_completed, "seconds": round(result.seconds, 2),
-            "metrics": result.metrics,
-        })
+        runs.append(
+            {
+                "objective": objective,
+                "seed": seed,
+                "out_dir": result.out_dir,
+                "epochs": result.fit.epochs_completed,
+                "seconds": round(result.seconds, 2),
+                "metrics": result.metrics,
+            }
+        )
     # runs are listed seed by seed; report objectives in the order asked
     runs.sort(key=lambda r: (names.index(r["objective"]), r["seed"]))
     summary = summarise(runs)
@@ -137,15 +150,24 @@ def compare(
         + f"\n{notes}\n"
     )
     outcome.files["markdown"] = write_text(out_dir / "compare.md", markdown)
-    outcome.files["json"] = write_json(out_dir / "compare.json", {
-        "spec": spec.name, "objectives": names, "seeds": seed_list, "summary": summary, "runs": runs,
-        "seconds": round(time.perf_counter() - start, 2),
-    })
+    outcome.files["json"] = write_json(
+        out_dir / "compare.json",
+        {
+            "spec": spec.name,
+            "objectives": names,
+            "seeds": seed_list,
+            "summary": summary,
+            "runs": runs,
+            "seconds": round(time.perf_counter() - start, 2),
+        },
+    )
     if plots:
         from pyromim.plots import plot_comparison
 
         outcome.files["figure"] = plot_comparison(
-            summary, out_dir / "compare.png", metrics=[m for m in FIGURE_METRICS if m in metrics],
+            summary,
+            out_dir / "compare.png",
+            metrics=[m for m in FIGURE_METRICS if m in metrics],
             labels={o: objective_label(o) for o in names},
             title=f"{spec.name}: mean and std over {len(seed_list)} seed(s)",
         )

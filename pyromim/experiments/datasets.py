@@ -29,6 +29,7 @@ from pyromim.specs import ModelSpec
 
 logger = logging.getLogger(__name__)
 
+
 def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
     if part is None or n is None or n >= len(part):
         return part
@@ -99,8 +100,12 @@ def prepare_data(
         capped = _cap(getattr(splits, key), n)
         parts[key] = _fit_shape(capped, shape)
         if parts[key] is not capped:
-            logger.info("data %r: items of shape %s reshaped to the model's input shape %s",
-                        capped.name, capped.event_shape, shape)
+            logger.info(
+                "data %r: items of shape %s reshaped to the model's input shape %s",
+                capped.name,
+                capped.event_shape,
+                shape,
+            )
     if parts["train"] is None or len(parts["train"]) == 0:
         raise DataMismatchError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
     for part in parts.values():

@@ -13,8 +13,8 @@ import pyro
 
 from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.datasets import prepare_data
-from pyromim.infer.objectives import make_loss
 from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE, own_param_store, run_directory
+from pyromim.infer.objectives import make_loss
 from pyromim.models import LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec
 from pyromim.training import load_trained
@@ -130,8 +130,12 @@ def evaluate_run(
     if split != "train":
         part_caps[f"n_{split}"] = n_part
     splits = prepare_data(
-        spec, data, seed=seed if seed is not None else int(info.get("seed", 0)),
-        data_options=data_options, likelihood=model.likelihood, **part_caps,
+        spec,
+        data,
+        seed=seed if seed is not None else int(info.get("seed", 0)),
+        data_options=data_options,
+        likelihood=model.likelihood,
+        **part_caps,
     )
     part = getattr(splits, split)
     if part is None:
@@ -141,8 +145,12 @@ def evaluate_run(
     logger.info("evaluating %s on %s (%d items)", source, part.name, len(part))
     with_labels = part.labels is not None and splits.train.labels is not None
     metrics = evaluate_metrics(
-        model.model, model.guide, part.x, part.labels,
-        splits.train.x if with_labels else None, splits.train.labels if with_labels else None,
+        model.model,
+        model.guide,
+        part.x,
+        part.labels,
+        splits.train.x if with_labels else None,
+        splits.train.labels if with_labels else None,
         num_samples=num_samples,
     )
     return EvaluationResult(metrics, spec, source, part.name, len(part))

@@ -35,8 +35,8 @@ import torch
 
 from pyromim.data import DataSplits
 from pyromim.experiments.datasets import prepare_data
-from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.experiments.report import write_json, write_text
+from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.models import LatentVariableModel, build_model, save_model
 from pyromim.specs import ModelSpec, resolve_spec
 from pyromim.training import FitResult, fit
@@ -188,14 +188,28 @@ def run(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     spec, objective = training_spec(
-        spec, objective, epochs=epochs, batch_size=batch_size, lr=lr,
-        warmup_epochs=warmup_epochs, patience=patience, q_x=q_x,
+        spec,
+        objective,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_epochs=warmup_epochs,
+        patience=patience,
+        q_x=q_x,
     )
     t = spec.training
     pyro.set_rng_seed(seed)  # the networks' initial weights come from the global RNG
     model = build_model(spec)
-    splits = prepare_data(spec, data, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
-                          data_options=data_options, likelihood=model.likelihood)
+    splits = prepare_data(
+        spec,
+        data,
+        seed=seed,
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
+        data_options=data_options,
+        likelihood=model.likelihood,
+    )
     if spec.data.standardize:
         model.likelihood.set_data_statistics(splits.train.x)
         logger.info("standardising the data by the training part's mean and standard deviation ([data] standardize)")
@@ -203,9 +217,17 @@ def run(
     sizes = {k: len(v) for k, v in splits.parts().items()}
     logger.info(
         "spec %s: %s, seed %d, data %s (%s); up to %d epochs, batch %d, lr %g, warm-up %d, patience %s -> %s",
-        spec.name, objective_label(objective), seed, splits.train.name.removesuffix(" (train)"),
-        ", ".join(f"{k} {n}" for k, n in sizes.items()), t.epochs, t.batch_size, t.lr, t.warmup_epochs,
-        t.patience or "off", out_dir,
+        spec.name,
+        objective_label(objective),
+        seed,
+        splits.train.name.removesuffix(" (train)"),
+        ", ".join(f"{k} {n}" for k, n in sizes.items()),
+        t.epochs,
+        t.batch_size,
+        t.lr,
+        t.warmup_epochs,
+        t.patience or "off",
+        out_dir,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if _launcher_rank_zero():
@@ -214,14 +236,22 @@ def run(
     evaluation_part = splits.test or splits.val
     hook = None
     if evaluate and evaluation_part is not None:
+
         def hook(model_fn: Any, guide_fn: Any) -> dict[str, float]:
             from pyromim.metrics import evaluate as evaluate_metrics
 
             model.eval()
-            logger.info("evaluating on %s (%d items, %d importance samples for the NLL)",
-                        evaluation_part.name, len(evaluation_part), num_samples)
+            logger.info(
+                "evaluating on %s (%d items, %d importance samples for the NLL)",
+                evaluation_part.name,
+                len(evaluation_part),
+                num_samples,
+            )
             return evaluate_metrics(
-                model_fn, guide_fn, evaluation_part.x, evaluation_part.labels,
+                model_fn,
+                guide_fn,
+                evaluation_part.x,
+                evaluation_part.labels,
                 splits.train.x if splits.train.labels is not None and evaluation_part.labels is not None else None,
                 splits.train.labels if evaluation_part.labels is not None else None,
                 num_samples=num_samples,
@@ -233,19 +263,37 @@ def run(
         # the run directory already holds spec.toml, which Lightning's CSV logger warns about
         warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
         result = fit(
-            model.model, model.guide, loss, splits.train, splits.val,
-            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, warmup_epochs=t.warmup_epochs,
-            patience=t.patience if t.patience > 0 else None, seed=seed, out_dir=out_dir,
-            devices=devices, strategy=strategy, accelerator=accelerator, num_nodes=num_nodes,
-            resume=resume, progress=progress, evaluate=hook,
+            model.model,
+            model.guide,
+            loss,
+            splits.train,
+            splits.val,
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            warmup_epochs=t.warmup_epochs,
+            patience=t.patience if t.patience > 0 else None,
+            seed=seed,
+            out_dir=out_dir,
+            devices=devices,
+            strategy=strategy,
+            accelerator=accelerator,
+            num_nodes=num_nodes,
+            resume=resume,
+            progress=progress,
+            evaluate=hook,
         )
     outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
     if not result.is_global_zero:
         return outcome
     how = "stopped early" if result.stopped_early else "finished"
-    logger.info("%s after %d epochs; best %s %.4f", how, result.epochs_completed,
-                "val_loss" if splits.val is not None else "train_loss",
-                result.best_score if result.best_score is not None else float("nan"))
+    logger.info(
+        "%s after %d epochs; best %s %.4f",
+        how,
+        result.epochs_completed,
+        "val_loss" if splits.val is not None else "train_loss",
+        result.best_score if result.best_score is not None else float("nan"),
+    )
     model.eval()
     save_model(model, out_dir / MODEL_FILE)
     if outcome.metrics is not None:
@@ -255,31 +303,42 @@ def run(
 
         with torch.no_grad():
             outcome.plots = make_run_plots(
-                model, spec, splits, out_dir, history=result.history, metrics_csv=result.metrics_csv,
+                model,
+                spec,
+                splits,
+                out_dir,
+                history=result.history,
+                metrics_csv=result.metrics_csv,
                 warmup_epochs=t.warmup_epochs if objective != "elbo" else 0,
                 title=f"{spec.name}, {objective_label(objective)}, seed {seed}",
             )
     outcome.seconds = time.perf_counter() - start
-    write_json(out_dir / RUN_FILE, {
-        "spec": spec.name,
-        "objective": objective,
-        "inverse_h": inverse_h,
-        "seed": seed,
-        "data": str(data) if isinstance(data, (str, Path)) else (spec.data.dataset if data is None else "DataSplits"),
-        "data_options": dict(data_options or {}),
-        "sizes": sizes,
-        "caps": {"n_train": n_train, "n_val": n_val, "n_test": n_test},
-        "training": dataclasses.asdict(t),
-        "epochs_completed": result.epochs_completed,
-        "stopped_early": result.stopped_early,
-        "best_score": result.best_score,
-        "resumed_from": resume,
-        "devices": devices,
-        "strategy": strategy,
-        "num_samples": num_samples,
-        "seconds": round(outcome.seconds, 2),
-        "files": sorted(p.name for p in outcome.plots) + [SPEC_FILE, MODEL_FILE]
-        + ([METRICS_FILE] if outcome.metrics is not None else []),
-    })
+    write_json(
+        out_dir / RUN_FILE,
+        {
+            "spec": spec.name,
+            "objective": objective,
+            "inverse_h": inverse_h,
+            "seed": seed,
+            "data": str(data)
+            if isinstance(data, (str, Path))
+            else (spec.data.dataset if data is None else "DataSplits"),
+            "data_options": dict(data_options or {}),
+            "sizes": sizes,
+            "caps": {"n_train": n_train, "n_val": n_val, "n_test": n_test},
+            "training": dataclasses.asdict(t),
+            "epochs_completed": result.epochs_completed,
+            "stopped_early": result.stopped_early,
+            "best_score": result.best_score,
+            "resumed_from": resume,
+            "devices": devices,
+            "strategy": strategy,
+            "num_samples": num_samples,
+            "seconds": round(outcome.seconds, 2),
+            "files": sorted(p.name for p in outcome.plots)
+            + [SPEC_FILE, MODEL_FILE]
+            + ([METRICS_FILE] if outcome.metrics is not None else []),
+        },
+    )
     logger.info("wrote %s", out_dir)
     return outcome

@@ -92,7 +92,9 @@ def objective_name(name: str) -> str:
     key = str(name).strip().lower()
     if key in DEPRECATED_OBJECTIVES:
         warnings.warn(
-            f"objective {name!r} is deprecated: call it {DEPRECATED_OBJECTIVES[key]!r}", DeprecationWarning, stacklevel=2
+            f"objective {name!r} is deprecated: call it {DEPRECATED_OBJECTIVES[key]!r}",
+            DeprecationWarning,
+            stacklevel=2,
         )
         key = DEPRECATED_OBJECTIVES[key]
     if key not in OBJECTIVES:

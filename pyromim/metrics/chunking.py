@@ -22,9 +22,7 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 FOOTPRINT_FACTOR = 8
 
 
-def block_shape(
-    budget_bytes: int, bytes_per_pair: int, num_data: int, num_samples: int
-) -> tuple[int, int]:
+def block_shape(budget_bytes: int, bytes_per_pair: int, num_data: int, num_samples: int) -> tuple[int, int]:
     """Choose ``(data_chunk, sample_chunk)`` so one block fits ``budget_bytes``.
 
     All samples of a data chunk are preferred in one block (fewest passes);

@@ -9,15 +9,15 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from pyromim.metrics.active_units import active_units
 from pyromim.metrics.aggregate_mi import mutual_information
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.classification import knn_accuracy
-from pyromim.metrics.trace_layout import inspect_layout
 from pyromim.metrics.encodings import encode
 from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import log_likelihood
 from pyromim.metrics.reconstruction import reconstruction_error
-from pyromim.metrics.active_units import active_units
+from pyromim.metrics.trace_layout import inspect_layout
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,7 @@ def _aligned(tensor: torch.Tensor, event_dims: int, layout: TraceLayout) -> torc
     batch_dims = tensor.dim() - event_dims
     full = layout.max_plate_nesting + 1
     if batch_dims > full:
-        raise ValueError(
-            f"a site has {batch_dims} batch dims but the pair nests only {full - 1} plates"
-        )
+        raise ValueError(f"a site has {batch_dims} batch dims but the pair nests only {full - 1} plates")
     tensor = tensor.reshape((1,) * (full - batch_dims) + tuple(tensor.shape))
     data_index = full + layout.data_dim
     tensor = tensor.movedim(data_index, 1)
@@ -87,9 +85,7 @@ def importance_block(
     return sample_sites(guide_trace), sample_sites(model_trace)
 
 
-def sum_log_prob(
-    sites: dict[str, dict], names: tuple[str, ...], layout: TraceLayout, num_data: int
-) -> torch.Tensor:
+def sum_log_prob(sites: dict[str, dict], names: tuple[str, ...], layout: TraceLayout, num_data: int) -> torch.Tensor:
     """Sum of :func:`site_log_prob` over the named sites, shape ``(S, C)``."""
     return sum(site_log_prob(n, sites[n], layout, num_data) for n in names)
 

@@ -56,9 +56,7 @@ def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
     return {name: site for name, site in trace.nodes.items() if site["type"] == "sample"}
 
 
-def run_pair(
-    model: Callable | None, guide: Callable, x: torch.Tensor
-) -> tuple[dict[str, dict], dict[str, dict]]:
+def run_pair(model: Callable | None, guide: Callable, x: torch.Tensor) -> tuple[dict[str, dict], dict[str, dict]]:
     """Trace ``guide(x)`` and ``model(x)`` replayed on it; return their sample sites.
 
     With ``model=None`` only the guide runs and the model's sites are empty.
@@ -115,8 +113,7 @@ def find_data_plate(
     if plate_name is not None:
         if plate_name not in plates:
             raise ValueError(
-                f"plate_name='{plate_name}' is not a vectorised plate of the model or guide; "
-                f"found {_describe(plates)}"
+                f"plate_name='{plate_name}' is not a vectorised plate of the model or guide; found {_describe(plates)}"
             )
         return plate_name
     if len(candidates) > 1 and n > 1:
@@ -168,13 +165,8 @@ def inspect_layout(
         raise ValueError("the guide samples no latent site; metrics need q(z|x) to sample z")
     observed = tuple(n for n, s in model_sites.items() if s["is_observed"])
     if model is not None and not observed:
-        raise ValueError(
-            "the model has no observed site; call pyro.sample(name, dist, obs=x) inside the "
-            "data plate"
-        )
-    prior = tuple(
-        n for n, s in model_sites.items() if not s["is_observed"] and n not in guide_sites
-    )
+        raise ValueError("the model has no observed site; call pyro.sample(name, dist, obs=x) inside the data plate")
+    prior = tuple(n for n, s in model_sites.items() if not s["is_observed"] and n not in guide_sites)
     # Elements per datum: values are (batch..., event); divide the batch by the 2 data points.
     observed_numel = sum(model_sites[n]["value"].numel() for n in observed) // min(2, len(data))
     pair_numel = sum(

@@ -60,8 +60,13 @@ def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
             conditional_encoder=make_encoder(hidden, (math.prod(features) + top_dim,), m.latent_dim, m.min_scale),
         )
     model = LatentVariableModel(
-        likelihood, prior, encoder, decoder, latent_dim=m.latent_dim,
-        marginal_components=m.marginal_components, **extra,
+        likelihood,
+        prior,
+        encoder,
+        decoder,
+        latent_dim=m.latent_dim,
+        marginal_components=m.marginal_components,
+        **extra,
     )
     model.spec = spec
     return model

@@ -31,8 +31,8 @@ from pyro.nn import PyroModule
 from pyro.nn.module import _is_module_local_param_enabled, to_pyro_module_
 from torch import nn
 
-from pyromim.likelihoods import Likelihood
 from pyromim.decoder_mixture_marginal import DecoderMixtureMarginal
+from pyromim.likelihoods import Likelihood
 from pyromim.nn import GaussianNetwork
 from pyromim.priors import Prior
 
@@ -101,7 +101,7 @@ class LatentVariableModel(PyroModule):
         return self.likelihood.event_dims
 
     def _batch_size(self, x: torch.Tensor) -> int:
-        if x.dim() <= self.event_dims or x.shape[x.dim() - self.event_dims:] != self.data_shape:
+        if x.dim() <= self.event_dims or x.shape[x.dim() - self.event_dims :] != self.data_shape:
             raise ValueError(
                 f"expected data of shape (batch, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}"
             )

@@ -31,7 +31,7 @@ def _checksum(spec_text: str, state: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256(spec_text.encode("utf-8"))
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
-        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 

@@ -56,7 +56,12 @@ class GaussianHead(PyroModule):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, min_scale: float = DEFAULT_MIN_SCALE, *, min_logvar: float | None = None
+        self,
+        in_features: int,
+        out_features: int,
+        min_scale: float = DEFAULT_MIN_SCALE,
+        *,
+        min_logvar: float | None = None,
     ) -> None:
         super().__init__()
         self.out_features = int(out_features)

@@ -11,7 +11,9 @@ from pyromim.plots.figures import label_colours, pyplot, save
 
 
 @torch.no_grad()
-def plot_data_2d(model: torch.nn.Module, data: ArrayDataset, path: str | Path, *, max_points: int = 2000, title: str = "") -> Path:
+def plot_data_2d(
+    model: torch.nn.Module, data: ArrayDataset, path: str | Path, *, max_points: int = 2000, title: str = ""
+) -> Path:
     """Three panels on shared axes: data ``x``; reconstructions ``x_hat`` through the posterior
     mean, coloured by the label of the item they reconstruct; draws ``x ~ p(x|z), z ~ p(z)``."""
     plt = pyplot()

@@ -58,7 +58,13 @@ def _range(*arrays: np.ndarray) -> tuple[float, float]:
 
 @torch.no_grad()
 def plot_reconstructions(
-    model: torch.nn.Module, data: ArrayDataset, path: str | Path, shape: tuple[int, ...], *, n: int = 12, title: str = ""
+    model: torch.nn.Module,
+    data: ArrayDataset,
+    path: str | Path,
+    shape: tuple[int, ...],
+    *,
+    n: int = 12,
+    title: str = "",
 ) -> Path:
     """Top row: ``n`` data items; bottom row: their reconstructions ``x_hat`` through the posterior mean
     (for a Bernoulli likelihood, the pixel probabilities)."""

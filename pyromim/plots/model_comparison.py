@@ -12,8 +12,13 @@ from pyromim.plots.figures import label_colours, pyplot, save
 
 
 def plot_setting_runs(
-    models: Mapping[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor, path: str | Path,
-    *, max_points: int = 1500, title: str = "",
+    models: Mapping[str, torch.nn.Module],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    path: str | Path,
+    *,
+    max_points: int = 1500,
+    title: str = "",
 ) -> Path:
     """Rows: one trained model each. Columns: test data and reconstructions (dims 0-1 of x), and the
     posterior means of ``q(z|x)`` (dims 0-1 of z) with 1-sigma ellipses for some points, on ``N(0, I)`` circles."""
@@ -38,8 +43,17 @@ def plot_setting_runs(
         ax = row[1]
         ax.scatter(loc[:, 0], loc[:, 1], s=3, c=colours)
         for i in range(min(150, len(loc))):
-            ax.add_patch(Ellipse(tuple(loc[i, :2]), 2 * scale[i, 0], 2 * scale[i, 1], fill=False,
-                                 edgecolor=colours[i], lw=0.6, alpha=0.7))
+            ax.add_patch(
+                Ellipse(
+                    tuple(loc[i, :2]),
+                    2 * scale[i, 0],
+                    2 * scale[i, 1],
+                    fill=False,
+                    edgecolor=colours[i],
+                    lw=0.6,
+                    alpha=0.7,
+                )
+            )
         for r in (1, 2):
             ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.8, edgecolor="black", alpha=0.5))
         shown = "" if loc.shape[-1] == 2 else f" (z1-z2 of {loc.shape[-1]})"
@@ -56,8 +70,15 @@ def plot_setting_runs(
 
 @torch.no_grad()
 def plot_image_model_rows(
-    models: Mapping[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor, shape: tuple[int, int],
-    path: str | Path, *, n_images: int = 8, max_points: int = 1000, title: str = "",
+    models: Mapping[str, torch.nn.Module],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    shape: tuple[int, int],
+    path: str | Path,
+    *,
+    n_images: int = 8,
+    max_points: int = 1000,
+    title: str = "",
 ) -> Path:
     """Rows: one trained image model each. Columns: posterior means of ``q(z|x)`` (first two principal
     components, coloured by label), test images over their reconstructions, and decoder means at ``z ~ p(z)``."""
@@ -77,15 +98,28 @@ def plot_image_model_rows(
         ax.set(xlabel="PC 1 of z means", ylabel="PC 2", title=f"{label}: latent means")
         ax.title.set_fontsize(9)
         if row == 0:
-            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", bbox_to_anchor=(0.5, 0.93 + 0.01 * (3 - len(models))),
-                       ncol=len(values), fontsize=7, markerscale=2, title="digit label (latent scatter)",
-                       title_fontsize=7, frameon=False)
+            fig.legend(
+                *ax.get_legend_handles_labels(),
+                loc="lower center",
+                bbox_to_anchor=(0.5, 0.93 + 0.01 * (3 - len(models))),
+                ncol=len(values),
+                fontsize=7,
+                markerscale=2,
+                title="digit label (latent scatter)",
+                title_fontsize=7,
+                frameon=False,
+            )
         originals = x[:n_images]
         recon = model.decode(model.encode(originals)).mean
         pairs = torch.stack([originals.reshape(2, -1, originals.shape[-1]), recon.reshape(2, -1, recon.shape[-1])], 1)
         samples = model.decode(model.sample_latent(2 * n_images)).mean
-        for col, (images, name) in enumerate(((pairs.reshape(-1, x.shape[-1]), "test (rows 1, 3) / recon. (2, 4)"),
-                                              (samples, "samples E[x|z], z ~ p(z)")), start=1):
+        for col, (images, name) in enumerate(
+            (
+                (pairs.reshape(-1, x.shape[-1]), "test (rows 1, 3) / recon. (2, 4)"),
+                (samples, "samples E[x|z], z ~ p(z)"),
+            ),
+            start=1,
+        ):
             side = n_images // 2
             sub = grid[row, col].subgridspec(4, side, wspace=0.05, hspace=0.05)
             for i, img in enumerate(images.reshape((-1,) + tuple(shape)).numpy()):

@@ -36,8 +36,8 @@ from typing import Any
 from pyromim.data.dataset import DATA_KINDS
 from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES
 from pyromim.likelihoods import LIKELIHOODS
-from pyromim.nn.mlp import ACTIVATIONS, NORMS
 from pyromim.nn.gaussian import DEFAULT_MIN_SCALE
+from pyromim.nn.mlp import ACTIVATIONS, NORMS
 from pyromim.nn.networks import NETWORKS
 from pyromim.priors import PRIORS
 from pyromim.specs import toml_io
@@ -238,8 +238,11 @@ def _upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:
         old = training["objective"]
         if old in DEPRECATED_OBJECTIVES:
             new = DEPRECATED_OBJECTIVES[old]
-            warnings.warn(f"{where}: 'training.objective' = '{old}' is deprecated; write '{new}'",
-                          DeprecationWarning, stacklevel=4)
+            warnings.warn(
+                f"{where}: 'training.objective' = '{old}' is deprecated; write '{new}'",
+                DeprecationWarning,
+                stacklevel=4,
+            )
             data = copy.deepcopy(data)
             data["training"]["objective"] = new
     model = data.get("model")
@@ -249,8 +252,12 @@ def _upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:
         old = model["min_logvar"]
         if isinstance(old, (int, float)) and not isinstance(old, bool):  # a wrong type: 'unknown key'
             scale = math.exp(0.5 * old)
-            warnings.warn(f"{where}: 'model.min_logvar' = {old} is deprecated; write the standard-deviation floor "
-                          f"itself, 'min_scale' = {scale:.6g}", DeprecationWarning, stacklevel=4)
+            warnings.warn(
+                f"{where}: 'model.min_logvar' = {old} is deprecated; write the standard-deviation floor "
+                f"itself, 'min_scale' = {scale:.6g}",
+                DeprecationWarning,
+                stacklevel=4,
+            )
             data = copy.deepcopy(data)
             data["model"]["min_scale"] = scale
             del data["model"]["min_logvar"]

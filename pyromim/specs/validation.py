@@ -47,7 +47,9 @@ def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise SpecError(f"{where}: '{key}' must be a list of {_type_name(inner)}, got {type(value).__name__} {value!r}")
+            raise SpecError(
+                f"{where}: '{key}' must be a list of {_type_name(inner)}, got {type(value).__name__} {value!r}"
+            )
         return [_check_value(v, inner, f"{key}[{i}]", where) for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -40,15 +40,16 @@ def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str
     return found
 
 
-def describe_nonfinite(
-    loss_name: str, value: float, epoch: int, batch: int, terms: list[str], checkpoint: str
-) -> str:
+def describe_nonfinite(loss_name: str, value: float, epoch: int, batch: int, terms: list[str], checkpoint: str) -> str:
     """The message of :class:`NonFiniteLossError` raised by training (the same class
     ``Trace_MIM`` raises, which names the site and side itself)."""
-    where = "; ".join(t.rstrip(".") for t in terms) if terms else "no model/guide site is non-finite, so the objective's own terms are"
+    where = (
+        "; ".join(t.rstrip(".") for t in terms)
+        if terms
+        else "no model/guide site is non-finite, so the objective's own terms are"
+    )
     kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
     return (
         f"{loss_name} objective is {value} at epoch {epoch}, batch {batch}; non-finite terms: {where}. "
         f"Training stopped and {kept}. Lower the learning rate, clamp scales/log-variances, or check the data."
     )
-

@@ -31,8 +31,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from pyromim._atomic import atomic_write
-from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.data_module import SeededDataModule
+from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.module import PyroLightningModule
 from pyromim.training.params import StoreParameters, param_sites_used
 
@@ -143,6 +143,7 @@ def _prepend_log(earlier: Path, path: Path) -> None:
     first_epoch = min((float(r["epoch"]) for r in new_rows if r.get("epoch")), default=math.inf)
     rows = [r for r in old_rows if r.get("epoch") and float(r["epoch"]) < first_epoch] + new_rows
     fields = list(dict.fromkeys(k for r in rows for k in r))
+
     def write(f: Any) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -231,22 +232,37 @@ def fit(
         names = param_sites_used(lambda: elbo_module(_first_batch(train, batch_size)))
     store_params = StoreParameters.adopt(names, elbo_module)
     module = PyroLightningModule(
-        elbo_module, store_params, lr=lr, warmup_epochs=warmup_epochs,
-        lr_schedule=lr_schedule, lr_warmup_epochs=lr_warmup_epochs, seed=seed,
+        elbo_module,
+        store_params,
+        lr=lr,
+        warmup_epochs=warmup_epochs,
+        lr_schedule=lr_schedule,
+        lr_warmup_epochs=lr_warmup_epochs,
+        seed=seed,
         owners=_method_owners(model, guide),
     )
 
     monitor = "val_loss" if val is not None else "train_loss"
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=monitor, mode="min", save_top_k=1,
-        enable_version_counter=False, auto_insert_metric_name=False,
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
     )
     # Lightning's save_last only refreshes last.ckpt when a top-k save happened;
     # a second, unmonitored callback writes it after every epoch (after "best",
     # so it records the best-so-far state too).
     latest = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-        enable_version_counter=False, auto_insert_metric_name=False,
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
     )
     history = EpochHistory()
     all_callbacks: list[Callback] = [checkpoint, latest, history, LearningRateMonitor(logging_interval="epoch")]

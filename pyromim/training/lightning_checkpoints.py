@@ -42,7 +42,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         save_atomically(checkpoint, path)
 
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         if weights_only is False:
             raise ValueError("pyromim checkpoints are always loaded with weights_only=True")
         return load_checkpoint(path, map_location=map_location)

@@ -31,8 +31,8 @@ import lightning.pytorch as pl
 import numpy as np
 import pyro
 import torch
-from torch import nn
 from pyro.infer.elbo import ELBOModule
+from torch import nn
 
 from pyromim.training.diagnostics import NonFiniteLossError, describe_nonfinite, nonfinite_terms
 from pyromim.training.params import StoreParameters
@@ -136,12 +136,18 @@ class PyroLightningModule(pl.LightningModule):
         if not finite:
             terms = reported or nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, x)
             # the unmonitored checkpoint callback holds the latest epoch's file
-            last = next((cb.best_model_path for cb in self.trainer.checkpoint_callbacks
-                         if getattr(cb, "monitor", "") is None), "")
+            last = next(
+                (cb.best_model_path for cb in self.trainer.checkpoint_callbacks if getattr(cb, "monitor", "") is None),
+                "",
+            )
             raise NonFiniteLossError(
                 describe_nonfinite(
-                    type(self.loss_object).__name__, loss.detach().item(), self.current_epoch + 1,
-                    batch_idx, terms, last,
+                    type(self.loss_object).__name__,
+                    loss.detach().item(),
+                    self.current_epoch + 1,
+                    batch_idx,
+                    terms,
+                    last,
                 )
             )
         return loss
