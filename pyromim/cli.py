@@ -283,7 +283,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not result.is_global_zero:
         return 0
     if result.metrics is not None:
-        print(f"\n{spec.name}, {objective}, seed {seed}: metrics on {(result.data.test or result.data.val).name}\n")
+        part = result.data.test or result.data.val
+        print(f"\n{spec.name}, {objective}, seed {seed}: metrics on {part.name if part else 'the data'}\n")
         print(metrics_table(result.metrics))
     print(f"run directory: {result.out_dir}  ({', '.join(sorted(p.name for p in result.plots)) or 'no plots'})")
     return 0

@@ -26,7 +26,7 @@ import csv
 import gzip
 import io
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from pyromim.data.dataset import KIND_SUPPORT, ArrayDataset, describe_values, in
 SUPPORTED_FORMATS = ".npy, .npz, .csv (optionally .gz), MNIST IDX files (optionally .gz)"
 
 # IDX type byte -> numpy big-endian dtype
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -51,7 +51,7 @@ class DataFileError(ValueError):
 
 
 def _open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if path.suffix == ".gz" else open(path, "rb")
 
 
 def _stem_suffix(path: Path) -> str:

@@ -105,7 +105,7 @@ def compare(
     spec = resolve_spec(spec)
     names = [objective_name(o) for o in (OBJECTIVES if objectives is None else objectives)]
     if len(set(names)) != len(names) or not names:
-        raise ValueError(f"objectives must be distinct and non-empty, got {list(objectives)}")
+        raise ValueError(f"objectives must be distinct and non-empty, got {names}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("give at least one seed")

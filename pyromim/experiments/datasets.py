@@ -35,7 +35,7 @@ def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
         return part
     if n < 1:
         return None
-    return part.subset(range(n))
+    return part.subset(list(range(n)))
 
 
 def _fit_shape(part: ArrayDataset | None, shape: tuple[int, ...]) -> ArrayDataset | None:
@@ -95,20 +95,21 @@ def prepare_data(
         data = spec.data.dataset
     splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **dict(data_options or {}))
     shape = tuple(spec.data.shape)
-    parts = {}
+    parts: dict[str, ArrayDataset | None] = {}
     for key, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         capped = _cap(getattr(splits, key), n)
         parts[key] = _fit_shape(capped, shape)
-        if parts[key] is not capped:
+        if capped is not None and parts[key] is not capped:
             logger.info(
                 "data %r: items of shape %s reshaped to the model's input shape %s",
                 capped.name,
                 capped.event_shape,
                 shape,
             )
-    if parts["train"] is None or len(parts["train"]) == 0:
+    train = parts["train"]
+    if train is None or len(train) == 0:
         raise DataMismatchError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
     for part in parts.values():
         if part is not None:
             check_spec_data(spec, part, likelihood)
-    return DataSplits(**parts)
+    return DataSplits(train, parts["val"], parts["test"])

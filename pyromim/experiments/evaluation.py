@@ -120,6 +120,7 @@ def evaluate_run(
 
     model, source, info = load_run_model(path)
     spec = model.spec
+    assert spec is not None  # models built from specs, and so loaded from run directories, carry theirs
     if data is None and info.get("data") not in (None, "DataSplits"):
         data = info["data"]
         data_options = data_options or info.get("data_options") or None

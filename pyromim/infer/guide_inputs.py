@@ -126,7 +126,9 @@ def _resolve(
     )
 
 
-def _scatter_into_full(original: Any, generated: torch.Tensor, site: dict, subsample_indices: dict) -> torch.Tensor:
+def _scatter_into_full(
+    original: Any, generated: torch.Tensor, site: dict, subsample_indices: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
     """Place a generated minibatch into a copy of the full data tensor when the
     guide receives the full data set and subsamples it itself."""
     if not isinstance(original, torch.Tensor) or original.dim() == 0:

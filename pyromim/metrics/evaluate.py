@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ def _knn5(
     if train_data is None:
         logger.info("knn5_accuracy: no training set given, using leave-one-out on the data")
         return knn_accuracy(z, labels, k=5)
+    assert train_labels is not None  # given with train_data (checked above)
     z_train = encode(guide, train_data, layout, "mean", memory_budget)
     return knn_accuracy(z_train, train_labels, z, labels, k=5)
 
@@ -89,7 +91,7 @@ def evaluate(
       NaN (logged) when ``labels`` is None.
     * ``recon_error``: mean ``||x - x_hat||`` through the posterior mean.
     """
-    budget = {"plate_name": plate_name, "memory_budget": memory_budget}
+    budget: dict[str, Any] = {"plate_name": plate_name, "memory_budget": memory_budget}
     ll = log_likelihood(model, guide, data, num_samples, **budget)
     layout = inspect_layout(None, guide, data, plate_name)
     subset = data[:ksg_max_points]

@@ -16,6 +16,7 @@ evaluates densities, it does not reweight a training objective.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import pyro
 import pyro.poutine as poutine
@@ -87,7 +88,7 @@ def importance_block(
 
 def sum_log_prob(sites: dict[str, dict], names: tuple[str, ...], layout: TraceLayout, num_data: int) -> torch.Tensor:
     """Sum of :func:`site_log_prob` over the named sites, shape ``(S, C)``."""
-    return sum(site_log_prob(n, sites[n], layout, num_data) for n in names)
+    return cast(torch.Tensor, sum(site_log_prob(n, sites[n], layout, num_data) for n in names))
 
 
 def log_weights(
@@ -112,7 +113,7 @@ class PosteriorMeanMessenger(Messenger):
     Requires each latent site's distribution to implement ``.mean``.
     """
 
-    def _pyro_sample(self, msg: dict) -> None:
+    def _pyro_sample(self, msg: Any) -> None:
         if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
             return
         try:

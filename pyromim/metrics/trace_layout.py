@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 import pyro.poutine as poutine
 import torch
@@ -51,7 +52,7 @@ class TraceLayout:
         return -(self.max_plate_nesting + 1)
 
 
-def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
+def sample_sites(trace: poutine.Trace) -> dict[str, Any]:
     trace = prune_subsample_sites(trace)
     return {name: site for name, site in trace.nodes.items() if site["type"] == "sample"}
 
@@ -152,7 +153,7 @@ def inspect_layout(
     name = find_data_plate(model, guide, data, plate_name)
     guide_sites, model_sites = run_pair(model, guide, data[:2])
     nesting = 0
-    data_dim = None
+    data_dim: int | None = None
     for site in [*guide_sites.values(), *model_sites.values()]:
         nesting = max(nesting, len(site["fn"].batch_shape))
         for frame in site["cond_indep_stack"]:
@@ -160,6 +161,8 @@ def inspect_layout(
                 nesting = max(nesting, -frame.dim)
                 if frame.name == name:
                     data_dim = frame.dim
+    if data_dim is None:  # find_data_plate found it among these very sites
+        raise RuntimeError(f"plate {name!r} vanished between two runs of the model/guide pair")
     latent = tuple(n for n, s in guide_sites.items() if not s["is_observed"])
     if not latent:
         raise ValueError("the guide samples no latent site; metrics need q(z|x) to sample z")

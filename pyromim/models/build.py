@@ -48,11 +48,11 @@ def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
     m = spec.model
     likelihood = make_likelihood(spec)
     features = likelihood.feature_shape
-    top_dim = m.top_latent_dim if m.levels == 2 else m.latent_dim
+    top_dim = m.top_latent_dim if m.levels == 2 and m.top_latent_dim is not None else m.latent_dim
     encoder = make_encoder(spec.encoder, features, top_dim, m.min_scale)
     decoder = make_decoder(spec.decoder, m.latent_dim, likelihood.param_shape)
     prior = make_prior(spec, top_dim, encoder, features)
-    extra = {}
+    extra: dict[str, GaussianNetwork] = {}
     if m.levels == 2:
         hidden = NetworkSpec(network="mlp", hidden=m.conditional_hidden, activation=spec.encoder.activation)
         extra = dict(

@@ -24,6 +24,8 @@ Conventions relied on by the objectives, training engine and metrics:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -35,6 +37,9 @@ from pyromim.decoder_mixture_marginal import DecoderMixtureMarginal
 from pyromim.likelihoods import Likelihood
 from pyromim.nn import GaussianNetwork
 from pyromim.priors import Prior
+
+if TYPE_CHECKING:
+    from pyromim.specs import ModelSpec
 
 
 class ParamStoreConflictError(RuntimeError):
@@ -76,9 +81,9 @@ class LatentVariableModel(PyroModule):
         self.encoder = encoder
         self.decoder = decoder
         self.levels = 1 if conditional_prior is None else 2
-        if self.levels == 2:
-            self.conditional_prior = conditional_prior
-            self.conditional_encoder = conditional_encoder
+        if conditional_prior is not None and conditional_encoder is not None:
+            self.conditional_prior: GaussianNetwork = conditional_prior
+            self.conditional_encoder: GaussianNetwork = conditional_encoder
             if latent_dim is None:
                 raise ValueError("a two-level model needs latent_dim (the size of z)")
         self.latent_dim = int(latent_dim if latent_dim is not None else prior.latent_dim)
@@ -87,7 +92,7 @@ class LatentVariableModel(PyroModule):
             if marginal_components > 0
             else None
         )
-        self.spec = None  # set by pyromim.build_model; needed by save_model
+        self.spec: ModelSpec | None = None  # set by pyromim.build_model; needed by save_model
         self._support_checked = False
         to_pyro_module_(self)
 

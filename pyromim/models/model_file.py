@@ -45,14 +45,15 @@ def save_model(model: LatentVariableModel, path: str | Path) -> None:
 
     The write is atomic: a reader (or a crash) sees the old file or the new one, never half of it.
     """
-    if getattr(model, "spec", None) is None:
+    spec = getattr(model, "spec", None)
+    if spec is None:
         raise ValueError(
             "save_model needs model.spec: build the model with pyromim.build_model(spec), "
             "or set model.spec to the ModelSpec it was made from"
         )
     from pyromim import __version__
 
-    spec_text, state = model.spec.to_toml(), model.state_dict()
+    spec_text, state = spec.to_toml(), model.state_dict()
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

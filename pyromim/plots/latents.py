@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,10 +11,13 @@ import torch
 from pyromim.data import ArrayDataset
 from pyromim.plots.figures import label_colours, pyplot, save
 
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
+
 
 @torch.no_grad()
 def plot_latent_space(
-    model: torch.nn.Module,
+    model: LatentVariableModel,
     data: ArrayDataset,
     path: str | Path,
     *,

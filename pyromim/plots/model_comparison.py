@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pyromim.plots.figures import label_colours, pyplot, save
 
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
+
 
 def plot_setting_runs(
-    models: Mapping[str, torch.nn.Module],
+    models: Mapping[str, LatentVariableModel],
     x: torch.Tensor,
     labels: torch.Tensor,
     path: str | Path,
@@ -25,9 +29,9 @@ def plot_setting_runs(
     from matplotlib.patches import Circle, Ellipse
 
     plt = pyplot()
-    x, labels = x[:max_points], labels[:max_points].numpy()
-    values, cmap = label_colours(labels)
-    colours = [cmap(values.index(int(v)) % cmap.N) for v in labels]
+    x, label_values = x[:max_points], labels[:max_points].numpy()
+    values, cmap = label_colours(label_values)
+    colours = [cmap(values.index(int(v)) % cmap.N) for v in label_values]
     fig, axes = plt.subplots(len(models), 2, figsize=(7.0, 3.1 * len(models)), squeeze=False)
     for row, (label, model) in zip(axes, models.items()):
         model.eval()
@@ -70,7 +74,7 @@ def plot_setting_runs(
 
 @torch.no_grad()
 def plot_image_model_rows(
-    models: Mapping[str, torch.nn.Module],
+    models: Mapping[str, LatentVariableModel],
     x: torch.Tensor,
     labels: torch.Tensor,
     shape: tuple[int, int],

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from pyromim.data import DataSplits
 from pyromim.plots.curves import plot_training_curves, read_metrics_csv
@@ -15,11 +14,14 @@ from pyromim.plots.images import image_shape, plot_reconstructions, plot_samples
 from pyromim.plots.latents import plot_latent_space
 from pyromim.specs import ModelSpec
 
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
+
 logger = logging.getLogger(__name__)
 
 
 def make_run_plots(
-    model: torch.nn.Module,
+    model: LatentVariableModel,
     spec: ModelSpec,
     data: DataSplits,
     out_dir: str | Path,

@@ -214,7 +214,7 @@ class ModelSpec:
 
     def to_toml(self) -> str:
         data = self.to_dict()
-        ordered = {k: data[k] for k in ("name", "description") if k in data}
+        ordered: dict[str, Any] = {k: data[k] for k in ("name", "description") if k in data}
         ordered.update({k: v for k, v in data.items() if k not in ordered})
         return toml_io.dumps(ordered)
 

@@ -19,10 +19,10 @@ import csv
 import importlib.util
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import pyro
@@ -101,7 +101,7 @@ class _TensorItems(torch.utils.data.Dataset):
 
 
 def _first_batch(data: torch.utils.data.Dataset, batch_size: int) -> torch.Tensor:
-    n = min(batch_size, len(data))
+    n = min(batch_size, len(cast(Sized, data)))
     return torch.stack([data[i] for i in range(n)])
 
 

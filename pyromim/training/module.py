@@ -137,7 +137,11 @@ class PyroLightningModule(pl.LightningModule):
             terms = reported or nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, x)
             # the unmonitored checkpoint callback holds the latest epoch's file
             last = next(
-                (cb.best_model_path for cb in self.trainer.checkpoint_callbacks if getattr(cb, "monitor", "") is None),
+                (
+                    getattr(cb, "best_model_path", "")
+                    for cb in self.trainer.checkpoint_callbacks
+                    if getattr(cb, "monitor", "") is None
+                ),
                 "",
             )
             raise NonFiniteLossError(
@@ -175,7 +179,7 @@ class PyroLightningModule(pl.LightningModule):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
         lr_config: dict[str, Any] = {"optimizer": optimizer}
         if self.lr_schedule == "noam":
-            steps_per_epoch = math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1))
+            steps_per_epoch = math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs or 1, 1))
             scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, NoamFactor(self.lr_warmup_epochs * steps_per_epoch)
             )
