@@ -9,7 +9,9 @@ layer), ``latent_dim``, ``min_scale``, ``standardize`` (spec changes); ``inverse
 joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
 ``measure``: ``"paper"`` (:func:`paper.paper_metrics.paper_metrics`, default)
 or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
-importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs).
+importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs). Every key
+that names a :class:`pyromim.experiments.RunConfig` field (``lr``, ``batch_size``,
+``devices`` ...) sets that field.
 
 :func:`measure` trains and measures one task and returns its *record*: the
 task plus ``metrics``, ``epochs_completed``, ``stopped_early`` and ``seconds``
@@ -34,9 +36,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyromim.experiments import objective_label, render_table, seed_summary, write_json
+from pyromim.experiments import RunConfig, objective_label, render_table, seed_summary, write_json
 
 logger = logging.getLogger(__name__)
+
+#: Task keys that are :class:`pyromim.experiments.RunConfig` fields.
+RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
 def task_spec(task: Mapping[str, Any]) -> Any:
@@ -87,21 +92,10 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
         from pyromim.metrics import marginal_entropy
 
         full = task.get("measure", "paper") == "evaluate"
-        result = run(
-            task_spec(task),
-            out_dir=task["run_dir"],
-            objective=task["objective"],
-            inverse_h=bool(task.get("inverse_h", False)),
-            seed=int(task["seed"]),
-            epochs=task.get("epochs"),
-            n_train=task.get("n_train"),
-            n_val=task.get("n_val"),
-            n_test=task.get("n_test"),
-            evaluate=full,
-            num_samples=int(task.get("num_samples", 1000)),
-            plots=bool(task.get("plots", False)),
-            progress=False,
-        )
+        # the task's keys that name run settings (objective, seed, epochs, caps, ...) set them
+        settings = {key: task[key] for key in RUN_SETTINGS if key in task}
+        config = RunConfig(evaluate=full, plots=False, progress=False).replace(**settings)
+        result = run(task_spec(task), config, out_dir=task["run_dir"])
         if full:
             metrics = dict(result.metrics or {})
             metrics["h_q_x"] = marginal_entropy(result.model.model, result.model.guide, result.data.test.x).entropy

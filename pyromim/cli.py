@@ -240,8 +240,11 @@ def _devices(value: str) -> int | str:
         raise UsageError(f"--devices must be a number or 'auto', got {value!r}") from None
 
 
-def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(
+def _run_config(args: argparse.Namespace) -> Any:
+    """The :class:`~pyromim.experiments.RunConfig` the options describe (each option sets the field of its name)."""
+    from pyromim.experiments import RunConfig
+
+    return RunConfig().replace(
         data=args.data,
         data_options=_data_options(args) or None,
         epochs=args.epochs,
@@ -279,7 +282,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out is None and args.resume:
         out = run_directory(args.resume)
     out = Path(out) if out else Path("runs") / spec.name / f"{objective}-seed{seed}"
-    result = run(spec, objective=objective, seed=seed, out_dir=out, resume=args.resume, **_run_options(args))
+    result = run(spec, _run_config(args), objective=objective, seed=seed, out_dir=out, resume=args.resume)
     if not result.is_global_zero:
         return 0
     if result.metrics is not None:
@@ -339,7 +342,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         objectives=objectives,
         seeds=list(range(first, first + args.seeds)),
         out_dir=out,
-        **_run_options(args),
+        plots=not args.no_plots,
+        config=_run_config(args),
     )
     if not result.is_global_zero:
         return 0

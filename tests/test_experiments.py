@@ -248,3 +248,21 @@ def test_run_has_a_param_store_of_its_own(tmp_path):
     run("toy4", out_dir=tmp_path / "r", **{**TINY, "epochs": 1}, plots=False)
     assert list(pyro.get_param_store().keys()) == ["callers_own_param"]
     assert pyro.param("callers_own_param") is keep
+
+
+def test_run_config_is_validated_and_changed_by_name(tmp_path, no_training):
+    from pyromim.experiments import RunConfig
+
+    config = RunConfig(epochs=7, lr=3e-4)
+    assert config.replace(seed=3).seed == 3 and config.replace(seed=3).epochs == 7
+    with pytest.raises(TypeError, match="unknown run setting 'epoch'; did you mean 'epochs'"):
+        config.replace(epoch=3)
+    with pytest.raises(SpecError, match="'n_train' must be an int >= 1, got 0"):
+        config.replace(n_train=0)
+    with pytest.raises(SpecError, match="'objective': unknown objective 'sgd'"):
+        config.replace(objective="sgd")
+    # run takes the config, and keywords by the same names override it
+    with pytest.raises(FitCalled):
+        run("toy4", config, out_dir=tmp_path, objective="elbo", patience=0)
+    assert type(no_training["loss"]) is Trace_ELBO and no_training["epochs"] == 7 and no_training["lr"] == 3e-4
+    assert no_training["patience"] is None

@@ -6,6 +6,7 @@ process (each run has a Pyro param store of its own and leaves the caller's as i
 """
 
 from pyromim.experiments.comparison import CompareResult, compare, seed_summary, summarise
+from pyromim.experiments.config import RunConfig
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
 from pyromim.experiments.report import comparison_table, metrics_table, render_table, write_json
@@ -16,6 +17,7 @@ __all__ = [
     "OBJECTIVES",
     "CompareResult",
     "EvaluationResult",
+    "RunConfig",
     "RunResult",
     "compare",
     "comparison_table",

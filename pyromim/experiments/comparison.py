@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pyromim.experiments.config import RunConfig
 from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
 from pyromim.experiments.runner import run
 from pyromim.infer.objectives import OBJECTIVES, objective_label, objective_name
@@ -90,6 +91,7 @@ def compare(
     objectives: Sequence[str] | None = None,
     seeds: int | Sequence[int] = 3,
     plots: bool = True,
+    config: RunConfig | None = None,
     **run_options: Any,
 ) -> CompareResult:
     """Train ``spec`` with each objective and seed, then tabulate mean and std over seeds.
@@ -97,8 +99,10 @@ def compare(
     :param objectives: names among ``elbo``, ``amim``, ``mim``.
     :param seeds: a count ``N`` (seeds ``0 .. N-1``) or explicit seeds.
     :param plots: write each run's plots and the comparison figure.
-    :param run_options: passed to every :func:`pyromim.experiments.run` call
-        (``data``, ``epochs``, ``n_train``, ``devices``, ``progress`` ...).
+    :param config: the runs' settings (:class:`~pyromim.experiments.RunConfig`);
+        each run's ``objective`` and ``seed`` come from ``objectives`` and ``seeds``.
+    :param run_options: :class:`~pyromim.experiments.RunConfig` fields by name, overriding
+        ``config``'s (``data``, ``epochs``, ``n_train``, ``devices``, ``progress`` ...).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -116,6 +120,7 @@ def compare(
         logger.info("run %d/%d: %s, seed %d", i + 1, total, objective_label(objective), seed)
         result = run(
             spec,
+            config,
             objective=objective,
             seed=seed,
             out_dir=out_dir / objective / f"seed{seed}",
