@@ -9,6 +9,7 @@ error and exit status 2, a failed training (non-finite loss) with status 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -241,26 +242,24 @@ def _devices(value: str) -> int | str:
 
 
 def _run_config(args: argparse.Namespace) -> Any:
-    """The :class:`~pyromim.experiments.RunConfig` the options describe (each option sets the field of its name)."""
+    """The :class:`~pyromim.experiments.RunConfig` the options describe.
+
+    Every option named like a field (``--n-train`` sets ``n_train``) sets it;
+    ``objective``, ``seed`` and ``resume`` are each command's own, and the
+    options below are translated.
+    """
     from pyromim.experiments import RunConfig
 
+    own = {"objective", "seed", "resume", "devices", "data_options", "progress", "plots"}
+    by_name = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(RunConfig)
+        if field.name not in own and getattr(args, field.name, None) is not None
+    }
     return RunConfig().replace(
-        data=args.data,
+        **by_name,
         data_options=_data_options(args) or None,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_epochs=args.warmup_epochs,
-        patience=args.patience,
-        q_x=args.q_x,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
-        num_samples=args.num_samples,
         devices=_devices(args.devices),
-        strategy=args.strategy,
-        accelerator=args.accelerator,
-        num_nodes=args.num_nodes,
         progress=not args.no_progress,
         plots=not args.no_plots,
     )
