@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from pyromim.metrics import log_likelihood
-from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.likelihood import pareto_k
 from pyromim.metrics.per_datum import log_weights
+from pyromim.metrics.trace_layout import inspect_layout
 
 PIXELS, LATENT, HIDDEN = 784, 20, 200
 
@@ -113,22 +113,29 @@ def main() -> None:
         few = max(1, n // 20)
         t_double, _ = timed(lambda: per_datum_per_sample_loop(vae, x[:few], s))
         t_double *= n / few
-        print(f"log_likelihood: {pixels}-pixel Bernoulli VAE ({latent}-D latent), N={n}, S={s}, "
-              f"torch threads {torch.get_num_threads()}")
+        print(
+            f"log_likelihood: {pixels}-pixel Bernoulli VAE ({latent}-D latent), N={n}, S={s}, "
+            f"torch threads {torch.get_num_threads()}"
+        )
         print(f"  per-datum, per-sample loop : {t_double:7.2f} s   (timed on {few} data, scaled to N)")
-        print(f"  per-datum loop, samples vectorised : {t_loop:7.2f} s   "
-              f"NLL {-looped.mean().item():.2f} nats")
-        print(f"  log_likelihood, data and samples vectorised : {t_vec:7.2f} s   "
-              f"NLL {result.nll:.2f} nats (k>0.7 fraction {result.khat_bad_fraction:.2f})")
+        print(f"  per-datum loop, samples vectorised : {t_loop:7.2f} s   NLL {-looped.mean().item():.2f} nats")
+        print(
+            f"  log_likelihood, data and samples vectorised : {t_vec:7.2f} s   "
+            f"NLL {result.nll:.2f} nats (k>0.7 fraction {result.khat_bad_fraction:.2f})"
+        )
         print(f"  speed-up over the per-datum, per-sample loop : {t_double / t_vec:.1f}x")
         print(f"  speed-up over the per-datum loop             : {t_loop / t_vec:.1f}x")
     pairs = n * s
-    print(f"peak resident-set growth, N={n} x S={s} = {pairs} pairs "
-          f"(unchunked logits alone: {pairs * PIXELS * 4 / 2**20:.0f} MiB):")
+    print(
+        f"peak resident-set growth, N={n} x S={s} = {pairs} pairs "
+        f"(unchunked logits alone: {pairs * PIXELS * 4 / 2**20:.0f} MiB):"
+    )
     for budget_mib in (16, 64, 256, 1024):
         out = subprocess.run(
             [sys.executable, __file__, "--peak", str(n), str(s), str(budget_mib * 2**20)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         print(f"  memory_budget {budget_mib:5d} MiB -> peak +{int(out.stdout) / 1024:7.1f} MiB")
 

@@ -53,8 +53,10 @@ def main():
                 svi.step(x)
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["Trace_ELBO"])
-    print(f"median step time relative to Trace_ELBO ({base * 1e3:.2f} ms), batch {args.batch}, "
-          f"{args.rounds} rounds of {args.steps} steps")
+    print(
+        f"median step time relative to Trace_ELBO ({base * 1e3:.2f} ms), batch {args.batch}, "
+        f"{args.rounds} rounds of {args.steps} steps"
+    )
     for name, values in times.items():
         print(f"  {name:14s} {statistics.median(values) / base:5.2f}x")
 

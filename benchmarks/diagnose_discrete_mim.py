@@ -59,8 +59,11 @@ def make_loss(name: str):
 def param_groups(lvm) -> dict[str, list[torch.Tensor]]:
     groups: dict[str, list[torch.Tensor]] = {"encoder": [], "decoder": [], "prior": []}
     for name, p in lvm.named_parameters():
-        key = "encoder" if name.startswith(("encoder", "conditional_encoder")) else (
-            "prior" if name.startswith(("prior", "conditional_prior")) else "decoder")
+        key = (
+            "encoder"
+            if name.startswith(("encoder", "conditional_encoder"))
+            else ("prior" if name.startswith(("prior", "conditional_prior")) else "decoder")
+        )
         groups[key].append(p)
     return {k: v for k, v in groups.items() if v}
 
@@ -99,8 +102,9 @@ def gradient_snr(loss, lvm, x, draws: int) -> dict[str, float]:
             loss.baselines = dict(saved)  # the same baseline for every draw
         surrogate.backward()
         for k, params in groups.items():
-            samples[k].append(torch.cat([
-                (p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params]))
+            samples[k].append(
+                torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+            )
     lvm.zero_grad(set_to_none=True)
     out = {}
     for k, gs in samples.items():
@@ -111,9 +115,18 @@ def gradient_snr(loss, lvm, x, draws: int) -> dict[str, float]:
     return out
 
 
-def train(spec: str, config: str, seed: int, epochs: int, warmup: int, snr_epochs: set[int],
-          snr_draws: int, evaluate_samples: int, pseudo_inputs_from_data: bool = False,
-          encoder_scales: bool = False) -> dict:
+def train(
+    spec: str,
+    config: str,
+    seed: int,
+    epochs: int,
+    warmup: int,
+    snr_epochs: set[int],
+    snr_draws: int,
+    evaluate_samples: int,
+    pseudo_inputs_from_data: bool = False,
+    encoder_scales: bool = False,
+) -> dict:
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     lvm = build_model(spec)
@@ -153,11 +166,25 @@ def train(spec: str, config: str, seed: int, epochs: int, warmup: int, snr_epoch
         history.append(row)
     seconds = time.perf_counter() - start
     lvm.eval()
-    metrics = evaluate(lvm.model, lvm.guide, splits.test.x, splits.test.labels, train_x, splits.train.labels,
-                       num_samples=evaluate_samples)
+    metrics = evaluate(
+        lvm.model,
+        lvm.guide,
+        splits.test.x,
+        splits.test.labels,
+        train_x,
+        splits.train.labels,
+        num_samples=evaluate_samples,
+    )
     metrics["consistency"] = consistency(lvm, 5000)
-    return {"spec": spec, "config": config, "seed": seed, "epochs": epochs, "seconds": seconds,
-            "metrics": metrics, "history": history}
+    return {
+        "spec": spec,
+        "config": config,
+        "seed": seed,
+        "epochs": epochs,
+        "seconds": seconds,
+        "metrics": metrics,
+        "history": history,
+    }
 
 
 def main(argv=None) -> None:
@@ -170,25 +197,43 @@ def main(argv=None) -> None:
     parser.add_argument("--snr-epochs", default="", help="comma-separated epochs at which to measure gradient SNR")
     parser.add_argument("--snr-draws", type=int, default=64)
     parser.add_argument("--num-samples", type=int, default=500, help="importance samples for the test NLL")
-    parser.add_argument("--pseudo-inputs-from-data", action="store_true",
-                        help="VampPrior: start the pseudo-inputs at random training items")
-    parser.add_argument("--encoder-scales", action="store_true",
-                        help="VampPrior: components with the encoder's scales (the original VampPrior) "
-                             "instead of learned ones")
+    parser.add_argument(
+        "--pseudo-inputs-from-data",
+        action="store_true",
+        help="VampPrior: start the pseudo-inputs at random training items",
+    )
+    parser.add_argument(
+        "--encoder-scales",
+        action="store_true",
+        help="VampPrior: components with the encoder's scales (the original VampPrior) instead of learned ones",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     snr_epochs = {int(e) for e in args.snr_epochs.split(",") if e}
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for config in args.configs.split(","):
-            r = train(args.spec, config, seed, args.epochs, args.warmup, snr_epochs, args.snr_draws,
-                      args.num_samples, args.pseudo_inputs_from_data, args.encoder_scales)
+            r = train(
+                args.spec,
+                config,
+                seed,
+                args.epochs,
+                args.warmup,
+                snr_epochs,
+                args.snr_draws,
+                args.num_samples,
+                args.pseudo_inputs_from_data,
+                args.encoder_scales,
+            )
             results.append(r)
             m = r["metrics"]
             last = r["history"][-1]
-            print(f"{args.spec} {config:14s} seed {seed}: nll {m['nll']:.2f} mi_agg {m['mi_aggregate']:.2f} "
-                  f"AU {m['active_units']} knn5 {m['knn5_accuracy']:.3f} recon {m['recon_error']:.2f} "
-                  f"consistency {m['consistency']:.3f} ({r['seconds']:.0f} s)", flush=True)
+            print(
+                f"{args.spec} {config:14s} seed {seed}: nll {m['nll']:.2f} mi_agg {m['mi_aggregate']:.2f} "
+                f"AU {m['active_units']} knn5 {m['knn5_accuracy']:.3f} recon {m['recon_error']:.2f} "
+                f"consistency {m['consistency']:.3f} ({r['seconds']:.0f} s)",
+                flush=True,
+            )
             snrs = [(h["epoch"], h["snr"]) for h in r["history"] if "snr" in h]
             for epoch, snr in snrs:
                 print(f"    SNR at epoch {epoch}: " + ", ".join(f"{k} {v:.3g}" for k, v in snr.items()))
@@ -196,7 +241,9 @@ def main(argv=None) -> None:
                 print("    terms at the end: " + "; ".join(f"{k} {v:.2f}" for k, v in last["terms"].items()))
             if args.out:
                 with open(args.out, "w") as f:
-                    json.dump(results, f, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else o)
+                    json.dump(
+                        results, f, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else o
+                    )
 
 
 if __name__ == "__main__":

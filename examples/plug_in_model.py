@@ -91,9 +91,7 @@ def main() -> None:
     results = {}
     for name, loss in [("ELBO", Trace_ELBO()), ("MIM", Trace_MIM())]:
         train(loss, x_train, steps, args.seed, name)
-        results[name] = evaluate(
-            model, guide, x_test, y_test, x_train, y_train, num_samples=num_samples
-        )
+        results[name] = evaluate(model, guide, x_test, y_test, x_train, y_train, num_samples=num_samples)
         idata = to_inference_data(model, guide, x_test, num_samples=200, num_chains=2)
         print(f"\n{name}: az.summary of the first two wines' latent draws")
         print(az.summary(idata, var_names=["z"], coords={"datum": [0, 1]}, kind="stats").to_string())

@@ -9,6 +9,7 @@ error and exit status 2, a failed training (non-finite loss) with status 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -36,28 +37,41 @@ examples:
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--data", metavar="NAME|PATH",
-                       help="built-in data set (toy4, toy4_20, digits, digits_continuous) or a file "
-                            "(.npy, .npz, .csv, MNIST IDX, optionally .gz); default: the spec's own")
+    group.add_argument(
+        "--data",
+        metavar="NAME|PATH",
+        help="built-in data set (toy4, toy4_20, digits, digits_continuous) or a file "
+        "(.npy, .npz, .csv, MNIST IDX, optionally .gz); default: the spec's own",
+    )
     group.add_argument("--labels", metavar="PATH", help="file of integer labels, one per item (for a data file)")
     group.add_argument("--binarize", type=float, metavar="T", help="map file values > T to 1 and the rest to 0")
     group.add_argument("--label-column", metavar="NAME|INDEX", help="CSV column holding the labels")
-    group.add_argument("--seed", type=int, default=None, help="seed of data split, initialisation and training (default 0)")
+    group.add_argument(
+        "--seed", type=int, default=None, help="seed of data split, initialisation and training (default 0)"
+    )
 
 
 def _cap_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("quick runs")
     for part in ("train", "val", "test"):
         group.add_argument(f"--n-{part}", type=int, metavar="N", help=f"use at most N {part} items")
-    group.add_argument("--num-samples", type=int, default=1000, metavar="S",
-                       help="importance samples per item for the test NLL (default 1000)")
+    group.add_argument(
+        "--num-samples",
+        type=int,
+        default=1000,
+        metavar="S",
+        help="importance samples per item for the test NLL (default 1000)",
+    )
 
 
 def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True) -> None:
     group = parser.add_argument_group("training (defaults: the spec's [training] table)")
     if objective:
-        group.add_argument("--objective", choices=("elbo", "amim", "mim"),
-                           help="elbo: Trace_ELBO (VAE); amim: asymmetric MIM; mim: symmetric MIM")
+        group.add_argument(
+            "--objective",
+            choices=("elbo", "amim", "mim"),
+            help="elbo: Trace_ELBO (VAE); amim: asymmetric MIM; mim: symmetric MIM",
+        )
     group.add_argument("--epochs", type=int, metavar="N", help="maximum number of epochs")
     group.add_argument("--batch-size", type=int, metavar="B")
     group.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of the Noam schedule")
@@ -65,8 +79,12 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
     group.add_argument("--patience", type=int, metavar="N", help="early stopping patience in epochs (0: off)")
     group.add_argument("--q-x", choices=("marginal", "data", "learned"), help="log q(x) estimate of the MIM objectives")
     devices = parser.add_argument_group("devices")
-    devices.add_argument("--devices", default="1", metavar="N",
-                         help="number of devices (processes on CPU, GPUs where present), or 'auto'")
+    devices.add_argument(
+        "--devices",
+        default="1",
+        metavar="N",
+        help="number of devices (processes on CPU, GPUs where present), or 'auto'",
+    )
     devices.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
     devices.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (default auto)")
     devices.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines taking part (default 1)")
@@ -87,13 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     verbosity = common.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    verbosity.add_argument("-v", "--verbose", action="store_true",
-                           help="also log Lightning's messages, and show tracebacks of errors")
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", help="also log Lightning's messages, and show tracebacks of errors"
+    )
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,compare}", required=True)
 
-    train = sub.add_parser("train", parents=[common], help="train one model from a spec, evaluate it, write plots",
-                           description="Train SPEC on its data (or --data), then write checkpoints, metrics.csv, "
-                                       "metrics.json, model.pt, spec.toml, run.json and plots into --out.")
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train one model from a spec, evaluate it, write plots",
+        description="Train SPEC on its data (or --data), then write checkpoints, metrics.csv, "
+        "metrics.json, model.pt, spec.toml, run.json and plots into --out.",
+    )
     train.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
     _training_arguments(train)
     _data_arguments(train)
@@ -101,24 +124,41 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", metavar="DIR", help="run directory (default runs/SPEC/OBJECTIVE-seedS)")
     train.add_argument("--resume", metavar="CKPT", help="continue from a last.ckpt (default --out: its run directory)")
 
-    evaluate = sub.add_parser("evaluate", parents=[common], help="evaluate a trained run and print its metrics",
-                              description="Evaluate a run directory, its model.pt or a training checkpoint "
-                                          "on the test part of its data (or --data) and write the metrics as JSON.")
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="evaluate a trained run and print its metrics",
+        description="Evaluate a run directory, its model.pt or a training checkpoint "
+        "on the test part of its data (or --data) and write the metrics as JSON.",
+    )
     evaluate.add_argument("path", metavar="RUN_DIR_OR_CKPT")
     _data_arguments(evaluate)
     evaluate.add_argument("--split", choices=("test", "val", "train"), default="test", help="part to evaluate")
     evaluate.add_argument("--n-train", type=int, metavar="N", help="use at most N training items (KNN)")
     evaluate.add_argument("--n-test", type=int, metavar="N", help="evaluate at most N items")
-    evaluate.add_argument("--num-samples", type=int, default=1000, metavar="S",
-                          help="importance samples per item for the NLL (default 1000)")
+    evaluate.add_argument(
+        "--num-samples",
+        type=int,
+        default=1000,
+        metavar="S",
+        help="importance samples per item for the NLL (default 1000)",
+    )
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
 
-    compare = sub.add_parser("compare", parents=[common], help="train several objectives over several seeds and compare them",
-                             description="Train SPEC with each objective and seed; print mean and std over seeds "
-                                         "and write compare.json, compare.md and compare.png into --out.")
+    compare = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="train several objectives over several seeds and compare them",
+        description="Train SPEC with each objective and seed; print mean and std over seeds "
+        "and write compare.json, compare.md and compare.png into --out.",
+    )
     compare.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
-    compare.add_argument("--objectives", default="elbo,amim,mim", metavar="LIST",
-                         help="comma-separated objectives among elbo, amim, mim (default all three)")
+    compare.add_argument(
+        "--objectives",
+        default="elbo,amim,mim",
+        metavar="LIST",
+        help="comma-separated objectives among elbo, amim, mim (default all three)",
+    )
     compare.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per objective: --seed .. --seed+N-1")
     _training_arguments(compare, objective=False)
     _data_arguments(compare)
@@ -133,10 +173,21 @@ def _version() -> str:
     return __version__
 
 
-_QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero",
-                  "lightning.fabric.utilities.rank_zero", "arviz", "arviz.preview")
-_QUIET_WARNINGS = (r".*treespec.*", r".*Experiment logs directory .* exists and is not empty.*",
-                   r".*does not have many workers.*", r".*Checkpoint directory .* exists and is not empty.*")
+_QUIET_LOGGERS = (
+    "lightning",
+    "lightning.pytorch",
+    "lightning.fabric",
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+    "arviz",
+    "arviz.preview",
+)
+_QUIET_WARNINGS = (
+    r".*treespec.*",
+    r".*Experiment logs directory .* exists and is not empty.*",
+    r".*does not have many workers.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+)
 
 
 @contextmanager
@@ -177,7 +228,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         column = args.label_column
         options["label_column"] = int(column) if column.lstrip("-").isdigit() else column
     if options and args.data is None:
-        raise ValueError("--labels, --binarize and --label-column apply to a data file: give it with --data PATH")
+        raise UsageError("--labels, --binarize and --label-column apply to a data file: give it with --data PATH")
     return options
 
 
@@ -187,17 +238,30 @@ def _devices(value: str) -> int | str:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"--devices must be a number or 'auto', got {value!r}") from None
+        raise UsageError(f"--devices must be a number or 'auto', got {value!r}") from None
 
 
-def _run_options(args: argparse.Namespace) -> dict[str, Any]:
-    return dict(
-        data=args.data, data_options=_data_options(args) or None,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_epochs=args.warmup_epochs,
-        patience=args.patience, q_x=args.q_x,
-        n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, num_samples=args.num_samples,
-        devices=_devices(args.devices), strategy=args.strategy, accelerator=args.accelerator,
-        num_nodes=args.num_nodes, progress=not args.no_progress, plots=not args.no_plots,
+def _run_config(args: argparse.Namespace) -> Any:
+    """The :class:`~pyromim.experiments.RunConfig` the options describe.
+
+    Every option named like a field (``--n-train`` sets ``n_train``) sets it;
+    ``objective``, ``seed`` and ``resume`` are each command's own, and the
+    options below are translated.
+    """
+    from pyromim.experiments import RunConfig
+
+    own = {"objective", "seed", "resume", "devices", "data_options", "progress", "plots"}
+    by_name = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(RunConfig)
+        if field.name not in own and getattr(args, field.name, None) is not None
+    }
+    return RunConfig().replace(
+        **by_name,
+        data_options=_data_options(args) or None,
+        devices=_devices(args.devices),
+        progress=not args.no_progress,
+        plots=not args.no_plots,
     )
 
 
@@ -206,8 +270,8 @@ def _spec_name(spec: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from pyromim.experiments import metrics_table, run
-    from pyromim.experiments.objectives import objective_name
+    from pyromim.experiments import metrics_table, run, run_directory
+    from pyromim.infer.objectives import objective_name
     from pyromim.specs import resolve_spec
 
     spec = resolve_spec(args.spec)
@@ -215,33 +279,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed = 0 if args.seed is None else args.seed
     out = args.out
     if out is None and args.resume:
-        ckpt = Path(args.resume)
-        out = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        out = run_directory(args.resume)
     out = Path(out) if out else Path("runs") / spec.name / f"{objective}-seed{seed}"
-    result = run(spec, objective=objective, seed=seed, out_dir=out, resume=args.resume, **_run_options(args))
+    result = run(spec, _run_config(args), objective=objective, seed=seed, out_dir=out, resume=args.resume)
     if not result.is_global_zero:
         return 0
     if result.metrics is not None:
-        print(f"\n{spec.name}, {objective}, seed {seed}: metrics on {(result.data.test or result.data.val).name}\n")
+        part = result.data.test or result.data.val
+        print(f"\n{spec.name}, {objective}, seed {seed}: metrics on {part.name if part else 'the data'}\n")
         print(metrics_table(result.metrics))
     print(f"run directory: {result.out_dir}  ({', '.join(sorted(p.name for p in result.plots)) or 'no plots'})")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from pyromim.experiments import evaluate_run, metrics_table, write_json
+    from pyromim.experiments import evaluate_run, metrics_table, run_directory, write_json
 
     result = evaluate_run(
-        args.path, data=args.data, data_options=_data_options(args) or None, split=args.split, seed=args.seed,
-        n_train=args.n_train, n_test=args.n_test, num_samples=args.num_samples,
+        args.path,
+        data=args.data,
+        data_options=_data_options(args) or None,
+        split=args.split,
+        seed=args.seed,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        num_samples=args.num_samples,
     )
-    path = Path(args.path)
-    run_dir = path if path.is_dir() else (path.parent.parent if path.parent.name == "checkpoints" else path.parent)
-    out = Path(args.json) if args.json else run_dir / "evaluation.json"
-    write_json(out, {
-        "source": result.source, "data": result.data_name, "n_items": result.n_items,
-        "num_samples": args.num_samples, "metrics": result.metrics,
-    })
+    out = Path(args.json) if args.json else run_directory(args.path) / "evaluation.json"
+    write_json(
+        out,
+        {
+            "source": result.source,
+            "data": result.data_name,
+            "n_items": result.n_items,
+            "num_samples": args.num_samples,
+            "metrics": result.metrics,
+        },
+    )
     print(f"\n{result.spec.name}: metrics on {result.data_name} ({result.n_items} items), from {result.source}\n")
     print(metrics_table(result.metrics))
     print(f"wrote {out}")
@@ -250,14 +324,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pyromim.experiments import compare
+    from pyromim.infer.objectives import objective_name
 
-    objectives = [o for o in args.objectives.split(",") if o.strip()]
+    try:
+        objectives = [objective_name(o) for o in args.objectives.split(",") if o.strip()]
+    except ValueError as err:
+        raise UsageError(f"--objectives: {err}") from None
+    if not objectives or len(set(objectives)) != len(objectives):
+        raise UsageError(f"--objectives must name distinct objectives, got {args.objectives!r}")
     if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     first = 0 if args.seed is None else args.seed
     out = Path(args.out) if args.out else Path("runs") / _spec_name(args.spec) / "compare"
-    result = compare(args.spec, objectives=objectives, seeds=list(range(first, first + args.seeds)),
-                     out_dir=out, **_run_options(args))
+    result = compare(
+        args.spec,
+        objectives=objectives,
+        seeds=list(range(first, first + args.seeds)),
+        out_dir=out,
+        plots=not args.no_plots,
+        config=_run_config(args),
+    )
     if not result.is_global_zero:
         return 0
     n = len(result.runs) // max(len(result.summary), 1)
@@ -270,14 +356,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare}
 
 
+class UsageError(Exception):
+    """A command-line option that cannot work (reported in one line, exit status 2)."""
+
+
+#: The optional dependencies and the extra that installs each.
+_EXTRAS = {
+    "lightning": "train",
+    "sklearn": "metrics",
+    "scipy": "metrics",
+    "arviz": "metrics",
+    "matplotlib": "plots",
+    "tqdm": "all",
+}
+
+
+def _missing_extra(err: ImportError) -> str | None:
+    """The pyromim extra that installs the module ``err`` could not import, if it is one."""
+    return _EXTRAS.get((err.name or "").split(".")[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Errors in what the user gave (a spec, data, a checkpoint, a path, an option)
+    are reported in one line with status 2, a diverging training run with status
+    1, a missing optional dependency with the extra to install (status 2); any
+    other exception is a bug and propagates with its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from pyromim.data import DataFileError, DataMismatchError
+    from pyromim.infer import GuideInputsError, NonFiniteLossError
+    from pyromim.likelihoods import DataSupportError
     from pyromim.models import CheckpointError
-    from pyromim.training import NonFiniteLossError
 
+    user_errors = (
+        UsageError,
+        SpecError,
+        DataMismatchError,
+        DataFileError,
+        DataSupportError,
+        CheckpointError,
+        GuideInputsError,
+        FileNotFoundError,
+    )
     try:
         with _logging_for(args):
             return COMMANDS[args.command](args)
@@ -286,10 +409,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"pyromim {args.command}: training failed: {err}", file=sys.stderr)
         return 1
-    except (SpecError, DataMismatchError, DataFileError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except user_errors as err:
         if args.verbose:
             raise
         print(f"pyromim {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:
+        extra = _missing_extra(err)
+        if extra is None or args.verbose:
+            raise
+        module = (err.name or "").split(".")[0]
+        print(
+            f"pyromim {args.command} needs {module}, which is not installed: "
+            f"install pyromim[{extra}] (pip install 'pyromim[{extra}]')",
+            file=sys.stderr,
+        )
         return 2
 
 

@@ -19,9 +19,17 @@ categorical            integers 0 .. V-1           V logits
 poisson                integers >= 0               log-rate
 negative_binomial      integers >= 0               log total count, logit
 =====================  ==========================  =====================================
+
+:data:`LIKELIHOODS` is the registry a spec's ``[model] likelihood`` names: the
+spec's validation reads each class's ``spec_kinds`` (the ``[data] kind`` values
+it may be paired with) and the data checks its ``support_kind``; the model
+builder calls :meth:`Likelihood.from_spec`.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -30,7 +38,7 @@ from torch import nn
 from torch.nn.functional import one_hot
 
 from pyromim.distributions import DiscretizedLogistic
-from pyromim.nn.gaussian import floored_scale
+from pyromim.nn.gaussian import DEFAULT_MIN_SCALE, floored_scale, resolve_min_scale
 
 
 class DataSupportError(ValueError):
@@ -56,14 +64,26 @@ def _suggest_for(x: torch.Tensor) -> str:
 
 
 class Likelihood(PyroModule):
-    """Base class. Subclasses set ``name`` and ``n_params`` and implement ``distribution``."""
+    """Base class. Subclasses set ``name`` and ``n_params`` and implement ``distribution``.
+
+    ``support_kind`` is the data kind (:data:`pyromim.data.DATA_KINDS`) whose
+    values the likelihood scores; ``spec_kinds`` the ``[data] kind`` values a
+    spec may pair it with (``support_kind`` first).
+    """
 
     name: str = ""
     n_params: int = 1
+    support_kind: str = "continuous"
+    spec_kinds: tuple[str, ...] = ("continuous",)
 
     def __init__(self, data_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.data_shape = tuple(int(s) for s in data_shape)
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Likelihood:
+        """The likelihood a :class:`~pyromim.specs.ModelSpec` asks for (data shape from ``[data] shape``)."""
+        return cls(tuple(spec.data.shape))
 
     @property
     def event_dims(self) -> int:
@@ -84,10 +104,10 @@ class Likelihood(PyroModule):
         return x.to(torch.get_default_dtype()) if not x.is_floating_point() else x
 
     def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
-        if params.shape[params.dim() - len(self.param_shape):] != self.param_shape:
+        if params.shape[params.dim() - len(self.param_shape) :] != self.param_shape:
             raise ValueError(
                 f"{self.name} likelihood: decoder output has trailing shape "
-                f"{tuple(params.shape[-len(self.param_shape):])}, expected {self.param_shape}"
+                f"{tuple(params.shape[-len(self.param_shape) :])}, expected {self.param_shape}"
             )
         base = self.distribution(params)
         return base.to_event(self.event_dims) if self.event_dims else base
@@ -104,7 +124,7 @@ class Likelihood(PyroModule):
 
     def check_support(self, x: torch.Tensor) -> None:
         """Raise :class:`DataSupportError` naming a fitting likelihood if ``x`` is outside the support."""
-        if x.shape[x.dim() - self.event_dims:] != self.data_shape:
+        if x.shape[x.dim() - self.event_dims :] != self.data_shape:
             raise DataSupportError(
                 f"{self.name} likelihood expects data of shape (..., {', '.join(map(str, self.data_shape))}), "
                 f"got {tuple(x.shape)}"
@@ -134,6 +154,8 @@ class BernoulliLikelihood(Likelihood):
 
     name = "bernoulli"
     support_text = "exactly 0 or 1"
+    support_kind = "binary"
+    spec_kinds = ("binary",)
 
     def distribution(self, params):
         return dist.Bernoulli(logits=params.squeeze(params.dim() - self.event_dims - 1))
@@ -148,9 +170,9 @@ class GaussianLikelihood(Likelihood):
     :param scale: ``"fixed"`` (``sigma = fixed_scale``), ``"learned"`` (one
         learned ``sigma`` per data element, shared by all data) or
         ``"per_datum"`` (the decoder outputs ``raw`` per element and
-        ``sigma = exp(raw) + exp(min_logvar / 2)``, the reference code's
+        ``sigma = exp(raw) + min_scale``, the reference code's
         floored scale, see :mod:`pyromim.nn.gaussian`). The ``"learned"``
-        log-variance is clamped at ``min_logvar``.
+        standard deviation is clamped at ``min_scale``.
     :param standardize: the networks work in standardised units: the encoder
         sees ``(x - shift) / spread`` and the decoder's ``(mu, sigma)`` are mapped
         back as ``(shift + spread * mu, spread * sigma)``, so every density stays
@@ -162,21 +184,36 @@ class GaussianLikelihood(Likelihood):
 
     name = "gaussian"
     support_text = "finite real numbers"
+    support_kind = "continuous"
+    spec_kinds = ("continuous", "binary", "grey")
     SCALES = ("fixed", "learned", "per_datum")
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Likelihood:
+        m = spec.model
+        return cls(
+            tuple(spec.data.shape),
+            m.likelihood_scale,
+            m.likelihood_fixed_scale,
+            m.min_scale,
+            standardize=spec.data.standardize,
+        )
 
     def __init__(
         self,
         data_shape: tuple[int, ...],
         scale: str = "per_datum",
         fixed_scale: float = 1.0,
-        min_logvar: float = -6.0,
+        min_scale: float = DEFAULT_MIN_SCALE,
         standardize: bool = False,
+        *,
+        min_logvar: float | None = None,
     ) -> None:
         super().__init__(data_shape)
         if scale not in self.SCALES:
             raise ValueError(f"gaussian likelihood: scale must be one of {self.SCALES}, got {scale!r}")
         self.scale_mode = scale
-        self.min_logvar = float(min_logvar)
+        self.min_scale = resolve_min_scale(min_scale, min_logvar, "gaussian likelihood")
         self.n_params = 2 if scale == "per_datum" else 1
         if scale == "fixed":
             if fixed_scale <= 0:
@@ -233,9 +270,9 @@ class GaussianLikelihood(Likelihood):
         if self.scale_mode == "fixed":
             return self.fixed_scale
         if self.scale_mode == "learned":
-            return torch.exp(0.5 * self.logvar.clamp(min=self.min_logvar))
+            return torch.exp(0.5 * self.logvar.clamp(min=2.0 * math.log(self.min_scale)))
         raw = self._split(params, 2, self.event_dims)[1]
-        return floored_scale(raw, self.min_logvar)
+        return floored_scale(raw, self.min_scale)
 
     def distribution(self, params):
         loc = self._split(params, self.n_params, self.event_dims)[0]
@@ -258,6 +295,8 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     name = "discretized_logistic"
     n_params = 2
+    support_kind = "grey"
+    spec_kinds = ("grey",)
 
     def __init__(self, data_shape: tuple[int, ...], n_bins: int = 256, min_logscale: float = -7.0) -> None:
         super().__init__(data_shape)
@@ -287,6 +326,12 @@ class CategoricalLikelihood(Likelihood):
     """
 
     name = "categorical"
+    support_kind = "tokens"
+    spec_kinds = ("tokens",)
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Likelihood:
+        return cls(tuple(spec.data.shape), spec.data.vocab_size)
 
     def __init__(self, data_shape: tuple[int, ...], vocab_size: int) -> None:
         super().__init__(data_shape)
@@ -315,6 +360,8 @@ class CategoricalLikelihood(Likelihood):
 
 class _CountLikelihood(Likelihood):
     support_text = "non-negative integers"
+    support_kind = "counts"
+    spec_kinds = ("counts",)
 
     def encoder_input(self, x):
         return torch.log1p(x.to(torch.get_default_dtype()))
@@ -348,6 +395,7 @@ class NegativeBinomialLikelihood(_CountLikelihood):
         return dist.NegativeBinomial(total_count=log_r.clamp(-10.0, 10.0).exp(), logits=logits)
 
 
+#: The likelihoods a spec can name, by name (the spec's validation, the data checks and the builder read this).
 LIKELIHOODS: dict[str, type[Likelihood]] = {
     cls.name: cls
     for cls in (
@@ -359,3 +407,16 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
         NegativeBinomialLikelihood,
     )
 }
+
+
+__all__ = [
+    "LIKELIHOODS",
+    "BernoulliLikelihood",
+    "CategoricalLikelihood",
+    "DataSupportError",
+    "DiscretizedLogisticLikelihood",
+    "GaussianLikelihood",
+    "Likelihood",
+    "NegativeBinomialLikelihood",
+    "PoissonLikelihood",
+]

@@ -11,11 +11,17 @@ any Pyro program and broadcasts under plates and vectorised particles::
 All samples are reparameterised (``rsample``), including those of the
 mixtures, so the decoder side of symmetric MIM can pass gradients through
 ``z ~ p(z)`` into the prior's parameters.
+
+:data:`PRIORS` is the registry of priors a spec can name (``[model] prior``):
+both the spec's validation and :func:`pyromim.build_model` read it, so a new
+prior is a :class:`Prior` subclass with a ``name`` (and, if its constructor
+takes more than ``latent_dim``, a :meth:`Prior.from_spec`) plus one entry here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -33,7 +39,12 @@ def _inverse_softplus(y: float) -> float:
 
 
 class Prior(PyroModule):
-    """Base class: ``forward()`` returns ``p(z)`` with ``event_shape == (latent_dim,)``."""
+    """Base class: ``forward()`` returns ``p(z)`` with ``event_shape == (latent_dim,)``.
+
+    Subclasses set ``name`` (the spec's word for them, ``[model] prior``).
+    """
+
+    name: str = ""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -41,12 +52,23 @@ class Prior(PyroModule):
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         self.latent_dim = int(latent_dim)
 
+    @classmethod
+    def from_spec(cls, spec: Any, latent_dim: int, encoder: EncoderFn, input_shape: tuple[int, ...]) -> Prior:
+        """The prior a :class:`~pyromim.specs.ModelSpec` asks for, over ``latent_dim`` dimensions.
+
+        :param encoder: the model's Gaussian encoder (priors defined through it, such as the VampPrior).
+        :param input_shape: shape of one encoder input.
+        """
+        return cls(latent_dim)
+
     def forward(self) -> dist.TorchDistribution:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class StandardNormalPrior(Prior):
     """``p(z) = N(0, I)``: the fixed anchor of the MIM paper's toy experiments."""
+
+    name = "normal"
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__(latent_dim)
@@ -58,6 +80,8 @@ class StandardNormalPrior(Prior):
 
 class LearnedGaussianPrior(Prior):
     """``p(z) = N(mu, diag(sigma^2))`` with learned ``mu`` and ``sigma = softplus(rho)``."""
+
+    name = "learned_normal"
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__(latent_dim)
@@ -76,6 +100,12 @@ class MixturePrior(Prior):
     reparameterisation, see :class:`~pyromim.distributions.DiagonalNormalMixture`).
     """
 
+    name = "mixture"
+
+    @classmethod
+    def from_spec(cls, spec: Any, latent_dim: int, encoder: EncoderFn, input_shape: tuple[int, ...]) -> Prior:
+        return cls(latent_dim, spec.model.prior_components)
+
     def __init__(
         self,
         latent_dim: int,
@@ -88,9 +118,7 @@ class MixturePrior(Prior):
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         self.logits = nn.Parameter(torch.zeros(n_components))
         self.locs = nn.Parameter(init_spread * torch.randn(n_components, self.latent_dim))
-        self.raw_scales = nn.Parameter(
-            torch.full((n_components, self.latent_dim), _inverse_softplus(init_scale))
-        )
+        self.raw_scales = nn.Parameter(torch.full((n_components, self.latent_dim), _inverse_softplus(init_scale)))
 
     def forward(self) -> DiagonalNormalMixture:
         return DiagonalNormalMixture(self.locs, softplus(self.raw_scales), self.logits)
@@ -130,6 +158,12 @@ class VampPrior(Prior):
     """
 
     COMPONENT_SCALES = ("learned", "encoder")
+    name = "vampprior"
+
+    @classmethod
+    def from_spec(cls, spec: Any, latent_dim: int, encoder: EncoderFn, input_shape: tuple[int, ...]) -> Prior:
+        init_mean = 0.5 if spec.data.kind in ("binary", "grey") else 0.0  # pseudo-inputs amid pixel values
+        return cls(latent_dim, spec.model.prior_components, input_shape, encoder, init_mean=init_mean)
 
     def __init__(
         self,
@@ -151,13 +185,9 @@ class VampPrior(Prior):
                 f"got {component_scale!r}"
             )
         self.component_scale = component_scale
-        self.pseudo_inputs = nn.Parameter(
-            init_mean + init_std * torch.randn(n_components, *input_shape)
-        )
+        self.pseudo_inputs = nn.Parameter(init_mean + init_std * torch.randn(n_components, *input_shape))
         if component_scale == "learned":
-            self.raw_scales = nn.Parameter(
-                torch.full((n_components, latent_dim), _inverse_softplus(1.0))
-            )
+            self.raw_scales = nn.Parameter(torch.full((n_components, latent_dim), _inverse_softplus(1.0)))
         self.register_buffer("logits", torch.zeros(n_components))
         object.__setattr__(self, "_encoder", encoder)  # a reference, not a submodule
 
@@ -172,3 +202,12 @@ class VampPrior(Prior):
         if self.component_scale == "learned":
             scale = softplus(self.raw_scales)
         return DiagonalNormalMixture(loc, scale, self.logits)
+
+
+#: The priors a spec can name, by name (the spec's validation and the model builder both read this).
+PRIORS: dict[str, type[Prior]] = {
+    cls.name: cls for cls in (StandardNormalPrior, LearnedGaussianPrior, MixturePrior, VampPrior)
+}
+
+
+__all__ = ["PRIORS", "LearnedGaussianPrior", "MixturePrior", "Prior", "StandardNormalPrior", "VampPrior"]

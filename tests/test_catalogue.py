@@ -37,8 +37,15 @@ LOSSES = {
 
 def test_catalogue_is_not_empty_and_has_the_promised_specs():
     names = set(available_specs())
-    assert {"toy4", "toy4_20", "digits_normal", "digits_mixture", "digits_vampprior",
-            "mnist_hvae_vampprior", "counts_negbin"} <= names
+    assert {
+        "toy4",
+        "toy4_20",
+        "digits_normal",
+        "digits_mixture",
+        "digits_vampprior",
+        "mnist_hvae_vampprior",
+        "counts_negbin",
+    } <= names
     assert catalogue_dir().name in ("models", "catalogue")
 
 

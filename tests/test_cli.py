@@ -18,7 +18,19 @@ from pyromim.metrics import EVALUATE_KEYS
 from pyromim.specs.toml_io import loads
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "2", "--n-train", "256", "--n-val", "128", "--n-test", "128", "--num-samples", "20", "--no-progress"]
+TINY = [
+    "--epochs",
+    "2",
+    "--n-train",
+    "256",
+    "--n-val",
+    "128",
+    "--n-test",
+    "128",
+    "--num-samples",
+    "20",
+    "--no-progress",
+]
 
 
 def subprocess_env():
@@ -62,9 +74,18 @@ def test_parser_lists_the_three_subcommands():
 
 
 def test_train_writes_outputs_and_prints_the_metrics(trained, capsys):
-    for name in ("metrics.json", "spec.toml", "model.pt", "run.json", "metrics.csv",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-                 "training_curves.png", "latent_space.png", "data_reconstructions.png"):
+    for name in (
+        "metrics.json",
+        "spec.toml",
+        "model.pt",
+        "run.json",
+        "metrics.csv",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "training_curves.png",
+        "latent_space.png",
+        "data_reconstructions.png",
+    ):
         assert (trained / name).is_file(), name
     metrics = json.loads((trained / "metrics.json").read_text())
     assert list(metrics) == list(EVALUATE_KEYS) and all(math.isfinite(v) for v in metrics.values())
@@ -99,9 +120,28 @@ def test_resume_through_the_cli_ends_like_an_uninterrupted_run(tmp_path):
 
 def test_compare_prints_side_by_side_table(tmp_path, capsys):
     out = tmp_path / "cmp"
-    args = ["compare", "toy4", "--objectives", "elbo,mim", "--seeds", "2", "--out", str(out),
-            "--epochs", "1", "--n-train", "128", "--n-val", "64", "--n-test", "64", "--num-samples", "10",
-            "--no-progress", "--no-plots"]  # the figure is checked in test_experiments.py
+    args = [
+        "compare",
+        "toy4",
+        "--objectives",
+        "elbo,mim",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--n-train",
+        "128",
+        "--n-val",
+        "64",
+        "--n-test",
+        "64",
+        "--num-samples",
+        "10",
+        "--no-progress",
+        "--no-plots",
+    ]  # the figure is checked in test_experiments.py
     assert main(args) == 0
     printed = capsys.readouterr().out
     header = next(line for line in printed.splitlines() if line.startswith("metric"))
@@ -130,7 +170,9 @@ def test_bad_data_file_is_named(tmp_path, capsys):
     bad.write_bytes(b"this is not an array")
     code, err = run_error(["train", "toy4", "--data", str(bad), "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "broken.npy" in err and "could not read" in err
-    code, err = run_error(["train", "toy4", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")], capsys)
+    code, err = run_error(
+        ["train", "toy4", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 2 and "neither a built-in data set" in err
 
 
@@ -153,14 +195,50 @@ def test_evaluate_of_a_directory_that_is_no_run(tmp_path, capsys):
     assert code == 2 and "not a run directory" in err
 
 
+def test_an_internal_bug_is_not_reported_as_a_user_error(tmp_path, monkeypatch):
+    import pyromim.experiments
+
+    def broken_run(*args, **kwargs):
+        raise ValueError("an internal bug")  # not a spec, data, checkpoint or option error
+
+    monkeypatch.setattr(pyromim.experiments, "run", broken_run)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["train", "toy4", "--out", str(tmp_path)])
+
+
+def test_bad_objective_list_is_a_usage_error(tmp_path, capsys):
+    code, err = run_error(["compare", "toy4", "--objectives", "elbo,sgd", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--objectives" in err and "unknown objective 'sgd'" in err
+    code, err = run_error(["compare", "toy4", "--objectives", "mim,mim", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "distinct" in err
+
+
+def test_train_without_the_training_extra_says_which_extra_to_install(tmp_path):
+    # a base install (no extras): lightning cannot be imported
+    code = (
+        "import sys; sys.modules['lightning'] = None; from pyromim.cli import main; "
+        f"sys.exit(main(['train', 'toy4', '--out', {str(tmp_path)!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    assert "install pyromim[train]" in done.stderr and "Traceback" not in done.stderr
+
+
 # ---------------------------------------------------------------- as a program
 
 
 def test_console_script_trains(tmp_path):
     out = tmp_path / "run"
     command = pyromim_command()
-    done = subprocess.run([*command, "train", "toy4", "--out", str(out), *TINY, "--no-plots"],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*command, "train", "toy4", "--out", str(out), *TINY, "--no-plots"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "knn5_accuracy" in done.stdout
     assert "[pyromim] finished after 2 epochs" in done.stderr
@@ -172,9 +250,27 @@ def test_console_script_trains(tmp_path):
 def test_two_process_cpu_ddp_through_the_cli(tmp_path):
     out = tmp_path / "ddp"
     done = subprocess.run(
-        [*pyromim_command(), "train", "toy4", "--objective", "mim", "--devices", "2", "--strategy", "ddp",
-         "--accelerator", "cpu", "--out", str(out), *TINY, "--no-plots"],
-        env=subprocess_env(), capture_output=True, text=True, timeout=300,
+        [
+            *pyromim_command(),
+            "train",
+            "toy4",
+            "--objective",
+            "mim",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "--accelerator",
+            "cpu",
+            "--out",
+            str(out),
+            *TINY,
+            "--no-plots",
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("knn5_accuracy") == 1  # only global rank 0 reports

@@ -1,4 +1,4 @@
-"""Smoke tests: every example's --quick mode runs to the end and writes its outputs."""
+"""Smoke tests: every example's and paper experiment's --quick mode runs to the end and writes its outputs."""
 
 import json
 import math
@@ -13,10 +13,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_example(name, *args, timeout=300):
+    """``examples/<name>`` as a script, or ``paper.<module>`` (``"paper.digits"``) as a module from the root."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+    command = ["-m", name] if name.startswith("paper.") else [str(ROOT / "examples" / name)]
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name), *args],
-        capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT,
+        [sys.executable, *command, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -44,7 +50,7 @@ def _results(folder):
 
 @pytest.mark.parametrize("name", ["toy_expressiveness", "toy_bottleneck", "entropy_ablation"])
 def test_toy_sweep_examples_quick(tmp_path, name):
-    out = run_example(f"{name}.py", "--quick", "--out", str(tmp_path))
+    out = run_example(f"paper.{name}", "--quick", "--out", str(tmp_path))
     data = _results(tmp_path)
     assert len(data["runs"]) == 4  # 2 settings x 2 objectives x 1 seed
     keys = {"mi_ksg", "h_q_x", "recon_error", "knn5_accuracy", "recon_error_sampled", "knn5_accuracy_sampled"}
@@ -59,23 +65,24 @@ def test_toy_sweep_examples_quick(tmp_path, name):
     assert (tmp_path / "results.json").stat().st_size < 20_000
     if name == "toy_expressiveness":  # --replot redraws tables and figures without training
         (tmp_path / "panels.png").unlink()
-        replotted = run_example(f"{name}.py", "--replot", str(tmp_path / "results.json"))
+        replotted = run_example(f"paper.{name}", "--replot", str(tmp_path / "results.json"))
         assert (tmp_path / "panels.png").stat().st_size > 5000 and "| 5 | MIM |" in replotted
         assert len(_results(tmp_path)["runs"]) == 4
 
 
 def test_digits_quick(tmp_path):
-    out = run_example("digits.py", "--quick", "--out", str(tmp_path))
+    out = run_example("paper.digits", "--quick", "--out", str(tmp_path))
     data = _results(tmp_path)
-    assert {r["objective"] for r in data["runs"]} == {"elbo", "amim", "mim"}
-    assert all({"nll", "mi_ksg", "knn5_accuracy", "h_q_x"} <= set(r["metrics"]) for r in data["runs"])
+    assert {r["objective"] for r in data["runs"]} == {"elbo", "amim", "mim", "mim_score"}
+    assert all({"nll", "mi_ksg", "knn5_accuracy", "consistency", "h_q_x"} <= set(r["metrics"]) for r in data["runs"])
     assert (tmp_path / "digits_normal.png").stat().st_size > 5000 and "A-MIM" in out
 
 
 def test_reproduce_paper_driver_quick_in_worker_processes(tmp_path):
     # the pool path: two spawned workers, results appended per run, figures at the end
-    out = run_example("reproduce_paper.py", "--quick", "--jobs", "2", "--only", "entropy_ablation",
-                      "--out", str(tmp_path))
+    out = run_example(
+        "paper.reproduce_paper", "--quick", "--jobs", "2", "--only", "entropy_ablation", "--out", str(tmp_path)
+    )
     folder = tmp_path / "entropy_ablation"
     assert len(_results(folder)["runs"]) == 4 and "entropy_ablation 4/4" in out
     assert (folder / "panels.png").exists() and "MIM - H" in (tmp_path / "results.md").read_text()

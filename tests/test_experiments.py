@@ -13,6 +13,7 @@ from pyromim.data import DataMismatchError, toy4
 from pyromim.experiments import (
     OBJECTIVES,
     compare,
+    compared_objectives,
     evaluate_run,
     make_loss,
     objective_name,
@@ -55,8 +56,13 @@ def toy_run(tmp_path_factory):
 
 def test_objective_names_and_losses():
     model = build_model("toy4")
-    assert OBJECTIVES == ("elbo", "amim", "mim")
-    assert objective_name("VAE") == "elbo"
+    assert tuple(OBJECTIVES) == ("elbo", "amim", "mim", "mim_score")
+    assert compared_objectives() == ("elbo", "amim", "mim")
+    assert make_loss("mim_score", model).decoder_gradient == "score"
+    assert make_loss("mim", model).decoder_gradient == "detach"
+    assert objective_name("ELBO") == "elbo"
+    with pytest.warns(DeprecationWarning, match="'elbo'"):
+        assert objective_name("VAE") == "elbo"
     assert type(make_loss("elbo", model)) is Trace_ELBO
     amim, mim = make_loss("amim", model, q_x="data"), make_loss("mim", model)
     assert isinstance(amim, Trace_MIM) and amim.symmetric is False and amim.q_x == "data"
@@ -70,7 +76,7 @@ def test_objective_names_and_losses():
 
 
 def test_run_defaults_are_the_spec_reference_settings(tmp_path, no_training):
-    # `train toy4` with no flags: DESIGN.md section 2's reference run (symmetric MIM,
+    # `train toy4` with no flags: the MIM paper's reference run (symmetric MIM,
     # batch 128, lr 1e-3, 3 warm-up epochs, patience 3, up to 200 epochs, 10,000 points per split)
     with pytest.raises(FitCalled):
         run("toy4", out_dir=tmp_path)
@@ -89,7 +95,7 @@ def test_overrides_go_into_the_written_spec(tmp_path, no_training):
     assert type(no_training["loss"]) is Trace_ELBO
     assert no_training["patience"] is None  # 0 turns early stopping off
     t = ModelSpec.load(tmp_path / "spec.toml").training
-    assert (t.objective, t.epochs, t.lr) == ("vae", 7, 3e-4)
+    assert (t.objective, t.epochs, t.lr) == ("elbo", 7, 3e-4)  # one word for the ELBO, in the spec too
     with pytest.raises(TypeError, match="unknown training settings"):
         training_spec("toy4", momentum=0.9)
 
@@ -145,9 +151,18 @@ def test_caps_keep_the_first_items():
 
 def test_run_writes_the_run_directory(toy_run):
     out = toy_run.out_dir
-    for name in ("spec.toml", "model.pt", "metrics.json", "run.json", "metrics.csv",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-                 "training_curves.png", "latent_space.png", "data_reconstructions.png"):
+    for name in (
+        "spec.toml",
+        "model.pt",
+        "metrics.json",
+        "run.json",
+        "metrics.csv",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "training_curves.png",
+        "latent_space.png",
+        "data_reconstructions.png",
+    ):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics) == list(EVALUATE_KEYS)
@@ -198,8 +213,13 @@ def test_summarise_mean_and_sample_std():
 
 
 def test_compare_writes_table_json_markdown_and_figure(tmp_path):
-    result = compare("toy4", objectives=["elbo", "mim"], seeds=2, out_dir=tmp_path,
-                     **{**TINY, "epochs": 1, "n_train": 128, "n_val": 64, "n_test": 64})
+    result = compare(
+        "toy4",
+        objectives=["elbo", "mim"],
+        seeds=2,
+        out_dir=tmp_path,
+        **{**TINY, "epochs": 1, "n_train": 128, "n_val": 64, "n_test": 64},
+    )
     assert [(r["objective"], r["seed"]) for r in result.runs] == [("elbo", 0), ("elbo", 1), ("mim", 0), ("mim", 1)]
     saved = json.loads((tmp_path / "compare.json").read_text())
     assert saved["objectives"] == ["elbo", "mim"] and saved["seeds"] == [0, 1]
@@ -211,3 +231,42 @@ def test_compare_writes_table_json_markdown_and_figure(tmp_path):
     assert "VAE (ELBO)" in result.table and "±" in result.table
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     assert (tmp_path / "mim" / "seed1" / "metrics.json").is_file()
+
+
+def test_run_directory_and_seed_summary_helpers(tmp_path):
+    from pyromim.experiments import run_directory, seed_summary
+
+    (tmp_path / "checkpoints").mkdir()
+    assert run_directory(tmp_path) == tmp_path
+    assert run_directory(tmp_path / "checkpoints" / "last.ckpt") == tmp_path
+    assert run_directory(tmp_path / "model.pt") == tmp_path
+    s = seed_summary([1.0, 2.0, None, float("nan"), 4.0])
+    assert (s["mean"], s["n"]) == (7 / 3, 3) and math.isclose(s["std"], np.std([1, 2, 4], ddof=1))
+    assert math.isnan(seed_summary([1.0])["std"]) and math.isnan(seed_summary([])["mean"])
+
+
+def test_run_has_a_param_store_of_its_own(tmp_path):
+    import pyro
+
+    keep = pyro.param("callers_own_param", torch.tensor(3.0))
+    run("toy4", out_dir=tmp_path / "r", **{**TINY, "epochs": 1}, plots=False)
+    assert list(pyro.get_param_store().keys()) == ["callers_own_param"]
+    assert pyro.param("callers_own_param") is keep
+
+
+def test_run_config_is_validated_and_changed_by_name(tmp_path, no_training):
+    from pyromim.experiments import RunConfig
+
+    config = RunConfig(epochs=7, lr=3e-4)
+    assert config.replace(seed=3).seed == 3 and config.replace(seed=3).epochs == 7
+    with pytest.raises(TypeError, match="unknown run setting 'epoch'; did you mean 'epochs'"):
+        config.replace(epoch=3)
+    with pytest.raises(SpecError, match="'n_train' must be an int >= 1, got 0"):
+        config.replace(n_train=0)
+    with pytest.raises(SpecError, match="'objective': unknown objective 'sgd'"):
+        config.replace(objective="sgd")
+    # run takes the config, and keywords by the same names override it
+    with pytest.raises(FitCalled):
+        run("toy4", config, out_dir=tmp_path, objective="elbo", patience=0)
+    assert type(no_training["loss"]) is Trace_ELBO and no_training["epochs"] == 7 and no_training["lr"] == 3e-4
+    assert no_training["patience"] is None

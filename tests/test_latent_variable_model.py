@@ -23,8 +23,9 @@ def _small_hier():
     m = spec.model
     spec = spec.replace(
         data=type(spec.data)(kind="binary", shape=[1, 8, 8]),
-        model=type(m)(**{**m.__dict__, "prior_components": 5, "latent_dim": 3, "top_latent_dim": 2,
-                         "conditional_hidden": [16]}),
+        model=type(m)(
+            **{**m.__dict__, "prior_components": 5, "latent_dim": 3, "top_latent_dim": 2, "conditional_hidden": [16]}
+        ),
     )
     return pyromim.build_model(spec)
 
@@ -49,7 +50,10 @@ def test_two_level_sites():
     model_tr = pyro.poutine.trace(pyro.poutine.replay(model.model, trace=guide_tr)).get_trace(x)
     assert guide_tr.nodes["z2"]["value"].shape == (4, 2)
     assert guide_tr.nodes["z"]["value"].shape == (4, 3)
-    assert {n for n, s in model_tr.nodes.items() if s["type"] == "sample" and not s["is_observed"] and n != "data"} == {"z2", "z"}
+    assert {n for n, s in model_tr.nodes.items() if s["type"] == "sample" and not s["is_observed"] and n != "data"} == {
+        "z2",
+        "z",
+    }
     assert model_tr.observation_nodes == ["x"]
 
 
@@ -67,7 +71,9 @@ def test_vectorised_particles_with_elbo_match_average_of_single_particles():
     model = pyromim.build_model("toy4")
     x = torch.randn(6, 2)
     pyro.set_rng_seed(1)
-    vec = Trace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1).loss(model.model, model.guide, x)
+    vec = Trace_ELBO(num_particles=4000, vectorize_particles=True, max_plate_nesting=1).loss(
+        model.model, model.guide, x
+    )
     pyro.set_rng_seed(2)
     single = sum(Trace_ELBO().loss(model.model, model.guide, x) for _ in range(400)) / 400
     # Both estimate the same expectation; their difference is dominated by the
@@ -90,8 +96,8 @@ def test_encoder_logvar_floor():
     with torch.no_grad():
         model.encoder.head.linear.bias[2:] = -100.0
     _, scale = model.posterior(torch.zeros(3, 2))
-    floor = model.spec.model.min_logvar  # the toy spec's reference floor, 2 ln 1e-6
-    torch.testing.assert_close(scale, torch.full((3, 2), math.exp(floor / 2)), rtol=1e-4, atol=0.0)
+    floor = model.spec.model.min_scale  # the toy spec's reference floor, 1e-6
+    torch.testing.assert_close(scale, torch.full((3, 2), floor), rtol=1e-4, atol=0.0)
 
 
 def test_support_check_on_first_use():
@@ -112,8 +118,10 @@ def test_two_models_with_the_same_names_are_caught():
 
 def test_learned_marginal_matches_explicit_mixture_and_trains_with_trace_mim():
     spec = resolve_spec("toy4")
-    spec = spec.replace(model=type(spec.model)(**{**spec.model.__dict__, "marginal_components": 4}),
-                        training=type(spec.training)(**{**spec.training.__dict__, "q_x": "learned"}))
+    spec = spec.replace(
+        model=type(spec.model)(**{**spec.model.__dict__, "marginal_components": 4}),
+        training=type(spec.training)(**{**spec.training.__dict__, "q_x": "learned"}),
+    )
     model = pyromim.build_model(spec)
     x = torch.randn(5, 2)
     log_q = model.marginal(x=x)

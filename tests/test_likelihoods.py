@@ -38,7 +38,7 @@ def test_bernoulli_matches_torch():
 
 @pytest.mark.parametrize("mode", ["fixed", "learned", "per_datum"])
 def test_gaussian_matches_closed_form(mode):
-    lik = GaussianLikelihood(SHAPE, scale=mode, fixed_scale=0.7, min_logvar=-6.0).double()
+    lik = GaussianLikelihood(SHAPE, scale=mode, fixed_scale=0.7, min_scale=math.exp(-3.0)).double()
     p = _params(lik)
     x = torch.randn(4, *SHAPE, dtype=torch.float64)
     if mode == "fixed":
@@ -55,7 +55,7 @@ def test_gaussian_matches_closed_form(mode):
 
 
 def test_gaussian_per_datum_logvar_floor():
-    lik = GaussianLikelihood((1,), scale="per_datum", min_logvar=-6.0)
+    lik = GaussianLikelihood((1,), scale="per_datum", min_scale=math.exp(-3.0))
     p = torch.tensor([[[0.0], [-50.0]]])
     assert lik(p).base_dist.scale.item() == pytest.approx(math.exp(-3.0))
     p = torch.tensor([[[0.0], [0.5]]])
@@ -157,7 +157,12 @@ def test_support_check_names_the_wrong_shape():
 
 def test_registry_names_match_classes():
     assert set(LIKELIHOODS) == {
-        "bernoulli", "gaussian", "discretized_logistic", "categorical", "poisson", "negative_binomial",
+        "bernoulli",
+        "gaussian",
+        "discretized_logistic",
+        "categorical",
+        "poisson",
+        "negative_binomial",
     }
 
 

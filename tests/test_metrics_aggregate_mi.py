@@ -6,7 +6,7 @@ import torch
 
 from pyromim.metrics import mutual_information
 from pyromim.metrics.aggregate_mi import _log_mixture
-from pyromim.metrics.data_plate import inspect_layout
+from pyromim.metrics.trace_layout import inspect_layout
 
 
 def gaussian_encoder(scale):
@@ -55,9 +55,7 @@ def test_blockwise_mixture_equals_a_dense_computation():
     layout = inspect_layout(None, hierarchical_guide, x)
     blocks = _log_mixture(hierarchical_guide, x, draws, layout, data_chunk=5, draw_chunk=4)
     z1, z2 = draws["z1"][:, None], draws["z2"][:, None]  # (draws, 1, 2) against data (23, 2)
-    dense = (
-        dist.Normal(x, 0.5).log_prob(z1).sum(-1) + dist.Normal(z1 * x, 0.3).log_prob(z2).sum(-1)
-    )
+    dense = dist.Normal(x, 0.5).log_prob(z1).sum(-1) + dist.Normal(z1 * x, 0.3).log_prob(z2).sum(-1)
     assert torch.allclose(blocks, torch.logsumexp(dense.double(), 1), atol=1e-5)
 
 

@@ -2,10 +2,10 @@ import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
+from metrics_models import autoencoder, learned_params  # noqa: F401 (pytest fixtures)
 
 from pyromim.metrics import to_inference_data
 from pyromim.metrics.arviz_export import load_arviz
-from metrics_models import autoencoder, learned_params  # noqa: F401 (pytest fixtures)
 
 
 @pytest.fixture

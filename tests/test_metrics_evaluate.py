@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from metrics_models import autoencoder, learned_params  # noqa: F401 (pytest fixtures)
 
 from pyromim.metrics import (
     EVALUATE_KEYS,
@@ -11,8 +12,6 @@ from pyromim.metrics import (
     knn_accuracy,
     reconstruction_error,
 )
-
-from metrics_models import autoencoder, learned_params  # noqa: F401 (pytest fixtures)
 
 
 def test_keys_and_deterministic_entries(autoencoder, caplog):
@@ -58,9 +57,7 @@ def test_knn_uses_the_training_set_when_given(autoencoder):
         num_samples=10,
     )
     # posterior means are [x / 2, 0]: the classifier sees the same geometry as x
-    assert result["knn5_accuracy"] == pytest.approx(
-        knn_accuracy(x_train / 2, y_train, x_test / 2, y_test), abs=1e-12
-    )
+    assert result["knn5_accuracy"] == pytest.approx(knn_accuracy(x_train / 2, y_train, x_test / 2, y_test), abs=1e-12)
     assert result["knn5_accuracy"] > 0.9
 
 
@@ -127,9 +124,7 @@ def test_mim_training_raises_mutual_information_over_the_elbo():
         for _ in range(20):
             for batch in data[:1400][torch.randperm(1400)].split(128):
                 svi.step(batch)
-        results[name] = evaluate(
-            model, guide, data[1400:], labels[1400:], data[:1400], labels[:1400], num_samples=200
-        )
+        results[name] = evaluate(model, guide, data[1400:], labels[1400:], data[:1400], labels[:1400], num_samples=200)
     # seen once: aggregate MI 3.1 (MIM) vs 2.0 (ELBO) nats, KSG 3.8 vs 2.0; the paper's
     # claim is a large gap, so require 0.5 nats on both estimators
     assert results["mim"]["mi_aggregate"] > results["elbo"]["mi_aggregate"] + 0.5

@@ -4,10 +4,10 @@ import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from metrics_models import linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
 
 from pyromim.metrics import log_likelihood
 from pyromim.metrics.likelihood import pareto_k
-from metrics_models import linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
 
 
 def test_exact_posterior_proposal_gives_exact_marginal_with_constant_weights(linear_gaussian):
@@ -53,9 +53,7 @@ def test_nested_plates_reduce_to_one_value_per_datum(pixel_gaussian):
 
 def test_small_memory_budget_chunks_without_changing_the_answer(pixel_gaussian):
     x = torch.randn(30, pixel_gaussian.D)
-    tiny = log_likelihood(
-        pixel_gaussian.model, pixel_gaussian.exact_guide, x, 40, memory_budget=2000
-    )
+    tiny = log_likelihood(pixel_gaussian.model, pixel_gaussian.exact_guide, x, 40, memory_budget=2000)
     assert torch.allclose(tiny.per_datum.float(), pixel_gaussian.log_marginal(x), atol=1e-4)
 
 

@@ -1,9 +1,9 @@
 import math
 
 import torch
+from metrics_models import LinearGaussian, linear_gaussian  # noqa: F401 (pytest fixture)
 
 from pyromim.metrics import marginal_entropy
-from metrics_models import LinearGaussian, linear_gaussian  # noqa: F401 (pytest fixture)
 
 
 def test_exact_posterior_gives_the_exact_data_entropy_estimate(linear_gaussian):

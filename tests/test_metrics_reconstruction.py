@@ -3,9 +3,9 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
+from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 from pyromim.metrics import reconstruction_error
-from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 
 def test_posterior_mean_reconstruction_and_expected_nll_match_closed_forms(autoencoder):

@@ -30,12 +30,12 @@ def test_conv_encoder_decoder_reproduce_any_image_size(shape):
 
 
 def test_gaussian_head_floor_and_gradient():
-    head = GaussianHead(3, 2, min_logvar=-6.0)
+    head = GaussianHead(3, 2, min_scale=math.exp(-3.0))
     with torch.no_grad():
         head.linear.bias.copy_(torch.tensor([0.0, 0.0, -10.0, 1.0]))
         head.linear.weight.zero_()
     loc, scale = head(torch.zeros(4, 3))
-    # sigma = exp(raw) + exp(min_logvar / 2): the reference code's floored scale
+    # sigma = exp(raw) + min_scale: the reference code's floored scale
     torch.testing.assert_close(scale[:, 0], torch.full((4,), math.exp(-10.0) + math.exp(-3.0)))
     torch.testing.assert_close(scale[:, 1], torch.full((4,), math.e + math.exp(-3.0)))
     assert (2 * scale.log() > -6.0).all()

@@ -3,8 +3,8 @@ import math
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
+from paper.paper_metrics import PAPER_METRICS, paper_metrics
 from pyromim.data import toy4
-from pyromim.experiments import PAPER_METRICS, paper_metrics
 from pyromim.models import build_model
 
 
@@ -24,8 +24,11 @@ def test_paper_metrics_agree_with_direct_computations_on_an_untrained_toy_model(
         loc, scale = model.posterior(x)
         q = torch.distributions.Normal(loc, scale)
         z = q.sample()
-        log_q_x = (model.decode(z).log_prob(x) + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
-                   - q.log_prob(z).sum(-1))
+        log_q_x = (
+            model.decode(z).log_prob(x)
+            + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+            - q.log_prob(z).sum(-1)
+        )
         # two independent one-sample estimates over 3000 points: their difference has
         # sd sqrt(2) * sd(log q_x) / sqrt(3000); allow 5 of those (about 0.4 nats here; the
         # sharp check of the estimator itself is in test_metrics_marginal_entropy)

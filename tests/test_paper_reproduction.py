@@ -10,13 +10,22 @@ free cores.
 
 import pytest
 
-from pyromim.experiments.sweep import REFERENCE_MIN_LOGVAR, run_tasks
+from paper.sweep import REFERENCE_MIN_SCALE, run_tasks
 
 
 @pytest.mark.slow
 def test_toy4_hidden50_mim_reaches_the_reference_and_the_vae_does_not(tmp_path):
-    tasks = [{"spec": "toy4", "hidden": 50, "min_logvar": REFERENCE_MIN_LOGVAR, "objective": objective,
-              "seed": 1, "run_dir": str(tmp_path / objective)} for objective in ("mim", "elbo")]
+    tasks = [
+        {
+            "spec": "toy4",
+            "hidden": 50,
+            "min_scale": REFERENCE_MIN_SCALE,
+            "objective": objective,
+            "seed": 1,
+            "run_dir": str(tmp_path / objective),
+        }
+        for objective in ("mim", "elbo")
+    ]
     records = []
     run_tasks(tasks, records.append, jobs=2)
     results = {r["objective"]: r for r in records}

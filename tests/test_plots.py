@@ -109,15 +109,26 @@ def test_comparison_bars_are_the_means(tmp_path, captured):
     assert [t.get_text() for t in nll_ax.get_xticklabels()] == ["VAE", "mim"]
 
 
-@pytest.mark.parametrize("spec, data, expected", [
-    ("toy4", lambda: toy4(n_train=64, n_val=32, n_test=64, seed=0),
-     ["training_curves.png", "latent_space.png", "data_reconstructions.png"]),
-    ("digits_normal", lambda: digits(seed=0),
-     ["training_curves.png", "latent_space.png", "reconstructions.png", "samples.png"]),
-])
+@pytest.mark.parametrize(
+    "spec, data, expected",
+    [
+        (
+            "toy4",
+            lambda: toy4(n_train=64, n_val=32, n_test=64, seed=0),
+            ["training_curves.png", "latent_space.png", "data_reconstructions.png"],
+        ),
+        (
+            "digits_normal",
+            lambda: digits(seed=0),
+            ["training_curves.png", "latent_space.png", "reconstructions.png", "samples.png"],
+        ),
+    ],
+)
 def test_run_plots_chosen_by_data(tmp_path, spec, data, expected):
-    history = [{"epoch": 1.0, "train_loss": 3.0, "val_loss": 3.5, "beta": 0.5, "lr-Adam": 1e-4},
-               {"epoch": 2.0, "train_loss": 2.0, "val_loss": 2.2, "beta": 1.0, "lr-Adam": 1e-3}]
+    history = [
+        {"epoch": 1.0, "train_loss": 3.0, "val_loss": 3.5, "beta": 0.5, "lr-Adam": 1e-4},
+        {"epoch": 2.0, "train_loss": 2.0, "val_loss": 2.2, "beta": 1.0, "lr-Adam": 1e-3},
+    ]
     paths = make_run_plots(build_model(spec), resolve_spec(spec), data(), tmp_path, history=history, warmup_epochs=2)
     assert [p.name for p in paths] == expected
     for p in paths:

@@ -45,8 +45,7 @@ def _make(kind: str, latent_dim: int) -> torch.nn.Module:
             prior.raw_scales.copy_(torch.linspace(-0.6, 0.5, 4 * latent_dim).reshape(4, latent_dim))
         return prior
     if kind == "vamp_encoder":
-        return VampPrior(latent_dim, 4, (3,), _linear_encoder(3, latent_dim), init_std=1.0,
-                         component_scale="encoder")
+        return VampPrior(latent_dim, 4, (3,), _linear_encoder(3, latent_dim), init_std=1.0, component_scale="encoder")
     raise AssertionError(kind)
 
 
@@ -113,7 +112,9 @@ def test_2d_sample_moments_match_quadrature(kind):
         samples = prior().rsample((100_000,))
 
     def features(z):
-        return torch.stack([z[..., 0], z[..., 1], z[..., 0] ** 2, z[..., 0] * z[..., 1], torch.tanh(2 * z[..., 1] - 0.5)], -1)
+        return torch.stack(
+            [z[..., 0], z[..., 1], z[..., 0] ** 2, z[..., 0] * z[..., 1], torch.tanh(2 * z[..., 1] - 0.5)], -1
+        )
 
     integrand = (features(points) * density.unsqueeze(-1)).numpy()
     expected = np.trapezoid(np.trapezoid(integrand, axis.numpy(), axis=0), axis.numpy(), axis=0)

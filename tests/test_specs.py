@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -38,12 +39,18 @@ def test_wrong_type_names_the_key_and_the_type():
 
 
 def test_unknown_prior_lists_the_allowed_priors():
-    with pytest.raises(SpecError, match=r"'model.prior' = 'vamp' is not one of: normal, learned_normal, mixture, vampprior; did you mean 'vampprior'\?"):
+    with pytest.raises(
+        SpecError,
+        match=r"'model.prior' = 'vamp' is not one of: normal, learned_normal, mixture, vampprior; did you mean 'vampprior'\?",
+    ):
         ModelSpec.from_toml(_toml(**{'prior = "vampprior"': 'prior = "vamp"'}))
 
 
 def test_likelihood_that_does_not_fit_the_data_kind():
-    with pytest.raises(SpecError, match=r"'model.likelihood' = 'poisson' does not fit 'data.kind' = 'binary'; for binary data use one of: bernoulli, gaussian"):
+    with pytest.raises(
+        SpecError,
+        match=r"'model.likelihood' = 'poisson' does not fit 'data.kind' = 'binary'; for binary data use one of: bernoulli, gaussian",
+    ):
         ModelSpec.from_toml(_toml(**{'likelihood = "bernoulli"': 'likelihood = "poisson"'}))
 
 
@@ -52,7 +59,10 @@ def test_likelihood_that_does_not_fit_the_data_kind():
     [
         ({'network = "mlp"': 'network = "conv"'}, r"'encoder.network' = 'conv' needs 'data.shape' = \[C, H, W\]"),
         ({"levels = 1": "levels = 2"}, r"'model.top_latent_dim' .* is required"),
-        ({'kind = "binary"': 'kind = "tokens"', 'likelihood = "bernoulli"': 'likelihood = "categorical"'}, r"'data.vocab_size'"),
+        (
+            {'kind = "binary"': 'kind = "tokens"', 'likelihood = "bernoulli"': 'likelihood = "categorical"'},
+            r"'data.vocab_size'",
+        ),
         ({'q_x = "marginal"': 'q_x = "data"'}, r"'training.q_x' = 'data' only works with"),
         ({"lr = 0.001": "lr = -1.0"}, r"'training.lr' must be > 0"),
         ({"name = ": "nmae = "}, r"unknown key 'nmae'; did you mean 'name'\?"),
@@ -97,9 +107,9 @@ def test_toy_spec_carries_the_reference_training_settings():
     t = spec.training
     assert (t.objective, t.epochs, t.batch_size, t.lr, t.warmup_epochs, t.patience) == ("mim", 200, 128, 1e-3, 3, 3)
     assert spec.data.dataset == "toy4" and spec.data.shape == [2]
-    # the reference's --min-logvar 6 is sigma = exp(.) + 1e-6: a log-variance floor of 2 ln 1e-6
+    # the reference's --min-logvar 6 is sigma = exp(.) + 1e-6: a floor of 1e-6 on the standard deviation
     assert (spec.encoder.hidden, spec.encoder.activation) == ([50], "tanh")
-    assert spec.model.min_logvar == pytest.approx(2 * math.log(1e-6), abs=1e-5)
+    assert spec.model.min_scale == 1e-6
     assert resolve_spec("toy4_20").data.dataset == "toy4_20"
 
 
@@ -122,21 +132,34 @@ def _edited(**tables: dict) -> dict:
 @pytest.mark.parametrize(
     "tables, message",
     [
-        ({"data": {"dataset": "toy5"}}, r"'data.dataset' = 'toy5' is not a built-in data set .*or leave the key out.*; did you mean 'toy4'\?"),
+        (
+            {"data": {"dataset": "toy5"}},
+            r"'data.dataset' = 'toy5' is not a built-in data set .*or leave the key out.*; did you mean 'toy4'\?",
+        ),
         ({"encoder": {"hidden": [50, 0]}}, r"'encoder.hidden' must hold sizes >= 1, got \[50, 0\]"),
         ({"decoder": {"hidden": [-5]}}, r"'decoder.hidden' must hold sizes >= 1, got \[-5\]"),
-        ({"model": {"levels": 2, "top_latent_dim": 2, "conditional_hidden": [0]}},
-         r"'model.conditional_hidden' must hold sizes >= 1"),
+        (
+            {"model": {"levels": 2, "top_latent_dim": 2, "conditional_hidden": [0]}},
+            r"'model.conditional_hidden' must hold sizes >= 1",
+        ),
         ({"model": {"marginal_components": -3}}, r"'model.marginal_components' must be >= 0, got -3"),
-        ({"model": {"likelihood_scale": "fixed", "likelihood_fixed_scale": -1.0}},
-         r"'model.likelihood_fixed_scale' must be > 0, got -1.0"),
-        ({"model": {"min_logvar": float("nan")}}, r"'model.min_logvar' must be a finite number, got nan"),
+        (
+            {"model": {"likelihood_scale": "fixed", "likelihood_fixed_scale": -1.0}},
+            r"'model.likelihood_fixed_scale' must be > 0, got -1.0",
+        ),
+        ({"model": {"min_scale": float("nan")}}, r"'model.min_scale' must be a finite number > 0, got nan"),
+        ({"model": {"min_scale": 0.0}}, r"'model.min_scale' must be a finite number > 0, got 0.0"),
         ({"training": {"lr": float("nan")}}, r"'training.lr' must be > 0"),
         ({"training": {"warmup_epochs": -1}}, r"'training.warmup_epochs' must be >= 0, got -1"),
         ({"training": {"patience": -2}}, r"'training.patience' must be >= 0, got -2"),
-        ({"data": {"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
-          "model": {"likelihood": "categorical"}, "encoder": {"network": "conv"}},
-         r"'encoder.network' = 'conv' does not take 'data.kind' = 'tokens'"),
+        (
+            {
+                "data": {"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
+                "model": {"likelihood": "categorical"},
+                "encoder": {"network": "conv"},
+            },
+            r"'encoder.network' = 'conv' does not take 'data.kind' = 'tokens'",
+        ),
     ],
 )
 def test_impossible_values_name_the_key(tables, message):
@@ -152,10 +175,13 @@ def test_every_built_in_dataset_name_is_accepted():
 
 
 def test_conv_decoder_takes_token_images():
-    spec = ModelSpec.from_dict(_edited(
-        data={"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
-        model={"likelihood": "categorical"}, decoder={"network": "conv", "channels": [8]},
-    ))
+    spec = ModelSpec.from_dict(
+        _edited(
+            data={"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},
+            model={"likelihood": "categorical"},
+            decoder={"network": "conv", "channels": [8]},
+        )
+    )
     model = pyromim.build_model(spec)
     x = torch.randint(0, 5, (3, 1, 4, 4))
     assert model.decode(model.encode(x)).log_prob(x).shape == (3,)
@@ -175,3 +201,75 @@ def test_a_directory_named_like_a_spec_does_not_hide_the_catalogue(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "toy4").mkdir()  # e.g. the output directory of an earlier run
     assert pyromim.build_model("toy4").spec.name == "toy4"
+
+
+def test_adding_a_prior_is_one_registry_entry_plus_its_class(monkeypatch):
+    import pyro.distributions as dist
+
+    from pyromim.priors import PRIORS, Prior
+
+    class LaplacePrior(Prior):
+        name = "laplace"
+
+        def __init__(self, latent_dim: int) -> None:
+            super().__init__(latent_dim)
+            self.register_buffer("loc", torch.zeros(self.latent_dim))
+
+        def forward(self):
+            return dist.Laplace(self.loc, torch.ones_like(self.loc)).to_event(1)
+
+    with pytest.raises(SpecError, match="'model.prior' = 'laplace' is not one of"):
+        ModelSpec.from_toml(_toml(**{'prior = "vampprior"': 'prior = "laplace"'}))
+    monkeypatch.setitem(PRIORS, LaplacePrior.name, LaplacePrior)  # the one entry
+    spec = ModelSpec.from_toml(_toml(**{'prior = "vampprior"': 'prior = "laplace"'}))
+    model = pyromim.build_model(spec)
+    assert isinstance(model.prior, LaplacePrior)
+    assert model.prior().event_shape == (spec.model.latent_dim,)
+
+
+def test_every_vocabulary_is_read_from_its_registry():
+    from pyromim.data import DATA_KINDS
+    from pyromim.infer.objectives import OBJECTIVES
+    from pyromim.likelihoods import LIKELIHOODS
+    from pyromim.nn import ACTIVATIONS, NETWORKS, NORMS
+    from pyromim.priors import PRIORS
+    from pyromim.specs.schema import ArchitectureSpec, DataSpec, NetworkSpec, TrainingSpec
+
+    def choices(cls, name):
+        return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
+
+    assert choices(DataSpec, "kind") is DATA_KINDS
+    assert choices(ArchitectureSpec, "prior") is PRIORS
+    assert choices(ArchitectureSpec, "likelihood") is LIKELIHOODS
+    assert choices(NetworkSpec, "network") is NETWORKS
+    assert choices(NetworkSpec, "activation") is ACTIVATIONS
+    assert choices(NetworkSpec, "norm") is NORMS
+    assert choices(TrainingSpec, "objective") is OBJECTIVES
+    assert all(kind in DATA_KINDS for cls in LIKELIHOODS.values() for kind in cls.spec_kinds)
+
+
+def test_old_objective_word_vae_reads_as_elbo_with_a_deprecation_warning():
+    text = _toml(**{'objective = "mim"': 'objective = "vae"'})
+    with pytest.warns(DeprecationWarning, match="'training.objective' = 'vae' is deprecated; write 'elbo'"):
+        spec = ModelSpec.from_toml(text)
+    assert spec.training.objective == "elbo"
+    assert 'objective = "elbo"' in spec.to_toml()
+
+
+def test_old_key_min_logvar_reads_as_the_scale_floor_with_a_deprecation_warning():
+    text = _toml(**{"min_scale = 0.049787068367863944": "min_logvar = -6.0"})
+    with pytest.warns(DeprecationWarning, match="'model.min_logvar' = -6.0 is deprecated.*'min_scale' = 0.0497871"):
+        spec = ModelSpec.from_toml(text)
+    assert spec.model.min_scale == math.exp(-3.0) == resolve_spec("digits_vampprior").model.min_scale
+    with pytest.raises(SpecError, match="give 'model.min_scale' only"):
+        ModelSpec.from_toml(_toml(**{"min_scale = 0.049787068367863944": "min_scale = 0.1\nmin_logvar = -6.0"}))
+
+
+def test_gaussian_head_and_likelihood_still_take_min_logvar_with_a_warning():
+    from pyromim.likelihoods import GaussianLikelihood
+    from pyromim.nn import GaussianHead
+
+    with pytest.warns(DeprecationWarning, match="min_logvar is deprecated"):
+        assert GaussianHead(3, 2, min_logvar=-6.0).min_scale == math.exp(-3.0)
+    with pytest.warns(DeprecationWarning, match="min_logvar is deprecated"):
+        assert GaussianLikelihood((2,), min_logvar=2 * math.log(1e-3)).min_scale == pytest.approx(1e-3)

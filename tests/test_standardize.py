@@ -22,7 +22,7 @@ def _standardized_spec(name="toy4_20", **model_changes):
 
 
 def test_density_is_the_data_space_normal_and_the_encoder_sees_standard_units():
-    lik = GaussianLikelihood((3,), scale="per_datum", min_logvar=-6.0, standardize=True).double()
+    lik = GaussianLikelihood((3,), scale="per_datum", min_scale=math.exp(-3.0), standardize=True).double()
     x = torch.tensor([[1.0, 100.0, -5.0], [3.0, 140.0, -5.0], [2.0, 60.0, -5.0]], dtype=torch.float64)
     lik.set_data_statistics(x)
     shift, spread = x.mean(0), x.std(0)
@@ -69,14 +69,25 @@ def test_statistics_travel_with_the_saved_model(tmp_path):
     again = load_model(tmp_path / "m.pt")
     torch.testing.assert_close(again.likelihood.data_shift, model.likelihood.data_shift)
     torch.testing.assert_close(again.likelihood.data_spread, model.likelihood.data_spread)
-    torch.testing.assert_close(again.decode(torch.zeros(2, 20)).log_prob(x[:2]),
-                               model.decode(torch.zeros(2, 20)).log_prob(x[:2]))
+    torch.testing.assert_close(
+        again.decode(torch.zeros(2, 20)).log_prob(x[:2]), model.decode(torch.zeros(2, 20)).log_prob(x[:2])
+    )
 
 
 def test_run_sets_the_training_statistics_and_the_checkpoint_restores_them(tmp_path):
     spec = _standardized_spec(latent_dim=4)
-    result = run(spec, out_dir=tmp_path / "run", epochs=2, n_train=300, n_val=100, n_test=100,
-                 num_samples=10, plots=False, progress=False, seed=2)
+    result = run(
+        spec,
+        out_dir=tmp_path / "run",
+        epochs=2,
+        n_train=300,
+        n_val=100,
+        n_test=100,
+        num_samples=10,
+        plots=False,
+        progress=False,
+        seed=2,
+    )
     train_x = result.data.train.x.double()
     torch.testing.assert_close(result.model.likelihood.data_shift, train_x.mean(0).float())
     torch.testing.assert_close(result.model.likelihood.data_spread, train_x.std(0).float())

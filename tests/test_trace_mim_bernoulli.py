@@ -19,8 +19,8 @@ import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
-
 from mc import assert_unbiased, repeated, z_scores
+
 from pyromim import Trace_MIM
 
 D = 3
@@ -103,8 +103,10 @@ def exact_loss(p, xs, beta, symmetric, fixed_generated=False):
     log_qx = encoder_joint(patterns, pat_mean) - entropy_q  # (8,) one-sample marginal, averaged
     z = math.sqrt(2) * NODES  # N(0,1) nodes, (K,)
     lp = log_px_given_z(patterns.unsqueeze(-2), z, p)  # (8, K)
-    term = lp + log_normal(z, 0.0, torch.tensor(1.0)) + beta * (
-        log_normal(z, pat_mean.unsqueeze(-1), s) + log_qx.unsqueeze(-1)
+    term = (
+        lp
+        + log_normal(z, 0.0, torch.tensor(1.0))
+        + beta * (log_normal(z, pat_mean.unsqueeze(-1), s) + log_qx.unsqueeze(-1))
     )
     weights = (lp.detach() if fixed_generated else lp).exp()
     dec_per_sample = (WEIGHTS * (weights * -0.5 * term).sum(0)).sum()
@@ -136,8 +138,14 @@ def exact_vector(p, xs, beta, symmetric, fixed_generated=False):
 def test_score_function_gradient_is_unbiased(beta, symmetric):
     p = make_params()
     xs = data()
-    loss_fn = Trace_MIM(symmetric=symmetric, beta=beta, decoder_gradient="score", num_particles=500,
-                        vectorize_particles=True, max_plate_nesting=1)
+    loss_fn = Trace_MIM(
+        symmetric=symmetric,
+        beta=beta,
+        decoder_gradient="score",
+        num_particles=500,
+        vectorize_particles=True,
+        max_plate_nesting=1,
+    )
     samples = estimates(p, xs, loss_fn, repeats=20)
     assert_unbiased(samples, exact_vector(p, xs, beta, symmetric), names=["loss"] + NAMES)
 
@@ -164,8 +172,13 @@ def test_baseline_reduces_variance_without_bias():
     xs = data()
     spread = {}
     for decay in (None, 0.9):
-        loss_fn = Trace_MIM(baseline_decay=decay, decoder_gradient="score", num_particles=200,
-                            vectorize_particles=True, max_plate_nesting=1)
+        loss_fn = Trace_MIM(
+            baseline_decay=decay,
+            decoder_gradient="score",
+            num_particles=200,
+            vectorize_particles=True,
+            max_plate_nesting=1,
+        )
         estimates(p, xs, loss_fn, repeats=3)  # let the running mean settle
         samples = estimates(p, xs, loss_fn, repeats=12)
         spread[decay] = samples[:, 1 : 1 + 2 * D].std(0).mean()

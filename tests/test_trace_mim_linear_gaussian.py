@@ -12,8 +12,8 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-
 from mc import assert_unbiased, repeated
+
 from pyromim import JitTrace_MIM, Trace_MIM
 
 LOG2PI = math.log(2 * math.pi)
@@ -69,9 +69,12 @@ def exact_loss(p, x, symmetric, q_x, beta, log_qx=None):
         e_r2 = mean_r**2 + (1 - w * a) ** 2 * var_x
         e_m2 = (a * b + c) ** 2 + a**2 * var_x
         d_log_qx = (
-            -0.5 * torch.log(2 * math.pi * sp**2) - (e_r2 + w**2 * s**2) / (2 * sp**2)
-            - 0.5 * LOG2PI - (e_m2 + s**2) / 2
-            + 0.5 * torch.log(2 * math.pi * s**2) + 0.5
+            -0.5 * torch.log(2 * math.pi * sp**2)
+            - (e_r2 + w**2 * s**2) / (2 * sp**2)
+            - 0.5 * LOG2PI
+            - (e_m2 + s**2) / 2
+            + 0.5 * torch.log(2 * math.pi * s**2)
+            + 0.5
         )
     else:
         mu0, sd0 = log_qx

@@ -11,12 +11,12 @@ import pyro.distributions as dist
 import pytest
 import torch
 import torch.nn.functional as F
+from mc import assert_unbiased, repeated, z_scores
 from pyro.infer import SVI
 from pyro.nn import PyroModule, PyroParam
-
-from mc import assert_unbiased, repeated, z_scores
-from pyromim import JitTrace_MIM, Trace_MIM
 from test_trace_mim_linear_gaussian import NAMES, exact_loss, make_params
+
+from pyromim import JitTrace_MIM, Trace_MIM
 
 NODES, WEIGHTS = (torch.tensor(v, dtype=torch.float64) for v in np.polynomial.hermite.hermgauss(60))
 WEIGHTS = WEIGHTS / math.sqrt(math.pi)
@@ -55,10 +55,10 @@ def test_subsampled_plate_has_the_full_batch_expected_loss():
 # ----------------------------------------------------------------------------- discrete latent
 def _discrete_params():
     return {
-        "theta": torch.tensor(0.3, requires_grad=True),   # logit of p(c = 1)
+        "theta": torch.tensor(0.3, requires_grad=True),  # logit of p(c = 1)
         "mu": torch.tensor([-1.0, 1.2], requires_grad=True),
         "sigma": torch.tensor(0.8, requires_grad=True),
-        "a": torch.tensor(1.5, requires_grad=True),       # q(c = 1 | x) = sigmoid(a x + b)
+        "a": torch.tensor(1.5, requires_grad=True),  # q(c = 1 | x) = sigmoid(a x + b)
         "b": torch.tensor(-0.2, requires_grad=True),
     }
 
@@ -118,8 +118,9 @@ def test_discrete_latents_get_unbiased_score_function_gradients(beta):
     x = torch.cat([torch.randn(10) - 1.0, torch.randn(10) + 1.2])
     p = _discrete_params()
     model, guide = _discrete_model_guide(p)
-    loss_fn = Trace_MIM(beta=beta, decoder_gradient="score", num_particles=400, vectorize_particles=True,
-                        max_plate_nesting=1)
+    loss_fn = Trace_MIM(
+        beta=beta, decoder_gradient="score", num_particles=400, vectorize_particles=True, max_plate_nesting=1
+    )
     leaves = list(p.values())
 
     def estimate():
@@ -183,8 +184,12 @@ def _manual_mim(x1, x2, beta, m):
     n = x1.shape[0]
 
     def log_p(z2, z1, a, b):
-        return (N(0.0, 1.0).log_prob(z2) + N(0.8 * z2, 0.7).log_prob(z1)
-                + N(1.5 * z1, 0.5).log_prob(a) + N(z1 - z2, 0.6).log_prob(b))
+        return (
+            N(0.0, 1.0).log_prob(z2)
+            + N(0.8 * z2, 0.7).log_prob(z1)
+            + N(1.5 * z1, 0.5).log_prob(a)
+            + N(z1 - z2, 0.6).log_prob(b)
+        )
 
     def encode(a, b):
         z1 = N(0.4 * a + 0.2 * b, 0.5).sample()

@@ -51,7 +51,6 @@ def test_a_mim_keeps_all_units_active_with_tighter_posteriors():
     assert mim_scale.mean() < 0.5 * elbo_scale.mean()
 
 
-
 def _learned_prior_pair(prior_scale):
     """A conditional-prior pair (CVAE style) whose prior scale is the tensor given."""
     decoder = torch.nn.Linear(2, 16)

@@ -16,6 +16,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
+from pyro_pairs import Decoder, Encoder, WarmupELBO, final_parameters, make_function_pair
 
 from pyromim import Trace_MIM
 from pyromim.data import toy4
@@ -28,7 +29,6 @@ from pyromim.training import (
     load_trained,
     save_atomically,
 )
-from pyro_pairs import Decoder, Encoder, WarmupELBO, final_parameters, make_function_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(progress=False)
@@ -89,8 +89,17 @@ def test_checkpoints_never_unpickle_objects(tmp_path, data):
     state["payload"] = Payload()
     torch.save(state, tmp_path / "evil.ckpt")
     with pytest.raises(Exception, match="[Ww]eights only load failed"):
-        fit(model, guide, Trace_ELBO(), data.train, epochs=2, batch_size=64, out_dir=tmp_path / "r2",
-            resume=tmp_path / "evil.ckpt", **QUIET)
+        fit(
+            model,
+            guide,
+            Trace_ELBO(),
+            data.train,
+            epochs=2,
+            batch_size=64,
+            out_dir=tmp_path / "r2",
+            resume=tmp_path / "evil.ckpt",
+            **QUIET,
+        )
 
 
 # ---------------------------------------------------------------- training
@@ -98,8 +107,20 @@ def test_checkpoints_never_unpickle_objects(tmp_path, data):
 
 def test_fit_plain_functions_learns_and_writes_outputs(tmp_path, data):
     model, guide = make_function_pair()
-    run = fit(model, guide, Trace_ELBO(), data.train, data.val, epochs=6, batch_size=32, lr=1e-2,
-              warmup_epochs=1, seed=1, out_dir=tmp_path, **QUIET)
+    run = fit(
+        model,
+        guide,
+        Trace_ELBO(),
+        data.train,
+        data.val,
+        epochs=6,
+        batch_size=32,
+        lr=1e-2,
+        warmup_epochs=1,
+        seed=1,
+        out_dir=tmp_path,
+        **QUIET,
+    )
     assert run.best_checkpoint.name == "best.ckpt" and run.last_checkpoint.name == "last.ckpt"
     assert run.epochs_completed == 6 and len(run.history) == 6
     first, last = run.history[0]["val_loss"], run.history[-1]["val_loss"]
@@ -116,8 +137,19 @@ def test_fit_plain_functions_learns_and_writes_outputs(tmp_path, data):
 
 def test_fit_pyro_modules_and_load_trained(tmp_path, data):
     model, guide = Decoder(), Encoder()
-    run = fit(model, guide, Trace_ELBO(), data.train, data.val, epochs=2, batch_size=64, lr=1e-2,
-              out_dir=tmp_path, evaluate=lambda m, g: m.log_scale.sum().item(), **QUIET)
+    run = fit(
+        model,
+        guide,
+        Trace_ELBO(),
+        data.train,
+        data.val,
+        epochs=2,
+        batch_size=64,
+        lr=1e-2,
+        out_dir=tmp_path,
+        evaluate=lambda m, g: m.log_scale.sum().item(),
+        **QUIET,
+    )
     best = final_parameters(run.best_checkpoint)
     assert run.evaluation == pytest.approx(float(best["elbo_module.model.log_scale"].sum()))
     fresh_model, fresh_guide = Decoder(), Encoder()
@@ -129,8 +161,7 @@ def test_fit_pyro_modules_and_load_trained(tmp_path, data):
 def test_beta_warmup_and_decoder_switch(tmp_path, data):
     model, guide = make_function_pair()
     loss = WarmupELBO(beta=0.5, symmetric=True)
-    fit(model, guide, loss, data.train, data.val, epochs=4, batch_size=128, warmup_epochs=3,
-        out_dir=tmp_path, **QUIET)
+    fit(model, guide, loss, data.train, data.val, epochs=4, batch_size=128, warmup_epochs=3, out_dir=tmp_path, **QUIET)
     batches = 2  # 256 training points in batches of 128
     train_calls = [(b, s) for grad, b, s in loss.calls[1:] if grad]  # calls[0] initialises parameters
     expected = []
@@ -158,8 +189,19 @@ class LrRecorder(pl.Callback):
 def test_noam_learning_rate_schedule_per_step(tmp_path, data):
     model, guide = make_function_pair()
     recorder = LrRecorder()
-    fit(model, guide, Trace_ELBO(), data.train, epochs=3, batch_size=64, lr=0.01, warmup_epochs=2,
-        out_dir=tmp_path, callbacks=[recorder], **QUIET)
+    fit(
+        model,
+        guide,
+        Trace_ELBO(),
+        data.train,
+        epochs=3,
+        batch_size=64,
+        lr=0.01,
+        warmup_epochs=2,
+        out_dir=tmp_path,
+        callbacks=[recorder],
+        **QUIET,
+    )
     warmup_steps = 2 * 4  # 2 epochs of 256 / 64 batches
     expected = [0.01 * min(s / warmup_steps, math.sqrt(warmup_steps / s)) for s in range(1, 13)]
     assert recorder.lrs == pytest.approx(expected)
@@ -182,8 +224,19 @@ def deterministic_pair():
 def test_early_stopping_with_patience(tmp_path, data):
     model, guide = deterministic_pair()
     # lr = 0: the validation loss never improves after epoch 1, so patience 2 stops after epoch 3
-    run = fit(model, guide, Trace_ELBO(), data.train, data.val, epochs=10, lr=0.0, patience=2,
-              lr_schedule="constant", out_dir=tmp_path, **QUIET)
+    run = fit(
+        model,
+        guide,
+        Trace_ELBO(),
+        data.train,
+        data.val,
+        epochs=10,
+        lr=0.0,
+        patience=2,
+        lr_schedule="constant",
+        out_dir=tmp_path,
+        **QUIET,
+    )
     assert run.stopped_early and run.epochs_completed == 3
 
 
@@ -191,17 +244,27 @@ def test_validation_uses_common_random_numbers_and_leaves_training_draws_alone(t
     model, guide = make_function_pair()
     # lr = 0: the parameters never change, so with the same draws every epoch the
     # stochastic MIM validation estimate is exactly the same number each time
-    frozen = fit(model, guide, Trace_MIM(), data.train, data.val, epochs=3, lr=0.0, lr_schedule="constant",
-                 seed=3, out_dir=tmp_path / "frozen", **QUIET)
+    frozen = fit(
+        model,
+        guide,
+        Trace_MIM(),
+        data.train,
+        data.val,
+        epochs=3,
+        lr=0.0,
+        lr_schedule="constant",
+        seed=3,
+        out_dir=tmp_path / "frozen",
+        **QUIET,
+    )
     val = [row["val_loss"] for row in frozen.history]
     assert val[0] == val[1] == val[2]
     train = [row["train_loss"] for row in frozen.history]
     assert len(set(train)) == 3  # training epochs still draw afresh
     # training draws do not depend on whether a validation pass runs between epochs
-    with_val = fit(*make_function_pair(), Trace_MIM(), data.train, data.val, epochs=2, seed=3,
-                   out_dir=tmp_path / "with", **QUIET)
-    without = fit(*make_function_pair(), Trace_MIM(), data.train, None, epochs=2, seed=3,
-                  out_dir=tmp_path / "without", **QUIET)
+    fresh = dict(epochs=2, seed=3, clear_param_store=True, **QUIET)
+    with_val = fit(*make_function_pair(), Trace_MIM(), data.train, data.val, out_dir=tmp_path / "with", **fresh)
+    without = fit(*make_function_pair(), Trace_MIM(), data.train, None, out_dir=tmp_path / "without", **fresh)
     assert [r["train_loss"] for r in with_val.history] == [r["train_loss"] for r in without.history]
 
 
@@ -225,8 +288,18 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data):
         pass
 
     with pyro.validation_enabled(False), pytest.raises(NonFiniteLossError) as info:
-        fit(model, guide, Trace_ELBO(), data.train, data.val, epochs=4, lr=1e-3, out_dir=tmp_path,
-            callbacks=[BreakScale()], **QUIET)
+        fit(
+            model,
+            guide,
+            Trace_ELBO(),
+            data.train,
+            data.val,
+            epochs=4,
+            lr=1e-3,
+            out_dir=tmp_path,
+            callbacks=[BreakScale()],
+            **QUIET,
+        )
     message = str(info.value)
     assert "Trace_ELBO objective is" in message and "epoch 2" in message
     assert "model site 'x' (log p)" in message
@@ -248,24 +321,49 @@ class ObjectiveRecorder(pl.Callback):
 def test_trace_mim_warmup_resume_and_non_finite(tmp_path, data):
     recorder = ObjectiveRecorder()
     model, guide = make_function_pair()
-    kwargs = dict(batch_size=128, lr=5e-3, warmup_epochs=2, seed=3, progress=False)
-    full = fit(model, guide, Trace_MIM(symmetric=True), data.train, data.val, epochs=3,
-               out_dir=tmp_path / "full", callbacks=[recorder], **kwargs)
+    kwargs = dict(batch_size=128, lr=5e-3, warmup_epochs=2, seed=3, progress=False, clear_param_store=True)
+    full = fit(
+        model,
+        guide,
+        Trace_MIM(symmetric=True),
+        data.train,
+        data.val,
+        epochs=3,
+        out_dir=tmp_path / "full",
+        callbacks=[recorder],
+        **kwargs,
+    )
     # 2 batches per epoch: beta 1/2 without decoder-side samples, then 1 with them
     assert recorder.seen == [(0.5, False)] * 2 + [(1.0, True)] * 4
     assert all(math.isfinite(row["val_loss"]) for row in full.history)
     model, guide = make_function_pair()
-    fit(model, guide, Trace_MIM(symmetric=True), data.train, data.val, epochs=2, out_dir=tmp_path / "part",
-        **kwargs)
+    fit(model, guide, Trace_MIM(symmetric=True), data.train, data.val, epochs=2, out_dir=tmp_path / "part", **kwargs)
     model, guide = make_function_pair()
-    resumed = fit(model, guide, Trace_MIM(symmetric=True), data.train, data.val, epochs=3,
-                  out_dir=tmp_path / "part", resume=tmp_path / "part" / "checkpoints" / "last.ckpt", **kwargs)
+    resumed = fit(
+        model,
+        guide,
+        Trace_MIM(symmetric=True),
+        data.train,
+        data.val,
+        epochs=3,
+        out_dir=tmp_path / "part",
+        resume=tmp_path / "part" / "checkpoints" / "last.ckpt",
+        **kwargs,
+    )
     assert_same_parameters(final_parameters(full.last_checkpoint), final_parameters(resumed.last_checkpoint))
     # Trace_MIM's own site-level report is carried into the training error
     model, guide = make_function_pair()
     with pyro.validation_enabled(False), pytest.raises(NonFiniteLossError) as info:
-        fit(model, guide, Trace_MIM(symmetric=False), data.train, epochs=3, out_dir=tmp_path / "nan",
-            callbacks=[BreakLogScale()], **kwargs)
+        fit(
+            model,
+            guide,
+            Trace_MIM(symmetric=False),
+            data.train,
+            epochs=3,
+            out_dir=tmp_path / "nan",
+            callbacks=[BreakLogScale()],
+            **kwargs,
+        )
     message = str(info.value)
     assert "Trace_MIM objective" in message and "epoch 2" in message and "'x'" in message
     assert "last.ckpt" in message
@@ -284,8 +382,19 @@ class BreakLogScale(pl.Callback):
 
 
 def run_kwargs(out_dir, **extra):
-    return dict(epochs=4, batch_size=64, lr=5e-3, warmup_epochs=2, patience=3, seed=7, out_dir=out_dir,
-                progress=False, **extra)
+    # every run starts from the seed's initial parameters, not from an earlier run's in Pyro's store
+    return dict(
+        epochs=4,
+        batch_size=64,
+        lr=5e-3,
+        warmup_epochs=2,
+        patience=3,
+        seed=7,
+        out_dir=out_dir,
+        progress=False,
+        clear_param_store=True,
+        **extra,
+    )
 
 
 def test_resume_matches_uninterrupted_run(tmp_path, data):
@@ -294,8 +403,14 @@ def test_resume_matches_uninterrupted_run(tmp_path, data):
     model, guide = make_function_pair()
     fit(model, guide, WarmupELBO(), data.train, data.val, **{**run_kwargs(tmp_path / "part"), "epochs": 2})
     model, guide = make_function_pair()
-    resumed = fit(model, guide, WarmupELBO(), data.train, data.val,
-                  **run_kwargs(tmp_path / "part", resume=tmp_path / "part" / "checkpoints" / "last.ckpt"))
+    resumed = fit(
+        model,
+        guide,
+        WarmupELBO(),
+        data.train,
+        data.val,
+        **run_kwargs(tmp_path / "part", resume=tmp_path / "part" / "checkpoints" / "last.ckpt"),
+    )
     assert resumed.epochs_completed == 4
     assert_same_parameters(final_parameters(full.last_checkpoint), final_parameters(resumed.last_checkpoint))
     assert resumed.best_score == pytest.approx(full.best_score)
@@ -347,8 +462,9 @@ def test_killed_run_resumes_to_same_parameters(tmp_path, data):
     out = tmp_path / "killed"
     kwargs = run_kwargs(str(out))
     script = write_script(tmp_path / "train.py", sleep=0.5, **kwargs)
-    proc = subprocess.Popen([sys.executable, str(script)], env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 120
     while not last.exists() and proc.poll() is None and time.time() < deadline:
@@ -374,8 +490,9 @@ def test_two_process_cpu_ddp(tmp_path):
     out = tmp_path / "ddp"
     kwargs = dict(run_kwargs(str(out)), devices=2, strategy="ddp", accelerator="cpu", epochs=2)
     script = write_script(tmp_path / "train_ddp.py", sleep=0.0, **kwargs)
-    done = subprocess.run([sys.executable, str(script)], env=subprocess_env(), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script)], env=subprocess_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
     assert len(result) == 1  # only global rank 0 reports
@@ -403,3 +520,22 @@ def test_buffers_of_the_model_owner_follow_the_lightning_module():
     module = PyroLightningModule(elbo_module, StoreParameters.adopt([], elbo_module), owners=[vae])
     module.to(torch.float64)
     assert vae.prior.loc.dtype == torch.float64
+
+
+def test_fit_leaves_the_callers_param_store_alone_unless_asked(tmp_path, data):
+    keep = pyro.param("callers_own_param", torch.tensor(3.0))
+    model, guide = make_function_pair()
+    fit(model, guide, Trace_ELBO(), data.train, epochs=1, batch_size=64, out_dir=tmp_path / "a", **QUIET)
+    assert "callers_own_param" in pyro.get_param_store() and pyro.param("callers_own_param") is keep
+    fit(
+        model,
+        guide,
+        Trace_ELBO(),
+        data.train,
+        epochs=1,
+        batch_size=64,
+        out_dir=tmp_path / "b",
+        clear_param_store=True,
+        **QUIET,
+    )
+    assert "callers_own_param" not in pyro.get_param_store()

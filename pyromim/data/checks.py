@@ -41,8 +41,7 @@ def check_data_fits(data: ArrayDataset, *, event_shape: Sequence[int], kind: str
         )
         raise DataMismatchError(
             f"data {data.name!r} do not fit the model's input size: the data hold items of shape "
-            f"{data.event_shape} ({size} values each) but the model expects items of shape {expected}."
-            + hint
+            f"{data.event_shape} ({size} values each) but the model expects items of shape {expected}." + hint
         )
     if not values_fit_kind(data.x, kind):
         hint = _KIND_HINTS.get((data.kind, kind), f"use data of kind {kind!r} or a likelihood for {data.kind!r} data")

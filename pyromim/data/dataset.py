@@ -106,9 +106,7 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     def __post_init__(self) -> None:
         if self.kind not in DATA_KINDS:
-            raise ValueError(
-                f"data {self.name!r}: unknown kind {self.kind!r}; choose one of {DATA_KINDS}"
-            )
+            raise ValueError(f"data {self.name!r}: unknown kind {self.kind!r}; choose one of {DATA_KINDS}")
         if self.x.dim() < 1:
             raise ValueError(f"data {self.name!r}: expected an array of items, got a scalar")
         if self.labels is not None and self.labels.shape != (self.x.shape[0],):
@@ -141,9 +139,7 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     def flatten(self) -> ArrayDataset:
         """The same items flattened to vectors of ``prod(event_shape)`` values."""
-        return ArrayDataset(
-            self.x.reshape(len(self), -1), self.kind, self.labels, self.name, _checked=False
-        )
+        return ArrayDataset(self.x.reshape(len(self), -1), self.kind, self.labels, self.name, _checked=False)
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,7 @@ def digits(
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the 'digits' data set needs scikit-learn: pip install 'pyromim[data]'"
-        ) from err
+        raise ImportError("the 'digits' data set needs scikit-learn: pip install 'pyromim[data]'") from err
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float64)  # (1797, 8, 8), 0..16
     labels = torch.as_tensor(bunch.target, dtype=torch.long)

@@ -26,7 +26,7 @@ import csv
 import gzip
 import io
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from pyromim.data.dataset import KIND_SUPPORT, ArrayDataset, describe_values, in
 SUPPORTED_FORMATS = ".npy, .npz, .csv (optionally .gz), MNIST IDX files (optionally .gz)"
 
 # IDX type byte -> numpy big-endian dtype
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -51,7 +51,7 @@ class DataFileError(ValueError):
 
 
 def _open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return cast(IO[bytes], gzip.open(path, "rb")) if path.suffix == ".gz" else open(path, "rb")
 
 
 def _stem_suffix(path: Path) -> str:
@@ -118,9 +118,7 @@ def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
         return table, None
     if isinstance(label_column, str):
         if header is None or label_column not in header:
-            raise DataFileError(
-                f"{path}: label column {label_column!r} not found; the header is {header}"
-            )
+            raise DataFileError(f"{path}: label column {label_column!r} not found; the header is {header}")
         col = header.index(label_column)
     else:
         col = label_column
@@ -223,7 +221,11 @@ def load_file(
     label_tensor = None
     if labels is not None:
         label_values, _ = read_array(labels)
-        label_tensor = _as_labels(label_values.reshape(-1) if label_values.ndim == 2 and 1 in label_values.shape else label_values, x.shape[0], str(labels))
+        label_tensor = _as_labels(
+            label_values.reshape(-1) if label_values.ndim == 2 and 1 in label_values.shape else label_values,
+            x.shape[0],
+            str(labels),
+        )
     elif file_labels is not None:
         label_tensor = _as_labels(file_labels, x.shape[0], str(path))
     data = ArrayDataset(x, kind, label_tensor, str(path))

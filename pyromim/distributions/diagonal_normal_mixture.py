@@ -66,14 +66,10 @@ class DiagonalNormalMixture(TorchDistribution):
     ) -> None:
         if locs.dim() < 2:
             raise ValueError(f"locs must have shape (..., K, D), got {tuple(locs.shape)}")
-        batch_shape = torch.broadcast_shapes(
-            locs.shape[:-2], scales.shape[:-2], logits.shape[:-1]
-        )
+        batch_shape = torch.broadcast_shapes(locs.shape[:-2], scales.shape[:-2], logits.shape[:-1])
         k, d = locs.shape[-2:]
         if logits.shape[-1] != k:
-            raise ValueError(
-                f"logits have {logits.shape[-1]} components but locs have {k}"
-            )
+            raise ValueError(f"logits have {logits.shape[-1]} components but locs have {k}")
         self.locs = locs.expand(batch_shape + (k, d))
         self.scales = scales.expand(batch_shape + (k, d))
         self.logits = logits.expand(batch_shape + (k,))

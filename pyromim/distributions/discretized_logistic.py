@@ -55,7 +55,9 @@ class DiscretizedLogistic(TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
         return DiscretizedLogistic(
-            self.loc.expand(batch_shape), self.scale.expand(batch_shape), self.n_bins,
+            self.loc.expand(batch_shape),
+            self.scale.expand(batch_shape),
+            self.n_bins,
             validate_args=False,
         )
 

@@ -1,37 +1,38 @@
 """Experiments from specs: train, evaluate and compare objectives, writing run directories.
 
-The command line (``pyromim train / evaluate / compare``) and the paper
-examples call these functions; they are cheap to call many times in one
-process (each run starts from a fresh Pyro param store).
+The command line (``pyromim train / evaluate / compare``) and the paper's
+sweeps (the repository's ``paper/`` folder) call these functions; they are cheap to call many times in one
+process (each run has a Pyro param store of its own and leaves the caller's as it was).
 """
 
-from pyromim.experiments.comparison import CompareResult, compare, summarise
-from pyromim.experiments.datasets import LIKELIHOOD_KIND, check_spec_data, prepare_data
+from pyromim.experiments.comparison import CompareResult, compare, seed_summary, summarise
+from pyromim.experiments.config import RunConfig
+from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
-from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, make_loss, objective_name
-from pyromim.experiments.report import comparison_table, metrics_table, write_json
-from pyromim.experiments.paper_metrics import PAPER_METRICS, paper_metrics
-from pyromim.experiments.runner import RunResult, run, training_spec
+from pyromim.experiments.report import comparison_table, metrics_table, render_table, write_json
+from pyromim.experiments.runner import RunResult, run, run_directory, training_spec
+from pyromim.infer.objectives import OBJECTIVES, compared_objectives, make_loss, objective_label, objective_name
 
 __all__ = [
-    "LIKELIHOOD_KIND",
     "OBJECTIVES",
-    "PAPER_METRICS",
-    "OBJECTIVE_LABELS",
     "CompareResult",
     "EvaluationResult",
+    "RunConfig",
     "RunResult",
-    "check_spec_data",
     "compare",
+    "compared_objectives",
     "comparison_table",
     "evaluate_run",
     "load_run_model",
     "make_loss",
     "metrics_table",
+    "objective_label",
     "objective_name",
-    "paper_metrics",
     "prepare_data",
+    "render_table",
     "run",
+    "run_directory",
+    "seed_summary",
     "summarise",
     "training_spec",
     "write_json",

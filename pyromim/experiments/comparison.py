@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from pyromim.experiments.objectives import OBJECTIVE_LABELS, OBJECTIVES, objective_name
+from pyromim.experiments.config import RunConfig
 from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
 from pyromim.experiments.runner import run
+from pyromim.infer.objectives import compared_objectives, objective_label, objective_name
 from pyromim.metrics import EVALUATE_KEYS
 from pyromim.specs import ModelSpec, resolve_spec
 
@@ -58,29 +59,28 @@ class CompareResult:
     is_global_zero: bool = True
 
 
-def summarise(runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] = EVALUATE_KEYS) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean, sample std (``ddof=1``; NaN for one value) and count of each metric per objective.
-
-    Non-finite values (e.g. KNN accuracy without labels) are left out; a metric
-    with no finite value gets a NaN mean.
-    """
-    grouped: dict[str, dict[str, list[float]]] = {}
-    for r in runs:
-        per = grouped.setdefault(r["objective"], {m: [] for m in metrics})
-        for m in metrics:
-            value = (r.get("metrics") or {}).get(m)
-            if value is not None and math.isfinite(value):
-                per[m].append(float(value))
+def seed_summary(values: Iterable[float | None]) -> dict[str, float]:
+    """``{"mean", "std", "n"}`` of one metric over seeds: the mean, the sample std (``ddof=1``;
+    NaN for fewer than two values) and the count, leaving out missing and non-finite values
+    (e.g. KNN accuracy without labels); no finite value gives a NaN mean."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(v)]
     return {
-        objective: {
-            m: {
-                "mean": float(np.mean(v)) if v else math.nan,
-                "std": float(np.std(v, ddof=1)) if len(v) > 1 else math.nan,
-                "n": len(v),
-            }
-            for m, v in per.items()
-        }
-        for objective, per in grouped.items()
+        "mean": float(np.mean(kept)) if kept else math.nan,
+        "std": float(np.std(kept, ddof=1)) if len(kept) > 1 else math.nan,
+        "n": len(kept),
+    }
+
+
+def summarise(
+    runs: Iterable[Mapping[str, Any]], metrics: Sequence[str] = EVALUATE_KEYS
+) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`seed_summary` of each metric per objective."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        grouped.setdefault(r["objective"], []).append(r.get("metrics") or {})
+    return {
+        objective: {m: seed_summary(values.get(m) for values in items) for m in metrics}
+        for objective, items in grouped.items()
     }
 
 
@@ -88,9 +88,10 @@ def compare(
     spec: str | Path | ModelSpec,
     *,
     out_dir: str | Path,
-    objectives: Sequence[str] = OBJECTIVES,
+    objectives: Sequence[str] | None = None,
     seeds: int | Sequence[int] = 3,
     plots: bool = True,
+    config: RunConfig | None = None,
     **run_options: Any,
 ) -> CompareResult:
     """Train ``spec`` with each objective and seed, then tabulate mean and std over seeds.
@@ -98,15 +99,17 @@ def compare(
     :param objectives: names among ``elbo``, ``amim``, ``mim``.
     :param seeds: a count ``N`` (seeds ``0 .. N-1``) or explicit seeds.
     :param plots: write each run's plots and the comparison figure.
-    :param run_options: passed to every :func:`pyromim.experiments.run` call
-        (``data``, ``epochs``, ``n_train``, ``devices``, ``progress`` ...).
+    :param config: the runs' settings (:class:`~pyromim.experiments.RunConfig`);
+        each run's ``objective`` and ``seed`` come from ``objectives`` and ``seeds``.
+    :param run_options: :class:`~pyromim.experiments.RunConfig` fields by name, overriding
+        ``config``'s (``data``, ``epochs``, ``n_train``, ``devices``, ``progress`` ...).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     spec = resolve_spec(spec)
-    names = [objective_name(o) for o in objectives]
+    names = [objective_name(o) for o in (compared_objectives() if objectives is None else objectives)]
     if len(set(names)) != len(names) or not names:
-        raise ValueError(f"objectives must be distinct and non-empty, got {list(objectives)}")
+        raise ValueError(f"objectives must be distinct and non-empty, got {names}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("give at least one seed")
@@ -114,15 +117,27 @@ def compare(
     is_global_zero = True
     total = len(names) * len(seed_list)
     for i, (seed, objective) in enumerate((s, o) for s in seed_list for o in names):
-        logger.info("run %d/%d: %s, seed %d", i + 1, total, OBJECTIVE_LABELS[objective], seed)
-        result = run(spec, objective=objective, seed=seed, out_dir=out_dir / objective / f"seed{seed}",
-                     plots=plots, **run_options)
+        logger.info("run %d/%d: %s, seed %d", i + 1, total, objective_label(objective), seed)
+        result = run(
+            spec,
+            config,
+            objective=objective,
+            seed=seed,
+            out_dir=out_dir / objective / f"seed{seed}",
+            plots=plots,
+            **run_options,
+        )
         is_global_zero = result.is_global_zero
-        runs.append({
-            "objective": objective, "seed": seed, "out_dir": result.out_dir,
-            "epochs": result.fit.epochs_completed, "seconds": round(result.seconds, 2),
-            "metrics": result.metrics,
-        })
+        runs.append(
+            {
+                "objective": objective,
+                "seed": seed,
+                "out_dir": result.out_dir,
+                "epochs": result.fit.epochs_completed,
+                "seconds": round(result.seconds, 2),
+                "metrics": result.metrics,
+            }
+        )
     # runs are listed seed by seed; report objectives in the order asked
     runs.sort(key=lambda r: (names.index(r["objective"]), r["seed"]))
     summary = summarise(runs)
@@ -130,26 +145,35 @@ def compare(
     if not is_global_zero:
         return outcome
     metrics = [m for m in EVALUATE_KEYS if any(summary[o][m]["n"] for o in summary)]
-    outcome.table = comparison_table(summary, metrics, labels=OBJECTIVE_LABELS)
+    outcome.table = comparison_table(summary, metrics, labels={o: objective_label(o) for o in names})
     seeds_text = ", ".join(map(str, seed_list))
     notes = "\n".join(f"* `{m}`: {METRIC_NOTES[m]}" for m in metrics)
     markdown = (
-        f"# {spec.name}: {', '.join(OBJECTIVE_LABELS[o] for o in names)}\n\n"
+        f"# {spec.name}: {', '.join(objective_label(o) for o in names)}\n\n"
         f"Mean ± sample std over seeds {seeds_text} (test part; KNN trained on the training part).\n\n"
-        + comparison_table(summary, metrics, labels=OBJECTIVE_LABELS, markdown=True)
+        + comparison_table(summary, metrics, labels={o: objective_label(o) for o in names}, markdown=True)
         + f"\n{notes}\n"
     )
     outcome.files["markdown"] = write_text(out_dir / "compare.md", markdown)
-    outcome.files["json"] = write_json(out_dir / "compare.json", {
-        "spec": spec.name, "objectives": names, "seeds": seed_list, "summary": summary, "runs": runs,
-        "seconds": round(time.perf_counter() - start, 2),
-    })
+    outcome.files["json"] = write_json(
+        out_dir / "compare.json",
+        {
+            "spec": spec.name,
+            "objectives": names,
+            "seeds": seed_list,
+            "summary": summary,
+            "runs": runs,
+            "seconds": round(time.perf_counter() - start, 2),
+        },
+    )
     if plots:
         from pyromim.plots import plot_comparison
 
         outcome.files["figure"] = plot_comparison(
-            summary, out_dir / "compare.png", metrics=[m for m in FIGURE_METRICS if m in metrics],
-            labels=OBJECTIVE_LABELS,
+            summary,
+            out_dir / "compare.png",
+            metrics=[m for m in FIGURE_METRICS if m in metrics],
+            labels={o: objective_label(o) for o in names},
             title=f"{spec.name}: mean and std over {len(seed_list)} seed(s)",
         )
     logger.info("compared %d runs in %.0f s; wrote %s", total, time.perf_counter() - start, out_dir)

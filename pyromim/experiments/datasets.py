@@ -24,20 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from pyromim.data import ArrayDataset, DataMismatchError, DataSplits, check_data_fits, load_data
-from pyromim.likelihoods import DataSupportError
+from pyromim.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.specs import ModelSpec
 
 logger = logging.getLogger(__name__)
-
-#: The data kind (support) each likelihood scores.
-LIKELIHOOD_KIND = {
-    "bernoulli": "binary",
-    "gaussian": "continuous",
-    "discretized_logistic": "grey",
-    "categorical": "tokens",
-    "poisson": "counts",
-    "negative_binomial": "counts",
-}
 
 
 def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
@@ -45,7 +35,7 @@ def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
         return part
     if n < 1:
         return None
-    return part.subset(range(n))
+    return part.subset(list(range(n)))
 
 
 def _fit_shape(part: ArrayDataset | None, shape: tuple[int, ...]) -> ArrayDataset | None:
@@ -63,7 +53,7 @@ def check_spec_data(spec: ModelSpec, data: ArrayDataset, likelihood: Any = None)
     shape, name = tuple(spec.data.shape), spec.model.likelihood
     where = f"spec '{spec.name}' ({name} likelihood over items of shape {list(shape)})"
     try:
-        check_data_fits(data, event_shape=shape, kind=LIKELIHOOD_KIND[name])
+        check_data_fits(data, event_shape=shape, kind=LIKELIHOODS[name].support_kind)
         if likelihood is not None:
             likelihood.check_support(data.x)
     except DataMismatchError as err:
@@ -93,27 +83,33 @@ def prepare_data(
         (``0`` drops the part); for quick runs.
     :param data_options: passed to :func:`pyromim.data.load_data` for files
         (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).
-    :raises ValueError: no data given and the spec names no built-in data set.
+    :raises DataMismatchError: no data given and the spec names no built-in data set, or no
+        training items are left after the caps.
     """
     if data is None:
         if spec.data.dataset is None:
-            raise ValueError(
+            raise DataMismatchError(
                 f"spec '{spec.name}' names no built-in data set ([data] dataset); give data: a file "
                 f"(.npy, .npz, .csv, IDX) holding items of shape {list(spec.data.shape)}"
             )
         data = spec.data.dataset
     splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **dict(data_options or {}))
     shape = tuple(spec.data.shape)
-    parts = {}
+    parts: dict[str, ArrayDataset | None] = {}
     for key, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         capped = _cap(getattr(splits, key), n)
         parts[key] = _fit_shape(capped, shape)
-        if parts[key] is not capped:
-            logger.info("data %r: items of shape %s reshaped to the model's input shape %s",
-                        capped.name, capped.event_shape, shape)
-    if parts["train"] is None or len(parts["train"]) == 0:
-        raise ValueError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
+        if capped is not None and parts[key] is not capped:
+            logger.info(
+                "data %r: items of shape %s reshaped to the model's input shape %s",
+                capped.name,
+                capped.event_shape,
+                shape,
+            )
+    train = parts["train"]
+    if train is None or len(train) == 0:
+        raise DataMismatchError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
     for part in parts.values():
         if part is not None:
             check_spec_data(spec, part, likelihood)
-    return DataSplits(**parts)
+    return DataSplits(train, parts["val"], parts["test"])

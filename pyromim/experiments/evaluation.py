@@ -11,10 +11,10 @@ from typing import Any
 
 import pyro
 
-from pyromim.data import DataSplits
+from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.datasets import prepare_data
-from pyromim.experiments.objectives import make_loss
-from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE
+from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE, own_param_store, run_directory
+from pyromim.infer.objectives import make_loss
 from pyromim.models import LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec
 from pyromim.training import load_trained
@@ -48,6 +48,7 @@ def _run_info(run_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+@own_param_store
 def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[str, Any]]:
     """The trained model of a run directory, ``model.pt`` file or Lightning checkpoint.
 
@@ -72,8 +73,8 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
             )
         path = ckpt
     if path.suffix != ".ckpt":
-        return load_model(path), path, _run_info(path.parent)
-    run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        return load_model(path), path, _run_info(run_directory(path))
+    run_dir = run_directory(path)
     spec_file = run_dir / SPEC_FILE
     if not spec_file.is_file():
         raise FileNotFoundError(
@@ -90,6 +91,7 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
     return model, path, info
 
 
+@own_param_store
 def evaluate_run(
     path: str | Path,
     *,
@@ -118,6 +120,7 @@ def evaluate_run(
 
     model, source, info = load_run_model(path)
     spec = model.spec
+    assert spec is not None  # models built from specs, and so loaded from run directories, carry theirs
     if data is None and info.get("data") not in (None, "DataSplits"):
         data = info["data"]
         data_options = data_options or info.get("data_options") or None
@@ -128,19 +131,27 @@ def evaluate_run(
     if split != "train":
         part_caps[f"n_{split}"] = n_part
     splits = prepare_data(
-        spec, data, seed=seed if seed is not None else int(info.get("seed", 0)),
-        data_options=data_options, likelihood=model.likelihood, **part_caps,
+        spec,
+        data,
+        seed=seed if seed is not None else int(info.get("seed", 0)),
+        data_options=data_options,
+        likelihood=model.likelihood,
+        **part_caps,
     )
     part = getattr(splits, split)
     if part is None:
-        raise ValueError(f"the data have no {split!r} part; choose another with split=")
+        raise DataMismatchError(f"the data have no {split!r} part; choose another with split=")
     model.eval()
     pyro.set_rng_seed(int(info.get("seed", 0)) if seed is None else seed)  # reproducible estimates
     logger.info("evaluating %s on %s (%d items)", source, part.name, len(part))
     with_labels = part.labels is not None and splits.train.labels is not None
     metrics = evaluate_metrics(
-        model.model, model.guide, part.x, part.labels,
-        splits.train.x if with_labels else None, splits.train.labels if with_labels else None,
+        model.model,
+        model.guide,
+        part.x,
+        part.labels,
+        splits.train.x if with_labels else None,
+        splits.train.labels if with_labels else None,
         num_samples=num_samples,
     )
     return EvaluationResult(metrics, spec, source, part.name, len(part))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from pyromim._atomic import atomic_write_text
 
 #: How to read each metric of :func:`pyromim.metrics.evaluate` (shown under tables).
 METRIC_NOTES = {
@@ -49,17 +49,7 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (a reader sees the old or the new file, never half)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def format_value(value: float | None, std: float | None = None) -> str:
@@ -75,7 +65,9 @@ def format_value(value: float | None, std: float | None = None) -> str:
     return text
 
 
-def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool, left: Sequence[int] = (0,)) -> str:
+def render_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, markdown: bool = False, left: Sequence[int] = (0,)
+) -> str:
     """A text or Markdown table; columns in ``left`` are left-aligned, the others right-aligned."""
     if markdown:
         rule = ["---" if i in left else "---:" for i in range(len(header))]
@@ -91,7 +83,7 @@ def _render(header: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool
 def metrics_table(metrics: Mapping[str, float], *, markdown: bool = False) -> str:
     """A two-column table ``metric | value`` with a short note on each metric."""
     rows = [[k, format_value(v), METRIC_NOTES.get(k, "")] for k, v in metrics.items()]
-    return _render(["metric", "value", "meaning"], rows, markdown, left=(0, 2))
+    return render_table(["metric", "value", "meaning"], rows, markdown=markdown, left=(0, 2))
 
 
 def comparison_table(
@@ -112,4 +104,4 @@ def comparison_table(
             stats = summary[o].get(metric, {})
             cells.append(format_value(stats.get("mean"), stats.get("std")))
         rows.append(cells)
-    return _render(header, rows, markdown)
+    return render_table(header, rows, markdown=markdown)

@@ -20,32 +20,61 @@ draws of 10,000 points per split).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyro
 import torch
 
 from pyromim.data import DataSplits
+from pyromim.experiments.config import RunConfig
 from pyromim.experiments.datasets import prepare_data
-from pyromim.experiments.objectives import OBJECTIVE_LABELS, SPEC_OBJECTIVE, make_loss, objective_name
 from pyromim.experiments.report import write_json, write_text
+from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.models import LatentVariableModel, build_model, save_model
 from pyromim.specs import ModelSpec, resolve_spec
 from pyromim.training import FitResult, fit
+from pyromim.training.fit import CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 SPEC_FILE = "spec.toml"
+
+
+def own_param_store(function: Callable[..., T]) -> Callable[..., T]:
+    """Run ``function`` with an empty Pyro param store of its own, restoring the caller's afterwards.
+
+    Runs then start from parameters initialised by their seed alone, and never
+    read or change the parameters a caller keeps in Pyro's global store.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with pyro.get_param_store().scope():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def run_directory(path: str | Path) -> Path:
+    """The run directory ``path`` names: a directory itself, the folder holding the ``checkpoints/``
+    folder of a training checkpoint (``RUN/checkpoints/last.ckpt``), or the folder of any other file
+    (``RUN/model.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    return path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
 
 
 @dataclass
@@ -102,81 +131,70 @@ def training_spec(
     if unknown:
         raise TypeError(f"unknown training settings {unknown}; the [training] table has {sorted(known)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    training = dataclasses.replace(base.training, objective=SPEC_OBJECTIVE[name], **changes)
+    training = dataclasses.replace(base.training, objective=name, **changes)
     return dataclasses.replace(base, training=training).validate(f"spec '{base.name}'"), name
 
 
+@own_param_store
 def run(
     spec: str | Path | ModelSpec,
+    config: RunConfig | None = None,
     *,
     out_dir: str | Path,
-    objective: str | None = None,
-    data: str | Path | DataSplits | None = None,
-    data_options: Mapping[str, Any] | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    warmup_epochs: int | None = None,
-    patience: int | None = None,
-    q_x: str | None = None,
-    inverse_h: bool = False,
-    seed: int = 0,
-    n_train: int | None = None,
-    n_val: int | None = None,
-    n_test: int | None = None,
-    devices: int | str = 1,
-    strategy: Any = "auto",
-    accelerator: str = "auto",
-    num_nodes: int = 1,
-    resume: str | Path | None = None,
-    progress: bool = True,
-    evaluate: bool = True,
-    num_samples: int = 1000,
-    plots: bool = True,
+    **settings: Any,
 ) -> RunResult:
-    """Train ``spec`` with ``objective`` on its data, evaluate on the test part, write the run directory.
+    """Train ``spec`` on its data, evaluate on the test part, write the run directory.
 
     :param spec: a catalogue name (``"toy4"``), a ``.toml`` path or a :class:`ModelSpec`.
-    :param objective: ``"elbo"``, ``"amim"`` or ``"mim"`` (default: the spec's).
-    :param data: built-in name, file path or :class:`DataSplits` (default: the
-        spec's ``[data] dataset``); rejected before training, naming both, if it
-        does not fit the spec's likelihood or input shape (see
-        :func:`pyromim.experiments.prepare_data`, which also takes ``data_options``).
-    :param epochs, batch_size, lr, warmup_epochs, patience, q_x: override the
-        spec's ``[training]`` values (``patience=0`` turns early stopping off).
-    :param inverse_h: train the joint-entropy ablation of the objective ("VAE + H"
-        for ``elbo``, "MIM - H" for ``amim``/``mim``; see :func:`pyromim.experiments.make_loss`).
-    :param seed: seeds the data split (toy sets: the draws), initialisation and training.
-    :param n_train, n_val, n_test: cap each data part (quick runs).
-    :param devices, strategy, accelerator, num_nodes: Lightning's; ``devices=2,
-        strategy="ddp"`` runs two processes (Lightning re-launches the calling
-        script for the extra ones, so call from a script or the command line).
-    :param resume: ``last.ckpt`` of an interrupted run of the same settings.
-    :param evaluate: compute and write ``metrics.json``.
-    :param num_samples: importance samples per item for the NLL.
-    :param plots: write the PNGs (needs matplotlib).
+    :param config: the run's settings, a :class:`~pyromim.experiments.RunConfig`
+        (objective, ``[training]`` overrides, seed, data and caps, devices, outputs);
+        default: every field's default, so the spec's own ``[training]`` values.
+    :param out_dir: the run directory.
+    :param settings: :class:`~pyromim.experiments.RunConfig` fields by name, overriding
+        ``config``'s (``run("toy4", out_dir=..., objective="elbo", epochs=5, seed=2)``).
+
+    The data (``data``, default the spec's ``[data] dataset``) are rejected before
+    training, naming both, if they do not fit the spec's likelihood or input shape
+    (see :func:`pyromim.experiments.prepare_data`). ``devices=2, strategy="ddp"``
+    runs two processes (Lightning re-launches the calling script for the extra
+    ones, so call from a script or the command line).
     """
+    c = (config or RunConfig()).replace(**settings)
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    spec, objective = training_spec(
-        spec, objective, epochs=epochs, batch_size=batch_size, lr=lr,
-        warmup_epochs=warmup_epochs, patience=patience, q_x=q_x,
-    )
+    spec, objective = training_spec(spec, c.objective, **c.training_overrides())
+    seed = c.seed
     t = spec.training
     pyro.set_rng_seed(seed)  # the networks' initial weights come from the global RNG
     model = build_model(spec)
-    splits = prepare_data(spec, data, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
-                          data_options=data_options, likelihood=model.likelihood)
+    splits = prepare_data(
+        spec,
+        c.data,
+        seed=seed,
+        n_train=c.n_train,
+        n_val=c.n_val,
+        n_test=c.n_test,
+        data_options=c.data_options,
+        likelihood=model.likelihood,
+    )
     if spec.data.standardize:
         model.likelihood.set_data_statistics(splits.train.x)
         logger.info("standardising the data by the training part's mean and standard deviation ([data] standardize)")
-    loss = make_loss(objective, model, q_x=t.q_x, inverse_h=inverse_h)
+    loss = make_loss(objective, model, q_x=t.q_x, inverse_h=c.inverse_h)
     sizes = {k: len(v) for k, v in splits.parts().items()}
     logger.info(
         "spec %s: %s, seed %d, data %s (%s); up to %d epochs, batch %d, lr %g, warm-up %d, patience %s -> %s",
-        spec.name, OBJECTIVE_LABELS[objective], seed, splits.train.name.removesuffix(" (train)"),
-        ", ".join(f"{k} {n}" for k, n in sizes.items()), t.epochs, t.batch_size, t.lr, t.warmup_epochs,
-        t.patience or "off", out_dir,
+        spec.name,
+        objective_label(objective),
+        seed,
+        splits.train.name.removesuffix(" (train)"),
+        ", ".join(f"{k} {n}" for k, n in sizes.items()),
+        t.epochs,
+        t.batch_size,
+        t.lr,
+        t.warmup_epochs,
+        t.patience or "off",
+        out_dir,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if _launcher_rank_zero():
@@ -184,75 +202,110 @@ def run(
 
     evaluation_part = splits.test or splits.val
     hook = None
-    if evaluate and evaluation_part is not None:
+    if c.evaluate and evaluation_part is not None:
+
         def hook(model_fn: Any, guide_fn: Any) -> dict[str, float]:
             from pyromim.metrics import evaluate as evaluate_metrics
 
             model.eval()
-            logger.info("evaluating on %s (%d items, %d importance samples for the NLL)",
-                        evaluation_part.name, len(evaluation_part), num_samples)
+            logger.info(
+                "evaluating on %s (%d items, %d importance samples for the NLL)",
+                evaluation_part.name,
+                len(evaluation_part),
+                c.num_samples,
+            )
             return evaluate_metrics(
-                model_fn, guide_fn, evaluation_part.x, evaluation_part.labels,
+                model_fn,
+                guide_fn,
+                evaluation_part.x,
+                evaluation_part.labels,
                 splits.train.x if splits.train.labels is not None and evaluation_part.labels is not None else None,
                 splits.train.labels if evaluation_part.labels is not None else None,
-                num_samples=num_samples,
+                num_samples=c.num_samples,
             )
-    elif evaluate:
+    elif c.evaluate:
         logger.warning("no test or validation part: metrics.json is not written")
 
     with warnings.catch_warnings():
         # the run directory already holds spec.toml, which Lightning's CSV logger warns about
         warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
         result = fit(
-            model.model, model.guide, loss, splits.train, splits.val,
-            epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, warmup_epochs=t.warmup_epochs,
-            patience=t.patience if t.patience > 0 else None, seed=seed, out_dir=out_dir,
-            devices=devices, strategy=strategy, accelerator=accelerator, num_nodes=num_nodes,
-            resume=resume, progress=progress, evaluate=hook,
+            model.model,
+            model.guide,
+            loss,
+            splits.train,
+            splits.val,
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            warmup_epochs=t.warmup_epochs,
+            patience=t.patience if t.patience > 0 else None,
+            seed=seed,
+            out_dir=out_dir,
+            devices=c.devices,
+            strategy=c.strategy,
+            accelerator=c.accelerator,
+            num_nodes=c.num_nodes,
+            resume=c.resume,
+            progress=c.progress,
+            evaluate=hook,
         )
     outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
     if not result.is_global_zero:
         return outcome
     how = "stopped early" if result.stopped_early else "finished"
-    logger.info("%s after %d epochs; best %s %.4f", how, result.epochs_completed,
-                "val_loss" if splits.val is not None else "train_loss",
-                result.best_score if result.best_score is not None else float("nan"))
+    logger.info(
+        "%s after %d epochs; best %s %.4f",
+        how,
+        result.epochs_completed,
+        "val_loss" if splits.val is not None else "train_loss",
+        result.best_score if result.best_score is not None else float("nan"),
+    )
     model.eval()
-    tmp = out_dir / f".{MODEL_FILE}.tmp"
-    save_model(model, tmp)
-    os.replace(tmp, out_dir / MODEL_FILE)
+    save_model(model, out_dir / MODEL_FILE)
     if outcome.metrics is not None:
         write_json(out_dir / METRICS_FILE, outcome.metrics)
-    if plots:
+    if c.plots:
         from pyromim.plots import make_run_plots
 
         with torch.no_grad():
             outcome.plots = make_run_plots(
-                model, spec, splits, out_dir, history=result.history, metrics_csv=result.metrics_csv,
+                model,
+                spec,
+                splits,
+                out_dir,
+                history=result.history,
+                metrics_csv=result.metrics_csv,
                 warmup_epochs=t.warmup_epochs if objective != "elbo" else 0,
-                title=f"{spec.name}, {OBJECTIVE_LABELS[objective]}, seed {seed}",
+                title=f"{spec.name}, {objective_label(objective)}, seed {seed}",
             )
     outcome.seconds = time.perf_counter() - start
-    write_json(out_dir / RUN_FILE, {
-        "spec": spec.name,
-        "objective": objective,
-        "inverse_h": inverse_h,
-        "seed": seed,
-        "data": str(data) if isinstance(data, (str, Path)) else (spec.data.dataset if data is None else "DataSplits"),
-        "data_options": dict(data_options or {}),
-        "sizes": sizes,
-        "caps": {"n_train": n_train, "n_val": n_val, "n_test": n_test},
-        "training": dataclasses.asdict(t),
-        "epochs_completed": result.epochs_completed,
-        "stopped_early": result.stopped_early,
-        "best_score": result.best_score,
-        "resumed_from": resume,
-        "devices": devices,
-        "strategy": strategy,
-        "num_samples": num_samples,
-        "seconds": round(outcome.seconds, 2),
-        "files": sorted(p.name for p in outcome.plots) + [SPEC_FILE, MODEL_FILE]
-        + ([METRICS_FILE] if outcome.metrics is not None else []),
-    })
+    write_json(
+        out_dir / RUN_FILE,
+        {
+            "spec": spec.name,
+            "objective": objective,
+            "inverse_h": c.inverse_h,
+            "seed": seed,
+            "data": str(c.data)
+            if isinstance(c.data, (str, Path))
+            else (spec.data.dataset if c.data is None else "DataSplits"),
+            "data_options": dict(c.data_options or {}),
+            "sizes": sizes,
+            "caps": {"n_train": c.n_train, "n_val": c.n_val, "n_test": c.n_test},
+            "training": dataclasses.asdict(t),
+            "epochs_completed": result.epochs_completed,
+            "stopped_early": result.stopped_early,
+            "best_score": result.best_score,
+            "resumed_from": c.resume,
+            "devices": c.devices,
+            "strategy": c.strategy,
+            "num_samples": c.num_samples,
+            "seconds": round(outcome.seconds, 2),
+            "files": sorted(p.name for p in outcome.plots)
+            + [SPEC_FILE, MODEL_FILE]
+            + ([METRICS_FILE] if outcome.metrics is not None else []),
+        },
+    )
     logger.info("wrote %s", out_dir)
     return outcome

@@ -1,7 +1,7 @@
 """The MIM paper's joint-entropy ("inverse H") ablation losses.
 
 The MIM loss is a cross-entropy that splits into a divergence between the two
-joints plus the joint entropy of the sample mixture (DESIGN §1),
+joints plus the joint entropy of the sample mixture (the MIM paper, arXiv:1910.03175),
 
     L_MIM = 1/2 [CE(M_S, q(x,z)) + CE(M_S, p(x,z))] >= JSD(p(x,z), q(x,z)) + H(M_S),
     M(x, z) = 1/2 [p(x, z) + q(x, z)],   q(x, z) = q(z|x) q(x).

@@ -27,12 +27,13 @@ guide's own indexing picks out the generated values.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
 GuideInputsHook = Callable[[Mapping[str, torch.Tensor], tuple, dict], tuple]
-GuideInputs = Union[None, Mapping[str, str], GuideInputsHook]
+GuideInputs = Mapping[str, str] | GuideInputsHook | None
 
 __all__ = ["GuideInputs", "GuideInputsError", "substitute_generated"]
 
@@ -106,11 +107,7 @@ def _resolve(
         )
     if site in locations:
         return locations[site]
-    found = (
-        _identity_locations(encoder_value, args, kwargs)
-        if encoder_value is not None
-        else []
-    )
+    found = _identity_locations(encoder_value, args, kwargs) if encoder_value is not None else []
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
@@ -130,13 +127,13 @@ def _resolve(
 
 
 def _scatter_into_full(
-    original: Any, generated: torch.Tensor, site: dict, subsample_indices: dict
+    original: Any, generated: torch.Tensor, site: dict, subsample_indices: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
     """Place a generated minibatch into a copy of the full data tensor when the
     guide receives the full data set and subsamples it itself."""
     if not isinstance(original, torch.Tensor) or original.dim() == 0:
         return generated
-    if generated.shape[generated.dim() - original.dim():] == original.shape:
+    if generated.shape[generated.dim() - original.dim() :] == original.shape:
         return generated  # same data shape (possibly with particle dims on the left)
     event_dim = site["fn"].event_dim
     for frame in site["cond_indep_stack"]:
@@ -182,23 +179,16 @@ def substitute_generated(
         result = guide_inputs(generated, args, kwargs)
         if not (isinstance(result, tuple) and len(result) == 2):
             raise GuideInputsError(
-                "guide_inputs hook must return a pair (args, kwargs) for the guide, "
-                f"got {type(result).__name__}."
+                f"guide_inputs hook must return a pair (args, kwargs) for the guide, got {type(result).__name__}."
             )
         new_args, new_kwargs = result
         return tuple(new_args), dict(new_kwargs)
     sig = _signature(guide)
     new_args, new_kwargs = list(args), dict(kwargs)
     for name, site in generated_sites.items():
-        kind, where = _resolve(
-            name, sig, args, kwargs, encoder_values.get(name), guide_inputs
-        )
+        kind, where = _resolve(name, sig, args, kwargs, encoder_values.get(name), guide_inputs)
         if kind == "arg":
-            new_args[where] = _scatter_into_full(
-                args[where], site["value"], site, subsample_indices
-            )
+            new_args[where] = _scatter_into_full(args[where], site["value"], site, subsample_indices)
         else:
-            new_kwargs[where] = _scatter_into_full(
-                kwargs.get(where), site["value"], site, subsample_indices
-            )
+            new_kwargs[where] = _scatter_into_full(kwargs.get(where), site["value"], site, subsample_indices)
     return tuple(new_args), new_kwargs

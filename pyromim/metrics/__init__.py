@@ -6,6 +6,7 @@ importance samples are vectorised with an outer plate and all work is chunked
 to a memory budget.
 """
 
+from pyromim.metrics.active_units import ActiveUnits, active_units
 from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
 from pyromim.metrics.arviz_export import to_inference_data
 from pyromim.metrics.classification import knn_accuracy
@@ -15,7 +16,6 @@ from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
 from pyromim.metrics.marginal_entropy import MarginalEntropy, marginal_entropy
 from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
-from pyromim.metrics.units import ActiveUnits, active_units
 
 __all__ = [
     "EVALUATE_KEYS",

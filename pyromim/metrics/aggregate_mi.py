@@ -25,9 +25,9 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, sample_sites, inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import sum_log_prob, vectorized
+from pyromim.metrics.trace_layout import TraceLayout, inspect_layout, sample_sites
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,7 @@ def _encode_draws(
     for span in spans(len(data), chunk):
         x = data[span]
         with torch.no_grad(), poutine.block():
-            sites = sample_sites(
-                poutine.trace(vectorized(guide, num_samples, layout)).get_trace(x)
-            )
+            sites = sample_sites(poutine.trace(vectorized(guide, num_samples, layout)).get_trace(x))
         for name in layout.latent_sites:
             event_dims = len(sites[name]["fn"].event_shape)
             draws[name].append(_draws_first(sites[name]["value"], event_dims, layout))
@@ -95,9 +93,7 @@ def _log_mixture(
             fixed = {n: _as_pairs(v[rows], len(x), layout) for n, v in draws.items()}
             conditioned = poutine.condition(guide, data=fixed)
             with torch.no_grad(), poutine.block():
-                trace = poutine.trace(
-                    vectorized(conditioned, rows.stop - rows.start, layout)
-                ).get_trace(x)
+                trace = poutine.trace(vectorized(conditioned, rows.stop - rows.start, layout)).get_trace(x)
             log_q = sum_log_prob(sample_sites(trace), layout.latent_sites, layout, len(x))
             acc = torch.logaddexp(acc, torch.logsumexp(log_q.double(), -1))
         out.append(acc)

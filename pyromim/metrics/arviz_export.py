@@ -12,9 +12,9 @@ import pyro
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import importance_block, site_log_prob, site_values
+from pyromim.metrics.trace_layout import inspect_layout
 
 if TYPE_CHECKING:
     import xarray
@@ -32,9 +32,7 @@ def load_arviz() -> ModuleType:
             warnings.simplefilter("ignore", FutureWarning)
             import arviz
     except ImportError as err:
-        raise ImportError(
-            "this metric needs ArviZ; install it with `pip install pyromim[metrics]`"
-        ) from err
+        raise ImportError("this metric needs ArviZ; install it with `pip install pyromim[metrics]`") from err
     return arviz
 
 
@@ -52,14 +50,10 @@ def _coords_and_dims(
     return coords, dims
 
 
-def _dataset(
-    arrays: dict[str, np.ndarray], per_datum_dims: int, sampled: bool
-) -> "xarray.Dataset":
+def _dataset(arrays: dict[str, np.ndarray], per_datum_dims: int, sampled: bool) -> xarray.Dataset:
     az = load_arviz()
     coords, dims = _coords_and_dims(arrays, per_datum_dims)
-    return az.dict_to_dataset(
-        arrays, coords=coords, dims=dims, default_dims=None if sampled else [], library=pyro
-    )
+    return az.dict_to_dataset(arrays, coords=coords, dims=dims, default_dims=None if sampled else [], library=pyro)
 
 
 @torch.no_grad()
@@ -72,7 +66,7 @@ def to_inference_data(
     num_chains: int = 1,
     plate_name: str | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-) -> "InferenceData":
+) -> InferenceData:
     """An :class:`arviz.InferenceData` of a fitted model/guide pair on ``data``.
 
     Draws ``z_s ~ q(z | x_i)`` (``num_samples`` per datum, split into
@@ -90,9 +84,7 @@ def to_inference_data(
     and ESS in ``az.summary`` describe independent draws.
     """
     if num_samples % num_chains:
-        raise ValueError(
-            f"num_samples={num_samples} must split evenly into num_chains={num_chains}"
-        )
+        raise ValueError(f"num_samples={num_samples} must split evenly into num_chains={num_chains}")
     layout = inspect_layout(model, guide, data, plate_name)
     data_chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), len(data), num_samples)
     groups: dict[str, dict[str, list[torch.Tensor]]] = {

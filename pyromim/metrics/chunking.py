@@ -4,7 +4,7 @@ Every metric in :mod:`pyromim.metrics` works on blocks of ``(samples, data)``
 pairs.  The caller gives a budget in bytes; a block holds at most
 ``budget // bytes_per_pair`` pairs, where ``bytes_per_pair`` is estimated from
 the sizes of the sample sites of one trace (see
-:attr:`pyromim.metrics.data_plate.TraceLayout.pair_numel`) times
+:attr:`pyromim.metrics.trace_layout.TraceLayout.pair_numel`) times
 :data:`FOOTPRINT_FACTOR`, which covers the distribution parameters, the
 element-wise log-densities and the network activations that a trace does not
 record.  The estimate is a heuristic: lower the budget if a model keeps much
@@ -22,9 +22,7 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20
 FOOTPRINT_FACTOR = 8
 
 
-def block_shape(
-    budget_bytes: int, bytes_per_pair: int, num_data: int, num_samples: int
-) -> tuple[int, int]:
+def block_shape(budget_bytes: int, bytes_per_pair: int, num_data: int, num_samples: int) -> tuple[int, int]:
     """Choose ``(data_chunk, sample_chunk)`` so one block fits ``budget_bytes``.
 
     All samples of a data chunk are preferred in one block (fewest passes);

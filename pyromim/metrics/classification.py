@@ -34,7 +34,7 @@ def knn_accuracy(
     classifier = KNeighborsClassifier(n_neighbors=k).fit(z_train, y_train)
     if (z_test is None) != (y_test is None):
         raise ValueError("give both z_test and y_test, or neither (leave-one-out)")
-    if z_test is not None:
+    if z_test is not None and y_test is not None:
         z_test = _numpy(z_test).reshape(len(z_test), -1)
         return float(classifier.score(z_test, _numpy(y_test)))
     if len(z_train) <= k:

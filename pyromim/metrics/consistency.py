@@ -22,9 +22,9 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import inspect_layout, sample_sites
 from pyromim.metrics.encodings import bytes_per_pair, guide_sites
 from pyromim.metrics.per_datum import site_values
+from pyromim.metrics.trace_layout import inspect_layout, sample_sites
 
 
 @dataclass(frozen=True)

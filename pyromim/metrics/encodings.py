@@ -9,8 +9,8 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, FOOTPRINT_FACTOR, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, sample_sites
 from pyromim.metrics.per_datum import PosteriorMeanMessenger, site_values
+from pyromim.metrics.trace_layout import TraceLayout, sample_sites
 
 
 def bytes_per_pair(layout: TraceLayout) -> int:
@@ -18,9 +18,7 @@ def bytes_per_pair(layout: TraceLayout) -> int:
     return layout.pair_numel * FOOTPRINT_FACTOR * torch.finfo(layout.dtype).bits // 8
 
 
-def guide_sites(
-    guide: Callable, x: torch.Tensor, how: Literal["mean", "sample"] = "sample"
-) -> dict[str, dict]:
+def guide_sites(guide: Callable, x: torch.Tensor, how: Literal["mean", "sample"] = "sample") -> dict[str, dict]:
     """Sample sites of one guide trace; with ``how="mean"`` every latent is set to its mean."""
     if how not in ("mean", "sample"):
         raise ValueError(f"how must be 'mean' or 'sample', got {how!r}")
@@ -47,7 +45,5 @@ def encode(
     blocks = []
     for span in spans(len(data), chunk):
         sites = guide_sites(guide, data[span], how)
-        blocks.append(
-            torch.cat([site_values(n, sites[n], layout)[0] for n in layout.latent_sites], -1)
-        )
+        blocks.append(torch.cat([site_values(n, sites[n], layout)[0] for n in layout.latent_sites], -1))
     return torch.cat(blocks, 0)

@@ -5,20 +5,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
+from pyromim.metrics.active_units import active_units
 from pyromim.metrics.aggregate_mi import mutual_information
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.classification import knn_accuracy
 from pyromim.metrics.consistency import generation_consistency
-from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.encodings import encode
 from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import log_likelihood
 from pyromim.metrics.reconstruction import reconstruction_error
-from pyromim.metrics.units import active_units
+from pyromim.metrics.trace_layout import inspect_layout
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def _knn5(
     if train_data is None:
         logger.info("knn5_accuracy: no training set given, using leave-one-out on the data")
         return knn_accuracy(z, labels, k=5)
+    assert train_labels is not None  # given with train_data (checked above)
     z_train = encode(guide, train_data, layout, "mean", memory_budget)
     return knn_accuracy(z_train, train_labels, z, labels, k=5)
 
@@ -95,7 +97,7 @@ def evaluate(
       generates (one draw per item of ``data``); NaN (logged) for models with
       several observed sites.
     """
-    budget = {"plate_name": plate_name, "memory_budget": memory_budget}
+    budget: dict[str, Any] = {"plate_name": plate_name, "memory_budget": memory_budget}
     ll = log_likelihood(model, guide, data, num_samples, **budget)
     layout = inspect_layout(None, guide, data, plate_name)
     subset = data[:ksg_max_points]

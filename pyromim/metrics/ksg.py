@@ -42,9 +42,7 @@ def _strict_counts(points: np.ndarray, radius: np.ndarray) -> np.ndarray:
     return np.where(radius > 0, counts - 1, 0)
 
 
-def ksg_mutual_information(
-    x: np.ndarray | torch.Tensor, z: np.ndarray | torch.Tensor, k: int = 5
-) -> float:
+def ksg_mutual_information(x: np.ndarray | torch.Tensor, z: np.ndarray | torch.Tensor, k: int = 5) -> float:
     """KSG (algorithm 1, max-norm) estimate of ``I(X; Z)`` in nats.
 
     :param x: ``(N, ...)`` samples of ``X`` (trailing dims are flattened).

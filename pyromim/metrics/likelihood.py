@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import log_weights
+from pyromim.metrics.trace_layout import inspect_layout
 
 #: Pareto shape above which importance weights are unreliable (Vehtari et al.).
 KHAT_THRESHOLD = 0.7
@@ -102,16 +102,11 @@ def log_likelihood(
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     layout = inspect_layout(model, guide, data, plate_name)
-    data_chunk, sample_chunk = block_shape(
-        memory_budget, bytes_per_pair(layout), len(data), num_samples
-    )
+    data_chunk, sample_chunk = block_shape(memory_budget, bytes_per_pair(layout), len(data), num_samples)
     estimates, errors, ks = [], [], []
     for span in spans(len(data), data_chunk):
         x = data[span]
-        blocks = [
-            log_weights(model, guide, x, s.stop - s.start, layout)
-            for s in spans(num_samples, sample_chunk)
-        ]
+        blocks = [log_weights(model, guide, x, s.stop - s.start, layout) for s in spans(num_samples, sample_chunk)]
         log_w = torch.cat(blocks, 0).T.double().detach()  # (C, S); estimates, not a loss
         lse = torch.logsumexp(log_w, -1)
         estimates.append(lse - math.log(num_samples))

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import log_weights
+from pyromim.metrics.trace_layout import inspect_layout
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ evaluates densities, it does not reweight a training objective.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import pyro
 import pyro.poutine as poutine
@@ -24,7 +25,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from pyromim.metrics.data_plate import SAMPLE_PLATE, TraceLayout, sample_sites
+from pyromim.metrics.trace_layout import SAMPLE_PLATE, TraceLayout, sample_sites
 
 
 def vectorized(fn: Callable, num_samples: int, layout: TraceLayout) -> Callable:
@@ -37,9 +38,7 @@ def _aligned(tensor: torch.Tensor, event_dims: int, layout: TraceLayout) -> torc
     batch_dims = tensor.dim() - event_dims
     full = layout.max_plate_nesting + 1
     if batch_dims > full:
-        raise ValueError(
-            f"a site has {batch_dims} batch dims but the pair nests only {full - 1} plates"
-        )
+        raise ValueError(f"a site has {batch_dims} batch dims but the pair nests only {full - 1} plates")
     tensor = tensor.reshape((1,) * (full - batch_dims) + tuple(tensor.shape))
     data_index = full + layout.data_dim
     tensor = tensor.movedim(data_index, 1)
@@ -87,11 +86,9 @@ def importance_block(
     return sample_sites(guide_trace), sample_sites(model_trace)
 
 
-def sum_log_prob(
-    sites: dict[str, dict], names: tuple[str, ...], layout: TraceLayout, num_data: int
-) -> torch.Tensor:
+def sum_log_prob(sites: dict[str, dict], names: tuple[str, ...], layout: TraceLayout, num_data: int) -> torch.Tensor:
     """Sum of :func:`site_log_prob` over the named sites, shape ``(S, C)``."""
-    return sum(site_log_prob(n, sites[n], layout, num_data) for n in names)
+    return cast(torch.Tensor, sum(site_log_prob(n, sites[n], layout, num_data) for n in names))
 
 
 def log_weights(
@@ -116,7 +113,7 @@ class PosteriorMeanMessenger(Messenger):
     Requires each latent site's distribution to implement ``.mean``.
     """
 
-    def _pyro_sample(self, msg: dict) -> None:
+    def _pyro_sample(self, msg: Any) -> None:
         if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
             return
         try:

@@ -21,7 +21,6 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.data_plate import TraceLayout, sample_sites, inspect_layout
 from pyromim.metrics.encodings import bytes_per_pair, guide_sites
 from pyromim.metrics.per_datum import (
     PosteriorMeanMessenger,
@@ -29,6 +28,7 @@ from pyromim.metrics.per_datum import (
     site_values,
     sum_log_prob,
 )
+from pyromim.metrics.trace_layout import TraceLayout, inspect_layout, sample_sites
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ def reconstruct(
             logger.warning(
                 "reconstruction error is NaN: observed site '%s' (%s) has no finite mean to "
                 "compare x with (token ids have no meaningful Euclidean error)",
-                name, type(getattr(site["fn"], "base_dist", site["fn"])).__name__,
+                name,
+                type(getattr(site["fn"], "base_dist", site["fn"])).__name__,
             )
         observed.append(site_values(name, site, layout)[0])
         predicted.append(site_values(name, {**site, "value": mean}, layout)[0])

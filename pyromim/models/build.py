@@ -7,61 +7,34 @@ from pathlib import Path
 
 from torch import nn
 
-from pyromim.likelihoods import (
-    CategoricalLikelihood,
-    GaussianLikelihood,
-    LIKELIHOODS,
-    Likelihood,
-)
+from pyromim.likelihoods import LIKELIHOODS, Likelihood
 from pyromim.models.latent_variable_model import LatentVariableModel
-from pyromim.nn import MLP, ConvDecoder, ConvEncoder, GaussianHead, GaussianNetwork
-from pyromim.priors import LearnedGaussianPrior, MixturePrior, Prior, StandardNormalPrior, VampPrior
+from pyromim.nn import NETWORKS, GaussianHead, GaussianNetwork
+from pyromim.nn.networks import encoder_width
+from pyromim.priors import PRIORS, Prior
 from pyromim.specs import ModelSpec, NetworkSpec, resolve_spec
 
 
 def make_likelihood(spec: ModelSpec) -> Likelihood:
-    shape, m = tuple(spec.data.shape), spec.model
-    if m.likelihood == "gaussian":
-        return GaussianLikelihood(shape, m.likelihood_scale, m.likelihood_fixed_scale, m.min_logvar,
-                                  standardize=spec.data.standardize)
-    if m.likelihood == "categorical":
-        return CategoricalLikelihood(shape, spec.data.vocab_size)
-    return LIKELIHOODS[m.likelihood](shape)
+    """The spec's ``[model] likelihood`` from :data:`pyromim.likelihoods.LIKELIHOODS`."""
+    return LIKELIHOODS[spec.model.likelihood].from_spec(spec)
 
 
-def make_encoder(net: NetworkSpec, in_shape: tuple[int, ...], latent_dim: int, min_logvar: float) -> GaussianNetwork:
-    """``x -> (mu, sigma)``: body (MLP or conv) of width ``hidden[-1]`` and a Gaussian head."""
-    width = net.hidden[-1] if net.hidden else math.prod(in_shape)
-    if net.network == "conv":
-        body: nn.Module = ConvEncoder(in_shape, width, net.channels, net.activation)
-    elif net.hidden:
-        body = MLP(in_shape, (width,), net.hidden[:-1], net.activation, net.norm, activate_output=True)
-    else:
-        body = nn.Flatten(-len(in_shape))
-    return GaussianNetwork(body, GaussianHead(width, latent_dim, min_logvar))
+def make_encoder(net: NetworkSpec, in_shape: tuple[int, ...], latent_dim: int, min_scale: float) -> GaussianNetwork:
+    """``x -> (mu, sigma)``: body (from :data:`pyromim.nn.NETWORKS`) of width ``hidden[-1]`` and a Gaussian head."""
+    width = encoder_width(net, in_shape)
+    body = NETWORKS[net.network].encoder_body(net, in_shape, width)
+    return GaussianNetwork(body, GaussianHead(width, latent_dim, min_scale))
 
 
 def make_decoder(net: NetworkSpec, latent_dim: int, param_shape: tuple[int, ...]) -> nn.Module:
     """``z -> likelihood parameters`` of shape ``param_shape = (n_params, *data_shape)``."""
-    if net.network == "conv":
-        n_params, c, h, w = param_shape
-        return nn.Sequential(
-            ConvDecoder(latent_dim, (n_params * c, h, w), net.channels, net.activation),
-            nn.Unflatten(-3, (n_params, c)),
-        )
-    return MLP((latent_dim,), param_shape, net.hidden, net.activation, net.norm)
+    return NETWORKS[net.network].decoder(net, latent_dim, param_shape)
 
 
 def make_prior(spec: ModelSpec, latent_dim: int, encoder: GaussianNetwork, input_shape: tuple[int, ...]) -> Prior:
-    m = spec.model
-    if m.prior == "normal":
-        return StandardNormalPrior(latent_dim)
-    if m.prior == "learned_normal":
-        return LearnedGaussianPrior(latent_dim)
-    if m.prior == "mixture":
-        return MixturePrior(latent_dim, m.prior_components)
-    init_mean = 0.5 if spec.data.kind in ("binary", "grey") else 0.0
-    return VampPrior(latent_dim, m.prior_components, input_shape, encoder, init_mean=init_mean)
+    """The spec's ``[model] prior`` from :data:`pyromim.priors.PRIORS`."""
+    return PRIORS[spec.model.prior].from_spec(spec, latent_dim, encoder, input_shape)
 
 
 def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
@@ -75,20 +48,25 @@ def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
     m = spec.model
     likelihood = make_likelihood(spec)
     features = likelihood.feature_shape
-    top_dim = m.top_latent_dim if m.levels == 2 else m.latent_dim
-    encoder = make_encoder(spec.encoder, features, top_dim, m.min_logvar)
+    top_dim = m.top_latent_dim if m.levels == 2 and m.top_latent_dim is not None else m.latent_dim
+    encoder = make_encoder(spec.encoder, features, top_dim, m.min_scale)
     decoder = make_decoder(spec.decoder, m.latent_dim, likelihood.param_shape)
     prior = make_prior(spec, top_dim, encoder, features)
-    extra = {}
+    extra: dict[str, GaussianNetwork] = {}
     if m.levels == 2:
         hidden = NetworkSpec(network="mlp", hidden=m.conditional_hidden, activation=spec.encoder.activation)
         extra = dict(
-            conditional_prior=make_encoder(hidden, (top_dim,), m.latent_dim, m.min_logvar),
-            conditional_encoder=make_encoder(hidden, (math.prod(features) + top_dim,), m.latent_dim, m.min_logvar),
+            conditional_prior=make_encoder(hidden, (top_dim,), m.latent_dim, m.min_scale),
+            conditional_encoder=make_encoder(hidden, (math.prod(features) + top_dim,), m.latent_dim, m.min_scale),
         )
     model = LatentVariableModel(
-        likelihood, prior, encoder, decoder, latent_dim=m.latent_dim,
-        marginal_components=m.marginal_components, **extra,
+        likelihood,
+        prior,
+        encoder,
+        decoder,
+        latent_dim=m.latent_dim,
+        marginal_components=m.marginal_components,
+        **extra,
     )
     model.spec = spec
     return model

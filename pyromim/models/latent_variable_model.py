@@ -24,6 +24,8 @@ Conventions relied on by the objectives, training engine and metrics:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -31,10 +33,13 @@ from pyro.nn import PyroModule
 from pyro.nn.module import _is_module_local_param_enabled, to_pyro_module_
 from torch import nn
 
+from pyromim.decoder_mixture_marginal import DecoderMixtureMarginal
 from pyromim.likelihoods import Likelihood
-from pyromim.marginals import DecoderMixtureMarginal
 from pyromim.nn import GaussianNetwork
 from pyromim.priors import Prior
+
+if TYPE_CHECKING:
+    from pyromim.specs import ModelSpec
 
 
 class ParamStoreConflictError(RuntimeError):
@@ -53,7 +58,7 @@ class LatentVariableModel(PyroModule):
     :param conditional_encoder: two levels only:
         ``cat(encoder_input(x).flatten(), z2) -> (mu, sigma)`` of ``q(z | x, z2)``.
     :param marginal_components: if > 0, ``self.marginal`` is a learned
-        :class:`~pyromim.marginals.DecoderMixtureMarginal` ``q(x)`` with this many
+        :class:`~pyromim.decoder_mixture_marginal.DecoderMixtureMarginal` ``q(x)`` with this many
         pseudo-latents, for ``Trace_MIM(q_x=model.marginal)``; otherwise ``None``.
     """
 
@@ -76,9 +81,9 @@ class LatentVariableModel(PyroModule):
         self.encoder = encoder
         self.decoder = decoder
         self.levels = 1 if conditional_prior is None else 2
-        if self.levels == 2:
-            self.conditional_prior = conditional_prior
-            self.conditional_encoder = conditional_encoder
+        if conditional_prior is not None and conditional_encoder is not None:
+            self.conditional_prior: GaussianNetwork = conditional_prior
+            self.conditional_encoder: GaussianNetwork = conditional_encoder
             if latent_dim is None:
                 raise ValueError("a two-level model needs latent_dim (the size of z)")
         self.latent_dim = int(latent_dim if latent_dim is not None else prior.latent_dim)
@@ -87,7 +92,7 @@ class LatentVariableModel(PyroModule):
             if marginal_components > 0
             else None
         )
-        self.spec = None  # set by pyromim.build_model; needed by save_model
+        self.spec: ModelSpec | None = None  # set by pyromim.build_model; needed by save_model
         self._support_checked = False
         to_pyro_module_(self)
 
@@ -101,7 +106,7 @@ class LatentVariableModel(PyroModule):
         return self.likelihood.event_dims
 
     def _batch_size(self, x: torch.Tensor) -> int:
-        if x.dim() <= self.event_dims or x.shape[x.dim() - self.event_dims:] != self.data_shape:
+        if x.dim() <= self.event_dims or x.shape[x.dim() - self.event_dims :] != self.data_shape:
             raise ValueError(
                 f"expected data of shape (batch, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}"
             )

@@ -2,6 +2,17 @@
 
 from pyromim.nn.conv import ConvDecoder, ConvEncoder
 from pyromim.nn.gaussian import GaussianHead, GaussianNetwork
-from pyromim.nn.mlp import ACTIVATIONS, MLP
+from pyromim.nn.mlp import ACTIVATIONS, MLP, NORMS
+from pyromim.nn.networks import NETWORKS, Network
 
-__all__ = ["ACTIVATIONS", "MLP", "ConvDecoder", "ConvEncoder", "GaussianHead", "GaussianNetwork"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "NETWORKS",
+    "NORMS",
+    "ConvDecoder",
+    "ConvEncoder",
+    "GaussianHead",
+    "GaussianNetwork",
+    "Network",
+]

@@ -7,7 +7,6 @@ chosen so that any ``H x W`` (28, 8, odd sizes) is reproduced exactly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch

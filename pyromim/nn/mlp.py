@@ -11,6 +11,7 @@ from torch import nn
 
 from pyromim.nn.batching import over_leading_dims
 
+#: Activations by name (a spec's ``activation``; the spec's validation reads this too).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -19,6 +20,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
     "softplus": nn.Softplus,
 }
+#: Normalisations between hidden layers by name (a spec's ``norm``).
 NORMS = ("none", "layer", "batch")
 
 

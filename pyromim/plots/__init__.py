@@ -8,8 +8,8 @@ from pyromim.plots.curves import plot_training_curves, read_metrics_csv
 from pyromim.plots.data2d import plot_data_2d
 from pyromim.plots.images import image_shape, plot_reconstructions, plot_samples
 from pyromim.plots.latents import plot_latent_space
+from pyromim.plots.model_comparison import plot_image_model_rows, plot_setting_runs
 from pyromim.plots.run_plots import make_run_plots
-from pyromim.plots.sweep import plot_image_model_rows, plot_setting_runs, plot_sweep_panels
 
 __all__ = [
     "image_shape",
@@ -21,7 +21,6 @@ __all__ = [
     "plot_reconstructions",
     "plot_samples",
     "plot_setting_runs",
-    "plot_sweep_panels",
     "plot_training_curves",
     "read_metrics_csv",
 ]

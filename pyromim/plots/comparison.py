@@ -51,13 +51,19 @@ def plot_comparison(
             mean, std = stats.get("mean", math.nan), stats.get("std", math.nan)
             if not math.isfinite(mean):
                 continue
-            ax.bar(i, mean, yerr=std if math.isfinite(std) else None, color=colours[i], capsize=4,
-                   label=labels.get(objective, objective))
+            ax.bar(
+                i,
+                mean,
+                yerr=std if math.isfinite(std) else None,
+                color=colours[i],
+                capsize=4,
+                label=labels.get(objective, objective),
+            )
         ax.set_xticks(range(len(objectives)), [labels.get(o, o) for o in objectives], fontsize=8)
         ax.set_title(metric, fontsize=10)
         ax.set_ylabel(AXIS_LABELS.get(metric, metric), fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes.ravel()[len(metrics):]:
+    for ax in axes.ravel()[len(metrics) :]:
         ax.axis("off")
     n = max((s.get("n", 0) for per in summary.values() for s in per.values()), default=0)
     fig.suptitle(title or f"mean and std over {n} seed(s)", fontsize=11)

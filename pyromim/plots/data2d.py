@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from pyromim.data import ArrayDataset
 from pyromim.plots.figures import label_colours, pyplot, save
 
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
+
 
 @torch.no_grad()
-def plot_data_2d(model: torch.nn.Module, data: ArrayDataset, path: str | Path, *, max_points: int = 2000, title: str = "") -> Path:
+def plot_data_2d(
+    model: LatentVariableModel, data: ArrayDataset, path: str | Path, *, max_points: int = 2000, title: str = ""
+) -> Path:
     """Three panels on shared axes: data ``x``; reconstructions ``x_hat`` through the posterior
     mean, coloured by the label of the item they reconstruct; draws ``x ~ p(x|z), z ~ p(z)``."""
     plt = pyplot()

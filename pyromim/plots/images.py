@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +12,9 @@ import torch
 from pyromim.data import ArrayDataset
 from pyromim.plots.figures import pyplot, save
 from pyromim.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
 
 #: Built-in image data sets stored as flat vectors, and their image shape.
 FLAT_IMAGE_SHAPES = {"digits": (8, 8), "digits_binary": (8, 8), "digits_continuous": (8, 8)}
@@ -58,7 +62,13 @@ def _range(*arrays: np.ndarray) -> tuple[float, float]:
 
 @torch.no_grad()
 def plot_reconstructions(
-    model: torch.nn.Module, data: ArrayDataset, path: str | Path, shape: tuple[int, ...], *, n: int = 12, title: str = ""
+    model: LatentVariableModel,
+    data: ArrayDataset,
+    path: str | Path,
+    shape: tuple[int, ...],
+    *,
+    n: int = 12,
+    title: str = "",
 ) -> Path:
     """Top row: ``n`` data items; bottom row: their reconstructions ``x_hat`` through the posterior mean
     (for a Bernoulli likelihood, the pixel probabilities)."""
@@ -78,7 +88,13 @@ def plot_reconstructions(
 
 @torch.no_grad()
 def plot_samples(
-    model: torch.nn.Module, path: str | Path, shape: tuple[int, ...], *, n: int = 40, columns: int = 10, title: str = ""
+    model: LatentVariableModel,
+    path: str | Path,
+    shape: tuple[int, ...],
+    *,
+    n: int = 40,
+    columns: int = 10,
+    title: str = "",
 ) -> Path:
     """``n`` draws ``z ~ p(z)`` shown as the decoder's mean ``E[x | z]`` (for Bernoulli pixels
     the probabilities, which show more than one binary draw)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -10,10 +11,13 @@ import torch
 from pyromim.data import ArrayDataset
 from pyromim.plots.figures import label_colours, pyplot, save
 
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
+
 
 @torch.no_grad()
 def plot_latent_space(
-    model: torch.nn.Module,
+    model: LatentVariableModel,
     data: ArrayDataset,
     path: str | Path,
     *,
@@ -61,11 +65,16 @@ def plot_latent_space(
         colours = [cmap(index[int(v)] % cmap.N) for v in labels]
         for v in values:
             mask = labels == v
-            ax.scatter(points[mask, 0], points[mask, 1], s=6, alpha=0.6, color=cmap(index[v] % cmap.N), label=f"label {v}")
+            ax.scatter(
+                points[mask, 0], points[mask, 1], s=6, alpha=0.6, color=cmap(index[v] % cmap.N), label=f"label {v}"
+            )
     if dim == 2:
         for i in range(min(max_ellipses, len(loc))):
-            ax.add_patch(Ellipse(tuple(loc[i]), 2 * scale[i, 0], 2 * scale[i, 1], fill=False,
-                                 edgecolor=colours[i], lw=0.7, alpha=0.7))
+            ax.add_patch(
+                Ellipse(
+                    tuple(loc[i]), 2 * scale[i, 0], 2 * scale[i, 1], fill=False, edgecolor=colours[i], lw=0.7, alpha=0.7
+                )
+            )
         ax.plot([], [], color="grey", lw=0.7, label=f"q(z|x) 1-sigma ellipses ({min(max_ellipses, len(loc))} points)")
         if prior_circles:
             for r in (1, 2):

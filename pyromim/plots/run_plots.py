@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from pyromim.data import DataSplits
 from pyromim.plots.curves import plot_training_curves, read_metrics_csv
@@ -15,11 +14,14 @@ from pyromim.plots.images import image_shape, plot_reconstructions, plot_samples
 from pyromim.plots.latents import plot_latent_space
 from pyromim.specs import ModelSpec
 
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
+
 logger = logging.getLogger(__name__)
 
 
 def make_run_plots(
-    model: torch.nn.Module,
+    model: LatentVariableModel,
     spec: ModelSpec,
     data: DataSplits,
     out_dir: str | Path,
@@ -44,23 +46,48 @@ def make_run_plots(
     rows = list(history)
     if metrics_csv is not None and Path(metrics_csv).is_file():
         rows = read_metrics_csv(metrics_csv) or rows
-    paths = [plot_training_curves(rows, out_dir / "training_curves.png", warmup_epochs=warmup_epochs,
-                                  title=f"{prefix}training curves")]
+    paths = [
+        plot_training_curves(
+            rows, out_dir / "training_curves.png", warmup_epochs=warmup_epochs, title=f"{prefix}training curves"
+        )
+    ]
     was_training = model.training
     model.eval()
     try:
-        paths.append(plot_latent_space(model, shown, out_dir / "latent_space.png",
-                                       prior_circles=spec.model.prior == "normal",
-                                       title=f"{prefix}latent space of {shown.name}"))
+        paths.append(
+            plot_latent_space(
+                model,
+                shown,
+                out_dir / "latent_space.png",
+                prior_circles=spec.model.prior == "normal",
+                title=f"{prefix}latent space of {shown.name}",
+            )
+        )
         shape = image_shape(spec)
         if shape is not None:
-            paths.append(plot_reconstructions(model, shown, out_dir / "reconstructions.png", shape,
-                                              title=f"{prefix}reconstructions of {shown.name}"))
-            paths.append(plot_samples(model, out_dir / "samples.png", shape,
-                                      title=f"{prefix}samples: decoder means E[x|z] at z ~ p(z)"))
+            paths.append(
+                plot_reconstructions(
+                    model,
+                    shown,
+                    out_dir / "reconstructions.png",
+                    shape,
+                    title=f"{prefix}reconstructions of {shown.name}",
+                )
+            )
+            paths.append(
+                plot_samples(
+                    model, out_dir / "samples.png", shape, title=f"{prefix}samples: decoder means E[x|z] at z ~ p(z)"
+                )
+            )
         if tuple(spec.data.shape) == (2,):
-            paths.append(plot_data_2d(model, shown, out_dir / "data_reconstructions.png",
-                                      title=f"{prefix}data, reconstructions and samples"))
+            paths.append(
+                plot_data_2d(
+                    model,
+                    shown,
+                    out_dir / "data_reconstructions.png",
+                    title=f"{prefix}data, reconstructions and samples",
+                )
+            )
     finally:
         model.train(was_training)
     logger.info("plots: %s", ", ".join(p.name for p in paths))

@@ -10,35 +10,49 @@ A spec has a ``name``, a ``description`` and five tables::
 
 Changing ``prior = "vampprior"`` to ``prior = "normal"`` (or any other
 choice) is all it takes to swap a component: every option has a default.
+
+The names a key may take come from one registry per vocabulary, which the
+builders read too: data kinds (:data:`pyromim.data.DATA_KINDS`), priors
+(:data:`pyromim.priors.PRIORS`), likelihoods (:data:`pyromim.likelihoods.LIKELIHOODS`),
+networks (:data:`pyromim.nn.NETWORKS`), activations and norms
+(:data:`pyromim.nn.ACTIVATIONS`, :data:`pyromim.nn.NORMS`) and objectives
+(:data:`pyromim.infer.objectives.OBJECTIVES`). Old spellings still read, with a
+:class:`DeprecationWarning`: ``objective = "vae"`` (now ``"elbo"``) and
+``[model] min_logvar`` (a log-variance; now ``min_scale = exp(min_logvar / 2)``,
+the standard-deviation floor itself).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyromim.data.dataset import DATA_KINDS
+from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES
+from pyromim.likelihoods import LIKELIHOODS
+from pyromim.nn.gaussian import DEFAULT_MIN_SCALE
+from pyromim.nn.mlp import ACTIVATIONS, NORMS
+from pyromim.nn.networks import NETWORKS
+from pyromim.priors import PRIORS
 from pyromim.specs import toml_io
 from pyromim.specs.validation import SpecError, from_dict, nearest, to_dict
 
-DATA_KINDS = ("binary", "grey", "continuous", "counts", "tokens")
-PRIORS = ("normal", "learned_normal", "mixture", "vampprior")
-LIKELIHOOD_NAMES = ("bernoulli", "gaussian", "discretized_logistic", "categorical", "poisson", "negative_binomial")
-#: which likelihoods make sense for each kind of data
-LIKELIHOODS_FOR_KIND = {
-    "binary": ("bernoulli", "gaussian"),
-    "grey": ("discretized_logistic", "gaussian"),
-    "continuous": ("gaussian",),
-    "counts": ("poisson", "negative_binomial"),
-    "tokens": ("categorical",),
-}
-OBJECTIVES = ("mim", "amim", "vae")
+
+def likelihoods_for_kind(kind: str) -> list[str]:
+    """The likelihoods a spec may pair with ``[data] kind`` = ``kind`` (from :data:`~pyromim.likelihoods.LIKELIHOODS`)."""
+    fitting = [name for name, cls in LIKELIHOODS.items() if kind in cls.spec_kinds]
+    return sorted(fitting, key=lambda name: LIKELIHOODS[name].support_kind != kind)  # the exact fit first
 
 
-def _choices(*values: Any, default: Any) -> Any:
-    return field(default=default, metadata={"choices": tuple(values)})
+def _choices(registry: Collection[Any], default: Any) -> Any:
+    """A field whose value must be a key of ``registry`` (read at validation time, so new entries count)."""
+    return field(default=default, metadata={"choices": registry})
 
 
 @dataclass
@@ -57,14 +71,14 @@ class ArchitectureSpec:
     """``[model]``: latents, prior and likelihood."""
 
     latent_dim: int
-    likelihood: str = field(metadata={"choices": LIKELIHOOD_NAMES})
-    levels: int = _choices(1, 2, default=1)
+    likelihood: str = field(metadata={"choices": LIKELIHOODS})
+    levels: int = _choices((1, 2), default=1)
     top_latent_dim: int | None = None  # size of z2 when levels = 2
-    prior: str = _choices(*PRIORS, default="normal")
+    prior: str = _choices(PRIORS, default="normal")
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
-    likelihood_scale: str = _choices("fixed", "learned", "per_datum", default="per_datum")  # gaussian only
+    likelihood_scale: str = _choices(("fixed", "learned", "per_datum"), default="per_datum")  # gaussian only
     likelihood_fixed_scale: float = 1.0  # gaussian with likelihood_scale = "fixed"
-    min_logvar: float = -6.0  # floor on encoder (and gaussian decoder) log-variances
+    min_scale: float = DEFAULT_MIN_SCALE  # floor on encoder (and gaussian decoder) standard deviations
     conditional_hidden: list[int] = field(default_factory=lambda: [256])  # levels = 2: p(z|z2), q(z|x,z2)
     marginal_components: int = 0  # > 0: learned q(x), a mixture of decoders at pseudo-latents
 
@@ -73,10 +87,10 @@ class ArchitectureSpec:
 class NetworkSpec:
     """``[encoder]`` / ``[decoder]``: an MLP or a small conv net."""
 
-    network: str = _choices("mlp", "conv", default="mlp")
+    network: str = _choices(NETWORKS, default="mlp")
     hidden: list[int] = field(default_factory=lambda: [50])  # MLP hidden widths; conv: feature width
-    activation: str = _choices("tanh", "relu", "elu", "gelu", "silu", "softplus", default="tanh")
-    norm: str = _choices("none", "layer", "batch", default="none")
+    activation: str = _choices(ACTIVATIONS, default="tanh")
+    norm: str = _choices(NORMS, default="none")
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv only
 
 
@@ -84,13 +98,13 @@ class NetworkSpec:
 class TrainingSpec:
     """``[training]``: the settings a spec is meant to be trained with."""
 
-    objective: str = _choices(*OBJECTIVES, default="mim")
+    objective: str = _choices(OBJECTIVES, default="mim")
     epochs: int = 200
     batch_size: int = 128
     lr: float = 1e-3
     warmup_epochs: int = 3
-    patience: int = 3  # early stopping: epochs without test improvement
-    q_x: str = _choices("marginal", "learned", "data", default="marginal")
+    patience: int = 3  # early stopping: epochs without a better validation loss
+    q_x: str = _choices(("marginal", "learned", "data"), default="marginal")
 
 
 @dataclass
@@ -111,7 +125,7 @@ class ModelSpec:
         d, m, t = self.data, self.model, self.training
         if not d.shape or any(s < 1 for s in d.shape):
             raise SpecError(f"{where}: 'data.shape' must be a non-empty list of positive sizes, got {d.shape}")
-        allowed = LIKELIHOODS_FOR_KIND[d.kind]
+        allowed = likelihoods_for_kind(d.kind)
         if m.likelihood not in allowed:
             raise SpecError(
                 f"{where}: 'model.likelihood' = '{m.likelihood}' does not fit 'data.kind' = '{d.kind}'; "
@@ -142,8 +156,8 @@ class ModelSpec:
             raise SpecError(f"{where}: 'model.marginal_components' must be >= 0, got {m.marginal_components}")
         if m.likelihood_scale == "fixed" and not m.likelihood_fixed_scale > 0:
             raise SpecError(f"{where}: 'model.likelihood_fixed_scale' must be > 0, got {m.likelihood_fixed_scale}")
-        if not math.isfinite(m.min_logvar):
-            raise SpecError(f"{where}: 'model.min_logvar' must be a finite number, got {m.min_logvar}")
+        if not (m.min_scale > 0 and math.isfinite(m.min_scale)):
+            raise SpecError(f"{where}: 'model.min_scale' must be a finite number > 0, got {m.min_scale}")
         sizes = [("model.conditional_hidden", m.conditional_hidden)] + [
             (f"{table}.{key}", getattr(net, key))
             for table, net in (("encoder", self.encoder), ("decoder", self.decoder))
@@ -185,7 +199,7 @@ class ModelSpec:
     # ------------------------------------------------------------ round trip
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "spec") -> ModelSpec:
-        return from_dict(cls, data, where).validate(where)
+        return from_dict(cls, _upgrade(data, where), where).validate(where)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -200,7 +214,7 @@ class ModelSpec:
 
     def to_toml(self) -> str:
         data = self.to_dict()
-        ordered = {k: data[k] for k in ("name", "description") if k in data}
+        ordered: dict[str, Any] = {k: data[k] for k in ("name", "description") if k in data}
         ordered.update({k: v for k, v in data.items() if k not in ordered})
         return toml_io.dumps(ordered)
 
@@ -215,6 +229,39 @@ class ModelSpec:
     def replace(self, **changes: Any) -> ModelSpec:
         """A validated copy with top-level fields replaced."""
         return dataclasses.replace(self, **changes).validate()
+
+
+def _upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """``data`` with old spellings replaced by today's, each with a :class:`DeprecationWarning`."""
+    training = data.get("training")
+    if isinstance(training, dict) and isinstance(training.get("objective"), str):
+        old = training["objective"]
+        if old in DEPRECATED_OBJECTIVES:
+            new = DEPRECATED_OBJECTIVES[old]
+            warnings.warn(
+                f"{where}: 'training.objective' = '{old}' is deprecated; write '{new}'",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            data = copy.deepcopy(data)
+            data["training"]["objective"] = new
+    model = data.get("model")
+    if isinstance(model, dict) and "min_logvar" in model:
+        if "min_scale" in model:
+            raise SpecError(f"{where}: give 'model.min_scale' only (the old 'model.min_logvar' is also there)")
+        old = model["min_logvar"]
+        if isinstance(old, (int, float)) and not isinstance(old, bool):  # a wrong type: 'unknown key'
+            scale = math.exp(0.5 * old)
+            warnings.warn(
+                f"{where}: 'model.min_logvar' = {old} is deprecated; write the standard-deviation floor "
+                f"itself, 'min_scale' = {scale:.6g}",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            data = copy.deepcopy(data)
+            data["model"]["min_scale"] = scale
+            del data["model"]["min_logvar"]
+    return data
 
 
 __all__ = ["ArchitectureSpec", "DataSpec", "ModelSpec", "NetworkSpec", "SpecError", "TrainingSpec"]

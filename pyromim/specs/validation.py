@@ -43,11 +43,13 @@ def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SpecError(f"{where}: '{key}' must be a table, got {type(value).__name__} {value!r}")
-        return from_dict(tp, value, where, prefix=key + ".")
+        return from_dict(typing.cast(type, tp), value, where, prefix=key + ".")
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise SpecError(f"{where}: '{key}' must be a list of {_type_name(inner)}, got {type(value).__name__} {value!r}")
+            raise SpecError(
+                f"{where}: '{key}' must be a list of {_type_name(inner)}, got {type(value).__name__} {value!r}"
+            )
         return [_check_value(v, inner, f"{key}[{i}]", where) for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -60,7 +62,7 @@ def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") -> T:
     """Instantiate dataclass ``cls`` from ``data``, validating keys, types and choices."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls))}
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:

@@ -30,10 +30,13 @@ class SeededDataModule(pl.LightningDataModule):
         self.seed = seed
 
     def _loader(self, data: torch.utils.data.Dataset, shuffle: bool) -> DataLoader:
-        sampler = DistributedSampler(
+        trainer = self.trainer
+        if trainer is None:
+            raise RuntimeError("the data module makes loaders only once attached to a Lightning Trainer")
+        sampler: DistributedSampler = DistributedSampler(
             data,
-            num_replicas=self.trainer.world_size,
-            rank=self.trainer.global_rank,
+            num_replicas=trainer.world_size,
+            rank=trainer.global_rank,
             shuffle=shuffle,
             seed=self.seed,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 import pyro.poutine as poutine
 import torch
@@ -26,13 +27,14 @@ def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str
             guide_trace = poutine.trace(guide).get_trace(*args)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
         for name, site in params.trace.nodes.items():
-            if site["type"] == "param" and not bool(torch.isfinite(site["value"]).all()):
+            value = site["value"]
+            if site["type"] == "param" and value is not None and not bool(torch.isfinite(value).all()):
                 found.append(f"param {name!r}")
         for label, symbol, trace in (("guide", "log q", guide_trace), ("model", "log p", model_trace)):
             for name, site in trace.nodes.items():
                 if site["type"] != "sample":
                     continue
-                log_prob = site["fn"].log_prob(site["value"])
+                log_prob = cast(Any, site["fn"]).log_prob(site["value"])
                 if not bool(torch.isfinite(log_prob).all()):
                     found.append(f"{label} site {name!r} ({symbol})")
     except Exception as err:  # the pass itself may fail on non-finite parameters
@@ -40,15 +42,16 @@ def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str
     return found
 
 
-def describe_nonfinite(
-    loss_name: str, value: float, epoch: int, batch: int, terms: list[str], checkpoint: str
-) -> str:
+def describe_nonfinite(loss_name: str, value: float, epoch: int, batch: int, terms: list[str], checkpoint: str) -> str:
     """The message of :class:`NonFiniteLossError` raised by training (the same class
     ``Trace_MIM`` raises, which names the site and side itself)."""
-    where = "; ".join(t.rstrip(".") for t in terms) if terms else "no model/guide site is non-finite, so the objective's own terms are"
+    where = (
+        "; ".join(t.rstrip(".") for t in terms)
+        if terms
+        else "no model/guide site is non-finite, so the objective's own terms are"
+    )
     kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
     return (
         f"{loss_name} objective is {value} at epoch {epoch}, batch {batch}; non-finite terms: {where}. "
         f"Training stopped and {kept}. Lower the learning rate, clamp scales/log-variances, or check the data."
     )
-

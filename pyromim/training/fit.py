@@ -19,10 +19,10 @@ import csv
 import importlib.util
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import pyro
@@ -30,8 +30,9 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from pyromim.training.checkpoints import AtomicCheckpointIO, load_checkpoint
+from pyromim._atomic import atomic_write
 from pyromim.training.data_module import SeededDataModule
+from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.module import PyroLightningModule
 from pyromim.training.params import StoreParameters, param_sites_used
 
@@ -100,7 +101,7 @@ class _TensorItems(torch.utils.data.Dataset):
 
 
 def _first_batch(data: torch.utils.data.Dataset, batch_size: int) -> torch.Tensor:
-    n = min(batch_size, len(data))
+    n = min(batch_size, len(cast(Sized, data)))
     return torch.stack([data[i] for i in range(n)])
 
 
@@ -142,12 +143,13 @@ def _prepend_log(earlier: Path, path: Path) -> None:
     first_epoch = min((float(r["epoch"]) for r in new_rows if r.get("epoch")), default=math.inf)
     rows = [r for r in old_rows if r.get("epoch") and float(r["epoch"]) < first_epoch] + new_rows
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+
+    def write(f: Any) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+
+    atomic_write(path, write, newline="")
     earlier.unlink()
 
 
@@ -176,7 +178,7 @@ def fit(
     evaluate: Callable[[Callable, Callable], Any] | None = None,
     restore_best: bool = True,
     callbacks: Sequence[Callback] = (),
-    clear_param_store: bool = True,
+    clear_param_store: bool = False,
 ) -> FitResult:
     """Train ``model``/``guide`` with the Pyro objective ``loss`` (any ELBO-family loss).
 
@@ -204,7 +206,11 @@ def fit(
         after the best checkpoint's parameters are restored if ``restore_best``.
     :param callbacks: extra Lightning callbacks.
     :param clear_param_store: clear Pyro's global param store first, so that
-        ``pyro.param`` sites are initialised afresh from ``seed``.
+        ``pyro.param`` sites are initialised afresh from ``seed``. By default the
+        store is left as the caller has it (as :class:`pyro.infer.SVI` does):
+        parameters already there keep their values and go on training. To train
+        without touching the caller's store at all, call ``fit`` inside
+        ``with pyro.get_param_store().scope():``.
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
         (the message names the non-finite terms; the last good checkpoint is kept).
     """
@@ -226,22 +232,37 @@ def fit(
         names = param_sites_used(lambda: elbo_module(_first_batch(train, batch_size)))
     store_params = StoreParameters.adopt(names, elbo_module)
     module = PyroLightningModule(
-        elbo_module, store_params, lr=lr, warmup_epochs=warmup_epochs,
-        lr_schedule=lr_schedule, lr_warmup_epochs=lr_warmup_epochs, seed=seed,
+        elbo_module,
+        store_params,
+        lr=lr,
+        warmup_epochs=warmup_epochs,
+        lr_schedule=lr_schedule,
+        lr_warmup_epochs=lr_warmup_epochs,
+        seed=seed,
         owners=_method_owners(model, guide),
     )
 
     monitor = "val_loss" if val is not None else "train_loss"
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=monitor, mode="min", save_top_k=1,
-        enable_version_counter=False, auto_insert_metric_name=False,
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_top_k=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
     )
     # Lightning's save_last only refreshes last.ckpt when a top-k save happened;
     # a second, unmonitored callback writes it after every epoch (after "best",
     # so it records the best-so-far state too).
     latest = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
-        enable_version_counter=False, auto_insert_metric_name=False,
+        dirpath=ckpt_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        every_n_epochs=1,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
     )
     history = EpochHistory()
     all_callbacks: list[Callback] = [checkpoint, latest, history, LearningRateMonitor(logging_interval="epoch")]
@@ -316,9 +337,10 @@ def load_trained(
 
     ``example`` is a batch used for one call that creates the parameters (as at
     the start of training); then the saved values are copied in.  Loading uses
-    ``weights_only=True``.  Pyro's global param store is cleared first (as
-    :func:`fit` does), so stale parameters of the same names cannot shadow the
-    loaded ones.
+    ``weights_only=True``.  Pyro's global param store is cleared first (unlike
+    :func:`fit`, whose default leaves it alone), so stale parameters of the same
+    names cannot shadow the loaded ones; pass ``clear_param_store=False`` to keep
+    it, or call this inside ``with pyro.get_param_store().scope():``.
     """
     state = load_checkpoint(checkpoint)
     if clear_param_store:

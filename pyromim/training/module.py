@@ -37,14 +37,13 @@ import lightning.pytorch as pl
 import numpy as np
 import pyro
 import torch
-from torch import nn
 from pyro.infer.elbo import ELBOModule
 from pyro.util import get_rng_state, set_rng_state
+from torch import nn
 
 from pyromim.training.diagnostics import NonFiniteLossError, describe_nonfinite, nonfinite_terms
 from pyromim.training.params import StoreParameters
 from pyromim.training.schedules import NoamFactor, beta_factor
-
 
 #: The ``epoch`` entry of the validation pass's seed: no training epoch reaches it.
 VALIDATION_EPOCH = 2**31 - 1
@@ -147,12 +146,22 @@ class PyroLightningModule(pl.LightningModule):
         if not finite:
             terms = reported or nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, x)
             # the unmonitored checkpoint callback holds the latest epoch's file
-            last = next((cb.best_model_path for cb in self.trainer.checkpoint_callbacks
-                         if getattr(cb, "monitor", "") is None), "")
+            last = next(
+                (
+                    getattr(cb, "best_model_path", "")
+                    for cb in self.trainer.checkpoint_callbacks
+                    if getattr(cb, "monitor", "") is None
+                ),
+                "",
+            )
             raise NonFiniteLossError(
                 describe_nonfinite(
-                    type(self.loss_object).__name__, loss.detach().item(), self.current_epoch + 1,
-                    batch_idx, terms, last,
+                    type(self.loss_object).__name__,
+                    loss.detach().item(),
+                    self.current_epoch + 1,
+                    batch_idx,
+                    terms,
+                    last,
                 )
             )
         return loss
@@ -166,7 +175,7 @@ class PyroLightningModule(pl.LightningModule):
             self.log("beta", float(self.loss_object.beta), on_step=False, on_epoch=True)
 
     def on_validation_epoch_start(self) -> None:
-        self._rng_outside_validation = get_rng_state()
+        self._rng_outside_validation: dict[str, Any] | None = get_rng_state()
         pyro.set_rng_seed(epoch_seed(self.seed, VALIDATION_EPOCH, self.global_rank))
 
     def on_validation_epoch_end(self) -> None:
@@ -190,7 +199,7 @@ class PyroLightningModule(pl.LightningModule):
         optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
         lr_config: dict[str, Any] = {"optimizer": optimizer}
         if self.lr_schedule == "noam":
-            steps_per_epoch = math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs, 1))
+            steps_per_epoch = math.ceil(self.trainer.estimated_stepping_batches / max(self.trainer.max_epochs or 1, 1))
             scheduler = torch.optim.lr_scheduler.LambdaLR(
                 optimizer, NoamFactor(self.lr_warmup_epochs * steps_per_epoch)
             )

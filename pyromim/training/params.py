@@ -58,7 +58,5 @@ class StoreParameters(nn.Module):
             kept.append(name)
             params.append(tensor)
         if replaced:
-            store.set_state(
-                {"params": replaced, "constraints": {n: state["constraints"][n] for n in replaced}}
-            )
+            store.set_state({"params": replaced, "constraints": {n: state["constraints"][n] for n in replaced}})
         return cls(kept, params)

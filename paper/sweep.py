@@ -5,11 +5,13 @@ A *task* is a JSON-able dict naming one run::
     {"spec": "toy4", "hidden": 50, "objective": "mim", "seed": 1, "run_dir": "...", ...}
 
 optional keys: ``hidden`` (the encoder's and decoder's hidden widths, one
-layer), ``latent_dim``, ``min_logvar``, ``standardize`` (spec changes); ``inverse_h`` (the
+layer), ``latent_dim``, ``min_scale``, ``standardize`` (spec changes); ``inverse_h`` (the
 joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
-``measure``: ``"paper"`` (:func:`pyromim.experiments.paper_metrics`, default)
+``measure``: ``"paper"`` (:func:`paper.paper_metrics.paper_metrics`, default)
 or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
-importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs).
+importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs). Every key
+that names a :class:`pyromim.experiments.RunConfig` field (``lr``, ``batch_size``,
+``devices`` ...) sets that field.
 
 :func:`measure` trains and measures one task and returns its *record*: the
 task plus ``metrics``, ``epochs_completed``, ``stopped_early`` and ``seconds``
@@ -25,7 +27,6 @@ import concurrent.futures as futures
 import dataclasses
 import json
 import logging
-import math
 import multiprocessing
 import os
 import time
@@ -35,23 +36,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from pyromim.experiments.objectives import OBJECTIVE_LABELS
+from pyromim.experiments import RunConfig, objective_label, render_table, seed_summary, write_json
 
 logger = logging.getLogger(__name__)
 
+#: Task keys that are :class:`pyromim.experiments.RunConfig` fields.
+RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
 
 def task_spec(task: Mapping[str, Any]) -> Any:
-    """The task's catalogue spec with its ``hidden`` / ``latent_dim`` / ``min_logvar`` / ``standardize`` changes."""
+    """The task's catalogue spec with its ``hidden`` / ``latent_dim`` / ``min_scale`` / ``standardize`` changes."""
     from pyromim.specs import resolve_spec
 
     spec = resolve_spec(task["spec"])
     if task.get("hidden") is not None:
         width = [int(task["hidden"])]
-        spec = spec.replace(encoder=dataclasses.replace(spec.encoder, hidden=width),
-                            decoder=dataclasses.replace(spec.decoder, hidden=width))
-    model_changes = {k: task[k] for k in ("latent_dim", "min_logvar") if task.get(k) is not None}
+        spec = spec.replace(
+            encoder=dataclasses.replace(spec.encoder, hidden=width),
+            decoder=dataclasses.replace(spec.decoder, hidden=width),
+        )
+    model_changes = {k: task[k] for k in ("latent_dim", "min_scale") if task.get(k) is not None}
     if model_changes:
         spec = spec.replace(model=dataclasses.replace(spec.model, **model_changes))
     if task.get("standardize") is not None:
@@ -61,29 +65,37 @@ def task_spec(task: Mapping[str, Any]) -> Any:
 
 def run_label(objective: str, inverse_h: bool = False) -> str:
     """Legend name of an objective: ``"MIM"``, ``"VAE (ELBO)"``, ``"MIM - H"``, ``"VAE + H"``."""
-    label = OBJECTIVE_LABELS[objective]
+    label = objective_label(objective)
     if inverse_h:
         label = "VAE + H" if objective == "elbo" else f"{label} - H"
     return label
 
 
 def measure(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Train and measure one task (see the module docstring); errors are caught into ``record["error"]``."""
+    """Train and measure one task (see the module docstring); errors are caught into ``record["error"]``.
+
+    The run and its measurements share a Pyro param store of their own, so the
+    trained model's parameters never meet another task's.
+    """
+    import pyro
+
+    with pyro.get_param_store().scope():
+        return _measure(task)
+
+
+def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     record = dict(task)
     try:
-        from pyromim.experiments.paper_metrics import paper_metrics
-        from pyromim.experiments.runner import run
+        from paper.paper_metrics import paper_metrics
+        from pyromim.experiments import run
         from pyromim.metrics import marginal_entropy
 
         full = task.get("measure", "paper") == "evaluate"
-        result = run(
-            task_spec(task), out_dir=task["run_dir"], objective=task["objective"],
-            inverse_h=bool(task.get("inverse_h", False)), seed=int(task["seed"]), epochs=task.get("epochs"),
-            n_train=task.get("n_train"), n_val=task.get("n_val"), n_test=task.get("n_test"),
-            evaluate=full, num_samples=int(task.get("num_samples", 1000)), plots=bool(task.get("plots", False)),
-            progress=False,
-        )
+        # the task's keys that name run settings (objective, seed, epochs, caps, ...) set them
+        settings = {key: task[key] for key in RUN_SETTINGS if key in task}
+        config = RunConfig(evaluate=full, plots=False, progress=False).replace(**settings)
+        result = run(task_spec(task), config, out_dir=task["run_dir"])
         if full:
             metrics = dict(result.metrics or {})
             metrics["h_q_x"] = marginal_entropy(result.model.model, result.model.guide, result.data.test.x).entropy
@@ -172,10 +184,7 @@ class ResultsFile:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_json(self.path, self.data)
 
 
 def saved_run_dir(record: Mapping[str, Any], out: str | Path) -> Path:
@@ -211,31 +220,30 @@ def summarise_sweep(
     for key, items in sorted(groups.items(), key=lambda kv: (str(type(kv[0][0])), kv[0])):
         stats = {}
         for m in metrics:
-            values = np.array([i.get(m, math.nan) for i in items], dtype=float)
-            values = values[np.isfinite(values)]
-            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-            stats[m] = (float(values.mean()) if len(values) else math.nan, std, len(values))
+            s = seed_summary(i.get(m) for i in items)
+            stats[m] = (s["mean"], s["std"] if s["n"] > 1 else 0.0, int(s["n"]))
         out[key] = stats
     return out
 
 
-def sweep_table(summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, float, int]]], setting_name: str,
-                metrics: Sequence[str]) -> str:
+def sweep_table(
+    summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, float, int]]], setting_name: str, metrics: Sequence[str]
+) -> str:
     """A Markdown table: one row per (setting, objective), ``mean ± std (n seeds)`` per metric."""
-    lines = [f"| {setting_name} | objective | " + " | ".join(metrics) + " |",
-             "|" + "---|" * (len(metrics) + 2)]
+    rows = []
     for (setting, label), stats in summary.items():
-        cells = []
+        cells = [str(setting), label]
         for m in metrics:
             mean, std, n = stats[m]
             cells.append("n/a" if n == 0 else f"{mean:.3f} ± {std:.3f}" + (f" ({n})" if m == metrics[0] else ""))
-        lines.append(f"| {setting} | {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    header = [setting_name, "objective", *metrics]
+    return render_table(header, rows, markdown=True, left=range(len(header))).rstrip("\n")
 
 
 #: The reference code's ``--min-logvar 6`` adds ``10**-6`` to the predicted standard
-#: deviations (``scale = exp(raw) + 1e-6``): a floor of ``log sigma^2 = 2 log(1e-6)``, not -6.
-REFERENCE_MIN_LOGVAR = 2.0 * math.log(1e-6)
+#: deviations (``scale = exp(raw) + 1e-6``): a floor of ``sigma >= 1e-6``.
+REFERENCE_MIN_SCALE = 1e-6
 
 #: The metrics of the paper's four toy panels, and the reference-style sampled variants.
 PANEL_METRICS = ("mi_ksg", "h_q_x", "recon_error", "knn5_accuracy")
@@ -247,9 +255,25 @@ def seed_major(settings: Sequence[Any], objectives: Sequence[Any], seeds: Sequen
     return [(s, o, seed) for seed in seeds for s in settings for o in objectives]
 
 
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    """What a sweep's ``build_tasks(options, out)`` is told: the command line's choices, or the driver's.
+
+    :param quick: a few small runs (seconds), a smoke test.
+    :param seeds: number of seeds (``None``: the experiment's default).
+    :param settings: comma-separated swept values (``None``: the experiment's default).
+    :param flags: the experiment's own on/off options that are on (``{"raw"}``).
+    """
+
+    quick: bool = False
+    seeds: int | None = None
+    settings: str | None = None
+    flags: frozenset[str] = frozenset()
+
+
 def sweep_cli(
     experiment: str,
-    build_tasks: Callable[[Any, Path], list[dict[str, Any]]],
+    build_tasks: Callable[[SweepOptions, Path], list[dict[str, Any]]],
     report: Callable[[Mapping[str, Any], Path], str],
     argv: Sequence[str] | None = None,
     description: str = "",
@@ -263,9 +287,9 @@ def sweep_cli(
     still going then, and report what finished), ``--replot DIR/results.json``
     (tables and figures from saved results, no training).
 
-    :param build_tasks: ``(args, out_dir) -> tasks``.
+    :param build_tasks: ``(options, out_dir) -> tasks``, ``options`` a :class:`SweepOptions`.
     :param report: ``(results, out_dir) -> markdown`` (writes the figures).
-    :param flags: the example's own on/off options, ``{"--name": "help"}`` (``args.name``).
+    :param flags: the example's own on/off options, ``{"--name": "help"}`` (``"name" in options.flags``).
     """
     import argparse
 
@@ -287,21 +311,37 @@ def sweep_cli(
     else:
         out = args.out
         start = time.monotonic()
-        tasks = build_tasks(args, out)
+        on = frozenset(
+            f.lstrip("-").replace("-", "_") for f in (flags or {}) if getattr(args, f.lstrip("-").replace("-", "_"))
+        )
+        options = SweepOptions(quick=args.quick, seeds=args.seeds, settings=args.settings, flags=on)
+        tasks = build_tasks(options, out)
         if args.epochs is not None:
             tasks = [{**t, "epochs": min(args.epochs, t.get("epochs") or args.epochs)} for t in tasks]
-        results = ResultsFile(out / "results.json", experiment, {
-            "quick": args.quick, "seeds": sorted({t["seed"] for t in tasks}), "jobs": args.jobs, "epochs_cap": args.epochs,
-            "budget_s": args.budget, "tasks": len(tasks),
-        })
+        results = ResultsFile(
+            out / "results.json",
+            experiment,
+            {
+                "quick": args.quick,
+                "seeds": sorted({t["seed"] for t in tasks}),
+                "jobs": args.jobs,
+                "epochs_cap": args.epochs,
+                "budget_s": args.budget,
+                "tasks": len(tasks),
+            },
+        )
         print(f"{experiment}: {len(tasks)} runs with {args.jobs} worker(s) -> {out}", flush=True)
 
         def on_result(record: dict[str, Any]) -> None:
             results.append(record)
-            what = record.get("error") or ", ".join(f"{k} {v:.3f}" for k, v in record["metrics"].items()
-                                                    if k in PANEL_METRICS)
-            print(f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} "
-                  f"({record['seconds']:.0f} s): {what}", flush=True)
+            what = record.get("error") or ", ".join(
+                f"{k} {v:.3f}" for k, v in record["metrics"].items() if k in PANEL_METRICS
+            )
+            print(
+                f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} "
+                f"({record['seconds']:.0f} s): {what}",
+                flush=True,
+            )
 
         deadline = None if args.budget is None else start + args.budget
         run_tasks(tasks, on_result, jobs=args.jobs, deadline=deadline)

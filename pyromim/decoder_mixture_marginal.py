@@ -61,3 +61,6 @@ class DecoderMixtureMarginal(PyroModule):
         x = x.unsqueeze(x.dim() - event_dims)  # (..., n, 1, *event)
         log_p = components.log_prob(x)  # (..., n, K)
         return log_p.logsumexp(-1) - math.log(self.pseudo_latents.shape[0])
+
+
+__all__ = ["DecoderMixtureMarginal"]

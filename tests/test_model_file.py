@@ -10,7 +10,7 @@ import torch
 
 import pyromim
 from pyromim import CheckpointError, load_model, save_model
-from pyromim.models.checkpoint import _checksum
+from pyromim.models.model_file import _checksum
 
 
 @pytest.mark.parametrize("name", ["toy4", "digits_vampprior", "counts_negbin"])
@@ -152,3 +152,20 @@ def test_version_1_files_without_a_checksum_still_load(tmp_path):
     torch.save(payload, path)
     x = torch.randn(3, 2)
     torch.testing.assert_close(load_model(path).encode(x), model.encode(x), rtol=0, atol=0)
+
+
+def test_save_model_is_atomic_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    model = pyromim.build_model("toy4")
+    path = tmp_path / "model.pt"
+    save_model(model, path)
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"half a file")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_model(model, path)
+    assert path.read_bytes() == before  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
-from pyromim.metrics.data_plate import inspect_layout
 from pyromim.metrics.encodings import encode
+from pyromim.metrics.trace_layout import inspect_layout
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,4 @@ def active_units(
     means = encode(guide, data, layout, "mean", memory_budget).double()
     variance = means.var(0, unbiased=False)
     active = variance > threshold
-    return ActiveUnits(
-        num_active=int(active.sum()), variance=variance, active=active, threshold=threshold
-    )
+    return ActiveUnits(num_active=int(active.sum()), variance=variance, active=active, threshold=threshold)

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from pyromim.experiments.sweep import (
-    REFERENCE_MIN_LOGVAR,
+from paper.sweep import (
+    REFERENCE_MIN_SCALE,
     ResultsFile,
     load_results,
     run_label,
@@ -16,17 +16,18 @@ from pyromim.experiments.sweep import (
     sweep_table,
     task_spec,
 )
+from pyromim.specs import resolve_spec
 
 
 def test_reference_floor_is_the_reference_codes_std_offset():
-    # scale = exp(raw) + 1e-6 in the reference code: sigma >= 1e-6, log sigma^2 >= 2 log 1e-6
-    assert math.isclose(math.exp(0.5 * REFERENCE_MIN_LOGVAR), 1e-6)
+    # scale = exp(raw) + 1e-6 in the reference code: sigma >= 1e-6
+    assert REFERENCE_MIN_SCALE == 1e-6 == resolve_spec("toy4").model.min_scale
 
 
 def test_task_spec_applies_width_latent_and_floor():
-    spec = task_spec({"spec": "toy4_20", "hidden": 7, "latent_dim": 3, "min_logvar": -20.0})
+    spec = task_spec({"spec": "toy4_20", "hidden": 7, "latent_dim": 3, "min_scale": 1e-4})
     assert spec.encoder.hidden == [7] and spec.decoder.hidden == [7]
-    assert spec.model.latent_dim == 3 and spec.model.min_logvar == -20.0
+    assert spec.model.latent_dim == 3 and spec.model.min_scale == 1e-4
     assert task_spec({"spec": "toy4"}).encoder.hidden == [50]
 
 
@@ -51,10 +52,14 @@ def test_results_file_appends_atomically_and_reloads(tmp_path):
 
 
 def test_summary_is_mean_and_sample_sd_over_seeds_without_failed_runs():
-    runs = [{"spec": "toy4", "hidden": 5, "objective": "mim", "seed": s, "metrics": {"m": v}}
-            for s, v in ((1, 1.0), (2, 2.0), (3, 4.0))]
-    runs += [{"spec": "toy4", "hidden": 5, "objective": "elbo", "inverse_h": True, "seed": 1, "metrics": {"m": 3.0}},
-             {"spec": "toy4", "hidden": 5, "objective": "elbo", "seed": 1, "error": "x"}]
+    runs = [
+        {"spec": "toy4", "hidden": 5, "objective": "mim", "seed": s, "metrics": {"m": v}}
+        for s, v in ((1, 1.0), (2, 2.0), (3, 4.0))
+    ]
+    runs += [
+        {"spec": "toy4", "hidden": 5, "objective": "elbo", "inverse_h": True, "seed": 1, "metrics": {"m": 3.0}},
+        {"spec": "toy4", "hidden": 5, "objective": "elbo", "seed": 1, "error": "x"},
+    ]
     summary = summarise_sweep(runs, "hidden", ["m"])
     mean, sd, n = summary[(5, "MIM")]["m"]
     assert (mean, n) == (7 / 3, 3) and math.isclose(sd, np.std([1, 2, 4], ddof=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 import pyro.poutine as poutine
 import torch
@@ -51,14 +52,12 @@ class TraceLayout:
         return -(self.max_plate_nesting + 1)
 
 
-def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
+def sample_sites(trace: poutine.Trace) -> dict[str, Any]:
     trace = prune_subsample_sites(trace)
     return {name: site for name, site in trace.nodes.items() if site["type"] == "sample"}
 
 
-def run_pair(
-    model: Callable | None, guide: Callable, x: torch.Tensor
-) -> tuple[dict[str, dict], dict[str, dict]]:
+def run_pair(model: Callable | None, guide: Callable, x: torch.Tensor) -> tuple[dict[str, dict], dict[str, dict]]:
     """Trace ``guide(x)`` and ``model(x)`` replayed on it; return their sample sites.
 
     With ``model=None`` only the guide runs and the model's sites are empty.
@@ -115,8 +114,7 @@ def find_data_plate(
     if plate_name is not None:
         if plate_name not in plates:
             raise ValueError(
-                f"plate_name='{plate_name}' is not a vectorised plate of the model or guide; "
-                f"found {_describe(plates)}"
+                f"plate_name='{plate_name}' is not a vectorised plate of the model or guide; found {_describe(plates)}"
             )
         return plate_name
     if len(candidates) > 1 and n > 1:
@@ -155,7 +153,7 @@ def inspect_layout(
     name = find_data_plate(model, guide, data, plate_name)
     guide_sites, model_sites = run_pair(model, guide, data[:2])
     nesting = 0
-    data_dim = None
+    data_dim: int | None = None
     for site in [*guide_sites.values(), *model_sites.values()]:
         nesting = max(nesting, len(site["fn"].batch_shape))
         for frame in site["cond_indep_stack"]:
@@ -163,18 +161,15 @@ def inspect_layout(
                 nesting = max(nesting, -frame.dim)
                 if frame.name == name:
                     data_dim = frame.dim
+    if data_dim is None:  # find_data_plate found it among these very sites
+        raise RuntimeError(f"plate {name!r} vanished between two runs of the model/guide pair")
     latent = tuple(n for n, s in guide_sites.items() if not s["is_observed"])
     if not latent:
         raise ValueError("the guide samples no latent site; metrics need q(z|x) to sample z")
     observed = tuple(n for n, s in model_sites.items() if s["is_observed"])
     if model is not None and not observed:
-        raise ValueError(
-            "the model has no observed site; call pyro.sample(name, dist, obs=x) inside the "
-            "data plate"
-        )
-    prior = tuple(
-        n for n, s in model_sites.items() if not s["is_observed"] and n not in guide_sites
-    )
+        raise ValueError("the model has no observed site; call pyro.sample(name, dist, obs=x) inside the data plate")
+    prior = tuple(n for n, s in model_sites.items() if not s["is_observed"] and n not in guide_sites)
     # Elements per datum: values are (batch..., event); divide the batch by the 2 data points.
     observed_numel = sum(model_sites[n]["value"].numel() for n in observed) // min(2, len(data))
     pair_numel = sum(

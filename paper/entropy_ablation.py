@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The MIM paper's joint-entropy ("inverse H") ablation on ``toy4``.
 
 The MIM loss bounds a divergence between the encoding and decoding joints
@@ -11,30 +10,34 @@ exactly as the reference code's ``--inv-H-loss`` flag does (see
 entropy prevents the VAE's posterior collapse, removing it makes MIM collapse.
 Plain MIM and VAE runs of the same settings are in ``toy_expressiveness``.
 
-    python examples/entropy_ablation.py --quick
-    python examples/entropy_ablation.py --jobs 16 --out results/entropy_ablation
-    python examples/entropy_ablation.py --replot results/entropy_ablation/results.json
+    python -m paper.entropy_ablation --quick
+    python -m paper.entropy_ablation --jobs 16 --out results/entropy_ablation
+    python -m paper.entropy_ablation --replot results/entropy_ablation/results.json
 """
 
 import sys
 
-from pyromim.experiments.sweep import sweep_cli
-from pyromim.experiments.toy_sweeps import toy_report, toy_tasks
+from paper.sweep import sweep_cli
+from paper.toy_sweeps import toy_report, toy_tasks
 
 EXPERIMENT = "entropy_ablation"
 HIDDEN = (5, 20, 50, 100, 200, 500)
-REFERENCE = ("Reference (the authors' README figures): VAE + H reaches high MI and clustered latents like MIM; "
-             "MIM - H collapses (low MI, poor reconstruction).")
+REFERENCE = (
+    "Reference (the authors' README figures): VAE + H reaches high MI and clustered latents like MIM; "
+    "MIM - H collapses (low MI, poor reconstruction)."
+)
 
 
-def build_tasks(args, out):
-    return toy_tasks(args, out, spec="toy4", key="hidden", full_settings=HIDDEN, quick_settings=(5, 20),
-                     inverse_h=True)
+def build_tasks(options, out):
+    return toy_tasks(
+        options, out, spec="toy4", key="hidden", full_settings=HIDDEN, quick_settings=(5, 20), inverse_h=True
+    )
 
 
 def report(results, out):
-    return toy_report(results, out, key="hidden", x_label="hidden units", log_x=True, figure_setting=50,
-                      reference=REFERENCE)
+    return toy_report(
+        results, out, key="hidden", x_label="hidden units", log_x=True, figure_setting=50, reference=REFERENCE
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Saving and loading a model together with its spec, safely.
+"""The model file (``model.pt``): saving and loading a model together with its spec, safely.
 
-A checkpoint is a ``torch.save`` of a plain dict holding only strings, ints
+(Lightning's training checkpoints, from which runs resume, are
+:mod:`pyromim.training.lightning_checkpoints`.) A model file is a ``torch.save`` of a plain dict holding only strings, ints
 and tensors: the spec as TOML text, the model's ``state_dict`` and a SHA-256
 checksum of both. Loading uses ``torch.load(..., weights_only=True)``, which
 refuses to unpickle anything else, so a tampered file cannot run code; it then
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from pyromim._atomic import atomic_write
 from pyromim.models.build import build_model
 from pyromim.models.latent_variable_model import LatentVariableModel
 from pyromim.specs import ModelSpec, SpecError
@@ -29,7 +31,7 @@ def _checksum(spec_text: str, state: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256(spec_text.encode("utf-8"))
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
-        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode("utf-8"))
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
@@ -39,15 +41,19 @@ class CheckpointError(RuntimeError):
 
 
 def save_model(model: LatentVariableModel, path: str | Path) -> None:
-    """Write ``model`` and its spec to ``path`` (needs ``model.spec``, set by :func:`build_model`)."""
-    if getattr(model, "spec", None) is None:
+    """Write ``model`` and its spec to ``path`` (needs ``model.spec``, set by :func:`build_model`).
+
+    The write is atomic: a reader (or a crash) sees the old file or the new one, never half of it.
+    """
+    spec = getattr(model, "spec", None)
+    if spec is None:
         raise ValueError(
             "save_model needs model.spec: build the model with pyromim.build_model(spec), "
             "or set model.spec to the ModelSpec it was made from"
         )
     from pyromim import __version__
 
-    spec_text, state = model.spec.to_toml(), model.state_dict()
+    spec_text, state = spec.to_toml(), model.state_dict()
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -56,7 +62,7 @@ def save_model(model: LatentVariableModel, path: str | Path) -> None:
         "state_dict": state,
         "sha256": _checksum(spec_text, state),
     }
-    torch.save(payload, Path(path))
+    atomic_write(path, lambda f: torch.save(payload, f), binary=True)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LatentVariableModel:

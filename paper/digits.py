@@ -13,14 +13,14 @@ relatives with hierarchical VampPrior models) are larger; this is their small,
 laptop-sized counterpart: expect MIM and A-MIM to trade some NLL for higher
 mutual information, better KNN-5 accuracy and lower reconstruction error.
 
-    python examples/digits.py --quick
-    python examples/digits.py --jobs 16 --out results/digits
-    python examples/digits.py --replot results/digits/results.json
+    python -m paper.digits --quick
+    python -m paper.digits --jobs 16 --out results/digits
+    python -m paper.digits --replot results/digits/results.json
 """
 
 import sys
 
-from pyromim.experiments.sweep import run_label, saved_run_dir, seed_major, summarise_sweep, sweep_cli, sweep_table
+from paper.sweep import run_label, saved_run_dir, seed_major, summarise_sweep, sweep_cli, sweep_table
 
 EXPERIMENT = "digits"
 SPECS = ("digits_normal", "digits_mixture", "digits_vampprior")

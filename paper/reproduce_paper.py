@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Run every paper experiment (full settings) in one pool of worker processes.
 
-    python examples/reproduce_paper.py --jobs 16 --out results/paper
+    python -m paper.reproduce_paper --jobs 16 --out results/paper
 
 writes ``OUT/<example>/results.json`` (each finished run appended atomically,
 so a run stopped at any time leaves the finished runs readable), the
@@ -29,11 +28,8 @@ import importlib
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pyromim.experiments.sweep import ResultsFile, load_results, run_tasks  # noqa: E402
+from paper.sweep import ResultsFile, SweepOptions, load_results, run_tasks
 
 #: example module -> (swept values, seeds, epoch cap) run by default
 DEFAULTS = {
@@ -66,12 +62,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="each example's quick mode (a smoke test)")
     parser.add_argument("--only", type=str, default=None, help="comma-separated example names")
     parser.add_argument("--replot", type=Path, default=None, help="an OUT folder to redraw (no training)")
-    parser.add_argument("--docs", type=Path, default=None,
-                        help="also copy the main figures here as small PNGs (<example>_panels.png, ...)")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help="also copy the main figures here as small PNGs (<example>_panels.png, ...)",
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
     names = args.only.split(",") if args.only else list(DEFAULTS)
-    modules = {name: importlib.import_module(name) for name in names}
+    modules = {name: importlib.import_module(f"paper.{name}") for name in names}
     out = args.replot or args.out
     reported: dict[str, str] = {}
 
@@ -88,26 +88,43 @@ def main(argv=None) -> int:
                 seeds = 1
             elif name != "digits" and args.seeds is not None:
                 seeds = args.seeds
-            ns = SimpleNamespace(quick=args.quick, seeds=seeds, settings=None if args.quick else settings)
-            mine = modules[name].build_tasks(ns, out / name)
+            options = SweepOptions(quick=args.quick, seeds=seeds, settings=None if args.quick else settings)
+            mine = modules[name].build_tasks(options, out / name)
             if epochs is not None and not args.quick:
                 mine = [{**t, "epochs": epochs} for t in mine]
             tasks += [(t["seed"], order, i, name, t) for i, t in enumerate(mine)]
             totals[name] = len(mine)
-            files[name] = ResultsFile(out / name / "results.json", name, {
-                "quick": args.quick, "settings": ns.settings, "seeds": ns.seeds, "jobs": args.jobs, "epochs_cap": epochs,
-                "budget_s": args.budget, "tasks": len(mine), "driver": "reproduce_paper.py"})
+            files[name] = ResultsFile(
+                out / name / "results.json",
+                name,
+                {
+                    "quick": args.quick,
+                    "settings": options.settings,
+                    "seeds": options.seeds,
+                    "jobs": args.jobs,
+                    "epochs_cap": epochs,
+                    "budget_s": args.budget,
+                    "tasks": len(mine),
+                    "driver": "reproduce_paper.py",
+                },
+            )
         # seed by seed (a budget cut leaves whole seeds), the toy4_20 runs first within a seed
         tasks.sort(key=lambda t: (t[0], t[3] != "toy_bottleneck", t[1], t[2]))
-        print(f"{len(tasks)} runs ({', '.join(f'{n} {totals[n]}' for n in names)}) with {args.jobs} workers, "
-              f"budget {args.budget:.0f} s -> {out}", flush=True)
+        print(
+            f"{len(tasks)} runs ({', '.join(f'{n} {totals[n]}' for n in names)}) with {args.jobs} workers, "
+            f"budget {args.budget:.0f} s -> {out}",
+            flush=True,
+        )
 
         def on_result(record: dict) -> None:
             name = record["experiment"]
             files[name].append(record)
             runs = files[name].data["runs"]
-            print(f"[{time.monotonic() - start:5.0f} s] {name} {len(runs)}/{totals[name]}: "
-                  f"{Path(record['run_dir']).name} {record.get('error', '')}", flush=True)
+            print(
+                f"[{time.monotonic() - start:5.0f} s] {name} {len(runs)}/{totals[name]}: "
+                f"{Path(record['run_dir']).name} {record.get('error', '')}",
+                flush=True,
+            )
             if len(runs) == totals[name]:
                 report(name, files[name].data)
 

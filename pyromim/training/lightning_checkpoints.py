@@ -1,4 +1,6 @@
-"""Checkpoint files: atomic writes and loading that never unpickles arbitrary objects.
+"""Lightning's training checkpoints (``*.ckpt``, to resume from): atomic writes and loading that never unpickles arbitrary objects.
+
+(A trained model and its spec, ``model.pt``, are :mod:`pyromim.models.model_file`.)
 
 A checkpoint is written to a temporary file in the destination folder, flushed
 to disk, then moved over the destination with :func:`os.replace` (atomic on
@@ -10,30 +12,18 @@ numbers are accepted.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from pyromim._atomic import atomic_write
+
 
 def save_atomically(obj: Any, path: str | Path) -> None:
     """``torch.save(obj, path)`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -52,7 +42,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
         save_atomically(checkpoint, path)
 
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         if weights_only is False:
             raise ValueError("pyromim checkpoints are always loaded with weights_only=True")
         return load_checkpoint(path, map_location=map_location)

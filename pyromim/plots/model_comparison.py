@@ -1,81 +1,37 @@
-"""Figures of a sweep: metric panels against the swept setting, and one setting's data, reconstructions and latents."""
+"""Trained models side by side: each model's reconstructions and latents on the same data."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from pyromim.plots.figures import label_colours, pyplot, save
 
-#: Axis titles of the paper's metrics.
-METRIC_TITLES = {
-    "mi_ksg": "KSG MI (nats)",
-    "h_q_x": "H_q(x) (nats)",
-    "recon_error": "recon. error (posterior mean)",
-    "recon_error_sampled": "recon. error (sampled)",
-    "knn5_accuracy": "KNN-5 accuracy (means)",
-    "knn5_accuracy_sampled": "KNN-5 accuracy (sampled z)",
-}
-_STYLE = {"MIM": "tab:blue", "VAE (ELBO)": "tab:red", "MIM - H": "tab:cyan", "VAE + H": "tab:orange",
-          "A-MIM": "tab:green"}
-
-
-def plot_sweep_panels(
-    summary: Mapping[tuple[Any, str], Mapping[str, tuple[float, float, int]]],
-    path: str | Path,
-    *,
-    metrics: Sequence[str],
-    x_label: str,
-    log_x: bool = False,
-    title: str = "",
-) -> Path:
-    """One panel per metric: mean against the setting, one line per objective, band = ±1 std over seeds.
-
-    :param summary: :func:`pyromim.experiments.sweep.summarise_sweep`'s result.
-    """
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.1 * len(metrics), 2.8), squeeze=False)
-    labels = sorted({label for _, label in summary}, key=lambda s: (s not in _STYLE, list(_STYLE).index(s) if s in _STYLE else 0, s))
-    for ax, metric in zip(axes[0], metrics):
-        for label in labels:
-            keys = sorted(k for k in summary if k[1] == label)
-            xs = np.array([k[0] for k in keys], dtype=float)
-            mean = np.array([summary[k][metric][0] for k in keys])
-            std = np.array([summary[k][metric][1] for k in keys])
-            colour = _STYLE.get(label)
-            ax.plot(xs, mean, "o-", ms=3.5, color=colour, label=label)
-            ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-        if log_x:
-            ax.set_xscale("log")
-        ticks = sorted({k[0] for k in summary})
-        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=8)
-        ax.minorticks_off()
-        ax.set_xlabel(x_label)
-        ax.set_title(METRIC_TITLES.get(metric, metric), fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save(fig, path)
+if TYPE_CHECKING:
+    from pyromim.models import LatentVariableModel
 
 
 def plot_setting_runs(
-    models: Mapping[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor, path: str | Path,
-    *, max_points: int = 1500, title: str = "",
+    models: Mapping[str, LatentVariableModel],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    path: str | Path,
+    *,
+    max_points: int = 1500,
+    title: str = "",
 ) -> Path:
     """Rows: one trained model each. Columns: test data and reconstructions (dims 0-1 of x), and the
     posterior means of ``q(z|x)`` (dims 0-1 of z) with 1-sigma ellipses for some points, on ``N(0, I)`` circles."""
     from matplotlib.patches import Circle, Ellipse
 
     plt = pyplot()
-    x, labels = x[:max_points], labels[:max_points].numpy()
-    values, cmap = label_colours(labels)
-    colours = [cmap(values.index(int(v)) % cmap.N) for v in labels]
+    x, label_values = x[:max_points], labels[:max_points].numpy()
+    values, cmap = label_colours(label_values)
+    colours = [cmap(values.index(int(v)) % cmap.N) for v in label_values]
     fig, axes = plt.subplots(len(models), 2, figsize=(7.0, 3.1 * len(models)), squeeze=False)
     for row, (label, model) in zip(axes, models.items()):
         model.eval()
@@ -91,8 +47,17 @@ def plot_setting_runs(
         ax = row[1]
         ax.scatter(loc[:, 0], loc[:, 1], s=3, c=colours)
         for i in range(min(150, len(loc))):
-            ax.add_patch(Ellipse(tuple(loc[i, :2]), 2 * scale[i, 0], 2 * scale[i, 1], fill=False,
-                                 edgecolor=colours[i], lw=0.6, alpha=0.7))
+            ax.add_patch(
+                Ellipse(
+                    tuple(loc[i, :2]),
+                    2 * scale[i, 0],
+                    2 * scale[i, 1],
+                    fill=False,
+                    edgecolor=colours[i],
+                    lw=0.6,
+                    alpha=0.7,
+                )
+            )
         for r in (1, 2):
             ax.add_patch(Circle((0, 0), r, fill=False, ls="--", lw=0.8, edgecolor="black", alpha=0.5))
         shown = "" if loc.shape[-1] == 2 else f" (z1-z2 of {loc.shape[-1]})"
@@ -109,8 +74,15 @@ def plot_setting_runs(
 
 @torch.no_grad()
 def plot_image_model_rows(
-    models: Mapping[str, torch.nn.Module], x: torch.Tensor, labels: torch.Tensor, shape: tuple[int, int],
-    path: str | Path, *, n_images: int = 8, max_points: int = 1000, title: str = "",
+    models: Mapping[str, LatentVariableModel],
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    shape: tuple[int, int],
+    path: str | Path,
+    *,
+    n_images: int = 8,
+    max_points: int = 1000,
+    title: str = "",
 ) -> Path:
     """Rows: one trained image model each. Columns: posterior means of ``q(z|x)`` (first two principal
     components, coloured by label), test images over their reconstructions, and decoder means at ``z ~ p(z)``."""
@@ -130,15 +102,28 @@ def plot_image_model_rows(
         ax.set(xlabel="PC 1 of z means", ylabel="PC 2", title=f"{label}: latent means")
         ax.title.set_fontsize(9)
         if row == 0:
-            fig.legend(*ax.get_legend_handles_labels(), loc="lower center", bbox_to_anchor=(0.5, 0.93 + 0.01 * (3 - len(models))),
-                       ncol=len(values), fontsize=7, markerscale=2, title="digit label (latent scatter)",
-                       title_fontsize=7, frameon=False)
+            fig.legend(
+                *ax.get_legend_handles_labels(),
+                loc="lower center",
+                bbox_to_anchor=(0.5, 0.93 + 0.01 * (3 - len(models))),
+                ncol=len(values),
+                fontsize=7,
+                markerscale=2,
+                title="digit label (latent scatter)",
+                title_fontsize=7,
+                frameon=False,
+            )
         originals = x[:n_images]
         recon = model.decode(model.encode(originals)).mean
         pairs = torch.stack([originals.reshape(2, -1, originals.shape[-1]), recon.reshape(2, -1, recon.shape[-1])], 1)
         samples = model.decode(model.sample_latent(2 * n_images)).mean
-        for col, (images, name) in enumerate(((pairs.reshape(-1, x.shape[-1]), "test (rows 1, 3) / recon. (2, 4)"),
-                                              (samples, "samples E[x|z], z ~ p(z)")), start=1):
+        for col, (images, name) in enumerate(
+            (
+                (pairs.reshape(-1, x.shape[-1]), "test (rows 1, 3) / recon. (2, 4)"),
+                (samples, "samples E[x|z], z ~ p(z)"),
+            ),
+            start=1,
+        ):
             side = n_images // 2
             sub = grid[row, col].subgridspec(4, side, wspace=0.05, hspace=0.05)
             for i, img in enumerate(images.reshape((-1,) + tuple(shape)).numpy()):

@@ -27,7 +27,12 @@ from pyromim.models import LatentVariableModel
 
 #: Keys of :func:`paper_metrics`'s result.
 PAPER_METRICS = (
-    "mi_ksg", "h_q_x", "recon_error", "knn5_accuracy", "recon_error_sampled", "knn5_accuracy_sampled",
+    "mi_ksg",
+    "h_q_x",
+    "recon_error",
+    "knn5_accuracy",
+    "recon_error_sampled",
+    "knn5_accuracy_sampled",
 )
 
 
@@ -48,5 +53,7 @@ def paper_metrics(model: LatentVariableModel, splits: DataSplits, *, ksg_max_poi
             "recon_error": reconstruction_error(model.model, model.guide, x).error,
             "knn5_accuracy": knn_accuracy(model.encode(train.x), train.labels, model.encode(x), test.labels, k=5),
             "recon_error_sampled": (x - sampled_recon).flatten(1).norm(dim=-1).mean().item(),
-            "knn5_accuracy_sampled": knn_accuracy(model.encode(train.x, sample=True), train.labels, z, test.labels, k=5),
+            "knn5_accuracy_sampled": knn_accuracy(
+                model.encode(train.x, sample=True), train.labels, z, test.labels, k=5
+            ),
         }

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The MIM paper's bottleneck experiment: MIM vs the VAE on ``toy4_20`` as the latent grows.
 
 ``toy4_20`` is the five-component mixture in 20-D (dims 2-19 of the means far
@@ -19,32 +18,49 @@ five components into one latent cluster that the decoder cannot fit (recon
 error > 100, sampled KNN-5 about 0.75 for MIM). ``--raw`` runs that
 reference setting.
 
-    python examples/toy_bottleneck.py --quick
-    python examples/toy_bottleneck.py --jobs 16 --out results/toy_bottleneck
-    python examples/toy_bottleneck.py --replot results/toy_bottleneck/results.json
+    python -m paper.toy_bottleneck --quick
+    python -m paper.toy_bottleneck --jobs 16 --out results/toy_bottleneck
+    python -m paper.toy_bottleneck --replot results/toy_bottleneck/results.json
 """
 
 import sys
 
-from pyromim.experiments.sweep import sweep_cli
-from pyromim.experiments.toy_sweeps import toy_report, toy_tasks
+from paper.sweep import sweep_cli
+from paper.toy_sweeps import toy_report, toy_tasks
 
 EXPERIMENT = "toy_bottleneck"
 LATENT_DIMS = (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
-REFERENCE = ("Reference (published figures, z from 4 to 20): MIM MI 1.7-1.9, KNN-5 about 1.0; "
-             "VAE MI 0.8-1.4, KNN-5 0.65-0.93, decreasing as z grows (posterior collapse).")
+REFERENCE = (
+    "Reference (published figures, z from 4 to 20): MIM MI 1.7-1.9, KNN-5 about 1.0; "
+    "VAE MI 0.8-1.4, KNN-5 0.65-0.93, decreasing as z grows (posterior collapse)."
+)
 
 
-def build_tasks(args, out):
-    return toy_tasks(args, out, spec="toy4_20", key="latent_dim", full_settings=LATENT_DIMS,
-                     quick_settings=(2, 4), fixed={"hidden": 50, "standardize": not getattr(args, "raw", False)})
+def build_tasks(options, out):
+    return toy_tasks(
+        options,
+        out,
+        spec="toy4_20",
+        key="latent_dim",
+        full_settings=LATENT_DIMS,
+        quick_settings=(2, 4),
+        fixed={"hidden": 50, "standardize": "raw" not in options.flags},
+    )
 
 
 def report(results, out):
-    return toy_report(results, out, key="latent_dim", x_label="latent dimension", log_x=False,
-                      figure_setting=10, reference=REFERENCE)
+    return toy_report(
+        results, out, key="latent_dim", x_label="latent dimension", log_x=False, figure_setting=10, reference=REFERENCE
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_cli(EXPERIMENT, build_tasks, report, description=__doc__,
-                       flags={"--raw": "the reference setting: networks see the raw data (no standardisation)"}))
+    sys.exit(
+        sweep_cli(
+            EXPERIMENT,
+            build_tasks,
+            report,
+            description=__doc__,
+            flags={"--raw": "the reference setting: networks see the raw data (no standardisation)"},
+        )
+    )

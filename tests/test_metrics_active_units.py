@@ -2,9 +2,9 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 from pyromim.metrics import active_units
-from metrics_models import autoencoder  # noqa: F401 (pytest fixtures)
 
 
 def test_collapsed_dimension_is_inactive_and_variances_are_exact(autoencoder):

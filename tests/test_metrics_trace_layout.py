@@ -2,10 +2,10 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from metrics_models import linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
 
 from pyromim.metrics import log_likelihood
-from pyromim.metrics.data_plate import find_data_plate, inspect_layout
-from metrics_models import linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
+from pyromim.metrics.trace_layout import find_data_plate, inspect_layout
 
 
 def test_finds_the_plate_over_the_leading_dimension(pixel_gaussian):
