@@ -7,6 +7,7 @@ autograd on that formula. The estimator is checked against both.
 """
 
 import math
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -208,3 +209,17 @@ def test_jit_follows_beta_changes_without_recompiling():
         values[cls] = out
     assert values[Trace_MIM][0] != pytest.approx(values[Trace_MIM][1])
     assert values[JitTrace_MIM] == pytest.approx(values[Trace_MIM], rel=1e-5)
+
+
+def test_jit_warnings_are_kept_out_unless_asked_for():
+    x = torch.randn(25)
+    model, guide = param_model_guide()
+    caught = {}
+    for ignore in (True, False):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            JitTrace_MIM(ignore_jit_warnings=ignore, max_plate_nesting=1).loss(model, guide, x)
+        caught[ignore] = [w for w in record if issubclass(w.category, (DeprecationWarning, torch.jit.TracerWarning))]
+    assert JitTrace_MIM().ignore_jit_warnings  # the default keeps the console quiet
+    assert not caught[True]
+    assert caught[False]  # torch.jit.trace's own warnings reach a user who asks for them

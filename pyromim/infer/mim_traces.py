@@ -19,8 +19,7 @@ import pyro.poutine as poutine
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.trace_struct import Trace
-from pyro.poutine.subsample_messenger import _Subsample
-from pyro.poutine.util import prune_subsample_sites
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_site_shape
 
 from pyromim.infer.guide_inputs import GuideInputs, substitute_generated
@@ -114,7 +113,7 @@ def _subsample_trace(trace: Trace) -> Trace:
     """A trace holding only the subsample-index sites of ``trace``."""
     kept = Trace()
     for name, site in trace.nodes.items():
-        if site["type"] == "sample" and isinstance(site["fn"], _Subsample):
+        if site_is_subsample(site):
             kept.add_node(name, **site)
     return kept
 
@@ -152,7 +151,12 @@ def _run(fn: Callable, side_note: str, *args, **kwargs) -> Trace:
     try:
         return poutine.trace(fn).get_trace(*args, **kwargs)
     except (ValueError, RuntimeError, IndexError) as e:
-        raise type(e)(f"{e}\n[Trace_MIM decoder side: {side_note}. {_PLATE_HINT}]") from e
+        # the user's own error, with where it happened and the usual cause added
+        note = f"[Trace_MIM decoder side: {side_note}. {_PLATE_HINT}]"
+        if hasattr(e, "add_note"):  # Python >= 3.11: the same exception, traceback intact
+            e.add_note(note)
+            raise
+        raise RuntimeError(f"{e}\n{note}") from e
 
 
 def decoder_traces(

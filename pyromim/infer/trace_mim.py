@@ -239,8 +239,16 @@ class Trace_MIM(ELBO):
     When a learned prior scale (a Normal's ``scale`` or a mixture's
     ``scales`` that requires grad) falls below ``1e-3``, a
     :class:`CollapsingPriorWarning` names the site once; floor the prior's
-    scale (``softplus(raw) + floor``, as pyromim's priors and Gaussian heads
-    do with the encoder's floor) or keep it fixed.
+    scale (``softplus(raw) + floor``, as pyromim's Gaussian heads floor the
+    encoder's) or keep it fixed. A floored encoder bounds the shrinkage.
+
+    **References**
+
+    * M. Livne, K. Swersky, D. J. Fleet, "MIM: Mutual Information Machine",
+      arXiv:1910.03175.
+    * M. Livne, K. Swersky, D. J. Fleet, "High Mutual Information in
+      Representation Learning with Symmetric Variational Inference",
+      arXiv:1910.04153.
     """
 
     def __init__(
@@ -431,7 +439,7 @@ class Trace_MIM(ELBO):
             score_surrogate, side_stats = side.score_terms()
             surrogate = surrogate + score_surrogate
             stats.extend(side_stats)
-        if not torch._C._get_tracing_state():
+        if not torch.jit.is_tracing():
             if self.check_finite and torch.is_tensor(loss) and not torch.isfinite(loss).all():
                 raise NonFiniteLossError(_describe_non_finite(sides))
             if torch.is_grad_enabled():
@@ -551,10 +559,15 @@ class JitTrace_MIM(Trace_MIM):
     ``beta`` is passed to the compiled function as a tensor, so warm-up works
     without recompiling. The restrictions of ``JitTrace_ELBO`` apply: static
     model structure, tensor inputs in ``*args``, non-tensor inputs in
-    ``**kwargs``. PyTorch's deprecation and tracer warnings are kept out of the
-    console. On a non-finite loss the step is replayed uncompiled from the same
-    random state to name the offending site.
+    ``**kwargs``. ``ignore_jit_warnings`` (default ``True`` here, unlike
+    Pyro's) keeps PyTorch's deprecation and tracer warnings, which a user
+    cannot act on, out of the console; ``False`` shows them. On a non-finite
+    loss the step is replayed uncompiled from the same random state to name
+    the offending site.
     """
+
+    def __init__(self, *, ignore_jit_warnings: bool = True, **options: Any):
+        super().__init__(ignore_jit_warnings=ignore_jit_warnings, **options)
 
     def _compiled_parts(self, model, guide, args, kwargs):
         kwargs = dict(kwargs)
@@ -566,7 +579,7 @@ class JitTrace_MIM(Trace_MIM):
             self._score_keys: dict[bool, list[str]] = {}
 
             @pyro.ops.jit.trace(
-                ignore_warnings=True, jit_options=self.jit_options
+                ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options
             )
             def compiled(*args_beta, **kwargs):
                 kwargs.pop("_pyro_model_id")
@@ -586,9 +599,10 @@ class JitTrace_MIM(Trace_MIM):
             self._compiled = compiled
         beta = torch.tensor(self.beta)
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            if self.ignore_jit_warnings:
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                warnings.filterwarnings("ignore", category=FutureWarning)
+                warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             rng = torch.get_rng_state()
             loss, surrogate, score_sums, cost_means = self._compiled(
                 *args, beta, **kwargs
