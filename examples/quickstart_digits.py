@@ -80,8 +80,7 @@ def main() -> None:
     args = parser.parse_args()
 
     x_train, x_test, y_train, y_test = digits(args.seed)
-    print(f"digits: {len(x_train)} train / {len(x_test)} test, 64 binary pixels; "
-          f"{args.epochs} epochs per objective")
+    print(f"digits: {len(x_train)} train / {len(x_test)} test, 64 binary pixels; {args.epochs} epochs per objective")
     rows = {}
     for name, make_loss in OBJECTIVES.items():
         start = time.perf_counter()
@@ -94,10 +93,12 @@ def main() -> None:
     print("\n" + " " * width + "  " + "  ".join(f"{c:>13s}" for c in columns))
     for name, row in rows.items():
         print(f"{name:<{width}s}  " + "  ".join(f"{row[c]:>13s}" for c in columns))
-    print("\nactive units: latent dims whose posterior mean varies across digits (> 0.01);"
-          "\nposterior std: mean encoder std (MIM rewards a low-entropy encoder);"
-          "\nKNN-5 acc: digit classes from 5 nearest latent means; recon error: mean ||x - E[x|z]||;"
-          "\nNLL: -log p(x) of test digits, importance-sampled with 500 draws from the encoder.")
+    print(
+        "\nactive units: latent dims whose posterior mean varies across digits (> 0.01);"
+        "\nposterior std: mean encoder std (MIM rewards a low-entropy encoder);"
+        "\nKNN-5 acc: digit classes from 5 nearest latent means; recon error: mean ||x - E[x|z]||;"
+        "\nNLL: -log p(x) of test digits, importance-sampled with 500 draws from the encoder."
+    )
 
 
 if __name__ == "__main__":

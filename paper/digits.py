@@ -33,9 +33,16 @@ def build_tasks(args, out):
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
     caps = {"epochs": 2, "n_train": 300, "n_val": 100, "n_test": 200} if args.quick else {}
     return [
-        {"spec": spec, "objective": objective, "seed": seed, "measure": "evaluate",
-         "num_samples": 50 if args.quick else 1000, "plots": seed == 1, **caps,
-         "run_dir": str(out / "runs" / f"{spec}_{objective}_seed{seed}")}
+        {
+            "spec": spec,
+            "objective": objective,
+            "seed": seed,
+            "measure": "evaluate",
+            "num_samples": 50 if args.quick else 1000,
+            "plots": seed == 1,
+            **caps,
+            "run_dir": str(out / "runs" / f"{spec}_{objective}_seed{seed}"),
+        }
         for spec, objective, seed in seed_major(specs, OBJECTIVES, seeds)
     ]
 
@@ -53,14 +60,19 @@ def report(results, out):
     figures = []
     for spec in SPECS:
         runs = [r for r in results["runs"] if r["spec"] == spec and r["seed"] == 1 and "metrics" in r]
-        paths = {run_label(r["objective"]): saved_run_dir(r, out) / "model.pt" for r in
-                 sorted(runs, key=lambda r: OBJECTIVES.index(r["objective"]))}
+        paths = {
+            run_label(r["objective"]): saved_run_dir(r, out) / "model.pt"
+            for r in sorted(runs, key=lambda r: OBJECTIVES.index(r["objective"]))
+        }
         if not paths or not all(p.exists() for p in paths.values()):
             continue
         test = load_data("digits", seed=1).test
         models = {label: load_model(p) for label, p in paths.items()}
-        figures.append(plot_image_model_rows(models, test.x, test.labels, (8, 8), out / f"{spec}.png",
-                                             title=f"{spec}, seed 1").name)
+        figures.append(
+            plot_image_model_rows(
+                models, test.x, test.labels, (8, 8), out / f"{spec}.png", title=f"{spec}, seed 1"
+            ).name
+        )
     lines.append("Figures: " + (", ".join(figures) or "none (the runs' model.pt files are not here)"))
     return "\n".join(lines)
 

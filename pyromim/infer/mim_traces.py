@@ -13,7 +13,8 @@ data, replayed on it.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pyro.poutine as poutine
 from pyro.infer.enum import get_importance_trace
@@ -30,10 +31,10 @@ __all__ = ["MIMTraces", "encoder_traces", "decoder_traces"]
 class MIMTraces(NamedTuple):
     enc_model: Trace
     enc_guide: Trace
-    dec_model: Optional[Trace] = None
-    dec_guide: Optional[Trace] = None
-    re_guide: Optional[Trace] = None
-    re_model: Optional[Trace] = None
+    dec_model: Trace | None = None
+    dec_guide: Trace | None = None
+    re_guide: Trace | None = None
+    re_model: Trace | None = None
 
 
 def sample_sites(trace: Trace):
@@ -96,13 +97,9 @@ def _check_guide_covers(model_trace: Trace, guide_trace: Trace, side: str) -> No
         )
 
 
-def encoder_traces(
-    max_plate_nesting: float, model: Callable, guide: Callable, args, kwargs
-) -> tuple[Trace, Trace]:
+def encoder_traces(max_plate_nesting: float, model: Callable, guide: Callable, args, kwargs) -> tuple[Trace, Trace]:
     """Guide on the data, model replayed on it; log-probs and score parts."""
-    model_trace, guide_trace = get_importance_trace(
-        "flat", max_plate_nesting, model, guide, args, kwargs
-    )
+    model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting, model, guide, args, kwargs)
     _check_not_enumerated(guide_trace, "guide")
     _check_not_enumerated(model_trace, "model")
     _check_guide_covers(model_trace, guide_trace, "encoder")
@@ -169,14 +166,12 @@ def decoder_traces(
     re_encode: bool,
     max_plate_nesting: float,
     guide_inputs: GuideInputs = None,
-) -> tuple[Trace, Trace, Optional[Trace], Optional[Trace]]:
+) -> tuple[Trace, Trace, Trace | None, Trace | None]:
     """Run the decoder side: ``(z, x) ~ p(z) p(x|z)``, the guide at that pair,
     and (if ``re_encode``) a fresh guide draw at ``x`` with the model on it."""
     dec_model = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
     generated_sites = {
-        name: site
-        for name, site in sample_sites(dec_model).items()
-        if site["infer"].get("was_observed", False)
+        name: site for name, site in sample_sites(dec_model).items() if site["infer"].get("was_observed", False)
     }
     if not generated_sites:
         raise ValueError(
@@ -185,11 +180,7 @@ def decoder_traces(
             "data; this model has none. Use Trace_MIM(symmetric=False) or add the "
             "observation."
         )
-    encoder_values = {
-        name: enc_model.nodes[name]["value"]
-        for name in generated_sites
-        if name in enc_model.nodes
-    }
+    encoder_values = {name: enc_model.nodes[name]["value"] for name in generated_sites if name in enc_model.nodes}
     indices = _subsample_indices(dec_model)
     gargs, gkwargs = substitute_generated(
         raw_guide, args, kwargs, generated_sites, encoder_values, indices, guide_inputs
@@ -211,9 +202,9 @@ def decoder_traces(
         )
         _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
         generated = {name: site["value"] for name, site in generated_sites.items()}
-        re_model = poutine.trace(
-            poutine.replay(poutine.condition(model, data=generated), trace=re_guide)
-        ).get_trace(*args, **kwargs)
+        re_model = poutine.trace(poutine.replay(poutine.condition(model, data=generated), trace=re_guide)).get_trace(
+            *args, **kwargs
+        )
 
     dec_model = prune_subsample_sites(dec_model)
     dec_guide = prune_subsample_sites(dec_guide)

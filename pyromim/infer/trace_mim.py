@@ -52,7 +52,8 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
-from typing import Any, Callable, Literal, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import pyro
 import pyro.ops.jit
@@ -67,7 +68,7 @@ from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces
 
 __all__ = ["Trace_MIM", "JitTrace_MIM", "NonFiniteLossError", "CollapsingPriorWarning"]
 
-QX = Union[Literal["marginal", "data"], Callable[..., torch.Tensor]]
+QX = Literal["marginal", "data"] | Callable[..., torch.Tensor]
 
 
 class NonFiniteLossError(ValueError):
@@ -120,8 +121,7 @@ class _Side:
     def add_evaluated(self, role, trace, weight):
         """Sites whose values are given: the full log-prob is differentiable."""
         for name, site in sample_sites(trace):
-            self.add(f"{role} site '{name}'", site["log_prob"], weight,
-                     site["cond_indep_stack"])
+            self.add(f"{role} site '{name}'", site["log_prob"], weight, site["cond_indep_stack"])
 
     def add_sampled(self, role, trace, weight, detach=False):
         """Sites drawn on this side: pathwise part via ``entropy_term``, and a
@@ -156,11 +156,7 @@ class _Side:
 def sample_sites(trace):
     if trace is None:
         return []
-    return [
-        (name, site)
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-    ]
+    return [(name, site) for name, site in trace.nodes.items() if site["type"] == "sample"]
 
 
 def _observed_sites(trace, generated: bool):
@@ -261,12 +257,12 @@ class Trace_MIM(ELBO):
         vectorize_particles: bool = False,
         max_plate_nesting: float = float("inf"),
         decoder_gradient: Literal["detach", "score"] = "detach",
-        baseline_decay: Optional[float] = 0.9,
+        baseline_decay: float | None = 0.9,
         guide_inputs: GuideInputs = None,
         check_finite: bool = True,
-        retain_graph: Optional[bool] = None,
+        retain_graph: bool | None = None,
         ignore_jit_warnings: bool = False,
-        jit_options: Optional[dict] = None,
+        jit_options: dict | None = None,
     ):
         super().__init__(
             num_particles=num_particles,
@@ -277,10 +273,7 @@ class Trace_MIM(ELBO):
             retain_graph=retain_graph,
         )
         if not (isinstance(q_x, str) and q_x in ("marginal", "data")) and not callable(q_x):
-            raise ValueError(
-                f"q_x must be 'marginal', 'data' or a callable returning per-datum "
-                f"log q(x); got {q_x!r}."
-            )
+            raise ValueError(f"q_x must be 'marginal', 'data' or a callable returning per-datum log q(x); got {q_x!r}.")
         if decoder_gradient not in ("detach", "score"):
             raise ValueError(
                 f"decoder_gradient must be 'detach' (default: generated discrete "
@@ -288,9 +281,7 @@ class Trace_MIM(ELBO):
                 f"score-function terms); got {decoder_gradient!r}."
             )
         if baseline_decay is not None and not 0.0 <= baseline_decay < 1.0:
-            raise ValueError(
-                f"baseline_decay must lie in [0, 1) or be None; got {baseline_decay!r}."
-            )
+            raise ValueError(f"baseline_decay must lie in [0, 1) or be None; got {baseline_decay!r}.")
         self.q_x = q_x
         self.symmetric = symmetric
         self.beta = beta
@@ -348,9 +339,7 @@ class Trace_MIM(ELBO):
                 yield self._mim_traces(model, guide, raw_guide, args, kwargs)
 
     def _mim_traces(self, model, guide, raw_guide, args, kwargs) -> MIMTraces:
-        enc_model, enc_guide = encoder_traces(
-            self.max_plate_nesting, model, guide, args, kwargs
-        )
+        enc_model, enc_guide = encoder_traces(self.max_plate_nesting, model, guide, args, kwargs)
         if not self.symmetric:
             return MIMTraces(enc_model, enc_guide)
         dec = decoder_traces(
@@ -393,8 +382,7 @@ class Trace_MIM(ELBO):
         if mask is not None and mask is not True:
             log_qx = torch.where(mask, log_qx, log_qx.new_zeros(()))
         scale = first.get("scale", 1.0)
-        side.add("learned q_x", log_qx * scale, weight, first["cond_indep_stack"],
-                 in_cost=in_cost)
+        side.add("learned q_x", log_qx * scale, weight, first["cond_indep_stack"], in_cost=in_cost)
 
     def _sides(self, traces: MIMTraces, beta) -> list[_Side]:
         half = 0.5 if self.symmetric else 1.0
@@ -410,15 +398,13 @@ class Trace_MIM(ELBO):
         enc.add_sampled("guide", traces.enc_guide, guide_weight)
         if learned:
             # log q(x) at the data does not depend on any encoder-side draw.
-            self._learned_qx(enc, _observed_sites(traces.enc_model, False),
-                             -0.5 * half * beta, in_cost=False)
+            self._learned_qx(enc, _observed_sites(traces.enc_model, False), -0.5 * half * beta, in_cost=False)
         if not self.symmetric:
             return [enc]
 
         dec = _Side("decoder")
         generated = _observed_sites(traces.dec_model, True)
-        dec.add_sampled("model", traces.dec_model, -0.5 * half,
-                        detach=self.decoder_gradient == "detach")
+        dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=self.decoder_gradient == "detach")
         dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta)
         if marginal:
             # log q(x) ~= log p(x|z') + log p(z') - log q(z'|x), z' ~ q(z|x).
@@ -521,7 +507,7 @@ class Trace_MIM(ELBO):
         return float(torch.as_tensor(loss).detach().item())
 
 
-def _smallest_learned_scale(fn) -> Optional[float]:
+def _smallest_learned_scale(fn) -> float | None:
     """Smallest element of a Normal's ``scale`` / a mixture's ``scales`` that requires grad, else None."""
     while hasattr(fn, "base_dist"):
         fn = fn.base_dist
@@ -538,8 +524,7 @@ def _describe_non_finite(sides: list[_Side]) -> str:
         for label, term in side.terms:
             if torch.is_tensor(term) and not torch.isfinite(term).all():
                 n_bad = int((~torch.isfinite(term)).sum().item())
-                bad.append(f"{label} on the {side.name} side ({n_bad} of "
-                           f"{term.numel()} entries non-finite)")
+                bad.append(f"{label} on the {side.name} side ({n_bad} of {term.numel()} entries non-finite)")
     where = "; ".join(bad) if bad else "an intermediate sum (terms are finite)"
     return (
         f"Trace_MIM: non-finite loss term: {where}. Check the distribution "
@@ -578,23 +563,18 @@ class JitTrace_MIM(Trace_MIM):
             weakself = weakref.ref(self)
             self._score_keys: dict[bool, list[str]] = {}
 
-            @pyro.ops.jit.trace(
-                ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options
-            )
+            @pyro.ops.jit.trace(ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options)
             def compiled(*args_beta, **kwargs):
                 kwargs.pop("_pyro_model_id")
                 kwargs.pop("_pyro_guide_id")
                 symmetric = kwargs.pop("_pyromim_symmetric")
                 self = weakself()
                 *args, beta = args_beta
-                loss, surrogate, stats = self._loss_parts(
-                    model, guide, tuple(args), kwargs, beta
-                )
+                loss, surrogate, stats = self._loss_parts(model, guide, tuple(args), kwargs, beta)
                 self._score_keys[symmetric] = list(stats)
                 score_sums = tuple(torch.as_tensor(s) for s, _ in stats.values())
                 cost_means = tuple(torch.as_tensor(c) for _, c in stats.values())
-                return (torch.as_tensor(loss), torch.as_tensor(surrogate),
-                        score_sums, cost_means)
+                return (torch.as_tensor(loss), torch.as_tensor(surrogate), score_sums, cost_means)
 
             self._compiled = compiled
         beta = torch.tensor(self.beta)
@@ -604,9 +584,7 @@ class JitTrace_MIM(Trace_MIM):
                 warnings.filterwarnings("ignore", category=FutureWarning)
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             rng = torch.get_rng_state()
-            loss, surrogate, score_sums, cost_means = self._compiled(
-                *args, beta, **kwargs
-            )
+            loss, surrogate, score_sums, cost_means = self._compiled(*args, beta, **kwargs)
         keys = self._score_keys[self.symmetric]
         stats = {k: [s, c] for k, s, c in zip(keys, score_sums, cost_means)}
         if self.check_finite and not torch.isfinite(loss).all():
