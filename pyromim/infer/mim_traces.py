@@ -144,6 +144,29 @@ def _check_plates_agree(model_trace: Trace, guide_trace: Trace, note: str) -> No
                 )
 
 
+def _redrawn_single_latent(guide_trace: Trace) -> Trace | None:
+    """The guide trace at generated data with its one latent site drawn afresh from
+    its own distribution, saving a second guide run for the re-encoding draw.
+
+    Exact when the guide has a single reparameterisable latent site: its
+    distribution then depends on the guide's inputs alone, not on the value
+    replayed from the model. ``None`` (run the guide again) otherwise.
+    """
+    latent = [
+        name for name, site in guide_trace.nodes.items() if site["type"] == "sample" and not site_is_subsample(site)
+    ]
+    if len(latent) != 1:
+        return None
+    site = guide_trace.nodes[latent[0]]
+    if site["is_observed"] or site["infer"].get("is_auxiliary", False) or not site["fn"].has_rsample:
+        return None
+    redrawn = guide_trace.copy()
+    fresh = {key: value for key, value in site.items() if key not in ("log_prob", "unscaled_log_prob", "score_parts")}
+    fresh["value"] = site["fn"].rsample()
+    redrawn.nodes[latent[0]] = fresh
+    return redrawn
+
+
 def _run(fn: Callable, side_note: str, *args, **kwargs) -> Trace:
     try:
         return poutine.trace(fn).get_trace(*args, **kwargs)
@@ -194,13 +217,15 @@ def decoder_traces(
     _check_plates_agree(dec_model, dec_guide, "guide at generated data")
     re_guide = re_model = None
     if re_encode:
-        re_guide = _run(
-            poutine.replay(guide, trace=_subsample_trace(dec_model)),
-            "re-encoding generated data with the guide",
-            *gargs,
-            **gkwargs,
-        )
-        _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
+        re_guide = _redrawn_single_latent(dec_guide)
+        if re_guide is None:
+            re_guide = _run(
+                poutine.replay(guide, trace=_subsample_trace(dec_model)),
+                "re-encoding generated data with the guide",
+                *gargs,
+                **gkwargs,
+            )
+            _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
         generated = {name: site["value"] for name, site in generated_sites.items()}
         re_model = poutine.trace(poutine.replay(poutine.condition(model, data=generated), trace=re_guide)).get_trace(
             *args, **kwargs
