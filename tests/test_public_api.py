@@ -38,3 +38,43 @@ def test_the_library_does_not_import_the_paper_harness():
         if "from paper" in p.read_text() or "import paper" in p.read_text()
     ]
     assert not offenders, offenders
+
+
+#: Lower layers (and the building blocks they use) never import a higher layer.
+LOWER = (
+    "infer",
+    "metrics",
+    "data",
+    "nn",
+    "distributions",
+    "specs",
+    "priors",
+    "likelihoods",
+    "decoder_mixture_marginal",
+)
+HIGHER = ("models", "training", "experiments", "plots", "cli")
+
+
+def _pyromim_imports(path: pathlib.Path) -> set[str]:
+    """First component below ``pyromim`` of every ``pyromim.*`` import in a source file."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found |= {n.split(".")[1] for n in names if n.startswith("pyromim.")}
+    return found
+
+
+@pytest.mark.parametrize("layer", LOWER)
+def test_no_import_from_a_lower_layer_to_a_higher_one(layer):
+    package = ROOT / "pyromim" / layer
+    files = sorted(package.rglob("*.py")) if package.is_dir() else [package.with_suffix(".py")]
+    assert files and all(f.exists() for f in files)
+    upward = {str(f.relative_to(ROOT)): sorted(_pyromim_imports(f) & set(HIGHER)) for f in files}
+    assert not {f: up for f, up in upward.items() if up}
