@@ -45,8 +45,8 @@ from typing import Any
 
 import torch
 
-from pyromim.infer.mim_traces import MIMTraces
-from pyromim.infer.trace_mim import Trace_MIM, _Side, sample_sites
+from pyromim.infer.mim_traces import MIMTraces, sample_sites
+from pyromim.infer.trace_mim import Trace_MIM, _Side
 
 __all__ = ["Trace_ELBO_plus_H", "Trace_MIM_minus_H"]
 
@@ -54,7 +54,7 @@ __all__ = ["Trace_ELBO_plus_H", "Trace_MIM_minus_H"]
 def per_datum_log_prob(trace: Any, role: str) -> torch.Tensor:
     """Sum of the sample sites' ``log_prob`` per datum; every site must share the batch shape."""
     total, shape, first = None, None, None
-    for name, site in sample_sites(trace):
+    for name, site in sample_sites(trace, include_auxiliary=True).items():
         log_prob = site["log_prob"]
         scale = site.get("scale", 1.0)
         if not (isinstance(scale, (int, float)) and scale == 1.0):
@@ -76,7 +76,7 @@ def per_datum_log_prob(trace: Any, role: str) -> torch.Tensor:
 
 
 def _data_stack(trace: Any) -> Any:
-    return next(site["cond_indep_stack"] for _, site in sample_sites(trace))
+    return next(site["cond_indep_stack"] for site in sample_sites(trace, include_auxiliary=True).values())
 
 
 def _require_marginal(loss: Trace_MIM, name: str) -> None:

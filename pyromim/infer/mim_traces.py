@@ -25,7 +25,7 @@ from pyro.util import check_site_shape
 
 from pyromim.infer.guide_inputs import GuideInputs, substitute_generated
 
-__all__ = ["MIMTraces", "encoder_traces", "decoder_traces"]
+__all__ = ["MIMTraces", "encoder_traces", "decoder_traces", "sample_sites"]
 
 
 class MIMTraces(NamedTuple):
@@ -37,11 +37,16 @@ class MIMTraces(NamedTuple):
     re_model: Trace | None = None
 
 
-def sample_sites(trace: Trace):
+def sample_sites(trace: Trace | None, include_auxiliary: bool = False) -> dict[str, dict]:
+    """The sample sites of ``trace`` by name (none for ``None``); auxiliary guide
+    sites (``infer={"is_auxiliary": True}``) only if ``include_auxiliary``, as
+    ``log q`` needs them but the model has no site for them."""
+    if trace is None:
+        return {}
     return {
         name: site
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["infer"].get("is_auxiliary", False)
+        if site["type"] == "sample" and (include_auxiliary or not site["infer"].get("is_auxiliary", False))
     }
 
 

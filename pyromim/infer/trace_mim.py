@@ -64,7 +64,7 @@ from pyro.infer.util import MultiFrameTensor
 from pyro.nn import PyroModule
 
 from pyromim.infer.guide_inputs import GuideInputs
-from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces
+from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces, sample_sites
 
 __all__ = ["Trace_MIM", "JitTrace_MIM", "NonFiniteLossError", "CollapsingPriorWarning"]
 
@@ -120,14 +120,14 @@ class _Side:
 
     def add_evaluated(self, role, trace, weight):
         """Sites whose values are given: the full log-prob is differentiable."""
-        for name, site in sample_sites(trace):
+        for name, site in _all_sample_sites(trace):
             self.add(f"{role} site '{name}'", site["log_prob"], weight, site["cond_indep_stack"])
 
     def add_sampled(self, role, trace, weight, detach=False):
         """Sites drawn on this side: pathwise part via ``entropy_term``, and a
         score-function term, unless ``detach`` treats non-reparameterised draws
         as fixed data (full log-prob gradient, no score function)."""
-        for name, site in sample_sites(trace):
+        for name, site in _all_sample_sites(trace):
             parts = site["score_parts"]
             detached = detach and not is_identically_zero(parts.score_function)
             self.add(
@@ -153,17 +153,16 @@ class _Side:
         return surrogate, stats
 
 
-def sample_sites(trace):
-    if trace is None:
-        return []
-    return [(name, site) for name, site in trace.nodes.items() if site["type"] == "sample"]
+def _all_sample_sites(trace):
+    """Every sample site of ``trace``, auxiliary ones included (``log q`` counts them)."""
+    return sample_sites(trace, include_auxiliary=True).items()
 
 
 def _observed_sites(trace, generated: bool):
     """Observed sites; on the decoder side, those un-conditioned to generate data."""
     return {
         name: site
-        for name, site in sample_sites(trace)
+        for name, site in _all_sample_sites(trace)
         if (site["infer"].get("was_observed", False) if generated else site["is_observed"])
     }
 
@@ -433,7 +432,7 @@ class Trace_MIM(ELBO):
         return loss, surrogate, stats
 
     def _check_prior_scales(self, model_trace) -> None:
-        for name, site in sample_sites(model_trace):
+        for name, site in _all_sample_sites(model_trace):
             if site["is_observed"] or name in self._warned_priors:
                 continue
             smallest = _smallest_learned_scale(site["fn"])
@@ -450,7 +449,14 @@ class Trace_MIM(ELBO):
                     stacklevel=2,
                 )
 
-    def _loss_parts(self, model, guide, args, kwargs, beta):
+    def _loss_parts(self, model, guide, args, kwargs, beta, backward: bool = False):
+        """Loss value, surrogate loss and per-site ``[score sum, cost mean]``.
+
+        With ``backward`` each particle's surrogate (with the baselines of this
+        step) is backpropagated as soon as it is built, as ``Trace_ELBO``
+        does, so particles do not all hold their graphs at once; the returned
+        surrogate is then 0.
+        """
         loss: Any = 0.0
         surrogate: Any = 0.0
         stats: dict[str, list] = {}
@@ -460,27 +466,43 @@ class Trace_MIM(ELBO):
         for traces in self._get_traces(model, guide, args, kwargs):
             loss_p, surrogate_p, stats_p = self._particle(traces, beta)
             loss = loss + loss_p / self.num_particles
-            surrogate = surrogate + surrogate_p / self.num_particles
+            part = surrogate_p / self.num_particles
             for key, score_sum, cost_mean in stats_p:
                 acc = stats.setdefault(key, [0.0, 0.0])
                 acc[0] = acc[0] + score_sum / self.num_particles
                 acc[1] = acc[1] + cost_mean / n_traces
+            if backward:
+                part = self._subtract_baselines(part, {k: s / self.num_particles for k, s, _ in stats_p})
+                if getattr(part, "requires_grad", False):
+                    part.backward(retain_graph=self.retain_graph)
+            else:
+                surrogate = surrogate + part
         return loss, surrogate, stats
 
-    def _with_baselines(self, surrogate, stats: Mapping[str, list], update: bool):
+    def _subtract_baselines(self, surrogate, score_sums: Mapping[str, Any]):
         """Subtract ``b * score`` for each score-function site, ``b`` a running
         mean of past costs (independent of the current draw, hence unbiased)."""
         if self.baseline_decay is None:
             return surrogate
-        for key, (score_sum, cost_mean) in stats.items():
+        for key, score_sum in score_sums.items():
             b = self.baselines.get(key)
             if b is not None:
                 surrogate = surrogate - b * score_sum
-            if update:
-                c = float(torch.as_tensor(cost_mean).item())
-                if math.isfinite(c):
-                    d = self.baseline_decay
-                    self.baselines[key] = c if b is None else d * b + (1 - d) * c
+        return surrogate
+
+    def _update_baselines(self, stats: Mapping[str, list]) -> None:
+        if self.baseline_decay is None:
+            return
+        for key, (_, cost_mean) in stats.items():
+            c = float(torch.as_tensor(cost_mean).item())
+            if math.isfinite(c):
+                b, d = self.baselines.get(key), self.baseline_decay
+                self.baselines[key] = c if b is None else d * b + (1 - d) * c
+
+    def _with_baselines(self, surrogate, stats: Mapping[str, list], update: bool):
+        surrogate = self._subtract_baselines(surrogate, {key: score_sum for key, (score_sum, _) in stats.items()})
+        if update:
+            self._update_baselines(stats)
         return surrogate
 
     # ------------------------------------------------------------------ API
@@ -500,10 +522,8 @@ class Trace_MIM(ELBO):
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
         """Estimate of the MIM loss; backpropagates the surrogate loss."""
-        loss, surrogate, stats = self._loss_parts(model, guide, args, kwargs, self.beta)
-        surrogate = self._with_baselines(surrogate, stats, update=True)
-        if getattr(surrogate, "requires_grad", False):
-            surrogate.backward(retain_graph=self.retain_graph)
+        loss, _, stats = self._loss_parts(model, guide, args, kwargs, self.beta, backward=True)
+        self._update_baselines(stats)
         return float(torch.as_tensor(loss).detach().item())
 
 
