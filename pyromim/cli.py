@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pyromim.infer.objectives import OBJECTIVES, compared_objectives
 from pyromim.specs import SpecError
 
 logger = logging.getLogger("pyromim.cli")
@@ -69,8 +70,9 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
     if objective:
         group.add_argument(
             "--objective",
-            choices=("elbo", "amim", "mim"),
-            help="elbo: Trace_ELBO (VAE); amim: asymmetric MIM; mim: symmetric MIM",
+            choices=tuple(OBJECTIVES),
+            help="elbo: Trace_ELBO (VAE); amim: asymmetric MIM; mim: symmetric MIM; "
+            "mim_score: symmetric MIM with the unbiased decoder-side gradient",
         )
     group.add_argument("--epochs", type=int, metavar="N", help="maximum number of epochs")
     group.add_argument("--batch-size", type=int, metavar="B")
@@ -155,9 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
     compare.add_argument(
         "--objectives",
-        default="elbo,amim,mim",
+        default=",".join(compared_objectives()),
         metavar="LIST",
-        help="comma-separated objectives among elbo, amim, mim (default all three)",
+        help=f"comma-separated objectives among {', '.join(OBJECTIVES)} (default {','.join(compared_objectives())})",
     )
     compare.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per objective: --seed .. --seed+N-1")
     _training_arguments(compare, objective=False)

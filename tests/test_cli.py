@@ -71,6 +71,9 @@ def test_parser_lists_the_three_subcommands():
     assert "{train,evaluate,compare}" in usage
     args = build_parser().parse_args(["train", "toy4", "--objective", "amim", "--devices", "2", "--strategy", "ddp"])
     assert (args.spec, args.objective, args.devices, args.strategy) == ("toy4", "amim", "2", "ddp")
+    # every registered objective is a choice; compare's default is the compared ones
+    assert build_parser().parse_args(["train", "toy4", "--objective", "mim_score"]).objective == "mim_score"
+    assert build_parser().parse_args(["compare", "toy4"]).objectives == "elbo,amim,mim"
 
 
 def test_train_writes_outputs_and_prints_the_metrics(trained, capsys):
