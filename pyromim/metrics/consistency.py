@@ -22,7 +22,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
-from pyromim.metrics.encodings import bytes_per_pair, guide_sites
+from pyromim.metrics.encodings import bytes_per_pair, encode
 from pyromim.metrics.per_datum import site_values
 from pyromim.metrics.trace_layout import inspect_layout, sample_sites
 
@@ -74,8 +74,7 @@ def generation_consistency(
                 )
             generated = generated.reshape(x.shape)
         drawn.append(torch.cat([site_values(n, sites[n], layout)[0] for n in layout.latent_sites], -1))
-        means = guide_sites(guide, generated, "mean")
-        recovered.append(torch.cat([site_values(n, means[n], layout)[0] for n in layout.latent_sites], -1))
+        recovered.append(encode(guide, generated, layout, "mean", memory_budget))
     z = torch.cat(drawn).double()
     mu = torch.cat(recovered).double()
     error = ((z - mu) ** 2).sum(0)
