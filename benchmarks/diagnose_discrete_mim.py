@@ -15,7 +15,7 @@ decoder-side gradient estimators, and records per epoch:
   over ``--snr-draws`` independent estimates on one fixed batch.
 
     python benchmarks/diagnose_discrete_mim.py --configs mim-score,mim-detach --epochs 60
-    python benchmarks/diagnose_discrete_mim.py --spec digits_vampprior --out /tmp/diag.json
+    python benchmarks/diagnose_discrete_mim.py --spec digits_vampprior --out diag_vampprior.json
 
 Results go to a JSON file (``--out``) and a table on stdout.
 """
