@@ -22,6 +22,7 @@ Any other module or name (a leading underscore, or not listed) is private.
 from pyromim.infer import (
     GuideInputsError,
     JitTrace_MIM,
+    NonFiniteDataError,
     NonFiniteLossError,
     Trace_ELBO_plus_H,
     Trace_MIM,
@@ -46,6 +47,7 @@ __all__ = [
     "Trace_ELBO_plus_H",
     "Trace_MIM_minus_H",
     "NonFiniteLossError",
+    "NonFiniteDataError",
     "GuideInputsError",
     "CheckpointError",
     "LatentVariableModel",

@@ -197,3 +197,58 @@ def test_compiled_loss_replays_uncompiled_to_name_a_non_finite_site():
     with pyro.validation_enabled(False):
         with pytest.raises(NonFiniteLossError, match="model site 'x' on the encoder side"):
             loss.loss(param_model, guide, X)
+
+
+def test_options_are_type_checked_when_set():
+    with pytest.raises(TypeError, match="symmetric must be True .* got 'no'"):
+        Trace_MIM(symmetric="no")
+    loss = Trace_MIM()
+    with pytest.raises(TypeError, match="symmetric must be"):
+        loss.symmetric = "no"
+    assert loss.symmetric is True
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="num_particles must be a whole number >= 1"):
+            Trace_MIM(num_particles=bad)
+    with pytest.raises(ValueError, match="num_particles"):
+        loss.num_particles = 0
+    with pytest.raises(TypeError, match="beta must be a number"):
+        loss.beta = "1"
+    with pytest.raises(TypeError, match="vectorize_particles must be"):
+        Trace_MIM(vectorize_particles="yes")
+    with pytest.raises(TypeError, match="check_finite must be"):
+        loss.check_finite = 1
+    with pytest.raises(ValueError, match="baseline_decay must lie in"):
+        loss.baseline_decay = 1.0
+    with pytest.raises(ValueError, match="decoder_gradient must be"):
+        loss.decoder_gradient = "stop"
+    with pytest.raises(TypeError, match="guide_inputs must be"):
+        Trace_MIM(guide_inputs=3)
+    with pytest.raises(TypeError, match="guide parameter names"):
+        Trace_MIM(guide_inputs={"x": 1})
+
+
+def test_data_anchored_q_x_is_refused_whichever_option_is_set_last():
+    symmetric = Trace_MIM(symmetric=True)
+    with pytest.raises(ValueError, match="only works with the asymmetric loss"):
+        symmetric.q_x = "data"
+    assert symmetric.q_x == "marginal"
+    asymmetric = Trace_MIM(symmetric=False)
+    asymmetric.q_x = "data"
+    with pytest.raises(ValueError, match="only works with the asymmetric loss"):
+        asymmetric.symmetric = True
+    with pytest.raises(ValueError, match="q_x must be"):
+        asymmetric.q_x = "aggregate"
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("validate", [True, False])
+def test_non_finite_data_is_named_as_such(bad, validate):
+    from pyromim import NonFiniteDataError
+
+    x = X.clone()
+    x[3] = bad
+    with pyro.validation_enabled(validate):
+        with pytest.raises(NonFiniteDataError, match=r"observed data contain NaN/inf: observed site 'x' \(") as info:
+            Trace_MIM().loss(model, guide, x)
+    assert "Expected parameter" not in str(info.value)
+    assert ("1 NaN and 0 infinite" if bad != bad else "0 NaN and 1 infinite") in str(info.value)

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import pyro
 import pyro.poutine as poutine
+import torch
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.trace_struct import Trace
@@ -25,7 +27,11 @@ from pyro.util import check_site_shape
 
 from pyromim.infer.guide_inputs import GuideInputs, substitute_generated
 
-__all__ = ["MIMTraces", "encoder_traces", "decoder_traces", "sample_sites"]
+__all__ = ["MIMTraces", "NonFiniteDataError", "encoder_traces", "decoder_traces", "sample_sites", "non_finite_data"]
+
+
+class NonFiniteDataError(ValueError):
+    """The data given to the loss (an observed site's value or an argument) hold NaN or infinite values."""
 
 
 class MIMTraces(NamedTuple):
@@ -104,11 +110,60 @@ def _check_guide_covers(model_trace: Trace, guide_trace: Trace, side: str) -> No
 
 def encoder_traces(max_plate_nesting: float, model: Callable, guide: Callable, args, kwargs) -> tuple[Trace, Trace]:
     """Guide on the data, model replayed on it; log-probs and score parts."""
-    model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting, model, guide, args, kwargs)
+    try:
+        model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting, model, guide, args, kwargs)
+    except ValueError as e:
+        # e.g. torch's "Expected parameter loc ... invalid values" when the data hold NaN
+        message = non_finite_data(None, model, args, kwargs)
+        if message is not None:
+            raise NonFiniteDataError(message) from e
+        raise
     _check_not_enumerated(guide_trace, "guide")
     _check_not_enumerated(model_trace, "model")
     _check_guide_covers(model_trace, guide_trace, "encoder")
     return model_trace, guide_trace
+
+
+def _non_finite(value) -> str | None:
+    if not torch.is_tensor(value) or not (value.is_floating_point() or value.is_complex()):
+        return None
+    bad = ~torch.isfinite(value)
+    if not bad.any():
+        return None
+    n_nan = int(torch.isnan(value).sum())
+    return f"{n_nan} NaN and {int(bad.sum()) - n_nan} infinite of {value.numel()} values"
+
+
+def non_finite_data(model_trace: Trace | None, model: Callable, args: tuple, kwargs: dict) -> str | None:
+    """A one-line report if the observed sites' values (or, failing that, the
+    tensor arguments) contain NaN or infinite values, else ``None``.
+
+    Only called once something has failed, so the data are not scanned at
+    every step. Without ``model_trace`` the model is traced once, with
+    Pyro's validation off, to find its observed sites.
+    """
+    if model_trace is None:
+        try:
+            with pyro.validation_enabled(False), poutine.block():
+                model_trace = poutine.trace(model).get_trace(*args, **kwargs)
+        except Exception:  # the model fails on these data for another reason: report the arguments
+            model_trace = None
+    found = []
+    for name, site in sample_sites(model_trace).items():
+        what = _non_finite(site["value"]) if site["is_observed"] else None
+        if what is not None:
+            found.append(f"observed site '{name}' ({what})")
+    if not found:
+        arguments = [(f"argument {i}", a) for i, a in enumerate(args)] + [
+            (f"argument '{k}'", v) for k, v in kwargs.items()
+        ]
+        found = [f"{label} ({what})" for label, value in arguments if (what := _non_finite(value)) is not None]
+    if not found:
+        return None
+    return (
+        f"Trace_MIM: the observed data contain NaN/inf: {'; '.join(found)}. "
+        f"Remove or impute those entries (e.g. keep rows where torch.isfinite(x).all(-1)) before training."
+    )
 
 
 def _subsample_trace(trace: Trace) -> Trace:
