@@ -37,8 +37,8 @@ def no_training(monkeypatch):
     """Record what run() would train with, and stop before training."""
     seen = {}
 
-    def fake_fit(model, guide, loss, train, val, **kwargs):
-        seen.update(loss=loss, train=train, val=val, **kwargs)
+    def fake_fit(model, guide, loss, train, val, config, **kwargs):
+        seen.update(loss=loss, train=train, val=val, **vars(config), **kwargs)
         raise FitCalled
 
     monkeypatch.setattr("pyromim.experiments.runner.fit", fake_fit)

@@ -23,6 +23,7 @@ from pyromim.data import toy4
 from pyromim.training import (
     NoamFactor,
     NonFiniteLossError,
+    TrainConfig,
     beta_factor,
     fit,
     load_checkpoint,
@@ -133,6 +134,64 @@ def test_fit_plain_functions_learns_and_writes_outputs(tmp_path, data):
     state = load_checkpoint(run.last_checkpoint)
     index = state["pyro_param_names"].index("x_log_scale")
     assert torch.equal(pyro.param("x_log_scale").detach(), state["state_dict"][f"store_params.params.{index}"])
+
+
+def test_train_config_validates_each_field_by_name():
+    with pytest.raises(ValueError, match="'epochs' must be an int >= 1"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="'lr' must be a finite number >= 0"):
+        TrainConfig(epochs=1, lr=float("nan"))
+    with pytest.raises(ValueError, match="'lr_schedule' must be one of"):
+        TrainConfig(epochs=1, lr_schedule="cosine")
+    with pytest.raises(ValueError, match="'patience'"):
+        TrainConfig(epochs=1, patience=True)
+    with pytest.raises(TypeError, match="unknown training setting.*'epoch'"):
+        TrainConfig(epochs=1).replace(epoch=2)
+    assert TrainConfig(epochs=1).replace(lr=0.5, patience=3) == TrainConfig(epochs=1, lr=0.5, patience=3)
+
+
+def test_fit_takes_a_config_and_overrides_by_name(tmp_path, data):
+    config = TrainConfig(epochs=3, batch_size=64, lr=1e-2, seed=4, progress=False)
+    pyro.clear_param_store()
+    with_config = fit(*make_function_pair(), Trace_ELBO(), data.train, config, out_dir=tmp_path / "a", epochs=1)
+    pyro.clear_param_store()
+    with_keywords = fit(
+        *make_function_pair(),
+        Trace_ELBO(),
+        data.train,
+        out_dir=tmp_path / "b",
+        epochs=1,
+        batch_size=64,
+        lr=1e-2,
+        seed=4,
+        **QUIET,
+    )
+    assert with_config.epochs_completed == with_keywords.epochs_completed == 1  # the override won over epochs=3
+    assert_same_parameters(
+        final_parameters(with_config.last_checkpoint), final_parameters(with_keywords.last_checkpoint)
+    )
+    with pytest.raises(TypeError, match="needs a TrainConfig or at least epochs"):
+        fit(*make_function_pair(), Trace_ELBO(), data.train, out_dir=tmp_path / "c")
+    with pytest.raises(TypeError, match="unknown training setting"):
+        fit(*make_function_pair(), Trace_ELBO(), data.train, config, out_dir=tmp_path / "d", epoch=1)
+
+
+def test_load_trained_replaces_only_the_pairs_parameters(tmp_path, data):
+    pyro.clear_param_store()
+    model, guide = make_function_pair()
+    run = fit(model, guide, Trace_ELBO(), data.train, out_dir=tmp_path, epochs=1, batch_size=64, **QUIET)
+    saved = load_checkpoint(run.last_checkpoint)
+    pyro.clear_param_store()
+    pyro.param("someone_elses", torch.tensor([3.0]))
+    for name in saved["pyro_param_names"]:  # stale values of the same names, one of another shape
+        pyro.param(name, torch.zeros(7))
+    load_trained(model, guide, Trace_ELBO(), run.last_checkpoint, data.train.x[:8])
+    assert torch.equal(pyro.param("someone_elses").detach(), torch.tensor([3.0]))
+    for index, name in enumerate(saved["pyro_param_names"]):
+        assert torch.equal(
+            pyro.get_param_store().get_state()["params"][name].detach(),
+            saved["state_dict"][f"store_params.params.{index}"],
+        )
 
 
 def test_fit_pyro_modules_and_load_trained(tmp_path, data):

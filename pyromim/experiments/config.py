@@ -13,12 +13,15 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyromim.data import DataSplits
 from pyromim.infer.objectives import objective_name
 from pyromim.specs import SpecError
 from pyromim.specs.validation import nearest
+
+if TYPE_CHECKING:
+    from pyromim.training.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,29 @@ class RunConfig:
             if key not in names:
                 raise TypeError(f"unknown run setting {key!r}{nearest(key, names)}; the settings are {names}")
         return dataclasses.replace(self, **changes).validate()
+
+    def train_config(self, training: Any) -> TrainConfig:
+        """The :class:`~pyromim.training.TrainConfig` of a run whose spec's ``[training]`` table is ``training``.
+
+        ``training`` already carries this config's overrides (see :meth:`training_overrides`);
+        a spec's ``patience = 0`` means no early stopping.
+        """
+        from pyromim.training.config import TrainConfig  # the training extra (Lightning) only when a run starts
+
+        return TrainConfig(
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            lr=training.lr,
+            warmup_epochs=training.warmup_epochs,
+            patience=training.patience if training.patience > 0 else None,
+            seed=self.seed,
+            devices=self.devices,
+            strategy=self.strategy,
+            accelerator=self.accelerator,
+            num_nodes=self.num_nodes,
+            resume=self.resume,
+            progress=self.progress,
+        )
 
     def training_overrides(self) -> dict[str, Any]:
         """The ``[training]`` values this config sets (the others stay the spec's)."""

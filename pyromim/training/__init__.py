@@ -1,5 +1,6 @@
 """Training Pyro model/guide pairs with Lightning: warm-ups, checkpoints, resume, many devices."""
 
+from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule
 from pyromim.training.diagnostics import NonFiniteLossError, nonfinite_terms
 from pyromim.training.fit import FitResult, fit, load_trained
@@ -16,6 +17,7 @@ __all__ = [
     "PyroLightningModule",
     "SeededDataModule",
     "StoreParameters",
+    "TrainConfig",
     "beta_factor",
     "fit",
     "load_checkpoint",

@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from pyromim._atomic import atomic_write
+from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule
 from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.module import PyroLightningModule
@@ -159,26 +160,12 @@ def fit(
     loss: Any,
     train_data: Any,
     val_data: Any = None,
+    config: TrainConfig | None = None,
     *,
-    epochs: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    warmup_epochs: int = 0,
-    patience: int | None = None,
-    seed: int = 0,
     out_dir: str | Path,
-    devices: int | str = 1,
-    strategy: Any = "auto",
-    accelerator: str = "auto",
-    num_nodes: int = 1,
-    resume: str | Path | None = None,
-    progress: bool = True,
-    lr_schedule: str = "noam",
-    lr_warmup_epochs: int | None = None,
     evaluate: Callable[[Callable, Callable], Any] | None = None,
-    restore_best: bool = True,
     callbacks: Sequence[Callback] = (),
-    clear_param_store: bool = False,
+    **settings: Any,
 ) -> FitResult:
     """Train ``model``/``guide`` with the Pyro objective ``loss`` (any ELBO-family loss).
 
@@ -192,39 +179,43 @@ def fit(
     :param train_data: a torch ``Dataset`` whose items are tensors (e.g.
         :class:`pyromim.data.ArrayDataset`) or a tensor of items.
     :param val_data: validation data (same types) or ``None``.
-    :param epochs: maximum number of epochs.
-    :param patience: stop after this many epochs without a better validation loss
-        (``None``: never).  Early stopping never happens during the warm-up.
-    :param seed: seeds parameter initialisation, shuffling and every sample.
+    :param config: the run's settings (epochs, batch size, learning rate, warm-up,
+        patience, seed, devices, resume, ...; see :class:`~pyromim.training.TrainConfig`).
     :param out_dir: run directory (checkpoints, metrics).
-    :param devices, strategy, accelerator, num_nodes: passed to ``lightning.Trainer``
-        (``strategy="ddp"`` allows parameters without gradient in some steps).
-    :param resume: checkpoint to continue from (normally ``out_dir/checkpoints/last.ckpt``);
-        the run then ends with the same parameters as an uninterrupted one.
-    :param lr_schedule: ``"noam"`` or ``"constant"``; ``lr_warmup_epochs`` defaults to ``warmup_epochs``.
     :param evaluate: called as ``evaluate(model, guide)`` at the end (global rank 0 only),
-        after the best checkpoint's parameters are restored if ``restore_best``.
+        after the best checkpoint's parameters are restored if ``config.restore_best``.
     :param callbacks: extra Lightning callbacks.
-    :param clear_param_store: clear Pyro's global param store first, so that
-        ``pyro.param`` sites are initialised afresh from ``seed``. By default the
-        store is left as the caller has it (as :class:`pyro.infer.SVI` does):
-        parameters already there keep their values and go on training. To train
-        without touching the caller's store at all, call ``fit`` inside
-        ``with pyro.get_param_store().scope():``.
+    :param settings: :class:`~pyromim.training.TrainConfig` fields by name, overriding
+        ``config``'s (``fit(model, guide, loss, x, out_dir="run", epochs=5)`` needs no config).
+
+    Multi-device: ``devices=N, strategy="ddp"`` (``ddp`` allows parameters without
+    gradient in some steps). ``resume`` continues from a checkpoint to the same
+    parameters as an uninterrupted run. Pyro's global param store is left as the
+    caller has it unless ``clear_param_store=True`` (parameters already there keep
+    their values and go on training, as with :class:`pyro.infer.SVI`); to train
+    without touching it at all, call ``fit`` inside ``with pyro.get_param_store().scope():``.
+
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
         (the message names the non-finite terms; the last good checkpoint is kept).
     """
+    if isinstance(val_data, TrainConfig) and config is None:  # fit(model, guide, loss, train, config)
+        val_data, config = None, val_data
+    if config is None:
+        if "epochs" not in settings:
+            raise TypeError("fit() needs a TrainConfig or at least epochs=N (e.g. fit(..., out_dir='run', epochs=10))")
+        c = TrainConfig(**settings)
+    else:
+        c = config.replace(**settings)
+    epochs, batch_size, seed, resume = c.epochs, c.batch_size, c.seed, c.resume
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if resume is not None and not Path(resume).is_file():
         raise FileNotFoundError(f"cannot resume: checkpoint {resume} does not exist")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be positive, got epochs={epochs}, batch_size={batch_size}")
     train = _as_dataset(train_data, "train_data")
     val = None if val_data is None else _as_dataset(val_data, "val_data")
 
     pl.seed_everything(seed, verbose=False)
-    if clear_param_store:
+    if c.clear_param_store:
         pyro.clear_param_store()
     elbo_module = loss(model, guide)
     # ELBOModule.parameters() needs the parameters to exist: create them with one call
@@ -234,10 +225,10 @@ def fit(
     module = PyroLightningModule(
         elbo_module,
         store_params,
-        lr=lr,
-        warmup_epochs=warmup_epochs,
-        lr_schedule=lr_schedule,
-        lr_warmup_epochs=lr_warmup_epochs,
+        lr=c.lr,
+        warmup_epochs=c.warmup_epochs,
+        lr_schedule=c.lr_schedule,
+        lr_warmup_epochs=c.lr_warmup_epochs,
         seed=seed,
         owners=_method_owners(model, guide),
     )
@@ -267,8 +258,8 @@ def fit(
     history = EpochHistory()
     all_callbacks: list[Callback] = [checkpoint, latest, history, LearningRateMonitor(logging_interval="epoch")]
     early = None
-    if patience is not None and val is not None:
-        early = EarlyStopping(monitor="val_loss", patience=patience, mode="min", check_finite=True)
+    if c.patience is not None and val is not None:
+        early = EarlyStopping(monitor="val_loss", patience=c.patience, mode="min", check_finite=True)
         all_callbacks.append(early)
     all_callbacks.extend(callbacks)
     logger = CSVLogger(save_dir=out_dir, name="", version="")
@@ -281,15 +272,15 @@ def fit(
         loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
     trainer = pl.Trainer(
         max_epochs=epochs,
-        min_epochs=min(warmup_epochs, epochs) if patience is not None else None,
-        accelerator=accelerator,
-        devices=devices,
-        num_nodes=num_nodes,
-        strategy=_strategy(strategy),
+        min_epochs=min(c.warmup_epochs, epochs) if c.patience is not None else None,
+        accelerator=c.accelerator,
+        devices=c.devices,
+        num_nodes=c.num_nodes,
+        strategy=_strategy(c.strategy),
         callbacks=all_callbacks,
         logger=loggers,
         plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=progress,
+        enable_progress_bar=c.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
@@ -306,7 +297,7 @@ def fit(
     last = Path(latest.best_model_path) if latest.best_model_path else None
     evaluation = None
     if trainer.is_global_zero and evaluate is not None:
-        if restore_best and best is not None:
+        if c.restore_best and best is not None:
             module.load_state_dict(load_checkpoint(best)["state_dict"])
         evaluation = evaluate(model, guide)
     score = checkpoint.best_model_score
@@ -331,20 +322,27 @@ def load_trained(
     checkpoint: str | Path,
     example: torch.Tensor,
     *,
-    clear_param_store: bool = True,
+    clear_param_store: bool = False,
 ) -> None:
     """Load a checkpoint written by :func:`fit` into ``model``/``guide`` (and Pyro's param store).
 
     ``example`` is a batch used for one call that creates the parameters (as at
     the start of training); then the saved values are copied in.  Loading uses
-    ``weights_only=True``.  Pyro's global param store is cleared first (unlike
-    :func:`fit`, whose default leaves it alone), so stale parameters of the same
-    names cannot shadow the loaded ones; pass ``clear_param_store=False`` to keep
-    it, or call this inside ``with pyro.get_param_store().scope():``.
+    ``weights_only=True``.  Of Pyro's global param store only the entries this
+    model/guide pair uses are replaced (so stale parameters of the same names
+    cannot shadow the loaded ones); the caller's other parameters stay as they
+    are. ``clear_param_store=True`` clears the whole store first.
     """
     state = load_checkpoint(checkpoint)
+    store = pyro.get_param_store()
     if clear_param_store:
-        pyro.clear_param_store()
+        store.clear()
+    else:
+        with store.scope(), torch.no_grad():  # which names does the pair use? (found in an empty store)
+            used = param_sites_used(lambda: loss(model, guide)(example))
+        for name in used:
+            if name in store:
+                del store[name]
     elbo_module = loss(model, guide)
     with torch.no_grad():
         names = param_sites_used(lambda: elbo_module(example))
