@@ -19,13 +19,11 @@ sampled error much larger than the posterior-mean one).
 
 from __future__ import annotations
 
-import torch
-
 from pyromim.data import DataSplits
-from pyromim.metrics import knn_accuracy, ksg_mutual_information, marginal_entropy, reconstruction_error
+from pyromim.metrics import evaluate
 from pyromim.models import LatentVariableModel
 
-#: Keys of :func:`paper_metrics`'s result.
+#: Keys of :func:`paper_metrics`'s result (all computed by :func:`pyromim.metrics.evaluate`).
 PAPER_METRICS = (
     "mi_ksg",
     "h_q_x",
@@ -42,18 +40,13 @@ def paper_metrics(model: LatentVariableModel, splits: DataSplits, *, ksg_max_poi
     if test is None or test.labels is None or train.labels is None:
         raise ValueError("paper_metrics needs a labelled test part and a labelled training part")
     model.eval()
-    with torch.no_grad():
-        x = test.x
-        z = model.encode(x, sample=True)
-        subset = slice(0, ksg_max_points)
-        sampled_recon = model.decode(z).sample()
-        return {
-            "mi_ksg": ksg_mutual_information(x[subset], z[subset], k=5),
-            "h_q_x": marginal_entropy(model.model, model.guide, x).entropy,
-            "recon_error": reconstruction_error(model.model, model.guide, x).error,
-            "knn5_accuracy": knn_accuracy(model.encode(train.x), train.labels, model.encode(x), test.labels, k=5),
-            "recon_error_sampled": (x - sampled_recon).flatten(1).norm(dim=-1).mean().item(),
-            "knn5_accuracy_sampled": knn_accuracy(
-                model.encode(train.x, sample=True), train.labels, z, test.labels, k=5
-            ),
-        }
+    return evaluate(
+        model.model,
+        model.guide,
+        test.x,
+        test.labels,
+        train.x,
+        train.labels,
+        keys=PAPER_METRICS,
+        ksg_max_points=ksg_max_points,
+    )

@@ -1,5 +1,6 @@
 import logging
 import math
+import sys
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ from metrics_models import autoencoder, learned_params  # noqa: F401 (pytest fix
 
 from pyromim.metrics import (
     EVALUATE_KEYS,
+    OPTIONAL_KEYS,
     active_units,
     evaluate,
     knn_accuracy,
@@ -59,6 +61,33 @@ def test_knn_uses_the_training_set_when_given(autoencoder):
     # posterior means are [x / 2, 0]: the classifier sees the same geometry as x
     assert result["knn5_accuracy"] == pytest.approx(knn_accuracy(x_train / 2, y_train, x_test / 2, y_test), abs=1e-12)
     assert result["knn5_accuracy"] > 0.9
+
+
+def test_keys_select_and_order_the_metrics_and_skip_the_rest(autoencoder, monkeypatch):
+    def no_nll(*args, **kwargs):
+        raise AssertionError("the NLL was computed although not asked for")
+
+    monkeypatch.setattr(sys.modules["pyromim.metrics.evaluate"], "log_likelihood", no_nll)
+    torch.manual_seed(0)
+    x_train, x_test = torch.randn(3000, 2), torch.randn(3000, 2)
+    y_train, y_test = (x_train[:, 0] > 0).long(), (x_test[:, 0] > 0).long()
+    keys = ("knn5_accuracy_sampled", "recon_error", "knn5_accuracy")
+    result = evaluate(autoencoder.model, autoencoder.guide, x_test, y_test, x_train, y_train, keys=keys)
+    assert tuple(result) == keys
+
+    # the sampled variant classifies z ~ N([x / 2, 0], 0.3^2) for both parts: an independent
+    # draw of the same construction gives the same accuracy up to sampling noise (sd of each
+    # estimate sqrt(p (1 - p) / 3000) < 0.01, of their difference < 0.013: allow 0.05)
+    def draw(x):
+        return torch.cat([x / 2, torch.zeros(len(x), 1)], -1) + 0.3 * torch.randn(len(x), 3)
+
+    independent = knn_accuracy(draw(x_train), y_train, draw(x_test), y_test)
+    assert abs(result["knn5_accuracy_sampled"] - independent) < 0.05
+    # ... and the noise costs accuracy against the posterior means (about 0.90 vs 0.98 here)
+    assert result["knn5_accuracy_sampled"] < result["knn5_accuracy"] - 0.03
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['nlll'\]"):
+        evaluate(autoencoder.model, autoencoder.guide, x_test, keys=("nlll",))
+    assert set(OPTIONAL_KEYS).isdisjoint(EVALUATE_KEYS)
 
 
 def test_training_data_without_labels_is_an_error(autoencoder):

@@ -91,3 +91,16 @@ def test_tokens_without_a_mean_give_nan_with_a_warning_naming_the_site(caplog):
     assert math.isnan(result.error)
     assert "observed site 'tokens' (Categorical) has no finite mean" in caplog.text
     assert math.isfinite(result.expected_nll)
+
+
+def test_sampled_error_matches_the_closed_form_of_a_joint_draw(autoencoder):
+    # x - x~ = x - (2 z + 0.1 e) with 2 z - x ~ N(0, 0.6^2): each coordinate is
+    # N(0, 0.37), so ||x - x~|| = sqrt(0.37) chi_2, of mean sqrt(0.37) sqrt(pi / 2).
+    torch.manual_seed(0)
+    x = torch.randn(20_000, 2)
+    result = reconstruction_error(autoencoder.model, autoencoder.guide, x, sampled=True)
+    exact = math.sqrt(0.37) * math.sqrt(math.pi / 2)
+    # sd of one distance sqrt(0.37 (2 - pi / 2)) = 0.40, of the mean 0.0028: allow 5 of those
+    assert abs(result.sampled_error - exact) < 0.015
+    assert result.error < 1e-6  # the posterior-mean error is unchanged by the extra draw
+    assert math.isnan(reconstruction_error(autoencoder.model, autoencoder.guide, x[:10]).sampled_error)

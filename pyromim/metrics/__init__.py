@@ -11,7 +11,7 @@ from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
 from pyromim.metrics.arviz_export import to_inference_data
 from pyromim.metrics.classification import knn_accuracy
 from pyromim.metrics.consistency import GenerationConsistency, generation_consistency
-from pyromim.metrics.evaluate import EVALUATE_KEYS, evaluate
+from pyromim.metrics.evaluate import EVALUATE_KEYS, OPTIONAL_KEYS, evaluate
 from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
 from pyromim.metrics.marginal_entropy import MarginalEntropy, marginal_entropy
@@ -19,6 +19,7 @@ from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
 
 __all__ = [
     "EVALUATE_KEYS",
+    "OPTIONAL_KEYS",
     "ActiveUnits",
     "AggregateMI",
     "GenerationConsistency",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ from pyromim.metrics.consistency import generation_consistency
 from pyromim.metrics.encodings import encode
 from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import log_likelihood
+from pyromim.metrics.marginal_entropy import marginal_entropy
 from pyromim.metrics.reconstruction import reconstruction_error
 from pyromim.metrics.trace_layout import inspect_layout
 
@@ -36,6 +37,10 @@ EVALUATE_KEYS = (
     "consistency",
 )
 
+#: Keys :func:`evaluate` computes only when asked for by ``keys`` (the MIM
+#: reference code's variants, and the data entropy under the encoder).
+OPTIONAL_KEYS = ("h_q_x", "recon_error_sampled", "knn5_accuracy_sampled")
+
 
 def _knn5(
     guide: Callable,
@@ -45,6 +50,7 @@ def _knn5(
     train_labels: np.ndarray | torch.Tensor | None,
     memory_budget: int,
     plate_name: str | None,
+    latents: str = "mean",
 ) -> float:
     if (train_data is None) != (train_labels is None):
         raise ValueError("give both train_data and train_labels, or neither")
@@ -54,12 +60,12 @@ def _knn5(
     if len(labels) != len(data):
         raise ValueError(f"labels has {len(labels)} entries but data has {len(data)} points")
     layout = inspect_layout(None, guide, data, plate_name)
-    z = encode(guide, data, layout, "mean", memory_budget)
+    z = encode(guide, data, layout, latents, memory_budget)
     if train_data is None:
         logger.info("knn5_accuracy: no training set given, using leave-one-out on the data")
         return knn_accuracy(z, labels, k=5)
     assert train_labels is not None  # given with train_data (checked above)
-    z_train = encode(guide, train_data, layout, "mean", memory_budget)
+    z_train = encode(guide, train_data, layout, latents, memory_budget)
     return knn_accuracy(z_train, train_labels, z, labels, k=5)
 
 
@@ -78,8 +84,9 @@ def evaluate(
     active_threshold: float = 0.01,
     plate_name: str | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    keys: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Evaluate a model/guide pair on ``data``; keys are :data:`EVALUATE_KEYS`.
+    """Evaluate a model/guide pair on ``data``; keys are :data:`EVALUATE_KEYS` (or ``keys``).
 
     * ``nll``, ``nll_bits_per_dim``, ``psis_khat_bad_fraction``:
       :func:`~pyromim.metrics.log_likelihood` with ``num_samples`` draws per datum.
@@ -96,23 +103,55 @@ def evaluate(
       the fraction of latent variance the encoder recovers from data the model
       generates (one draw per item of ``data``); NaN (logged) for models with
       several observed sites.
+
+    Only when named in ``keys`` (:data:`OPTIONAL_KEYS`):
+
+    * ``h_q_x``: :func:`~pyromim.metrics.marginal_entropy`, ``-mean log q(x)``.
+    * ``recon_error_sampled``: mean ``||x - x~||`` with ``z ~ q(z|x)``, ``x~ ~ p(x|z)``.
+    * ``knn5_accuracy_sampled``: 5-NN accuracy on one draw ``z ~ q(z|x)`` per item
+      (training and test parts alike).
+
+    :param keys: the metrics to compute, in the order wanted (default :data:`EVALUATE_KEYS`);
+        the others are not computed, so ``keys=("mi_ksg",)`` skips the costly NLL.
     """
+    wanted = EVALUATE_KEYS if keys is None else tuple(keys)
+    unknown = [key for key in wanted if key not in EVALUATE_KEYS + OPTIONAL_KEYS]
+    if unknown:
+        raise ValueError(f"evaluate: unknown metric(s) {unknown}; the metrics are {EVALUATE_KEYS + OPTIONAL_KEYS}")
     budget: dict[str, Any] = {"plate_name": plate_name, "memory_budget": memory_budget}
-    ll = log_likelihood(model, guide, data, num_samples, **budget)
-    layout = inspect_layout(None, guide, data, plate_name)
-    subset = data[:ksg_max_points]
-    z = encode(guide, subset, layout, "sample", memory_budget)
-    return {
-        "nll": ll.nll,
-        "nll_bits_per_dim": ll.nll_bits_per_dim,
-        "psis_khat_bad_fraction": ll.khat_bad_fraction,
-        "mi_ksg": ksg_mutual_information(subset.reshape(len(subset), -1), z, k=ksg_k),
-        "mi_aggregate": mutual_information(guide, data, **budget).mi,
-        "active_units": active_units(guide, data, active_threshold, **budget).num_active,
-        "knn5_accuracy": _knn5(guide, data, labels, train_data, train_labels, **budget),
-        "recon_error": reconstruction_error(model, guide, data, **budget).error,
-        "consistency": _consistency(model, guide, data, **budget),
+    cache: dict[str, Any] = {}
+
+    def likelihood() -> Any:
+        if "ll" not in cache:
+            cache["ll"] = log_likelihood(model, guide, data, num_samples, **budget)
+        return cache["ll"]
+
+    def reconstruction() -> Any:
+        if "recon" not in cache:
+            cache["recon"] = reconstruction_error(model, guide, data, **budget, sampled="recon_error_sampled" in wanted)
+        return cache["recon"]
+
+    def mi_ksg() -> float:
+        subset = data[:ksg_max_points]
+        z = encode(guide, subset, inspect_layout(None, guide, data, plate_name), "sample", memory_budget)
+        return ksg_mutual_information(subset.reshape(len(subset), -1), z, k=ksg_k)
+
+    knn_args = (guide, data, labels, train_data, train_labels)
+    compute: dict[str, Callable[[], float]] = {
+        "nll": lambda: likelihood().nll,
+        "nll_bits_per_dim": lambda: likelihood().nll_bits_per_dim,
+        "psis_khat_bad_fraction": lambda: likelihood().khat_bad_fraction,
+        "mi_ksg": mi_ksg,
+        "mi_aggregate": lambda: mutual_information(guide, data, **budget).mi,
+        "active_units": lambda: active_units(guide, data, active_threshold, **budget).num_active,
+        "knn5_accuracy": lambda: _knn5(*knn_args, **budget),
+        "recon_error": lambda: reconstruction().error,
+        "consistency": lambda: _consistency(model, guide, data, **budget),
+        "h_q_x": lambda: marginal_entropy(model, guide, data, **budget).entropy,
+        "recon_error_sampled": lambda: reconstruction().sampled_error,
+        "knn5_accuracy_sampled": lambda: _knn5(*knn_args, **budget, latents="sample"),
     }
+    return {key: compute[key]() for key in wanted}
 
 
 def _consistency(model: Callable, guide: Callable, data: torch.Tensor, **budget) -> float:
