@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ def _knn5(
     train_labels: np.ndarray | torch.Tensor | None,
     memory_budget: int,
     plate_name: str | None,
-    latents: str = "mean",
+    latents: Literal["mean", "sample"] = "mean",
 ) -> float:
     if (train_data is None) != (train_labels is None):
         raise ValueError("give both train_data and train_labels, or neither")
