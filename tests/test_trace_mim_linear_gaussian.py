@@ -223,3 +223,40 @@ def test_jit_warnings_are_kept_out_unless_asked_for():
     assert JitTrace_MIM().ignore_jit_warnings  # the default keeps the console quiet
     assert not caught[True]
     assert caught[False]  # torch.jit.trace's own warnings reach a user who asks for them
+
+
+def test_jit_draws_what_python_draws_from_the_first_call_and_compiles_each_batch_size():
+    # compiling runs the programs with extra draws; the random state is reset
+    # afterwards, and a smaller (last) batch gets its own graph instead of the
+    # first one's plate size
+    x = torch.randn(25)
+    model, guide = param_model_guide()
+    jit, python = JitTrace_MIM(max_plate_nesting=1), Trace_MIM(max_plate_nesting=1)
+    for n in (25, 10, 25, 10):
+        pyro.set_rng_seed(n)
+        expected = python.loss(model, guide, x[:n])
+        pyro.set_rng_seed(n)
+        assert jit.loss(model, guide, x[:n]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_jit_raises_compilation_error_and_runs_the_python_loss_when_told():
+    from pyromim.infer import CompilationError
+
+    model, guide = param_model_guide()
+
+    def counted_model(x, n):  # a non-tensor positional argument cannot be traced
+        return model(x)
+
+    def counted_guide(x, n):
+        return guide(x)
+
+    x = torch.randn(25)
+    jit = JitTrace_MIM.like(Trace_MIM(symmetric=False, beta=0.3, max_plate_nesting=1))
+    assert (jit.symmetric, jit.beta, jit.max_plate_nesting) == (False, 0.3, 1)
+    with pytest.raises(CompilationError, match="could not compile.*cannot be traced"):
+        jit.loss(counted_model, counted_guide, x, 25)
+    jit.compile = False
+    pyro.set_rng_seed(0)
+    expected = Trace_MIM(symmetric=False, beta=0.3, max_plate_nesting=1).loss(counted_model, counted_guide, x, 25)
+    pyro.set_rng_seed(0)
+    assert jit.loss(counted_model, counted_guide, x, 25) == expected

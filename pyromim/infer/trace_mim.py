@@ -65,6 +65,7 @@ from pyro.distributions.util import is_identically_zero
 from pyro.infer.elbo import ELBO, ELBOModule
 from pyro.infer.util import MultiFrameTensor
 from pyro.nn import PyroModule
+from pyro.util import get_rng_state, set_rng_state
 
 from pyromim.infer.guide_inputs import GuideInputs
 from pyromim.infer.mim_traces import (
@@ -76,7 +77,14 @@ from pyromim.infer.mim_traces import (
     sample_sites,
 )
 
-__all__ = ["Trace_MIM", "JitTrace_MIM", "NonFiniteLossError", "NonFiniteDataError", "CollapsingPriorWarning"]
+__all__ = [
+    "Trace_MIM",
+    "JitTrace_MIM",
+    "CompilationError",
+    "NonFiniteLossError",
+    "NonFiniteDataError",
+    "CollapsingPriorWarning",
+]
 
 QX = Literal["marginal", "data"] | Callable[..., torch.Tensor]
 
@@ -666,18 +674,31 @@ def _describe_non_finite(sides: list[_Side]) -> str:
     )
 
 
+class CompilationError(RuntimeError):
+    """:class:`JitTrace_MIM` could not compile a model/guide pair (the cause is chained)."""
+
+
 class JitTrace_MIM(Trace_MIM):
     """:class:`Trace_MIM` with the loss and surrogate compiled by
     :func:`pyro.ops.jit.trace`, as :class:`~pyro.infer.JitTrace_ELBO` is.
 
-    Same values and gradients as :class:`Trace_MIM` for a given random state.
-    Compiling costs one traced run per distinct set of keyword arguments and
-    ``symmetric`` setting; afterwards each step skips Python-side trace
-    bookkeeping, which pays for small models where that overhead dominates.
-    ``beta`` is passed to the compiled function as a tensor, so warm-up works
-    without recompiling. The restrictions of ``JitTrace_ELBO`` apply: static
-    model structure, tensor inputs in ``*args``, non-tensor inputs in
-    ``**kwargs``. ``ignore_jit_warnings`` (default ``True`` here, unlike
+    Same values as :class:`Trace_MIM` for a given random state, and the same
+    gradients up to floating-point rounding (the compiled graph's backward
+    pass sums in another order), from the first call on: compiling runs the
+    programs with extra random draws, after which the random state is reset
+    so the compiled run draws what the Python loss would. Compiling costs a
+    few traced runs per distinct set of keyword arguments, input shapes (a
+    traced graph holds plate sizes as constants, so a smaller last batch gets
+    its own graph) and ``symmetric`` setting; afterwards each step skips
+    Python-side trace bookkeeping, which pays for small models where that
+    overhead dominates. ``beta`` is passed to the compiled function as a
+    tensor, so warm-up works without recompiling. The restrictions of
+    ``JitTrace_ELBO`` apply: static model structure (Python control flow on
+    tensor values is frozen at its first outcome), tensor inputs in
+    ``*args``, non-tensor inputs in ``**kwargs``. An error while compiling is
+    raised as :class:`CompilationError` (the original chained);
+    ``compile = False`` then runs the Python loss instead, with the same
+    settings and state. ``ignore_jit_warnings`` (default ``True`` here, unlike
     Pyro's) keeps PyTorch's deprecation and tracer warnings, which a user
     cannot act on, out of the console; ``False`` shows them. On a non-finite
     loss the step is replayed uncompiled from the same random state to name
@@ -686,24 +707,40 @@ class JitTrace_MIM(Trace_MIM):
 
     def __init__(self, *, ignore_jit_warnings: bool = True, **options: Any):
         super().__init__(ignore_jit_warnings=ignore_jit_warnings, **options)
+        #: ``False``: run the Python loss (:class:`Trace_MIM`'s methods) instead.
+        self.compile = True
+
+    @classmethod
+    def like(cls, loss: Trace_MIM) -> JitTrace_MIM:
+        """A compiled loss with ``loss``'s settings and state (its score-function
+        baselines are the same dictionary, so both see their updates)."""
+        if type(loss) is not Trace_MIM:
+            raise TypeError(f"JitTrace_MIM.like takes a Trace_MIM, got {type(loss).__name__}")
+        compiled = cls.__new__(cls)
+        compiled.__dict__.update(loss.__dict__)
+        compiled.ignore_jit_warnings = True
+        compiled.compile = True
+        return compiled
 
     def _compiled_parts(self, model, guide, args, kwargs):
         kwargs = dict(kwargs)
-        kwargs["_pyro_model_id"] = id(model)
-        kwargs["_pyro_guide_id"] = id(guide)
+        # the cache key: programs (a bound method is a new object at each
+        # attribute access, so by instance and function), input shapes, side
+        kwargs["_pyro_model_id"] = _program_id(model)
+        kwargs["_pyro_guide_id"] = _program_id(guide)
+        kwargs["_pyromim_shapes"] = tuple(tuple(a.shape) if torch.is_tensor(a) else None for a in args)
         kwargs["_pyromim_symmetric"] = self.symmetric
         if getattr(self, "_compiled", None) is None:
             weakself = weakref.ref(self)
             self._score_keys: dict[bool, list[str]] = {}
+            self._signatures: set = set()
 
             @pyro.ops.jit.trace(ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options)
             def compiled(*args_beta, **kwargs):
-                kwargs.pop("_pyro_model_id")
-                kwargs.pop("_pyro_guide_id")
-                symmetric = kwargs.pop("_pyromim_symmetric")
+                symmetric = kwargs["_pyromim_symmetric"]
                 self = weakself()
                 *args, beta = args_beta
-                loss, surrogate, stats = self._loss_parts(model, guide, tuple(args), kwargs, beta)
+                loss, surrogate, stats = self._loss_parts(model, guide, tuple(args), _user_kwargs(kwargs), beta)
                 self._score_keys[symmetric] = list(stats)
                 score_sums = tuple(torch.as_tensor(s) for s, _ in stats.values())
                 cost_means = tuple(torch.as_tensor(c) for _, c in stats.values())
@@ -716,6 +753,22 @@ class JitTrace_MIM(Trace_MIM):
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 warnings.filterwarnings("ignore", category=FutureWarning)
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            signature = repr(sorted(kwargs.items()))
+            if signature not in self._signatures:
+                # compile (the programs run several times), then draw afresh
+                # from the caller's random state, as the Python loss would
+                state = get_rng_state()
+                try:
+                    self._compiled(*args, beta, **kwargs)
+                except (NonFiniteLossError, NonFiniteDataError):
+                    raise
+                except Exception as err:
+                    first_line = (str(err).strip().splitlines() or [""])[0]
+                    raise CompilationError(
+                        f"JitTrace_MIM could not compile this model/guide pair ({type(err).__name__}: {first_line})"
+                    ) from err
+                set_rng_state(state)
+                self._signatures.add(signature)
             rng = torch.get_rng_state()
             loss, surrogate, score_sums, cost_means = self._compiled(*args, beta, **kwargs)
         keys = self._score_keys[self.symmetric]
@@ -731,21 +784,33 @@ class JitTrace_MIM(Trace_MIM):
         return loss, surrogate, stats
 
     def loss(self, model, guide, *args, **kwargs) -> float:
+        if not self.compile:
+            return super().loss(model, guide, *args, **kwargs)
         with torch.no_grad():
             loss, _, _ = self._compiled_parts(model, guide, args, kwargs)
         return float(loss.item())
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
+        if not self.compile:
+            return super().differentiable_loss(model, guide, *args, **kwargs)
         loss, surrogate, stats = self._compiled_parts(model, guide, args, kwargs)
         surrogate = self._with_baselines(surrogate, stats, update=torch.is_grad_enabled())
         return loss.detach() + (surrogate - surrogate.detach())
 
     def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        if not self.compile:
+            return super().loss_and_grads(model, guide, *args, **kwargs)
         loss, surrogate, stats = self._compiled_parts(model, guide, args, kwargs)
         surrogate = self._with_baselines(surrogate, stats, update=True)
         if surrogate.requires_grad:
             surrogate.backward(retain_graph=self.retain_graph)
         return float(loss.item())
+
+
+def _program_id(fn: Any) -> Any:
+    """A key for ``fn`` that stays the same across accesses of a bound method (``vae.model``)."""
+    owner, function = getattr(fn, "__self__", None), getattr(fn, "__func__", None)
+    return (id(owner), id(function)) if owner is not None and function is not None else id(fn)
 
 
 def _user_kwargs(kwargs: Mapping[str, Any]) -> dict:
