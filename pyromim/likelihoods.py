@@ -171,7 +171,7 @@ class GaussianLikelihood(Likelihood):
         learned ``sigma`` per data element, shared by all data) or
         ``"per_datum"`` (the decoder outputs ``raw`` per element and
         ``sigma = exp(raw) + min_scale``, the reference code's
-        floored scale, see :mod:`pyromim.nn.gaussian`). The ``"learned"``
+        floored scale, as in :class:`pyromim.nn.GaussianHead`). The ``"learned"``
         standard deviation is clamped at ``min_scale``.
     :param standardize: the networks work in standardised units: the encoder
         sees ``(x - shift) / spread`` and the decoder's ``(mu, sigma)`` are mapped

@@ -22,7 +22,9 @@ from typing import Literal, get_args
 import numpy as np
 import torch
 
+#: A kind of data: binary ({0, 1}), grey ([0, 1]), continuous (real), counts (integers >= 0) or tokens (category ids).
 DataKind = Literal["binary", "grey", "continuous", "counts", "tokens"]
+#: The data kinds a spec's ``[data] kind`` may name (the values of :data:`DataKind`).
 DATA_KINDS: tuple[str, ...] = get_args(DataKind)
 
 #: Human description of the values each kind holds, used in error messages.

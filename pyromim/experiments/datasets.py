@@ -79,8 +79,9 @@ def prepare_data(
         ``digits_continuous``), a file path (see :func:`pyromim.data.load_file`),
         ready :class:`DataSplits`, or ``None`` for the spec's ``[data] dataset``.
     :param seed: split seed (built-in toy sets: seed of the fresh draws).
-    :param n_train, n_val, n_test: keep at most this many items of each part
-        (``0`` drops the part); for quick runs.
+    :param n_train: keep at most this many training items (``0`` drops the part); for quick runs.
+    :param n_val: the same for the validation part.
+    :param n_test: the same for the test part.
     :param data_options: passed to :func:`pyromim.data.load_data` for files
         (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).
     :raises DataMismatchError: no data given and the spec names no built-in data set, or no

@@ -111,8 +111,8 @@ def evaluate_run(
     :param split: the part to evaluate, ``"test"``, ``"val"`` or ``"train"``;
         KNN accuracy is trained on the training part.
     :param seed: split seed (default: the run's).
-    :param n_train, n_test: cap the training part (KNN) and the evaluated part
-        (default: the run's own caps).
+    :param n_train: cap the training part (KNN; default: the run's own cap).
+    :param n_test: cap the evaluated part (default: the run's own cap).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

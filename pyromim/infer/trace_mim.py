@@ -221,8 +221,7 @@ class Trace_MIM(ELBO):
     guide is then evaluated at the generated data with its latent sites (and
     subsample indices) replayed from the model's draw. Generated data reaches
     the guide through the argument named like the observed site, the argument
-    that is the observed tensor, or ``guide_inputs`` (see
-    :mod:`pyromim.infer.guide_inputs`). Under ``vectorize_particles`` generated
+    that is the observed tensor, or as ``guide_inputs`` says (below). Under ``vectorize_particles`` generated
     data gains a particle dimension on the left: guides must size data plates
     with ``x.shape[-2]``-style indexing from the right.
 

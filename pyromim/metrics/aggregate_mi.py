@@ -115,7 +115,7 @@ def mutual_information(
     :param data: ``(N, ...)`` data points; the mixture runs over all of them.
     :param num_samples: draws ``z ~ q(z | x)`` per datum.
     :param plate_name: name of the data plate, when it cannot be found automatically.
-    :param memory_budget: bytes one vectorised block may use (see :mod:`.chunking`).
+    :param memory_budget: bytes one vectorised block may use (work is split into blocks that fit it).
     """
     layout = inspect_layout(None, guide, data, plate_name)
     n = len(data)

@@ -96,7 +96,7 @@ def log_likelihood(
     :param data: tensor ``(N, ...)`` of data points.
     :param num_samples: importance samples per datum (all drawn in vectorised blocks).
     :param plate_name: name of the data plate, when it cannot be found automatically.
-    :param memory_budget: bytes one vectorised block may use (see :mod:`.chunking`).
+    :param memory_budget: bytes one vectorised block may use (work is split into blocks that fit it).
     :param khat_threshold: Pareto ``k`` above which a datum counts as unreliable.
     """
     if num_samples < 1:

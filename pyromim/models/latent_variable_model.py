@@ -58,7 +58,7 @@ class LatentVariableModel(PyroModule):
     :param conditional_encoder: two levels only:
         ``cat(encoder_input(x).flatten(), z2) -> (mu, sigma)`` of ``q(z | x, z2)``.
     :param marginal_components: if > 0, ``self.marginal`` is a learned
-        :class:`~pyromim.decoder_mixture_marginal.DecoderMixtureMarginal` ``q(x)`` with this many
+        ``DecoderMixtureMarginal`` ``q(x)`` with this many
         pseudo-latents, for ``Trace_MIM(q_x=model.marginal)``; otherwise ``None``.
     """
 

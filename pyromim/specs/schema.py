@@ -59,8 +59,8 @@ def _choices(registry: Collection[Any], default: Any) -> Any:
 class DataSpec:
     """``[data]``: the data a spec takes."""
 
-    kind: str = field(metadata={"choices": DATA_KINDS})
-    shape: list[int]
+    kind: str = field(metadata={"choices": DATA_KINDS})  # what the values are (pyromim.data.DATA_KINDS)
+    shape: list[int]  # shape of one item, e.g. [2] or [1, 8, 8] (channels, height, width)
     dataset: str | None = None  # built-in data set the spec was made for (toy4, toy4_20, digits)
     vocab_size: int | None = None  # tokens only: number of distinct tokens
     standardize: bool = False  # gaussian only: networks see data scaled by the training mean and std
@@ -70,11 +70,11 @@ class DataSpec:
 class ArchitectureSpec:
     """``[model]``: latents, prior and likelihood."""
 
-    latent_dim: int
-    likelihood: str = field(metadata={"choices": LIKELIHOODS})
-    levels: int = _choices((1, 2), default=1)
+    latent_dim: int  # size of the latent z
+    likelihood: str = field(metadata={"choices": LIKELIHOODS})  # p(x|z); must fit data.kind
+    levels: int = _choices((1, 2), default=1)  # 2: a hierarchy z2 -> z -> x
     top_latent_dim: int | None = None  # size of z2 when levels = 2
-    prior: str = _choices(PRIORS, default="normal")
+    prior: str = _choices(PRIORS, default="normal")  # p(z) (of z2 when levels = 2)
     prior_components: int = 10  # mixture components or VampPrior pseudo-inputs
     likelihood_scale: str = _choices(("fixed", "learned", "per_datum"), default="per_datum")  # gaussian only
     likelihood_fixed_scale: float = 1.0  # gaussian with likelihood_scale = "fixed"
@@ -87,10 +87,10 @@ class ArchitectureSpec:
 class NetworkSpec:
     """``[encoder]`` / ``[decoder]``: an MLP or a small conv net."""
 
-    network: str = _choices(NETWORKS, default="mlp")
+    network: str = _choices(NETWORKS, default="mlp")  # conv needs data.shape = [C, H, W]
     hidden: list[int] = field(default_factory=lambda: [50])  # MLP hidden widths; conv: feature width
-    activation: str = _choices(ACTIVATIONS, default="tanh")
-    norm: str = _choices(NORMS, default="none")
+    activation: str = _choices(ACTIVATIONS, default="tanh")  # between hidden layers
+    norm: str = _choices(NORMS, default="none")  # normalisation between hidden layers
     channels: list[int] = field(default_factory=lambda: [32, 64])  # conv only
 
 
@@ -98,23 +98,23 @@ class NetworkSpec:
 class TrainingSpec:
     """``[training]``: the settings a spec is meant to be trained with."""
 
-    objective: str = _choices(OBJECTIVES, default="mim")
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 1e-3
-    warmup_epochs: int = 3
+    objective: str = _choices(OBJECTIVES, default="mim")  # the loss (pyromim.experiments.OBJECTIVES)
+    epochs: int = 200  # at most this many epochs
+    batch_size: int = 128  # items per optimisation step
+    lr: float = 1e-3  # Adam's peak learning rate
+    warmup_epochs: int = 3  # beta and the Noam learning rate rise over these epochs; decoder-side MIM starts after
     patience: int = 3  # early stopping: epochs without a better validation loss
-    q_x: str = _choices(("marginal", "learned", "data"), default="marginal")
+    q_x: str = _choices(("marginal", "learned", "data"), default="marginal")  # estimate of log q(x) in MIM's loss
 
 
 @dataclass
 class ModelSpec:
     """A complete, validated model specification."""
 
-    name: str
+    name: str  # the spec's name
     data: DataSpec
     model: ArchitectureSpec
-    description: str = ""
+    description: str = ""  # one line for humans
     encoder: NetworkSpec = field(default_factory=NetworkSpec)
     decoder: NetworkSpec = field(default_factory=NetworkSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)

@@ -175,7 +175,7 @@ def fit(
     :param loss: e.g. ``pyro.infer.Trace_ELBO()`` or ``pyromim.Trace_MIM(...)``.  If it
         has a ``beta`` attribute it is warmed up as ``beta * min(1, epoch / warmup_epochs)``;
         if it has ``symmetric=True``, decoder-side samples are only switched on once
-        that factor reaches 1 (see :mod:`pyromim.training.schedules`).
+        that factor reaches 1 (see :func:`pyromim.training.beta_factor`).
     :param train_data: a torch ``Dataset`` whose items are tensors (e.g.
         :class:`pyromim.data.ArrayDataset`) or a tensor of items.
     :param val_data: validation data (same types) or ``None``.
