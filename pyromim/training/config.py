@@ -31,7 +31,7 @@ class TrainConfig:
     :ivar patience: stop after this many epochs without a better validation loss
         (``None``: never); early stopping never happens during the warm-up.
     :ivar seed: seeds parameter initialisation, shuffling and every sample.
-    :ivar devices, strategy, accelerator, num_nodes: passed to ``lightning.Trainer``.
+    :ivar devices: passed to ``lightning.Trainer``, as are ``strategy``, ``accelerator`` and ``num_nodes``.
     :ivar resume: checkpoint to continue from (normally ``OUT/checkpoints/last.ckpt``).
     :ivar progress: show Lightning's progress bar.
     :ivar lr_schedule: ``"noam"`` (warm-up then ``1/sqrt`` decay) or ``"constant"``.
