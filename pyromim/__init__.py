@@ -19,24 +19,31 @@ The public API is what this package and its subpackages list in ``__all__``:
 Any other module or name (a leading underscore, or not listed) is private.
 """
 
-from pyromim.infer import (
-    GuideInputsError,
-    JitTrace_MIM,
-    NonFiniteDataError,
-    NonFiniteLossError,
-    Trace_ELBO_plus_H,
-    Trace_MIM,
-    Trace_MIM_minus_H,
-)
-from pyromim.models import (
-    CheckpointError,
-    LatentVariableModel,
-    ParamStoreConflictError,
-    build_model,
-    load_model,
-    save_model,
-)
-from pyromim.specs import ModelSpec, SpecError, available_specs, resolve_spec
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyromim._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pyromim.infer import (
+        GuideInputsError,
+        JitTrace_MIM,
+        NonFiniteDataError,
+        NonFiniteLossError,
+        Trace_ELBO_plus_H,
+        Trace_MIM,
+        Trace_MIM_minus_H,
+    )
+    from pyromim.models import (
+        CheckpointError,
+        LatentVariableModel,
+        ParamStoreConflictError,
+        build_model,
+        load_model,
+        save_model,
+    )
+    from pyromim.specs import ModelSpec, SpecError, available_specs, resolve_spec
 
 __version__ = "0.1.0"
 
@@ -60,3 +67,29 @@ __all__ = [
     "resolve_spec",
     "save_model",
 ]
+
+# Each name of __all__ is imported from its module on first use (see pyromim._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "pyromim.infer": (
+            "GuideInputsError",
+            "JitTrace_MIM",
+            "NonFiniteDataError",
+            "NonFiniteLossError",
+            "Trace_ELBO_plus_H",
+            "Trace_MIM",
+            "Trace_MIM_minus_H",
+        ),
+        "pyromim.models": (
+            "CheckpointError",
+            "LatentVariableModel",
+            "ParamStoreConflictError",
+            "build_model",
+            "load_model",
+            "save_model",
+        ),
+        "pyromim.specs": ("ModelSpec", "SpecError", "available_specs", "resolve_spec"),
+    },
+    globals(),
+)

@@ -19,8 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# Only light modules at the top: help and argument errors come back without importing
+# torch, Pyro or Lightning (the commands import what they need when they run).
 from pyromim.infer.objectives import OBJECTIVES, compared_objectives
-from pyromim.specs import SpecError
 
 logger = logging.getLogger("pyromim.cli")
 
@@ -392,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pyromim.infer import GuideInputsError, NonFiniteLossError
     from pyromim.likelihoods import DataSupportError
     from pyromim.models import CheckpointError
+    from pyromim.specs import SpecError
 
     user_errors = (
         UsageError,

@@ -39,6 +39,13 @@ def subprocess_env():
     return env
 
 
+def run_python(code, timeout=120):
+    """Run ``python -c code`` on this checkout; the completed process, output as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=timeout
+    )
+
+
 def pyromim_command():
     """The installed console script when it runs this checkout's code, else ``python -m pyromim``."""
     scripts = [ep for ep in entry_points(group="console_scripts") if ep.name == "pyromim"]
@@ -222,14 +229,49 @@ def test_train_without_the_training_extra_says_which_extra_to_install(tmp_path):
         "import sys; sys.modules['lightning'] = None; from pyromim.cli import main; "
         f"sys.exit(main(['train', 'toy4', '--out', {str(tmp_path)!r}]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120
-    )
+    done = run_python(code, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "install pyromim[train]" in done.stderr and "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------- as a program
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train"], ["compare", "toy4", "--seeds", "x"]])
+def test_help_and_argument_errors_import_no_torch(argv):
+    # help and usage errors come back without the heavy imports (torch, Pyro, Lightning)
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['pyromim', *{argv!r}]\n"
+        "try:\n"
+        "    runpy.run_module('pyromim', run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    heavy = sorted(m for m in ('torch', 'pyro', 'lightning', 'numpy') if m in sys.modules)\n"
+        "    print('heavy:', heavy, file=sys.stderr)\n"
+        "    sys.exit(done.code)\n"
+    )
+    done = run_python(code, timeout=60)
+    assert done.returncode == (0 if "--help" in argv else 2), done.stderr
+    assert "usage: pyromim" in done.stdout + done.stderr
+    assert "heavy: []" in done.stderr
+
+
+def test_the_package_exports_on_first_use():
+    code = (
+        "import sys, pyromim\n"
+        "assert 'torch' not in sys.modules\n"
+        "from pyromim import Trace_MIM, build_model\n"
+        "from pyromim.infer import Trace_MIM as T\n"
+        "assert T is Trace_MIM and pyromim.Trace_MIM is Trace_MIM and 'torch' in sys.modules\n"
+        "assert pyromim.metrics.EVALUATE_KEYS and 'Trace_MIM' in dir(pyromim)\n"
+        "try:\n"
+        "    pyromim.no_such_name\n"
+        "except AttributeError as err:\n"
+        "    print(err)\n"
+    )
+    done = run_python(code, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "module 'pyromim' has no attribute 'no_such_name'" in done.stdout
 
 
 def test_console_script_trains(tmp_path):

@@ -1,15 +1,22 @@
 """MIM objectives for Pyro programs."""
 
-from pyromim.infer.entropy_ablation import Trace_ELBO_plus_H, Trace_MIM_minus_H
-from pyromim.infer.guide_inputs import GuideInputsError
-from pyromim.infer.trace_mim import (
-    CollapsingPriorWarning,
-    CompilationError,
-    JitTrace_MIM,
-    NonFiniteDataError,
-    NonFiniteLossError,
-    Trace_MIM,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyromim._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pyromim.infer.entropy_ablation import Trace_ELBO_plus_H, Trace_MIM_minus_H
+    from pyromim.infer.guide_inputs import GuideInputsError
+    from pyromim.infer.trace_mim import (
+        CollapsingPriorWarning,
+        CompilationError,
+        JitTrace_MIM,
+        NonFiniteDataError,
+        NonFiniteLossError,
+        Trace_MIM,
+    )
 
 __all__ = [
     "Trace_MIM",
@@ -22,3 +29,21 @@ __all__ = [
     "Trace_ELBO_plus_H",
     "Trace_MIM_minus_H",
 ]
+
+# imported on first use, so that the objective registry (pyromim.infer.objectives) needs no torch
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "pyromim.infer.entropy_ablation": ("Trace_ELBO_plus_H", "Trace_MIM_minus_H"),
+        "pyromim.infer.guide_inputs": ("GuideInputsError",),
+        "pyromim.infer.trace_mim": (
+            "CollapsingPriorWarning",
+            "CompilationError",
+            "JitTrace_MIM",
+            "NonFiniteDataError",
+            "NonFiniteLossError",
+            "Trace_MIM",
+        ),
+    },
+    globals(),
+)

@@ -39,11 +39,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyro.infer import Trace_ELBO
-
-from pyromim.infer.entropy_ablation import Trace_ELBO_plus_H, Trace_MIM_minus_H
-from pyromim.infer.trace_mim import Trace_MIM
-
 
 @dataclass(frozen=True)
 class Objective:
@@ -61,12 +56,23 @@ class Objective:
     compared: bool = True
 
 
+# The losses are imported when made: the registry's names and labels (the command line's
+# help and argument errors) need no torch.
+
+
 def _elbo(model: Any, q_x: Any, beta: float, inverse_h: bool) -> Any:
+    from pyro.infer import Trace_ELBO
+
+    from pyromim.infer.entropy_ablation import Trace_ELBO_plus_H
+
     return Trace_ELBO_plus_H() if inverse_h else Trace_ELBO()
 
 
 def _mim(symmetric: bool, **options: Any) -> Callable[[Any, Any, float, bool], Any]:
     def make(model: Any, q_x: Any, beta: float, inverse_h: bool) -> Any:
+        from pyromim.infer.entropy_ablation import Trace_MIM_minus_H
+        from pyromim.infer.trace_mim import Trace_MIM
+
         if inverse_h:
             return Trace_MIM_minus_H(symmetric=symmetric, beta=beta)
         if q_x == "data" and symmetric:
