@@ -309,6 +309,25 @@ def test_baselines_learn_only_from_training_steps():
     assert set(loss_fn.baselines) == {"decoder:model:x"}
 
 
+def test_baselines_travel_with_a_saved_param_store(tmp_path):
+    vae = TinyVAE()
+    x = torch.bernoulli(torch.full((16, 4), 0.5))
+    pyro.clear_param_store()
+    loss_fn = Trace_MIM(decoder_gradient="score")
+    for _ in range(3):
+        loss_fn.differentiable_loss(vae.model, vae.guide, x)
+    saved = dict(loss_fn.baselines)
+    assert set(saved) == {"decoder:model:x"} and all(math.isfinite(v) for v in saved.values())
+    pyro.get_param_store().save(tmp_path / "store.pt")
+    pyro.clear_param_store()
+    fresh = Trace_MIM(decoder_gradient="score")
+    assert fresh.baselines == {}  # cleared with the store, as Pyro's own baselines are
+    pyro.get_param_store().load(tmp_path / "store.pt")
+    assert fresh.baselines == saved
+    del fresh.baselines["decoder:model:x"]
+    assert "__mim_baseline_decoder:model:x" not in pyro.get_param_store()
+
+
 def test_loss_and_grads_backpropagates_per_particle_to_the_same_gradient():
     """Particle by particle (as Trace_ELBO does) gives the gradient of the
     whole surrogate, baselines included, for the same draws."""
@@ -318,6 +337,7 @@ def test_loss_and_grads_backpropagates_per_particle_to_the_same_gradient():
     leaves = list(p.values())
     grads = []
     for per_particle in (True, False):
+        pyro.clear_param_store()  # the baselines live there: start each loss afresh
         loss_fn = Trace_MIM(decoder_gradient="score", num_particles=3, max_plate_nesting=1)
         pyro.set_rng_seed(8)
         loss_fn.loss_and_grads(model, guide, x)  # sets the running-mean baselines

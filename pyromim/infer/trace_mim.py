@@ -54,7 +54,7 @@ import math
 import numbers
 import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Literal
 
 import numpy
@@ -203,6 +203,45 @@ def _observed_sites(trace, generated: bool):
     }
 
 
+class StoreBaselines(MutableMapping[str, float]):
+    """Running-mean baselines of score-function costs, kept in Pyro's param store.
+
+    Pyro's own decaying-average baselines live there too (as
+    ``__baseline_avg_downstream_cost_*``), so ``pyro.get_param_store().save()``
+    and ``load()`` carry them with the parameters and ``pyro.clear_param_store()``
+    resets them. Each baseline is a scalar entry named ``__mim_baseline_<key>``;
+    this mapping reads and writes them as floats.
+    """
+
+    PREFIX = "__mim_baseline_"
+
+    def __getitem__(self, key: str) -> float:
+        store = pyro.get_param_store()
+        name = self.PREFIX + key
+        if name not in store:
+            raise KeyError(key)
+        return float(store[name])
+
+    def __setitem__(self, key: str, value: float) -> None:
+        pyro.get_param_store()[self.PREFIX + key] = torch.tensor(float(value))
+
+    def __delitem__(self, key: str) -> None:
+        store = pyro.get_param_store()
+        if self.PREFIX + key not in store:
+            raise KeyError(key)
+        del store[self.PREFIX + key]
+
+    def __iter__(self) -> Iterator[str]:
+        names = [n for n in pyro.get_param_store().keys() if n.startswith(self.PREFIX)]
+        return (n[len(self.PREFIX) :] for n in names)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"StoreBaselines({dict(self.items())!r})"
+
+
 class Trace_MIM(ELBO):
     r"""Mutual Information Machine loss for any Pyro model/guide pair.
 
@@ -254,7 +293,9 @@ class Trace_MIM(ELBO):
         (unbiased). Only matters for models with discrete observations or
         discrete latents in the model.
     :param baseline_decay: decay of the running-mean baseline of each
-        score-function site's cost; ``None`` disables baselines.
+        score-function site's cost; ``None`` disables baselines. The baselines
+        are kept in Pyro's param store (see :class:`StoreBaselines`), so a saved
+        store keeps them and losses sharing a store share them, as Pyro's own are.
     :param guide_inputs: ``{observed site: guide parameter}`` or a callable
         ``(generated, args, kwargs) -> (args, kwargs)`` overriding how
         generated data is passed to the guide.
@@ -314,7 +355,7 @@ class Trace_MIM(ELBO):
         self.baseline_decay = baseline_decay
         self.guide_inputs = guide_inputs
         self.check_finite = check_finite
-        self.baselines: dict[str, float] = {}
+        self.baselines: MutableMapping[str, float] = StoreBaselines()
         self._warned_priors: set[str] = set()
 
     # ------------------------------------------------------------------ options

@@ -29,7 +29,7 @@ small validation set stopped digits runs after 20-50 of 200 epochs.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -208,9 +208,10 @@ class PyroLightningModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pyro_param_names"] = list(self.store_params.names)
-        # running-mean baselines of score-function estimators (Trace_MIM): plain floats
+        # running-mean baselines of score-function estimators (Trace_MIM, kept in
+        # Pyro's param store but outside the trained parameters): plain floats
         baselines = getattr(self.loss_object, "baselines", None)
-        if isinstance(baselines, dict):
+        if isinstance(baselines, MutableMapping):
             checkpoint["loss_baselines"] = {str(k): float(v) for k, v in baselines.items()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -220,6 +221,6 @@ class PyroLightningModule(pl.LightningModule):
                 f"checkpoint holds Pyro parameters {saved} but this model/guide pair has "
                 f"{self.store_params.names}; resume with the model and guide that wrote it"
             )
-        if "loss_baselines" in checkpoint and isinstance(getattr(self.loss_object, "baselines", None), dict):
+        if "loss_baselines" in checkpoint and isinstance(getattr(self.loss_object, "baselines", None), MutableMapping):
             self.loss_object.baselines.clear()
             self.loss_object.baselines.update(checkpoint["loss_baselines"])
