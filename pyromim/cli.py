@@ -51,6 +51,13 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--seed", type=int, default=None, help="seed of data split, initialisation and training (default 0)"
     )
+    group.add_argument(
+        "--max-decompressed-mb",
+        type=float,
+        metavar="MB",
+        help="most megabytes a compressed data file (.gz, .npz) may expand to (default 1024; "
+        "environment variable PYROMIM_MAX_DECOMPRESSED_MB)",
+    )
 
 
 def _cap_arguments(parser: argparse.ArgumentParser) -> None:
@@ -268,6 +275,70 @@ def _run_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _writable_directory(path: Path, option: str) -> None:
+    """Refuse, before any work, an output directory that cannot be created or written."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file, not a directory; give a directory path")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, so the directory cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {existing} is not writable; choose a directory you can write to")
+
+
+def _writable_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a directory; give a file path such as {path / 'evaluation.json'}")
+    _writable_directory(path.parent, option)
+
+
+def _check_devices(args: argparse.Namespace) -> None:
+    """Refuse an accelerator this machine does not have (Lightning would fail only after the data are loaded)."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
+
+    name = args.accelerator
+    if name == "auto":
+        return
+    if name == "gpu":
+        available = CUDAAccelerator.is_available() or MPSAccelerator.is_available()
+    elif name in AcceleratorRegistry:
+        available = AcceleratorRegistry[name]["accelerator"].is_available()
+    else:
+        raise UsageError(f"--accelerator {name!r} is not one of: auto, gpu, {', '.join(sorted(AcceleratorRegistry))}")
+    if not available:
+        raise UsageError(f"--accelerator {name}: this machine has no {name} device; use --accelerator cpu (or auto)")
+    devices = _devices(args.devices)
+    if name in ("gpu", "cuda") and CUDAAccelerator.is_available() and isinstance(devices, int):
+        count = CUDAAccelerator.auto_device_count()
+        if devices > count:
+            raise UsageError(f"--devices {devices}: this machine has {count} GPU(s)")
+
+
+@contextmanager
+def _limits(args: argparse.Namespace) -> Iterator[None]:
+    """Set ``--max-decompressed-mb`` for this command (in the environment, so that the extra
+    processes of a multi-device run see it too); restore the caller's environment on exit."""
+    from pyromim.data.files import MAX_DECOMPRESSED_ENV
+
+    mb = getattr(args, "max_decompressed_mb", None)
+    if mb is None:
+        yield
+        return
+    if not mb > 0:
+        raise UsageError(f"--max-decompressed-mb must be > 0, got {mb:g}")
+    saved = os.environ.get(MAX_DECOMPRESSED_ENV)
+    os.environ[MAX_DECOMPRESSED_ENV] = repr(mb)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(MAX_DECOMPRESSED_ENV, None)
+        else:
+            os.environ[MAX_DECOMPRESSED_ENV] = saved
+
+
 def _spec_name(spec: str) -> str:
     return Path(spec).stem if spec.endswith(".toml") else spec
 
@@ -284,6 +355,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out is None and args.resume:
         out = run_directory(args.resume)
     out = Path(out) if out else Path("runs") / spec.name / f"{objective}-seed{seed}"
+    _writable_directory(out, "--out")
+    _check_devices(args)
     result = run(spec, _run_config(args), objective=objective, seed=seed, out_dir=out, resume=args.resume)
     if not result.is_global_zero:
         return 0
@@ -298,6 +371,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pyromim.experiments import evaluate_run, metrics_table, run_directory, write_json
 
+    if args.num_samples < 1:
+        raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.json:
+        _writable_file(Path(args.json), "--json")
+    elif Path(args.path).exists():
+        _writable_directory(run_directory(args.path), "the run directory")
     result = evaluate_run(
         args.path,
         data=args.data,
@@ -339,6 +418,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     first = 0 if args.seed is None else args.seed
     out = Path(args.out) if args.out else Path("runs") / _spec_name(args.spec) / "compare"
+    _writable_directory(out, "--out")
+    _check_devices(args)
     result = compare(
         args.spec,
         objectives=objectives,
@@ -406,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
     )
     try:
-        with _logging_for(args):
+        with _logging_for(args), _limits(args):
             return COMMANDS[args.command](args)
     except NonFiniteLossError as err:
         if args.verbose:

@@ -327,3 +327,130 @@ def test_two_process_cpu_ddp_through_the_cli(tmp_path):
     assert 0.5 < info["best_score"] < 10.0
     # five separated clusters: even a barely trained 2-D encoder keeps most labels apart
     assert metrics["knn5_accuracy"] > 0.5
+
+
+# ------------------------------------------------ preconditions, checked before any training
+
+
+def _no_training(monkeypatch):
+    """Make any attempt to train fail loudly: each refusal below must come before training starts."""
+    import pyromim.experiments.runner
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(pyromim.experiments.runner, "fit", no_fit)
+
+
+def _one_line(err):
+    lines = [line for line in err.splitlines() if line.startswith("pyromim ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_output_paths_that_cannot_be_written_are_refused_first(tmp_path, capsys, monkeypatch):
+    _no_training(monkeypatch)
+    (tmp_path / "afile").write_text("x")
+    code, err = run_error(["train", "toy4", "--out", str(tmp_path / "afile")], capsys)
+    assert code == 2 and "--out" in _one_line(err) and "is a file, not a directory" in err
+    code, err = run_error(["train", "toy4", "--out", str(tmp_path / "afile" / "run")], capsys)
+    assert code == 2 and "is a file, so the directory cannot be created" in _one_line(err)
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    real_access = os.access
+    # root may write anywhere; emulate the permission check a user gets
+    monkeypatch.setattr(os, "access", lambda p, mode: real_access(p, mode) and Path(p) != read_only)
+    code, err = run_error(["train", "toy4", "--out", str(read_only / "run")], capsys)
+    assert code == 2 and f"{read_only} is not writable" in _one_line(err)
+    code, err = run_error(["compare", "toy4", "--out", str(read_only / "cmp")], capsys)
+    assert code == 2 and "is not writable" in _one_line(err)
+
+
+def test_evaluate_json_naming_a_directory_and_zero_samples_are_refused(trained, tmp_path, capsys):
+    code, err = run_error(["evaluate", str(trained), "--json", str(tmp_path)], capsys)
+    assert code == 2 and "--json" in _one_line(err) and "is a directory" in err
+    code, err = run_error(["evaluate", str(trained), "--num-samples", "0"], capsys)
+    assert code == 2 and "--num-samples must be at least 1" in _one_line(err)
+
+
+def test_gpu_accelerator_without_a_gpu_is_refused(tmp_path, capsys, monkeypatch):
+    from lightning.pytorch.accelerators import CUDAAccelerator, MPSAccelerator
+
+    _no_training(monkeypatch)
+    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: False))
+    monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: False))
+    code, err = run_error(["train", "toy4", "--accelerator", "gpu", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "this machine has no gpu device" in _one_line(err)
+    code, err = run_error(["train", "toy4", "--accelerator", "abacus", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "--accelerator 'abacus' is not one of" in _one_line(err)
+    for devices in ("0", "-1"):
+        code, err = run_error(["train", "toy4", "--devices", devices, "--out", str(tmp_path / "o")], capsys)
+        assert code == 2 and "'devices' must be an int >= 1" in _one_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_too_little_data_for_the_metrics_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    _no_training(monkeypatch)
+    out = tmp_path / "o"
+    code, err = run_error(["train", "toy4", "--n-test", "5", "--out", str(out)], capsys)
+    line = _one_line(err)
+    assert code == 2 and "5 item(s) are too few" in line and "--n-test" in line
+    small = tmp_path / "small.csv"
+    np.savetxt(small, np.random.default_rng(0).normal(size=(40, 2)), delimiter=",")
+    code, err = run_error(["train", "toy4", "--data", str(small), "--out", str(out)], capsys)
+    assert code == 2 and "small.csv (test)" in _one_line(err) and "too few" in err
+    assert not out.exists()  # nothing written
+
+
+def test_bad_spec_files_are_named(tmp_path, capsys, monkeypatch):
+    _no_training(monkeypatch)
+    (tmp_path / "folder.toml").mkdir()
+    code, err = run_error(["train", str(tmp_path / "folder.toml")], capsys)
+    assert code == 2 and "folder.toml: is a directory, not a spec file" in _one_line(err)
+    garbage = tmp_path / "garbage.toml"
+    garbage.write_bytes(bytes(range(128, 256)) * 4)
+    code, err = run_error(["train", str(garbage)], capsys)
+    assert code == 2 and "garbage.toml: not a spec file" in _one_line(err)
+    text = (ROOT / "models" / "toy4.toml").read_text()
+    for name, problem in (("../../escape", "path separator"), ("/tmp/abs", "path separator"), ("..", "relative")):
+        evil = tmp_path / "evil.toml"
+        evil.write_text(text.replace('name = "toy4"', f"name = {json.dumps(name)}"))
+        code, err = run_error(["train", str(evil)], capsys)
+        line = _one_line(err)
+        assert code == 2 and "evil.toml: 'name'" in line and problem in line
+    huge = tmp_path / "huge.toml"
+    huge.write_text(text.replace("latent_dim = 2", "latent_dim = 1000000000"))
+    code, err = run_error(["train", str(huge), "--out", str(tmp_path / "h")], capsys)
+    assert code == 2 and "'model.latent_dim' = 1000000000 needs at least" in _one_line(err)
+    assert not (tmp_path / "h").exists()
+    code, err = run_error(["train", "toy4", "--batch-size", str(10**20), "--out", str(tmp_path / "h")], capsys)
+    assert code == 2 and "'batch_size' must be an int in" in _one_line(err)
+
+
+def test_checkpoint_of_a_changed_spec_is_refused_in_one_line(trained, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    spec = run / "spec.toml"
+    spec.write_text(spec.read_text().replace("hidden = [50]", "hidden = [60]"))
+    code, err = run_error(["evaluate", str(run / "checkpoints" / "last.ckpt"), "--num-samples", "5"], capsys)
+    line = _one_line(err)
+    assert code == 2 and "last.ckpt: its weights do not fit the spec" in line and "size mismatch" in line
+
+
+def test_decompression_limit_option(tmp_path, capsys, monkeypatch):
+    import gzip
+
+    _no_training(monkeypatch)
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"0.5,0.5\n" * 300_000)  # 2.4 MB of text
+    code, err = run_error(
+        ["train", "toy4", "--data", str(path), "--max-decompressed-mb", "1", "--out", str(tmp_path / "o")], capsys
+    )
+    assert code == 2 and "bomb.csv.gz" in _one_line(err) and "more than 1 MB" in err
+    assert "PYROMIM_MAX_DECOMPRESSED_MB" not in os.environ  # the option does not outlive the command
+    code, err = run_error(["train", "toy4", "--max-decompressed-mb", "0", "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "--max-decompressed-mb must be > 0" in _one_line(err)

@@ -228,6 +228,15 @@ def test_check_data_fits_names_file_and_mismatch(tmp_path):
         check_data_fits(counts, event_shape=(2,), kind="grey")
 
 
+def test_negative_counts_are_called_negative_not_non_integer():
+    data = ArrayDataset(torch.tensor([[0.0, -3.0], [2.0, 7.0]]), "continuous", name="neg.npy")
+    with pytest.raises(DataMismatchError) as info:
+        check_data_fits(data, event_shape=(2,), kind="counts")
+    message = str(info.value)
+    assert "neg.npy" in message and "1 of them are negative (down to -3)" in message
+    assert "not integers" not in message
+
+
 def test_infer_kind():
     assert infer_kind(np.array([0.0, 1.0])) == "binary"
     assert infer_kind(np.array([0, 2, 5])) == "counts"
@@ -260,3 +269,44 @@ def test_load_data_by_name_or_path(tmp_path):
     assert (len(parts.train), len(parts.val), len(parts.test)) == (30, 10, 10)
     with pytest.raises(FileNotFoundError, match="neither a built-in data set"):
         load_data("toy5")
+
+
+def test_gzip_csv_bomb_is_refused_while_reading(tmp_path, monkeypatch):
+    # 40 kB of compressed zeros expand to 40 MB (20 million values); the limit is 1 MB
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        for _ in range(40):
+            f.write(b"0\n" * 500_000)
+    assert path.stat().st_size < 200_000
+    monkeypatch.setenv("PYROMIM_MAX_DECOMPRESSED_MB", "1")
+    with pytest.raises(DataFileError, match=r"bomb\.csv\.gz: .*more than 1 MB.*PYROMIM_MAX_DECOMPRESSED_MB"):
+        load_file(path)
+    # the argument raises the limit for a trusted file
+    small = tmp_path / "small.csv.gz"
+    with gzip.open(small, "wb") as f:
+        f.write(b"0,1\n" * 200_000)  # 800 kB of text, 3.2 MB parsed
+    with pytest.raises(DataFileError, match="more than 1 MB"):
+        load_file(small)
+    assert load_file(small, max_decompressed_bytes=8 * 2**20).x.shape == (200_000, 2)
+
+
+def test_gzip_idx_declaring_gigabytes_is_refused_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "big-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x08\x03" + struct.pack(">iii", 60_000, 200, 200))  # 2.4 GB declared
+        f.write(b"\x00" * 1_000_000)
+    with pytest.raises(
+        DataFileError, match=r"big-idx3-ubyte\.gz: declares shape \(60000, 200, 200\).*more than 1024 MB"
+    ):
+        load_file(path)
+    monkeypatch.setenv("PYROMIM_MAX_DECOMPRESSED_MB", "0")
+    with pytest.raises(DataFileError, match="PYROMIM_MAX_DECOMPRESSED_MB='0' must be a number of megabytes > 0"):
+        load_file(path)
+
+
+def test_npz_array_expanding_past_the_limit_is_refused(tmp_path):
+    path = tmp_path / "zeros.npz"
+    np.savez_compressed(path, x=np.zeros((1000, 300)))  # 2.4 MB of float64
+    with pytest.raises(DataFileError, match=r"zeros\.npz: holds array 'x\.npy' that expands to more than 1 MB"):
+        load_file(path, max_decompressed_bytes=2**20)
+    assert load_file(path).x.shape == (1000, 300)

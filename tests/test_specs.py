@@ -273,3 +273,75 @@ def test_gaussian_head_and_likelihood_still_take_min_logvar_with_a_warning():
         assert GaussianHead(3, 2, min_logvar=-6.0).min_scale == math.exp(-3.0)
     with pytest.warns(DeprecationWarning, match="min_logvar is deprecated"):
         assert GaussianLikelihood((2,), min_logvar=2 * math.log(1e-3)).min_scale == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("../../x", "holds a path separator"),
+        ("/etc/x", "holds a path separator"),
+        ("a\\b", "holds a path separator"),
+        ("..", "is a relative path"),
+        ("", "is empty"),
+        ("C:x", "drive"),
+        ("tab\there", "control character"),
+        ("~root", "starts with '~'"),
+    ],
+)
+def test_a_spec_name_cannot_choose_a_path(name, problem):
+    with pytest.raises(SpecError, match=rf"evil.toml: 'name' = .* {problem}"):
+        ModelSpec.from_dict({**_edited(), "name": name}, where="evil.toml")
+
+
+def test_plain_names_are_accepted():
+    for name in ("toy4", "my model", "v1.2-final_b"):
+        assert ModelSpec.from_dict({**_edited(), "name": name}).name == name
+
+
+def test_empty_hidden_layers_are_refused_with_the_key():
+    with pytest.raises(SpecError, match=r"'decoder.hidden' = \[\] is not supported"):
+        ModelSpec.from_dict(_edited(decoder={"hidden": []}))
+    with pytest.raises(SpecError, match=r"'model.conditional_hidden' = \[\] is not supported"):
+        ModelSpec.from_dict(_edited(model={"levels": 2, "top_latent_dim": 2, "conditional_hidden": []}))
+
+
+def test_integers_beyond_toml_range_are_refused():
+    with pytest.raises(SpecError, match=r"'training.batch_size' = 100000000000000000000 is too large"):
+        ModelSpec.from_dict(_edited(training={"batch_size": 10**20}))
+
+
+@pytest.mark.parametrize(
+    "name", ["toy4", "digits_vampprior", "digits_mixture", "counts_negbin", "mnist_hvae_vampprior"]
+)
+def test_memory_estimate_is_a_lower_bound_close_to_the_built_model(name):
+    from pyromim.models.memory import estimate_memory
+
+    spec = resolve_spec(name)
+    built = sum(p.numel() for p in pyromim.build_model(spec).parameters())
+    estimated = estimate_memory(spec).n_weights
+    assert estimated <= built
+    # dense layers are counted exactly; the conv net's strided feature maps are left out
+    assert estimated >= (0.6 if name == "mnist_hvae_vampprior" else 0.95) * built
+
+
+@pytest.mark.parametrize(
+    "tables, key",
+    [
+        ({"model": {"latent_dim": 10**9}}, "model.latent_dim"),
+        ({"encoder": {"hidden": [10**6, 10**6]}}, "encoder.hidden"),
+        ({"model": {"prior": "vampprior", "prior_components": 10**10}}, "model.prior_components"),
+    ],
+)
+def test_a_model_larger_than_the_memory_is_refused_naming_the_key(tables, key):
+    spec = ModelSpec.from_dict(_edited(**tables))
+    with pytest.raises(SpecError, match=rf"'{key}' = .* needs at least .* GB .* but this machine has"):
+        pyromim.build_model(spec)
+
+
+def test_a_batch_larger_than_the_memory_is_refused():
+    from pyromim.models.memory import check_memory
+
+    spec = resolve_spec("toy4")
+    check_memory(spec, batch_size=128, training=True, available=10**6)
+    with pytest.raises(SpecError, match=r"'training.batch_size' = 10000 needs at least"):
+        check_memory(spec, batch_size=10_000, training=True, available=10**6)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
+
 from pyromim.data.dataset import DATA_KINDS, KIND_SUPPORT, ArrayDataset, describe_values, values_fit_kind
 
 # A hint on how to fix each (data kind -> expected kind) mismatch that has a usual fix.
@@ -15,6 +17,20 @@ _KIND_HINTS = {
     ("continuous", "counts"): "the data are not integers: use a continuous likelihood",
     ("grey", "counts"): "the data are not integers: use a grey-level or continuous likelihood",
 }
+
+
+def _kind_hint(data: ArrayDataset, kind: str) -> str:
+    """How to fix data of ``data.kind`` given to a likelihood of ``kind``."""
+    if kind in ("counts", "tokens"):
+        values = data.x.detach().to(torch.float64)
+        integral = bool((values == torch.round(values)).all())
+        if integral and bool((values < 0).any()):
+            n_negative = int((values < 0).sum())
+            return (
+                f"the data are integers but {n_negative} of them are negative (down to {float(values.min()):g}): "
+                f"{kind} are non-negative, so shift or clip the data, or use a continuous likelihood"
+            )
+    return _KIND_HINTS.get((data.kind, kind), f"use data of kind {kind!r} or a likelihood for {data.kind!r} data")
 
 
 class DataMismatchError(ValueError):
@@ -44,7 +60,7 @@ def check_data_fits(data: ArrayDataset, *, event_shape: Sequence[int], kind: str
             f"{data.event_shape} ({size} values each) but the model expects items of shape {expected}." + hint
         )
     if not values_fit_kind(data.x, kind):
-        hint = _KIND_HINTS.get((data.kind, kind), f"use data of kind {kind!r} or a likelihood for {data.kind!r} data")
+        hint = _kind_hint(data, kind)
         raise DataMismatchError(
             f"data {data.name!r} do not fit the model's likelihood: the likelihood expects {kind!r} data "
             f"({KIND_SUPPORT[kind]}) but the data are {data.kind!r} with {describe_values(data.x)}; {hint}."

@@ -14,6 +14,13 @@ number, and ``.gz`` compression is read transparently for IDX and CSV):
   big-endian int32 sizes, then the values big-endian.  Unsigned-byte images are
   scaled by 1/255 to grey levels in [0, 1] (``scale_bytes=False`` keeps 0..255).
 
+Compressed input is bounded: a ``.gz`` file (and each array of an ``.npz``
+archive) may expand to at most :func:`max_decompressed_bytes` (1024 MB unless
+the environment variable ``PYROMIM_MAX_DECOMPRESSED_MB`` or the
+``max_decompressed_bytes=`` argument says otherwise); the size is checked while
+reading, so a small file that expands to gigabytes is refused before it fills
+the memory.
+
 Labels may also come from a separate file (``labels=PATH``, any of the formats
 above holding one integer per item).  The data kind is inferred from the values
 (see :func:`pyromim.data.dataset.infer_kind`) unless given; ``binarize=t`` maps
@@ -22,11 +29,15 @@ values ``> t`` to 1 and the rest to 0.
 
 from __future__ import annotations
 
+import array
 import csv
 import gzip
 import io
+import math
+import os
+import zipfile
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -50,8 +61,60 @@ class DataFileError(ValueError):
     """A data file that cannot be read or whose contents are malformed."""
 
 
-def _open(path: Path) -> IO[bytes]:
-    return cast(IO[bytes], gzip.open(path, "rb")) if path.suffix == ".gz" else open(path, "rb")
+#: Environment variable raising (or lowering) the decompressed-size limit, in MB.
+MAX_DECOMPRESSED_ENV = "PYROMIM_MAX_DECOMPRESSED_MB"
+DEFAULT_MAX_DECOMPRESSED_MB = 1024
+
+
+def max_decompressed_bytes() -> int:
+    """The most bytes a compressed data file may expand to: ``PYROMIM_MAX_DECOMPRESSED_MB`` (default 1024) MB."""
+    text = os.environ.get(MAX_DECOMPRESSED_ENV)
+    if text is None:
+        return DEFAULT_MAX_DECOMPRESSED_MB * 2**20
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = float("nan")
+    if not mb > 0:
+        raise DataFileError(f"{MAX_DECOMPRESSED_ENV}={text!r} must be a number of megabytes > 0")
+    return int(mb * 2**20)
+
+
+def _too_large(path: Path, limit: int, what: str) -> DataFileError:
+    return DataFileError(
+        f"{path}: {what} more than {limit / 2**20:g} MB, the limit for compressed data files; if the file is "
+        f"trusted, raise the limit with {MAX_DECOMPRESSED_ENV}=MB (pyromim's --max-decompressed-mb MB, "
+        f"or max_decompressed_bytes= when loading)"
+    )
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressing reader that refuses to give more than ``limit`` bytes in all."""
+
+    def __init__(self, raw: IO[bytes], path: Path, limit: int):
+        self._raw, self._path, self._limit, self._count = raw, path, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = self._raw.readinto(view[: max(1, min(len(view), self._limit + 1 - self._count))])  # type: ignore[attr-defined]
+        self._count += n
+        if self._count > self._limit:
+            raise _too_large(self._path, self._limit, "expands to")
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _open(path: Path, limit: int | None = None) -> IO[bytes]:
+    if path.suffix != ".gz":
+        return open(path, "rb")
+    limit = max_decompressed_bytes() if limit is None else limit
+    return cast(IO[bytes], io.BufferedReader(_Bounded(cast(IO[bytes], gzip.open(path, "rb")), path, limit)))
 
 
 def _stem_suffix(path: Path) -> str:
@@ -72,48 +135,85 @@ def _looks_like_idx(path: Path) -> bool:
     return len(head) == 4 and head[:2] == b"\x00\x00" and head[2] in _IDX_DTYPES and 1 <= head[3] <= 4
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX (MNIST-format) file, gzipped or not, into a native-endian array."""
+def read_idx(path: str | Path, *, max_decompressed_bytes: int | None = None) -> np.ndarray:
+    """Read an IDX (MNIST-format) file, gzipped or not, into a native-endian array.
+
+    The header's declared size is checked against the file (and, for ``.gz``,
+    against the decompression limit) before the values are read.
+    """
     path = Path(path)
-    with _open(path) as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES:
-        raise DataFileError(
-            f"{path}: not an IDX file (the first bytes must be 0x00 0x00 <type> <ndim> with type one of "
-            f"{sorted(hex(t) for t in _IDX_DTYPES)}; got {raw[:4]!r})"
-        )
-    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataFileError(f"{path}: IDX header declares {ndim} dimensions but the file ends after {len(raw)} bytes")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    with _open(path, max_decompressed_bytes) as f:
+        head = f.read(4)
+        if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in _IDX_DTYPES:
+            raise DataFileError(
+                f"{path}: not an IDX file (the first bytes must be 0x00 0x00 <type> <ndim> with type one of "
+                f"{sorted(hex(t) for t in _IDX_DTYPES)}; got {head!r})"
+            )
+        dtype, ndim = _IDX_DTYPES[head[2]], head[3]
+        sizes = f.read(4 * ndim)
+        if len(sizes) < 4 * ndim:
+            raise DataFileError(
+                f"{path}: IDX header declares {ndim} dimensions but the file ends after {4 + len(sizes)} bytes"
+            )
+        shape = tuple(int(d) for d in np.frombuffer(sizes, dtype=">i4", count=ndim))
+        expected = math.prod(shape) * dtype.itemsize
+        available = None if path.suffix == ".gz" else path.stat().st_size - 4 - 4 * ndim
+        limit = max_decompressed_bytes if max_decompressed_bytes is not None else _default_limit(path)
+        if limit is not None and expected > limit:
+            raise _too_large(path, limit, f"declares shape {shape} of {dtype.name}, {expected / 2**20:.4g} MB,")
+        raw = f.read(expected) if available is None or available == expected else b""
+        extra = f.read(1) if len(raw) == expected else b""
+    held = available if available is not None else len(raw) + len(extra)
+    if len(raw) != expected or extra:
         raise DataFileError(
             f"{path}: IDX header declares shape {shape} of {dtype.name} ({expected} bytes of values) "
-            f"but the file holds {len(raw) - header} bytes after the header; the file is truncated or corrupt"
+            f"but the file holds {'more than ' if extra else ''}{held} bytes after the header; "
+            f"the file is truncated or corrupt"
         )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    with _open(path) as f:
-        rows = list(csv.reader(io.TextIOWrapper(f, encoding="utf-8")))
-    rows = [r for r in rows if r and any(cell.strip() for cell in r)]
-    if not rows:
-        raise DataFileError(f"{path}: the CSV file holds no rows")
+def _default_limit(path: Path) -> int | None:
+    return max_decompressed_bytes() if path.suffix == ".gz" else None
+
+
+def _read_csv(
+    path: Path, label_column: str | int | None, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    # parsed row by row into one float buffer (8 bytes a value), not a list of lists of strings
     header: list[str] | None = None
-    try:
-        [float(c) for c in rows[0]]
-    except ValueError:
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    widths = {len(r) for r in rows}
-    if len(widths) != 1:
-        raise DataFileError(f"{path}: CSV rows have different numbers of columns {sorted(widths)}")
-    try:
-        table = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)
-    except ValueError as err:
-        raise DataFileError(f"{path}: CSV holds a value that is not a number ({err})") from err
+    values = array.array("d")
+    width: int | None = None
+    n_rows = 0
+    if limit is None:
+        limit = _default_limit(path)
+    with _open(path, limit) as f:
+        for line, row in enumerate(csv.reader(io.TextIOWrapper(f, encoding="utf-8")), start=1):
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            try:
+                numbers = [float(c) for c in row]
+            except ValueError as err:
+                if n_rows == 0 and header is None:
+                    header = [c.strip() for c in row]
+                    continue
+                raise DataFileError(f"{path}: CSV holds a value that is not a number on line {line} ({err})") from err
+            if width is None:
+                width = len(numbers)
+            elif len(numbers) != width:
+                raise DataFileError(
+                    f"{path}: CSV rows have different numbers of columns (line {line} has {len(numbers)}, "
+                    f"the first row {width})"
+                )
+            values.extend(numbers)
+            n_rows += 1
+            if limit is not None and values.itemsize * len(values) > limit:
+                raise _too_large(path, limit, f"parses to {n_rows} rows of {width} numbers,")
+    if width is None:
+        if header is None:
+            raise DataFileError(f"{path}: the CSV file holds no rows")
+        raise DataFileError(f"{path}: the CSV file holds a header and no rows of numbers")
+    table = np.frombuffer(values, dtype=np.float64).reshape(n_rows, width)
     if label_column is None:
         return table, None
     if isinstance(label_column, str):
@@ -127,7 +227,17 @@ def _read_csv(path: Path, label_column: str | int | None) -> tuple[np.ndarray, n
     return np.delete(table, col, axis=1), table[:, col]
 
 
-def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+def _check_npz_sizes(path: Path, limit: int | None) -> None:
+    """Refuse an ``.npz`` whose arrays declare more than ``limit`` bytes (a zip bomb) before any is read."""
+    limit = max_decompressed_bytes() if limit is None else limit
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.file_size > limit:
+                raise _too_large(path, limit, f"holds array {info.filename!r} that expands to")
+
+
+def _read_npz(path: Path, key: str | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    _check_npz_sizes(path, limit)
     with np.load(path, allow_pickle=False) as archive:
         names = list(archive.files)
         if key is None:
@@ -142,9 +252,18 @@ def _read_npz(path: Path, key: str | None) -> tuple[np.ndarray, np.ndarray | Non
 
 
 def read_array(
-    path: str | Path, *, key: str | None = None, label_column: str | int | None = None
+    path: str | Path,
+    *,
+    key: str | None = None,
+    label_column: str | int | None = None,
+    max_decompressed_bytes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read ``(values, labels or None)`` from any supported file, without interpretation."""
+    """Read ``(values, labels or None)`` from any supported file, without interpretation.
+
+    :param max_decompressed_bytes: the most a ``.gz`` file or an ``.npz`` array
+        may expand to (default :func:`max_decompressed_bytes`).
+    """
+    limit = max_decompressed_bytes
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"{path}: no such data file")
@@ -153,12 +272,12 @@ def read_array(
         if suffix == ".npy":
             return np.load(path, allow_pickle=False), None
         if suffix == ".npz":
-            return _read_npz(path, key)
+            return _read_npz(path, key, limit)
         if suffix in (".csv", ".txt"):
-            return _read_csv(path, label_column)
+            return _read_csv(path, label_column, limit)
         if _looks_like_idx(path):
-            return read_idx(path), None
-    except (OSError, ValueError, EOFError) as err:
+            return read_idx(path, max_decompressed_bytes=limit), None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         if isinstance(err, DataFileError):
             raise
         raise DataFileError(f"{path}: could not read the file ({err})") from err
@@ -187,6 +306,7 @@ def load_file(
     binarize: float | None = None,
     scale_bytes: bool = True,
     flatten: bool = False,
+    max_decompressed_bytes: int | None = None,
 ) -> ArrayDataset:
     """Load a data file (and optionally a separate label file) into an :class:`ArrayDataset`.
 
@@ -194,9 +314,12 @@ def load_file(
     :param binarize: threshold ``t``: values ``> t`` become 1, others 0 (kind ``binary``).
     :param scale_bytes: scale unsigned-byte IDX images by 1/255 to grey levels.
     :param flatten: flatten each item to a vector.
+    :param max_decompressed_bytes: the most a compressed file may expand to
+        (default: ``PYROMIM_MAX_DECOMPRESSED_MB``, else 1024 MB).
     """
     path = Path(path)
-    values, file_labels = read_array(path, key=key, label_column=label_column)
+    limit = max_decompressed_bytes
+    values, file_labels = read_array(path, key=key, label_column=label_column, max_decompressed_bytes=limit)
     if values.dtype.kind not in "biuf":
         raise DataFileError(f"{path}: holds {values.dtype} values; numeric data are needed")
     if values.ndim == 0 or values.shape[0] == 0:
@@ -220,7 +343,7 @@ def load_file(
     x = x.to(torch.long) if kind == "tokens" else x.to(torch.float32)
     label_tensor = None
     if labels is not None:
-        label_values, _ = read_array(labels)
+        label_values, _ = read_array(labels, max_decompressed_bytes=limit)
         label_tensor = _as_labels(
             label_values.reshape(-1) if label_values.ndim == 2 and 1 in label_values.shape else label_values,
             x.shape[0],

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pyromim.data import DataSplits
 from pyromim.infer.objectives import objective_name
 from pyromim.specs import SpecError
-from pyromim.specs.validation import nearest
+from pyromim.specs.validation import MAX_INT, nearest
 
 if TYPE_CHECKING:
     from pyromim.training.config import TrainConfig
@@ -92,8 +92,10 @@ class RunConfig:
         }
         for key, low in at_least.items():
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise SpecError(f"{where}: '{key}' must be an int >= {low}, got {value!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_INT
+            ):
+                raise SpecError(f"{where}: '{key}' must be an int in [{low}, 2**63 - 1], got {value!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise SpecError(f"{where}: 'lr' must be > 0 and finite, got {self.lr!r}")
         if self.q_x not in (None, "marginal", "data", "learned"):

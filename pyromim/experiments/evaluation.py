@@ -15,8 +15,8 @@ from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE, own_param_store, run_directory
 from pyromim.infer.objectives import make_loss
-from pyromim.models import LatentVariableModel, build_model, load_model
-from pyromim.specs import ModelSpec
+from pyromim.models import CheckpointError, LatentVariableModel, build_model, load_model
+from pyromim.specs import ModelSpec, SpecError
 from pyromim.training import load_trained
 from pyromim.training.fit import CHECKPOINT_DIR
 
@@ -87,7 +87,18 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
         model.likelihood.data_statistics_set.fill_(True)
     objective = info.get("objective", spec.training.objective)
     loss = make_loss(objective, model, q_x=spec.training.q_x)
-    load_trained(model.model, model.guide, loss, path, model.sample(2))
+    try:
+        load_trained(model.model, model.guide, loss, path, model.sample(2))
+    except RuntimeError as err:
+        if "size mismatch" not in str(err) and "key(s) in state_dict" not in str(err):
+            raise
+        detail = next(
+            (line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err).splitlines()[0]
+        )
+        raise CheckpointError(
+            f"{path}: its weights do not fit the spec in {spec_file} ({detail.rstrip('.')}); the spec was changed "
+            f"after training: restore it, or evaluate the run's {MODEL_FILE}, which holds its own spec"
+        ) from None
     return model, path, info
 
 
@@ -116,7 +127,12 @@ def evaluate_run(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise SpecError(
+            f"'num_samples' (importance samples per item for the NLL) must be an int >= 1, got {num_samples!r}"
+        )
     from pyromim.metrics import evaluate as evaluate_metrics
+    from pyromim.metrics.evaluate import evaluation_size_problem
 
     model, source, info = load_run_model(path)
     spec = model.spec
@@ -145,6 +161,9 @@ def evaluate_run(
     pyro.set_rng_seed(int(info.get("seed", 0)) if seed is None else seed)  # reproducible estimates
     logger.info("evaluating %s on %s (%d items)", source, part.name, len(part))
     with_labels = part.labels is not None and splits.train.labels is not None
+    problem = evaluation_size_problem(len(part), len(splits.train) if with_labels else None)
+    if problem is not None:
+        raise DataMismatchError(f"{part.name}: {problem}; give more data or a larger --n-test")
     metrics = evaluate_metrics(
         model.model,
         model.guide,

@@ -33,12 +33,13 @@ from typing import Any, TypeVar
 import pyro
 import torch
 
-from pyromim.data import DataSplits
+from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.report import write_json, write_text
 from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.models import LatentVariableModel, build_model, save_model
+from pyromim.models.memory import check_memory
 from pyromim.specs import ModelSpec, resolve_spec
 from pyromim.training import FitResult, fit
 from pyromim.training.fit import CHECKPOINT_DIR
@@ -135,6 +136,30 @@ def training_spec(
     return dataclasses.replace(base, training=training).validate(f"spec '{base.name}'"), name
 
 
+def check_run_preconditions(spec: ModelSpec, config: RunConfig, splits: DataSplits) -> None:
+    """Refuse, before anything is written or trained, a run that could not finish.
+
+    The training state and one batch must fit in memory (naming the key, see
+    :func:`pyromim.models.memory.check_memory`), and the evaluation part must be
+    large enough for every metric (KSG and 5-NN need more than 5 items).
+    """
+    batch = min(spec.training.batch_size, len(splits.train))
+    check_memory(spec, batch_size=batch, training=True)
+    part = splits.test or splits.val
+    if not config.evaluate or part is None:
+        return
+    from pyromim.metrics.evaluate import evaluation_size_problem
+
+    labelled = part.labels is not None and splits.train.labels is not None
+    problem = evaluation_size_problem(len(part), len(splits.train) if labelled else None)
+    if problem is not None:
+        key = "n_test" if splits.test is not None else "n_val"
+        raise DataMismatchError(
+            f"{part.name}: {problem}; give more data or a larger '{key}' (--{key.replace('_', '-')}), "
+            f"so that the run is not trained only to fail in its evaluation"
+        )
+
+
 @own_param_store
 def run(
     spec: str | Path | ModelSpec,
@@ -177,6 +202,7 @@ def run(
         data_options=c.data_options,
         likelihood=model.likelihood,
     )
+    check_run_preconditions(spec, c, splits)
     if spec.data.standardize:
         model.likelihood.set_data_statistics(splits.train.x)
         logger.info("standardising the data by the training part's mean and standard deviation ([data] standardize)")

@@ -69,6 +69,19 @@ def _knn5(
     return knn_accuracy(z_train, train_labels, z, labels, k=5)
 
 
+def evaluation_size_problem(n_items: int, n_train: int | None = None, *, ksg_k: int = 5, knn_k: int = 5) -> str | None:
+    """Why :func:`evaluate` cannot work on ``n_items`` items (with ``n_train`` labelled
+    training items for the KNN accuracy, or leave-one-out when ``None``), or ``None``."""
+    if n_items < ksg_k + 1:
+        return (
+            f"{n_items} item(s) are too few to evaluate: the KSG mutual information with k={ksg_k} "
+            f"needs at least {ksg_k + 1}"
+        )
+    if n_train is not None and n_train < knn_k:
+        return f"{n_train} training item(s) are too few for the {knn_k}-NN accuracy, which needs at least {knn_k}"
+    return None
+
+
 @torch.no_grad()
 def evaluate(
     model: Callable,

@@ -9,6 +9,7 @@ from torch import nn
 
 from pyromim.likelihoods import LIKELIHOODS, Likelihood
 from pyromim.models.latent_variable_model import LatentVariableModel
+from pyromim.models.memory import check_memory
 from pyromim.nn import NETWORKS, GaussianHead, GaussianNetwork
 from pyromim.nn.networks import encoder_width
 from pyromim.priors import PRIORS, Prior
@@ -43,8 +44,11 @@ def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
     :param spec: a :class:`~pyromim.specs.ModelSpec`, a path to a ``.toml``
         spec file, or the name of a spec in the catalogue (``models/``), e.g.
         ``"toy4"``; see :func:`pyromim.specs.available_specs`.
+    :raises SpecError: the spec's weights alone need more memory than the
+        machine has (see :mod:`pyromim.models.memory`).
     """
     spec = resolve_spec(spec)
+    check_memory(spec)
     m = spec.model
     likelihood = make_likelihood(spec)
     features = likelihood.feature_shape

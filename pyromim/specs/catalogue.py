@@ -42,10 +42,16 @@ def resolve_spec(spec: str | Path | ModelSpec) -> ModelSpec:
     # A path when it says so (.toml) or names a file; a directory named like a
     # spec (say, an earlier run's output) does not hide the catalogue.
     if path.suffix == ".toml" or path.is_file():
+        if path.is_dir():
+            raise SpecError(f"{path}: is a directory, not a spec file; give a .toml file or a catalogue name")
         if not path.is_file():
             raise FileNotFoundError(f"spec file {path} does not exist")
         return ModelSpec.load(path)
     names = available_specs()
+    if str(spec) not in names and path.is_dir():
+        raise SpecError(
+            f"{path}: is a directory, not a spec; give a .toml file or a catalogue name ({', '.join(names)})"
+        )
     if str(spec) not in names:
         close = difflib.get_close_matches(str(spec), names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

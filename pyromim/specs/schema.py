@@ -123,6 +123,12 @@ class ModelSpec:
     def validate(self, where: str = "spec") -> ModelSpec:
         """Check combinations the per-key checks cannot see; return ``self``."""
         d, m, t = self.data, self.model, self.training
+        problem = unsafe_name_problem(self.name)
+        if problem is not None:
+            raise SpecError(
+                f"{where}: 'name' = {self.name!r} {problem}; the name becomes a folder of the run directory, "
+                "so write a plain name such as 'my_model' (letters, digits, '_', '-', '.')"
+            )
         if not d.shape or any(s < 1 for s in d.shape):
             raise SpecError(f"{where}: 'data.shape' must be a non-empty list of positive sizes, got {d.shape}")
         allowed = likelihoods_for_kind(d.kind)
@@ -152,6 +158,11 @@ class ModelSpec:
                 raise SpecError(f"{where}: '{key}' must be >= 1, got {value}")
         if m.levels == 2 and (m.top_latent_dim is None or m.top_latent_dim < 1):
             raise SpecError(f"{where}: 'model.top_latent_dim' (an int >= 1) is required when 'model.levels' = 2")
+        if m.levels == 2 and not m.conditional_hidden:
+            raise SpecError(
+                f"{where}: 'model.conditional_hidden' = [] is not supported: the conditional networks of a "
+                f"two-level model need at least one hidden width (e.g. [256])"
+            )
         if m.marginal_components < 0:
             raise SpecError(f"{where}: 'model.marginal_components' must be >= 0, got {m.marginal_components}")
         if m.likelihood_scale == "fixed" and not m.likelihood_fixed_scale > 0:
@@ -176,6 +187,12 @@ class ModelSpec:
                 raise SpecError(
                     f"{where}: '{table}.network' = 'conv' needs 'data.shape' = [C, H, W], got {d.shape}; "
                     "use network = 'mlp' for flat data"
+                )
+            if net.network == "mlp" and not net.hidden:
+                raise SpecError(
+                    f"{where}: '{table}.hidden' = [] is not supported: an MLP needs at least one hidden "
+                    f"width (e.g. hidden = [50]); without one the network is a linear map, under which "
+                    f"the per-datum scales collapse and the MIM loss becomes non-finite"
                 )
             if net.network == "conv" and (not net.hidden or not net.channels):
                 raise SpecError(f"{where}: '{table}.network' = 'conv' needs non-empty 'hidden' and 'channels'")
@@ -221,7 +238,19 @@ class ModelSpec:
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
         path = Path(path)
-        return cls.from_toml(path.read_text(encoding="utf-8"), where=str(path))
+        if path.is_dir():
+            raise SpecError(f"{path}: is a directory, not a spec file; give a .toml file or a catalogue name")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise SpecError(
+                f"{path}: not a spec file: byte {err.start} is not UTF-8 text (a spec is a TOML text file)"
+            ) from None
+        except (FileNotFoundError, IsADirectoryError):
+            raise
+        except OSError as err:
+            raise SpecError(f"{path}: cannot read the spec file: {err.strerror or err}") from None
+        return cls.from_toml(text, where=str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_toml(), encoding="utf-8")
@@ -229,6 +258,28 @@ class ModelSpec:
     def replace(self, **changes: Any) -> ModelSpec:
         """A validated copy with top-level fields replaced."""
         return dataclasses.replace(self, **changes).validate()
+
+
+def unsafe_name_problem(name: str) -> str | None:
+    """What makes ``name`` unsafe as one folder name (a path separator, so any absolute
+    path; ``.`` or ``..``; a drive; a control character), or ``None`` when it is a plain name.
+
+    A spec's name chooses the run directory (``runs/NAME/...``), so a spec file
+    from elsewhere must not be able to point it outside that folder.
+    """
+    if not name.strip():
+        return "is empty"
+    if name in (".", ".."):
+        return "is a relative path"
+    if "/" in name or "\\" in name:
+        return "holds a path separator"
+    if ":" in name:  # absolute paths hold a separator; 'C:x' names a drive on Windows
+        return "holds ':' (a drive or stream separator on Windows)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character"
+    if name.startswith("~"):
+        return "starts with '~' (a home directory in shells)"
+    return None
 
 
 def _upgrade(data: dict[str, Any], where: str) -> dict[str, Any]:

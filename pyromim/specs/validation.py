@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: The largest integer TOML (and a C ``long``) holds; Python's reader accepts larger ones.
+MAX_INT = 2**63 - 1
+
 
 class SpecError(ValueError):
     """A model specification is invalid; the message names the key and what is allowed."""
@@ -55,6 +58,8 @@ def _check_value(value: Any, tp: Any, key: str, where: str) -> Any:
         return float(value)
     if tp in (int, float, str, bool):
         if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+            if tp is int and abs(value) > MAX_INT:
+                raise SpecError(f"{where}: '{key}' = {value} is too large (TOML integers stop at 2**63 - 1)")
             return value
         raise SpecError(f"{where}: '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}")
     raise TypeError(f"unsupported spec field type {tp!r} for '{key}'")  # pragma: no cover
