@@ -88,6 +88,11 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
     group.add_argument("--warmup-epochs", type=int, metavar="N", help="epochs of beta (and learning-rate) warm-up")
     group.add_argument("--patience", type=int, metavar="N", help="early stopping patience in epochs (0: off)")
     group.add_argument("--q-x", choices=("marginal", "data", "learned"), help="log q(x) estimate of the MIM objectives")
+    group.add_argument(
+        "--no-compile",
+        action="store_true",
+        help="train the MIM objectives with the Python loss (Trace_MIM) instead of the compiled one (JitTrace_MIM)",
+    )
     devices = parser.add_argument_group("devices")
     devices.add_argument(
         "--devices",
@@ -260,7 +265,7 @@ def _run_config(args: argparse.Namespace) -> Any:
     """
     from pyromim.experiments import RunConfig
 
-    own = {"objective", "seed", "resume", "devices", "data_options", "progress", "plots"}
+    own = {"objective", "seed", "resume", "devices", "data_options", "progress", "plots", "compile"}
     by_name = {
         field.name: getattr(args, field.name)
         for field in dataclasses.fields(RunConfig)
@@ -272,6 +277,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         devices=_devices(args.devices),
         progress=not args.no_progress,
         plots=not args.no_plots,
+        compile=not args.no_compile,
     )
 
 

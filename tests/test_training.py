@@ -327,6 +327,66 @@ def test_validation_uses_common_random_numbers_and_leaves_training_draws_alone(t
     assert [r["train_loss"] for r in with_val.history] == [r["train_loss"] for r in without.history]
 
 
+class LossRecorder(pl.Callback):
+    """Records the loss class the training steps used and whether it ran compiled."""
+
+    def on_train_end(self, trainer, pl_module):
+        loss = pl_module.loss_object
+        self.used = (type(loss).__name__, getattr(loss, "compile", None))
+
+
+def test_compiled_training_matches_the_python_loss(tmp_path, data):
+    # the compiled loss draws what the Python loss draws and runs the same ops, so the
+    # runs are the same bit for bit; covered: the A-MIM warm-up epoch and the symmetric
+    # ones (two graphs), a smaller last batch, validation
+    runs, used = {}, {}
+    for compiled in (True, False):
+        recorder = LossRecorder()
+        runs[compiled] = fit(
+            *make_function_pair(),
+            Trace_MIM(),
+            data.train,
+            data.val,
+            epochs=3,
+            batch_size=96,
+            warmup_epochs=1,
+            lr=1e-2,
+            compile=compiled,
+            clear_param_store=True,
+            out_dir=tmp_path / str(compiled),
+            callbacks=[recorder],
+            **QUIET,
+        )
+        used[compiled] = recorder.used
+    assert used == {True: ("JitTrace_MIM", True), False: ("Trace_MIM", None)}
+    assert runs[True].history == runs[False].history
+    assert_same_parameters(*(final_parameters(runs[c].last_checkpoint) for c in (True, False)))
+
+
+def test_training_falls_back_to_the_python_loss_when_the_programs_cannot_compile(tmp_path, data, caplog):
+    def untraceable_pair():
+        model, guide = make_function_pair()
+
+        def untraceable(x):
+            if torch.jit.is_tracing():  # stands for any program torch.jit.trace rejects
+                raise RuntimeError("this program cannot be traced")
+            return model(x)
+
+        return untraceable, guide
+
+    fresh = dict(epochs=2, batch_size=96, warmup_epochs=1, clear_param_store=True, **QUIET)
+    with caplog.at_level("WARNING", logger="pyromim.training.module"):
+        fallback = fit(*untraceable_pair(), Trace_MIM(), data.train, out_dir=tmp_path / "a", **fresh)
+    notices = [r.getMessage() for r in caplog.records if "could not compile" in r.getMessage()]
+    assert notices == [
+        "JitTrace_MIM could not compile this model/guide pair (RuntimeError: this program cannot be traced): "
+        "training with the Python loss instead"
+    ]
+    python = fit(*untraceable_pair(), Trace_MIM(), data.train, out_dir=tmp_path / "b", compile=False, **fresh)
+    # the failed compilation leaves the random state as it found it: the same run exactly
+    assert_same_parameters(final_parameters(fallback.last_checkpoint), final_parameters(python.last_checkpoint))
+
+
 class BreakScale(pl.Callback):
     """Sets the likelihood scale to 0 at the start of epoch 2, making log p(x|z) infinite."""
 

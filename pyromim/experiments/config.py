@@ -41,6 +41,9 @@ class RunConfig:
     Devices (Lightning's): ``devices``, ``strategy``, ``accelerator``, ``num_nodes``;
     ``resume`` (``last.ckpt`` of an interrupted run of the same settings).
 
+    Speed: ``compile`` (train the MIM objectives with the compiled loss,
+    :class:`~pyromim.JitTrace_MIM`; ``False`` for the Python one).
+
     Outputs: ``progress`` (bar), ``evaluate`` (``metrics.json``), ``num_samples``
     (importance samples per item for the NLL), ``plots`` (PNGs; needs matplotlib).
     """
@@ -65,6 +68,7 @@ class RunConfig:
     num_nodes: int = 1
     resume: str | Path | None = None
     progress: bool = True
+    compile: bool = True
     evaluate: bool = True
     num_samples: int = 1000
     plots: bool = True
@@ -135,6 +139,7 @@ class RunConfig:
             num_nodes=self.num_nodes,
             resume=self.resume,
             progress=self.progress,
+            compile=self.compile,
         )
 
     def training_overrides(self) -> dict[str, Any]:

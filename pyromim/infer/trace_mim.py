@@ -722,11 +722,11 @@ class JitTrace_MIM(Trace_MIM):
     """:class:`Trace_MIM` with the loss and surrogate compiled by
     :func:`pyro.ops.jit.trace`, as :class:`~pyro.infer.JitTrace_ELBO` is.
 
-    Same values as :class:`Trace_MIM` for a given random state, and the same
-    gradients up to floating-point rounding (the compiled graph's backward
-    pass sums in another order), from the first call on: compiling runs the
-    programs with extra random draws, after which the random state is reset
-    so the compiled run draws what the Python loss would. Compiling costs a
+    Same values and gradients as :class:`Trace_MIM` for a given random
+    state, bit for bit, from the first call on: compiling runs the programs
+    with extra random draws, after which the random state is reset so the
+    compiled run draws what the Python loss would, and the graph runs
+    unoptimised (op by op, with eager autograd's backward formulas). Compiling costs a
     few traced runs per distinct set of keyword arguments, input shapes (a
     traced graph holds plate sizes as constants, so a smaller last batch gets
     its own graph) and ``symmetric`` setting; afterwards each step skips
@@ -788,7 +788,13 @@ class JitTrace_MIM(Trace_MIM):
 
             self._compiled = compiled
         beta = torch.tensor(self.beta)
-        with warnings.catch_warnings():
+        # unoptimised execution: the graph runs op by op with eager autograd, so
+        # values and gradients are bit for bit the Python loss's (the graph
+        # optimiser's fused backward rounds differently, and switches in after
+        # a few profiling runs, so results would depend on how often a graph
+        # ran before, e.g. on whether a run was resumed); the time saved is
+        # Pyro's Python-side bookkeeping, which the optimiser does not touch
+        with warnings.catch_warnings(), torch.jit.optimized_execution(False):
             if self.ignore_jit_warnings:
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -807,7 +813,8 @@ class JitTrace_MIM(Trace_MIM):
                     raise CompilationError(
                         f"JitTrace_MIM could not compile this model/guide pair ({type(err).__name__}: {first_line})"
                     ) from err
-                set_rng_state(state)
+                finally:
+                    set_rng_state(state)
                 self._signatures.add(signature)
             rng = torch.get_rng_state()
             loss, surrogate, score_sums, cost_means = self._compiled(*args, beta, **kwargs)

@@ -39,6 +39,10 @@ class TrainConfig:
     :ivar restore_best: load the best checkpoint's parameters before the ``evaluate`` hook.
     :ivar clear_param_store: clear Pyro's global param store first (default: leave it
         as the caller has it, as :class:`pyro.infer.SVI` does).
+    :ivar compile: train a :class:`~pyromim.Trace_MIM` loss through its compiled
+        counterpart :class:`~pyromim.JitTrace_MIM` (same settings, same draws, about
+        2-3x faster steps on small models); a pair that cannot be compiled falls back
+        to the Python loss with a one-line notice. Other losses train as given.
     """
 
     epochs: int
@@ -57,6 +61,7 @@ class TrainConfig:
     lr_warmup_epochs: int | None = None
     restore_best: bool = True
     clear_param_store: bool = False
+    compile: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

@@ -19,7 +19,8 @@ import csv
 import importlib.util
 import math
 import os
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +32,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from pyromim._atomic import atomic_write
+from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule
 from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
@@ -104,6 +106,19 @@ class _TensorItems(torch.utils.data.Dataset):
 def _first_batch(data: torch.utils.data.Dataset, batch_size: int) -> torch.Tensor:
     n = min(batch_size, len(cast(Sized, data)))
     return torch.stack([data[i] for i in range(n)])
+
+
+@contextmanager
+def _uncompiled(loss: Any) -> Iterator[None]:
+    """Run a compiled loss (one with ``compile = True``) through its Python path inside."""
+    compiled = getattr(loss, "compile", False) is True
+    if compiled:
+        loss.compile = False
+    try:
+        yield
+    finally:
+        if compiled:
+            loss.compile = True
 
 
 def _strategy(strategy: Any) -> Any:
@@ -217,9 +232,12 @@ def fit(
     pl.seed_everything(seed, verbose=False)
     if c.clear_param_store:
         pyro.clear_param_store()
+    if c.compile and type(loss) is Trace_MIM:
+        loss = JitTrace_MIM.like(loss)
     elbo_module = loss(model, guide)
-    # ELBOModule.parameters() needs the parameters to exist: create them with one call
-    with torch.no_grad():
+    # ELBOModule.parameters() needs the parameters to exist: create them with one
+    # call (through the Python loss: a compiled one hides its param sites)
+    with torch.no_grad(), _uncompiled(loss):
         names = param_sites_used(lambda: elbo_module(_first_batch(train, batch_size)))
     store_params = StoreParameters.adopt(names, elbo_module)
     module = PyroLightningModule(

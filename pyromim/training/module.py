@@ -28,6 +28,7 @@ small validation set stopped digits runs after 20-50 of 200 epochs.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
@@ -41,9 +42,12 @@ from pyro.infer.elbo import ELBOModule
 from pyro.util import get_rng_state, set_rng_state
 from torch import nn
 
+from pyromim.infer.trace_mim import CompilationError
 from pyromim.training.diagnostics import NonFiniteLossError, describe_nonfinite, nonfinite_terms
 from pyromim.training.params import StoreParameters
 from pyromim.training.schedules import NoamFactor, beta_factor
+
+logger = logging.getLogger(__name__)
 
 #: The ``epoch`` entry of the validation pass's seed: no training epoch reaches it.
 VALIDATION_EPOCH = 2**31 - 1
@@ -133,10 +137,21 @@ class PyroLightningModule(pl.LightningModule):
             for key, value in saved.items():
                 setattr(loss, key, value)
 
+    def _loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The objective on batch ``x``; a compiled loss that cannot compile the
+        programs (a :class:`~pyromim.infer.CompilationError`, raised before any
+        draw) falls back to its Python path for the rest of the run."""
+        try:
+            return self.elbo_module(x)
+        except CompilationError as err:
+            logger.warning("%s: training with the Python loss instead", err)
+            self.loss_object.compile = False
+            return self.elbo_module(x)
+
     def _objective(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
         reported: list[str] = []
         try:
-            loss = self.elbo_module(x) / x.shape[0]
+            loss = self._loss(x) / x.shape[0]
             finite = bool(torch.isfinite(loss.detach()).all())
         except NonFiniteLossError as err:  # Trace_MIM names the term itself
             loss, finite, reported = torch.tensor(float("nan")), False, [str(err)]
