@@ -752,8 +752,8 @@ class JitTrace_MIM(Trace_MIM):
 
     @classmethod
     def like(cls, loss: Trace_MIM) -> JitTrace_MIM:
-        """A compiled loss with ``loss``'s settings and state (its score-function
-        baselines are the same dictionary, so both see their updates)."""
+        """A compiled loss with ``loss``'s settings and state (both read and
+        update the same score-function baselines)."""
         if type(loss) is not Trace_MIM:
             raise TypeError(f"JitTrace_MIM.like takes a Trace_MIM, got {type(loss).__name__}")
         compiled = cls.__new__(cls)
