@@ -294,7 +294,7 @@ class Trace_MIM(ELBO):
         discrete latents in the model.
     :param baseline_decay: decay of the running-mean baseline of each
         score-function site's cost; ``None`` disables baselines. The baselines
-        are kept in Pyro's param store (see :class:`StoreBaselines`), so a saved
+        are kept in Pyro's param store (a ``StoreBaselines`` mapping), so a saved
         store keeps them and losses sharing a store share them, as Pyro's own are.
     :param guide_inputs: ``{observed site: guide parameter}`` or a callable
         ``(generated, args, kwargs) -> (args, kwargs)`` overriding how

@@ -45,7 +45,7 @@ def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
         spec file, or the name of a spec in the catalogue (``models/``), e.g.
         ``"toy4"``; see :func:`pyromim.specs.available_specs`.
     :raises SpecError: the spec's weights alone need more memory than the
-        machine has (see :mod:`pyromim.models.memory`).
+        machine has (an estimate from the spec's layer sizes).
     """
     spec = resolve_spec(spec)
     check_memory(spec)
