@@ -310,3 +310,20 @@ def test_npz_array_expanding_past_the_limit_is_refused(tmp_path):
     with pytest.raises(DataFileError, match=r"zeros\.npz: holds array 'x\.npy' that expands to more than 1 MB"):
         load_file(path, max_decompressed_bytes=2**20)
     assert load_file(path).x.shape == (1000, 300)
+
+
+def test_corrupt_compressed_files_are_data_file_errors(tmp_path):
+    # found by the fuzz suite: zlib's and zipfile's own exceptions escaped as raw tracebacks
+    images = np.arange(4 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(4, 28, 28)
+    write_idx(tmp_path / "i-idx3-ubyte.gz", images, gz=True)
+    raw = bytearray((tmp_path / "i-idx3-ubyte.gz").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (tmp_path / "i-idx3-ubyte.gz").write_bytes(bytes(raw))
+    with pytest.raises(DataFileError, match=r"i-idx3-ubyte\.gz: "):
+        load_file(tmp_path / "i-idx3-ubyte.gz")
+    np.savez_compressed(tmp_path / "a.npz", x=np.arange(2000.0).reshape(100, 20))
+    raw = bytearray((tmp_path / "a.npz").read_bytes())
+    raw[raw.rfind(b"PK\x01\x02") + 10] ^= 0x0F  # the compression method in the central directory
+    (tmp_path / "a.npz").write_bytes(bytes(raw))
+    with pytest.raises(DataFileError, match=r"a\.npz: could not read the file"):
+        load_file(tmp_path / "a.npz")

@@ -36,6 +36,7 @@ import io
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -99,7 +100,10 @@ class _Bounded(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        n = self._raw.readinto(view[: max(1, min(len(view), self._limit + 1 - self._count))])  # type: ignore[attr-defined]
+        try:
+            n = self._raw.readinto(view[: max(1, min(len(view), self._limit + 1 - self._count))])  # type: ignore[attr-defined]
+        except zlib.error as err:  # corrupt deflate data (gzip's own header and CRC errors are OSError/EOFError)
+            raise DataFileError(f"{self._path}: the compressed data are corrupt ({err})") from None
         self._count += n
         if self._count > self._limit:
             raise _too_large(self._path, self._limit, "expands to")
@@ -277,7 +281,8 @@ def read_array(
             return _read_csv(path, label_column, limit)
         if _looks_like_idx(path):
             return read_idx(path, max_decompressed_bytes=limit), None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as err:
+        # NotImplementedError: zipfile on a corrupt .npz naming an unknown compression method
         if isinstance(err, DataFileError):
             raise
         raise DataFileError(f"{path}: could not read the file ({err})") from err

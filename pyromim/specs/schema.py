@@ -142,7 +142,7 @@ class ModelSpec:
 
             if d.dataset not in BUILTIN_DATASETS:
                 raise SpecError(
-                    f"{where}: 'data.dataset' = '{d.dataset}' is not a built-in data set (choose one of: "
+                    f"{where}: 'data.dataset' = {d.dataset!r} is not a built-in data set (choose one of: "
                     f"{', '.join(BUILTIN_DATASETS)}, or leave the key out for data you bring as files)"
                     f"{nearest(d.dataset, BUILTIN_DATASETS)}"
                 )
