@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -9,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from pyromim._atomic import atomic_write_text
+from pyromim._integrity import CheckpointError, one_line, verify
+
+#: The field of a checked JSON file (``run.json``) holding the SHA-256 of the others.
+CHECKSUM_FIELD = "sha256"
 
 #: How to read each metric of :func:`pyromim.metrics.evaluate` (shown under tables).
 METRIC_NOTES = {
@@ -38,13 +43,43 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented strict JSON through a temporary file (atomic replace)."""
+def _json_sha256(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def write_json(path: str | Path, data: Any, *, checksum: bool = False) -> Path:
+    """Write ``data`` as indented strict JSON through a temporary file (atomic replace).
+
+    :param checksum: add a ``"sha256"`` field over the other fields of the dict
+        ``data``, which :func:`read_checked_json` verifies.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_plain(data), indent=2, allow_nan=False) + "\n"
+    plain = _plain(data)
+    if checksum:
+        plain = {k: v for k, v in plain.items() if k != CHECKSUM_FIELD}
+        plain[CHECKSUM_FIELD] = _json_sha256(plain)
+    text = json.dumps(plain, indent=2, allow_nan=False) + "\n"
     write_text(path, text)
     return path
+
+
+def read_checked_json(path: str | Path) -> dict[str, Any]:
+    """The dict a ``write_json(..., checksum=True)`` wrote, its checksum verified.
+
+    :raises pyromim.models.CheckpointError: in one line naming the file, if it is not
+        JSON, has no checksum or its content changed after writing.
+    """
+    path = Path(path)
+    advice = "restore the file or train the run again"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: refused to read: not a JSON file ({one_line(err)}); {advice}") from err
+    if not isinstance(data, dict):
+        data = {}  # refused below: no checksum
+    verify(path, data.pop(CHECKSUM_FIELD, None), _json_sha256(data), advice)
+    return data
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 
 from pyromim._atomic import atomic_write
+from pyromim._integrity import CheckpointError, one_line
 from pyromim.models.build import build_model
 from pyromim.models.latent_variable_model import LatentVariableModel
 from pyromim.specs import ModelSpec, SpecError
 
 FORMAT = "pyromim-model"
-FORMAT_VERSION = 2  # 2: adds "sha256"; version 1 files (no checksum) are still read
+FORMAT_VERSION = 2  # 2: adds "sha256"; version 1 files (no checksum) are refused: they cannot be verified
 
 
 def _checksum(spec_text: str, state: dict[str, torch.Tensor]) -> str:
@@ -34,10 +35,6 @@ def _checksum(spec_text: str, state: dict[str, torch.Tensor]) -> str:
         digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-class CheckpointError(RuntimeError):
-    """A file is not a loadable pyromim checkpoint (corrupted, tampered with, or from elsewhere)."""
 
 
 def save_model(model: LatentVariableModel, path: str | Path) -> None:
@@ -75,15 +72,16 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> La
     except Exception as err:  # noqa: BLE001 - a damaged zip or pickle raises many kinds
         raise CheckpointError(
             f"{path}: refused to load; it is not a checkpoint that loads with weights_only=True "
-            f"(corrupted, tampered with, or not written by pyromim.save_model). Details: {err}"
+            f"(corrupted, tampered with, or not written by pyromim.save_model): {one_line(err)}"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a pyromim model checkpoint (no '{FORMAT}' format tag)")
     version = payload.get("format_version")
-    if version not in (1, FORMAT_VERSION):
+    if version != FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format version {version!r} is not supported "
-            f"(this pyromim reads versions 1 to {FORMAT_VERSION})"
+            f"{path}: checkpoint format version {version!r} is not supported: this pyromim reads "
+            f"version {FORMAT_VERSION}, whose SHA-256 checksum it verifies; save the model again with "
+            "pyromim.save_model, or train it again"
         )
     spec_text, state = payload.get("spec_toml"), payload.get("state_dict")
     if (
@@ -92,7 +90,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> La
         or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
     ):
         raise CheckpointError(f"{path}: checkpoint lacks its spec text or a state_dict of named tensors")
-    if version >= 2 and payload.get("sha256") != _checksum(spec_text, state):
+    if payload.get("sha256") != _checksum(spec_text, state):
         raise CheckpointError(
             f"{path}: checksum mismatch: the stored spec or weights changed after saving "
             "(file corrupted or edited); re-save the model or restore the file"
@@ -105,5 +103,5 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> La
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{path}: weights do not match the embedded spec '{spec.name}': {err}") from err
+        raise CheckpointError(f"{path}: weights do not match the embedded spec '{spec.name}': {one_line(err)}") from err
     return model
