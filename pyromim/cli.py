@@ -105,6 +105,9 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
     devices.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines taking part (default 1)")
     output = parser.add_argument_group("output")
     output.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    output.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in the output directory (else refused)"
+    )
     output.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -476,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    from pyromim._run_dir import RunDirectoryError
     from pyromim.data import DataFileError, DataMismatchError
     from pyromim.infer import GuideInputsError, NonFiniteLossError
     from pyromim.likelihoods import DataSupportError
@@ -489,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataFileError,
         DataSupportError,
         CheckpointError,
+        RunDirectoryError,
         GuideInputsError,
         FileNotFoundError,
     )

@@ -126,6 +126,61 @@ def test_resume_through_the_cli_ends_like_an_uninterrupted_run(tmp_path):
     assert full.keys() == resumed.keys()
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
+    # the seeded in-run evaluation and the log are those of the uninterrupted run too
+    for name in ("metrics.json", "metrics.csv"):
+        assert (tmp_path / "part" / name).read_text() == (tmp_path / "full" / name).read_text(), name
+
+
+def test_resuming_a_finished_run_trains_no_more_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["train", "toy4", "--objective", "amim", "--no-plots", *TINY, "--out", str(out)]
+    assert main(common) == 0
+    last = out / "checkpoints" / "last.ckpt"
+    before = {name: (out / name).read_bytes() for name in ("checkpoints/last.ckpt", "metrics.csv", "metrics.json")}
+    capsys.readouterr()
+    assert main([*common, "--resume", str(last)]) == 0
+    assert "nothing left to train" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert json.loads((out / "run.json").read_text())["epochs_completed"] == 2
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "toy4", "--objective", "amim", "--no-plots", *TINY, "--out", str(out)]) == 0
+    last = str(out / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    assert main(["train", "toy4", "--objective", "elbo", "--no-plots", *TINY, "--resume", last]) == 2
+    err = capsys.readouterr().err
+    assert "objective: checkpoint 'amim', now 'elbo'" in err and _one_line(err)
+    assert main(["train", "toy4", "--objective", "amim", "--no-plots", *TINY, "--lr", "0.5", "--resume", last]) == 2
+    assert "spec [training] lr: 0.001 -> 0.5" in capsys.readouterr().err
+
+
+def test_resume_of_a_missing_checkpoint_writes_nothing(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "checkpoints" / "last.ckpt"
+    assert main(["train", "toy4", *TINY, "--resume", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("name", ["checkpoints/best.ckpt", "run.json"])
+def test_evaluating_a_run_with_a_corrupted_file_is_refused(tmp_path, capsys, name):
+    out = tmp_path / "run"
+    assert main(["train", "toy4", "--no-plots", *TINY, "--out", str(out)]) == 0
+    (out / "model.pt").unlink()  # evaluate from best.ckpt
+    path = out / name
+    raw = bytearray(path.read_bytes())
+    if name == "run.json":
+        raw = bytearray(path.read_text().replace('"seed": 0', '"seed": 1').encode())
+    else:
+        weight = torch.load(path, weights_only=True)["state_dict"]["owners.0.encoder.body.net.0.weight"]
+        at = raw.index(weight.numpy().tobytes())
+        raw[at : at + 4] = torch.tensor([1.2e36]).numpy().tobytes()
+    path.write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--num-samples", "5"]) == 2
+    err = capsys.readouterr().err
+    assert name.split("/")[-1] in err and "checksum mismatch" in err and _one_line(err)
 
 
 def test_compare_prints_side_by_side_table(tmp_path, capsys):
@@ -437,7 +492,9 @@ def test_checkpoint_of_a_changed_spec_is_refused_in_one_line(trained, tmp_path, 
     spec.write_text(spec.read_text().replace("hidden = [50]", "hidden = [60]"))
     code, err = run_error(["evaluate", str(run / "checkpoints" / "last.ckpt"), "--num-samples", "5"], capsys)
     line = _one_line(err)
-    assert code == 2 and "last.ckpt: its weights do not fit the spec" in line and "size mismatch" in line
+    assert (
+        code == 2 and "last.ckpt: its weights do not fit the spec" in line and "[encoder] hidden: [50] -> [60]" in line
+    )
 
 
 def test_decompression_limit_option(tmp_path, capsys, monkeypatch):
@@ -454,3 +511,45 @@ def test_decompression_limit_option(tmp_path, capsys, monkeypatch):
     assert "PYROMIM_MAX_DECOMPRESSED_MB" not in os.environ  # the option does not outlive the command
     code, err = run_error(["train", "toy4", "--max-decompressed-mb", "0", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "--max-decompressed-mb must be > 0" in _one_line(err)
+
+
+def test_a_run_directory_is_never_overwritten_unless_asked(tmp_path, capsys):
+    out = tmp_path / "run"
+    command = ["train", "toy4", "--no-plots", *TINY, "--out", str(out)]
+    assert main(command) == 0
+    (out / "evaluation.json").write_text("{}")  # from an earlier 'pyromim evaluate'
+    (out / "checkpoints" / ".last.ckpt.k2j4x9.tmp").write_bytes(b"half a file")  # left by a kill
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--overwrite" in err and "--resume" in err and _one_line(err)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+    assert main([*command, "--overwrite"]) == 0
+    assert not (out / "evaluation.json").exists()  # no stale file beside the new model
+    assert not list(out.rglob("*.tmp"))
+    assert (out / "model.pt").is_file() and (out / "run.json").is_file()
+
+
+def test_two_processes_cannot_share_a_run_directory(tmp_path, capsys):
+    from pyromim._run_dir import claim_run_directory
+
+    out = tmp_path / "run"
+    with claim_run_directory(out):  # as another process holding it would
+        assert main(["train", "toy4", "--no-plots", *TINY, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"pid {os.getpid()}" in err and ".pyromim.lock" in err and _one_line(err)
+    with claim_run_directory(out):  # released at the end of the block; a killed holder releases it too
+        pass
+
+
+def test_outputs_have_the_users_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        assert main(["train", "toy4", "--no-plots", *TINY, "--out", str(out)]) == 0
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert {"model.pt", "run.json", "metrics.json", "metrics.csv", "checkpoints/last.ckpt"} <= set(modes)
+    assert set(modes.values()) == {0o644}, modes

@@ -20,6 +20,7 @@ from pyro_pairs import Decoder, Encoder, WarmupELBO, final_parameters, make_func
 
 from pyromim import Trace_MIM
 from pyromim.data import toy4
+from pyromim.models import CheckpointError
 from pyromim.training import (
     NoamFactor,
     NonFiniteLossError,
@@ -101,6 +102,48 @@ def test_checkpoints_never_unpickle_objects(tmp_path, data):
             resume=tmp_path / "evil.ckpt",
             **QUIET,
         )
+
+
+def _corrupt(path, how):
+    """Damage a checkpoint file: flip one weight's bytes to 1.2e36, truncate it, or replace it with noise."""
+    raw = bytearray(path.read_bytes())
+    if how == "weight":
+        weight = next(v for v in load_checkpoint(path)["state_dict"].values() if v.numel() > 1)
+        original = weight.reshape(-1)[:1].numpy().tobytes()
+        at = raw.index(weight.numpy().tobytes())  # the tensor's bytes are stored as they are
+        raw[at : at + len(original)] = torch.tensor([1.2e36], dtype=weight.dtype).numpy().tobytes()
+    elif how == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif how == "random":
+        raw = bytearray(torch.randint(0, 256, (len(raw),), generator=torch.Generator().manual_seed(0)).byte().numpy())
+    elif how == "object":
+        state = torch.load(path, weights_only=True)
+        state["payload"] = Payload()
+        torch.save(state, path)
+        return
+    elif how == "no checksum":
+        state = torch.load(path, weights_only=True)
+        del state["pyromim_sha256"]
+        torch.save(state, path)
+        return
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("how", ["weight", "truncated", "random", "object", "no checksum"])
+def test_damaged_checkpoints_are_refused_in_one_line(tmp_path, data, how):
+    model, guide = make_function_pair()
+    kwargs = dict(epochs=1, batch_size=64, progress=False, clear_param_store=True)
+    run = fit(model, guide, Trace_ELBO(), data.train, data.val, out_dir=tmp_path / "r", **kwargs)
+    for path in (run.best_checkpoint, run.last_checkpoint):
+        assert load_checkpoint(path)["epoch"] == 0  # intact files load, their checksum verified
+        _corrupt(path, how)
+        with pytest.raises(CheckpointError, match=path.name) as info:
+            load_checkpoint(path)
+        assert "\n" not in str(info.value) and "train again" in str(info.value)
+    with pytest.raises(CheckpointError, match="last.ckpt"):  # never resumed from
+        fit(model, guide, Trace_ELBO(), data.train, out_dir=tmp_path / "r", resume=run.last_checkpoint, **kwargs)
+    with pytest.raises(CheckpointError, match="best.ckpt"):  # never evaluated
+        load_trained(model, guide, Trace_ELBO(), run.best_checkpoint, data.train.x[:2])
 
 
 # ---------------------------------------------------------------- training
@@ -537,6 +580,39 @@ def test_resume_matches_uninterrupted_run(tmp_path, data):
     epochs = lambda p: sorted({float(r["epoch"]) for r in csv.DictReader(open(p)) if r["epoch"]})  # noqa: E731
     assert epochs(resumed.metrics_csv) == epochs(full.metrics_csv)
     assert not list((tmp_path / "part").glob("*.before-resume"))
+
+
+def test_repeated_resumes_keep_every_log_row_and_a_stopped_run_trains_no_more(tmp_path, data):
+    kwargs = {**run_kwargs(None), "epochs": 30, "patience": 1, "lr": 5e-2, "warmup_epochs": 1}
+    model, guide = make_function_pair()
+    full = fit(model, guide, WarmupELBO(), data.train, data.val, **{**kwargs, "out_dir": tmp_path / "full"})
+    assert full.stopped_early and full.epochs_completed < 30
+    part = tmp_path / "part"
+    last = part / "checkpoints" / "last.ckpt"
+    for epochs, resume in ((2, None), (3, last), (30, last)):  # two resumes, the second to the early stop
+        model, guide = make_function_pair()
+        resumed = fit(
+            model,
+            guide,
+            WarmupELBO(),
+            data.train,
+            data.val,
+            **{**kwargs, "out_dir": part, "epochs": epochs, "resume": resume},
+        )
+    assert_same_parameters(final_parameters(full.last_checkpoint), final_parameters(last))
+    # every row, learning-rate rows too, in the order an uninterrupted run logs them
+    assert resumed.metrics_csv.read_text() == full.metrics_csv.read_text()
+    assert any(row["lr-Adam"] for row in csv.DictReader(open(full.metrics_csv)))
+    # resuming the stopped run again trains nothing and rewrites nothing
+    before = {p.name: p.read_bytes() for p in (last, part / "metrics.csv", part / "checkpoints" / "best.ckpt")}
+    model, guide = make_function_pair()
+    again = fit(model, guide, WarmupELBO(), data.train, data.val, **{**kwargs, "out_dir": part, "resume": last})
+    assert {p.name: p.read_bytes() for p in (last, part / "metrics.csv", part / "checkpoints" / "best.ckpt")} == before
+    assert (again.epochs_completed, again.stopped_early, again.best_score) == (
+        full.epochs_completed,
+        True,
+        full.best_score,
+    )
 
 
 def test_tensorboard_log_when_installed(tmp_path, data):

@@ -39,7 +39,8 @@ class RunConfig:
     ``n_train``, ``n_val``, ``n_test``.
 
     Devices (Lightning's): ``devices``, ``strategy``, ``accelerator``, ``num_nodes``;
-    ``resume`` (``last.ckpt`` of an interrupted run of the same settings).
+    ``resume`` (``last.ckpt`` of an interrupted run of the same settings);
+    ``overwrite`` (replace an earlier run in the output directory, which is otherwise refused).
 
     Speed: ``compile`` (train the MIM objectives with the compiled loss,
     :class:`~pyromim.JitTrace_MIM`; ``False`` for the Python one).
@@ -67,6 +68,7 @@ class RunConfig:
     accelerator: str = "auto"
     num_nodes: int = 1
     resume: str | Path | None = None
+    overwrite: bool = False
     progress: bool = True
     compile: bool = True
     evaluate: bool = True

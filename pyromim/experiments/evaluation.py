@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,12 +12,20 @@ import pyro
 
 from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.datasets import prepare_data
-from pyromim.experiments.runner import MODEL_FILE, RUN_FILE, SPEC_FILE, own_param_store, run_directory
+from pyromim.experiments.report import read_checked_json
+from pyromim.experiments.runner import (
+    MODEL_FILE,
+    RUN_FILE,
+    SPEC_FILE,
+    own_param_store,
+    run_directory,
+    spec_differences,
+)
 from pyromim.infer.objectives import make_loss
 from pyromim.models import CheckpointError, LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec, SpecError
-from pyromim.training import load_trained
-from pyromim.training.fit import CHECKPOINT_DIR
+from pyromim.training import load_checkpoint, load_trained
+from pyromim.training.fit import CHECKPOINT_DIR, RUN_INFO_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ class EvaluationResult:
 
 def _run_info(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_checked_json(path) if path.is_file() else {}
 
 
 @own_param_store
@@ -75,17 +82,31 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
     if path.suffix != ".ckpt":
         return load_model(path), path, _run_info(run_directory(path))
     run_dir = run_directory(path)
-    spec_file = run_dir / SPEC_FILE
-    if not spec_file.is_file():
-        raise FileNotFoundError(
-            f"{path}: a training checkpoint holds no spec; expected {spec_file} next to its {CHECKPOINT_DIR}/ folder"
-        )
     info = _run_info(run_dir)
-    spec = ModelSpec.load(spec_file)
+    # a run's checkpoints carry its spec and objective (checksummed); others need spec.toml
+    saved = load_checkpoint(path).get(RUN_INFO_KEY)
+    spec_file = run_dir / SPEC_FILE
+    if isinstance(saved, dict) and isinstance(saved.get("spec_toml"), str):
+        spec = ModelSpec.from_toml(saved["spec_toml"], where=f"{path} (embedded spec)")
+        objective = str(saved.get("objective", spec.training.objective))
+        if spec_file.is_file():  # an edited spec.toml is not silently ignored
+            changed = spec_differences(saved["spec_toml"], spec_file.read_text(encoding="utf-8"), ignore=("epochs",))
+            if changed:
+                raise CheckpointError(
+                    f"{path}: its weights do not fit the spec in {spec_file} ({'; '.join(changed)}); the spec was "
+                    f"changed after training: restore it, or evaluate the run's {MODEL_FILE}, which holds its own spec"
+                )
+    else:
+        if not spec_file.is_file():
+            raise FileNotFoundError(
+                f"{path}: a training checkpoint holds no spec; expected {spec_file} next to its "
+                f"{CHECKPOINT_DIR}/ folder"
+            )
+        spec = ModelSpec.load(spec_file)
+        objective = info.get("objective", spec.training.objective)
     model = build_model(spec)
     if spec.data.standardize:  # placeholders: load_trained restores the checkpoint's statistics
         model.likelihood.data_statistics_set.fill_(True)
-    objective = info.get("objective", spec.training.objective)
     loss = make_loss(objective, model, q_x=spec.training.q_x)
     try:
         load_trained(model.model, model.guide, loss, path, model.sample(2))

@@ -19,13 +19,15 @@ draws of 10,000 points per split).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,16 +35,18 @@ from typing import Any, TypeVar
 import pyro
 import torch
 
+from pyromim._run_dir import claim_run_directory
 from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.report import write_json, write_text
 from pyromim.infer.objectives import make_loss, objective_label, objective_name
-from pyromim.models import LatentVariableModel, build_model, save_model
+from pyromim.models import CheckpointError, LatentVariableModel, build_model, save_model
 from pyromim.models.memory import check_memory
 from pyromim.specs import ModelSpec, resolve_spec
-from pyromim.training import FitResult, fit
-from pyromim.training.fit import CHECKPOINT_DIR
+from pyromim.specs.toml_io import loads as toml_loads
+from pyromim.training import FitResult, fit, load_checkpoint
+from pyromim.training.fit import CHECKPOINT_DIR, RUN_INFO_KEY
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -160,6 +164,65 @@ def check_run_preconditions(spec: ModelSpec, config: RunConfig, splits: DataSpli
         )
 
 
+def _flat_spec(toml_text: str) -> dict[str, Any]:
+    """``{"[table] key": value}`` of a spec's TOML text."""
+    flat: dict[str, Any] = {}
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for key, value in table.items():
+            if isinstance(value, Mapping):
+                walk(value, f"{prefix}.{key}" if prefix else key)
+            else:
+                flat[f"[{prefix}] {key}" if prefix else key] = value
+
+    walk(toml_loads(toml_text), "")
+    return flat
+
+
+def spec_differences(old: str, new: str, ignore: tuple[str, ...] = ()) -> list[str]:
+    """``"[table] key: old value -> new value"`` for each key that differs between two specs' TOML texts,
+    except the ``[training]`` keys named in ``ignore``."""
+    a, b = _flat_spec(old), _flat_spec(new)
+    skipped = {f"[training] {key}" for key in ignore}
+    return [
+        f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
+        for key in sorted(a.keys() | b.keys())
+        if key not in skipped and a.get(key) != b.get(key)
+    ]
+
+
+def check_resume(checkpoint: str | Path, run_info: Mapping[str, Any]) -> None:
+    """Refuse to resume from ``checkpoint`` unless it was written by a run of the same settings.
+
+    ``run_info`` is what :func:`run` stores in its checkpoints (spec, objective,
+    seed, data, caps); every difference but the number of epochs (a resume may go
+    on to more) is named.
+    :raises FileNotFoundError: no such file.
+    :raises pyromim.models.CheckpointError: a damaged checkpoint, one no run wrote, or other settings.
+    """
+    saved = load_checkpoint(checkpoint).get(RUN_INFO_KEY)
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("spec_toml"), str):
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: it records no run settings (not written by 'pyromim train' "
+            "or pyromim.experiments.run); continue it with pyromim.training.fit(..., resume=...)"
+        )
+    differences = [
+        f"{key}: checkpoint {saved.get(key)!r}, now {value!r}"
+        for key, value in run_info.items()
+        if key != "spec_toml" and saved.get(key) != value
+    ]
+    differences += [
+        f"spec {change}"
+        for change in spec_differences(saved["spec_toml"], run_info["spec_toml"], ignore=("epochs", "objective"))
+    ]
+    if differences:
+        raise CheckpointError(
+            f"cannot resume from {checkpoint}: it was trained with other settings ({'; '.join(differences)}); "
+            "resume with the run's own spec and options (only the number of epochs may change), "
+            "or start a new run in another output directory"
+        )
+
+
 @own_param_store
 def run(
     spec: str | Path | ModelSpec,
@@ -190,6 +253,27 @@ def run(
     spec, objective = training_spec(spec, c.objective, **c.training_overrides())
     seed = c.seed
     t = spec.training
+    data_label = (
+        str(c.data) if isinstance(c.data, (str, Path)) else (spec.data.dataset if c.data is None else "DataSplits")
+    )
+    caps = {"n_train": c.n_train, "n_val": c.n_val, "n_test": c.n_test}
+    # stored in every checkpoint (plain JSON data); a resume must match it
+    run_info = json.loads(
+        json.dumps(
+            {
+                "spec_toml": spec.to_toml(),
+                "objective": objective,
+                "inverse_h": c.inverse_h,
+                "seed": seed,
+                "data": data_label,
+                "data_options": dict(c.data_options or {}),
+                "caps": caps,
+            },
+            default=str,
+        )
+    )
+    if c.resume is not None:  # before anything is built or written
+        check_resume(c.resume, run_info)
     pyro.set_rng_seed(seed)  # the networks' initial weights come from the global RNG
     model = build_model(spec)
     splits = prepare_data(
@@ -222,105 +306,113 @@ def run(
         t.patience or "off",
         out_dir,
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if _launcher_rank_zero():
-        write_text(out_dir / SPEC_FILE, spec.to_toml())
+    # the launcher's process holds the directory; the extra processes of a multi-device run write nothing there
+    claim = (
+        claim_run_directory(out_dir, resume=c.resume is not None, overwrite=c.overwrite)
+        if _launcher_rank_zero()
+        else contextlib.nullcontext()
+    )
+    with claim:
+        if _launcher_rank_zero():
+            write_text(out_dir / SPEC_FILE, spec.to_toml())
 
-    evaluation_part = splits.test or splits.val
-    hook = None
-    if c.evaluate and evaluation_part is not None:
+        evaluation_part = splits.test or splits.val
+        hook = None
+        if c.evaluate and evaluation_part is not None:
 
-        def hook(model_fn: Any, guide_fn: Any) -> dict[str, float]:
-            from pyromim.metrics import evaluate as evaluate_metrics
+            def hook(model_fn: Any, guide_fn: Any) -> dict[str, float]:
+                from pyromim.metrics import evaluate as evaluate_metrics
 
-            model.eval()
-            logger.info(
-                "evaluating on %s (%d items, %d importance samples for the NLL)",
-                evaluation_part.name,
-                len(evaluation_part),
-                c.num_samples,
+                model.eval()
+                logger.info(
+                    "evaluating on %s (%d items, %d importance samples for the NLL)",
+                    evaluation_part.name,
+                    len(evaluation_part),
+                    c.num_samples,
+                )
+                # seeded as evaluate_run seeds: a resumed run's metrics equal the uninterrupted run's
+                pyro.set_rng_seed(seed)
+                return evaluate_metrics(
+                    model_fn,
+                    guide_fn,
+                    evaluation_part.x,
+                    evaluation_part.labels,
+                    splits.train.x if splits.train.labels is not None and evaluation_part.labels is not None else None,
+                    splits.train.labels if evaluation_part.labels is not None else None,
+                    num_samples=c.num_samples,
+                )
+        elif c.evaluate:
+            logger.warning("no test or validation part: metrics.json is not written")
+
+        with warnings.catch_warnings():
+            # the run directory already holds spec.toml, which Lightning's CSV logger warns about
+            warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
+            result = fit(
+                model.model,
+                model.guide,
+                loss,
+                splits.train,
+                splits.val,
+                c.train_config(t),
+                out_dir=out_dir,
+                evaluate=hook,
+                run_info=run_info,
             )
-            return evaluate_metrics(
-                model_fn,
-                guide_fn,
-                evaluation_part.x,
-                evaluation_part.labels,
-                splits.train.x if splits.train.labels is not None and evaluation_part.labels is not None else None,
-                splits.train.labels if evaluation_part.labels is not None else None,
-                num_samples=c.num_samples,
-            )
-    elif c.evaluate:
-        logger.warning("no test or validation part: metrics.json is not written")
-
-    with warnings.catch_warnings():
-        # the run directory already holds spec.toml, which Lightning's CSV logger warns about
-        warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
-        result = fit(
-            model.model,
-            model.guide,
-            loss,
-            splits.train,
-            splits.val,
-            c.train_config(t),
-            out_dir=out_dir,
-            evaluate=hook,
+        outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
+        if not result.is_global_zero:
+            return outcome
+        how = "stopped early" if result.stopped_early else "finished"
+        logger.info(
+            "%s after %d epochs; best %s %.4f",
+            how,
+            result.epochs_completed,
+            "val_loss" if splits.val is not None else "train_loss",
+            result.best_score if result.best_score is not None else float("nan"),
         )
-    outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
-    if not result.is_global_zero:
-        return outcome
-    how = "stopped early" if result.stopped_early else "finished"
-    logger.info(
-        "%s after %d epochs; best %s %.4f",
-        how,
-        result.epochs_completed,
-        "val_loss" if splits.val is not None else "train_loss",
-        result.best_score if result.best_score is not None else float("nan"),
-    )
-    model.eval()
-    save_model(model, out_dir / MODEL_FILE)
-    if outcome.metrics is not None:
-        write_json(out_dir / METRICS_FILE, outcome.metrics)
-    if c.plots:
-        from pyromim.plots import make_run_plots
+        model.eval()
+        save_model(model, out_dir / MODEL_FILE)
+        if outcome.metrics is not None:
+            write_json(out_dir / METRICS_FILE, outcome.metrics)
+        if c.plots:
+            from pyromim.plots import make_run_plots
 
-        with torch.no_grad():
-            outcome.plots = make_run_plots(
-                model,
-                spec,
-                splits,
-                out_dir,
-                history=result.history,
-                metrics_csv=result.metrics_csv,
-                warmup_epochs=t.warmup_epochs if objective != "elbo" else 0,
-                title=f"{spec.name}, {objective_label(objective)}, seed {seed}",
-            )
-    outcome.seconds = time.perf_counter() - start
-    write_json(
-        out_dir / RUN_FILE,
-        {
-            "spec": spec.name,
-            "objective": objective,
-            "inverse_h": c.inverse_h,
-            "seed": seed,
-            "data": str(c.data)
-            if isinstance(c.data, (str, Path))
-            else (spec.data.dataset if c.data is None else "DataSplits"),
-            "data_options": dict(c.data_options or {}),
-            "sizes": sizes,
-            "caps": {"n_train": c.n_train, "n_val": c.n_val, "n_test": c.n_test},
-            "training": dataclasses.asdict(t),
-            "epochs_completed": result.epochs_completed,
-            "stopped_early": result.stopped_early,
-            "best_score": result.best_score,
-            "resumed_from": c.resume,
-            "devices": c.devices,
-            "strategy": c.strategy,
-            "num_samples": c.num_samples,
-            "seconds": round(outcome.seconds, 2),
-            "files": sorted(p.name for p in outcome.plots)
-            + [SPEC_FILE, MODEL_FILE]
-            + ([METRICS_FILE] if outcome.metrics is not None else []),
-        },
-    )
-    logger.info("wrote %s", out_dir)
-    return outcome
+            with torch.no_grad():
+                outcome.plots = make_run_plots(
+                    model,
+                    spec,
+                    splits,
+                    out_dir,
+                    history=result.history,
+                    metrics_csv=result.metrics_csv,
+                    warmup_epochs=t.warmup_epochs if objective != "elbo" else 0,
+                    title=f"{spec.name}, {objective_label(objective)}, seed {seed}",
+                )
+        outcome.seconds = time.perf_counter() - start
+        write_json(
+            out_dir / RUN_FILE,
+            {
+                "spec": spec.name,
+                "objective": objective,
+                "inverse_h": c.inverse_h,
+                "seed": seed,
+                "data": data_label,
+                "data_options": dict(c.data_options or {}),
+                "sizes": sizes,
+                "caps": caps,
+                "training": dataclasses.asdict(t),
+                "epochs_completed": result.epochs_completed,
+                "stopped_early": result.stopped_early,
+                "best_score": result.best_score,
+                "resumed_from": c.resume,
+                "devices": c.devices,
+                "strategy": c.strategy,
+                "num_samples": c.num_samples,
+                "seconds": round(outcome.seconds, 2),
+                "files": sorted(p.name for p in outcome.plots)
+                + [SPEC_FILE, MODEL_FILE]
+                + ([METRICS_FILE] if outcome.metrics is not None else []),
+            },
+            checksum=True,
+        )
+        logger.info("wrote %s", out_dir)
+        return outcome

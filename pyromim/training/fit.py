@@ -4,7 +4,9 @@ A run directory ``out_dir`` receives::
 
     checkpoints/best.ckpt   lowest validation loss (training loss without validation data)
     checkpoints/last.ckpt   end of the latest epoch (resume from it)
-    metrics.csv             per-epoch train_loss, val_loss, beta, lr (Lightning CSV logger)
+    metrics.csv             per-epoch train_loss, val_loss, beta, lr (Lightning CSV logger),
+                            rewritten whole and atomically at every row; a resumed run keeps
+                            the rows logged before its checkpoint
     tensorboard/            the same for TensorBoard, when the tensorboard package is installed
 
 Multi-device training goes through Lightning: ``devices=N, strategy="ddp"``
@@ -17,9 +19,9 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import logging
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +32,22 @@ import pyro
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from pyromim._atomic import atomic_write
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule
 from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
-from pyromim.training.module import PyroLightningModule
+from pyromim.training.module import STOPPED_KEY, PyroLightningModule
 from pyromim.training.params import StoreParameters, param_sites_used
 
+logger = logging.getLogger(__name__)
+
 CHECKPOINT_DIR = "checkpoints"
+#: The checkpoint entry holding :func:`fit`'s ``run_info``.
+RUN_INFO_KEY = "pyromim_run"
 
 
 @dataclass
@@ -140,33 +148,61 @@ def _method_owners(*fns: Any) -> list[torch.nn.Module]:
     return owners
 
 
-def _set_aside_log(path: Path) -> Path | None:
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that it keeps every row (starting from ``rows``) and
+    rewrites the whole file atomically at each save, instead of deleting an existing file
+    and appending to it."""
+
+    def __init__(self, log_dir: str, rows: list[dict[str, Any]]) -> None:
+        self.rows = list(rows)
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:  # Lightning's deletes metrics.csv here
+        pass
+
+    def save(self) -> None:
+        self.rows.extend(self.metrics)
+        self.metrics = []
+        fields = sorted({key for row in self.rows for key in row})
+
+        def write(f: Any) -> None:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+        atomic_write(self.metrics_file_path, write, newline="")
+
+
+class _RunLog(CSVLogger):
+    """``metrics.csv`` of a run, written after every logged row, continuing ``rows`` (see :class:`_KeepingWriter`)."""
+
+    def __init__(self, save_dir: Path, rows: list[dict[str, Any]]) -> None:
+        super().__init__(save_dir=save_dir, name="", version="", flush_logs_every_n_steps=1)
+        self._rows = rows
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _KeepingWriter:
+        if not isinstance(self._experiment, _KeepingWriter):
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(self.log_dir, self._rows)
+        return self._experiment
+
+
+def _rows_before(path: Path, global_step: int) -> list[dict[str, Any]]:
+    """The rows of the log ``path`` logged before optimiser step ``global_step`` (those a resumed run keeps)."""
     if not path.is_file():
-        return None
-    aside = path.with_name(path.name + ".before-resume")
-    os.replace(path, aside)
-    return aside
-
-
-def _prepend_log(earlier: Path, path: Path) -> None:
-    """Write ``earlier``'s rows from before the resumed epochs, then ``path``'s, into ``path``."""
-    with open(earlier, newline="") as f:
-        old_rows = list(csv.DictReader(f))
-    new_rows = []
-    if path.is_file():
-        with open(path, newline="") as f:
-            new_rows = list(csv.DictReader(f))
-    first_epoch = min((float(r["epoch"]) for r in new_rows if r.get("epoch")), default=math.inf)
-    rows = [r for r in old_rows if r.get("epoch") and float(r["epoch"]) < first_epoch] + new_rows
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-
-    def write(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(path, write, newline="")
-    earlier.unlink()
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: v for k, v in row.items() if k and v not in ("", None)} for row in csv.DictReader(f)]
+    kept = []
+    for row in rows:
+        try:
+            if int(float(row["step"])) < global_step:
+                kept.append(row)
+        except (KeyError, ValueError):  # a row without a step is not Lightning's: drop it
+            continue
+    return kept
 
 
 def fit(
@@ -180,6 +216,7 @@ def fit(
     out_dir: str | Path,
     evaluate: Callable[[Callable, Callable], Any] | None = None,
     callbacks: Sequence[Callback] = (),
+    run_info: Mapping[str, Any] | None = None,
     **settings: Any,
 ) -> FitResult:
     """Train ``model``/``guide`` with the Pyro objective ``loss`` (any ELBO-family loss).
@@ -200,16 +237,21 @@ def fit(
     :param evaluate: called as ``evaluate(model, guide)`` at the end (global rank 0 only),
         after the best checkpoint's parameters are restored if ``config.restore_best``.
     :param callbacks: extra Lightning callbacks.
+    :param run_info: plain data (strings, numbers, lists, dicts) stored in every
+        checkpoint under ``"pyromim_run"`` (e.g. the spec and objective, which a resume checks).
     :param settings: :class:`~pyromim.training.TrainConfig` fields by name, overriding
         ``config``'s (``fit(model, guide, loss, x, out_dir="run", epochs=5)`` needs no config).
 
     Multi-device: ``devices=N, strategy="ddp"`` (``ddp`` allows parameters without
     gradient in some steps). ``resume`` continues from a checkpoint to the same
-    parameters as an uninterrupted run. Pyro's global param store is left as the
+    parameters as an uninterrupted run; its checksum is verified before anything is
+    written, and a run that had stopped early (or done its ``epochs``) trains no
+    further, it only evaluates. Pyro's global param store is left as the
     caller has it unless ``clear_param_store=True`` (parameters already there keep
     their values and go on training, as with :class:`pyro.infer.SVI`); to train
     without touching it at all, call ``fit`` inside ``with pyro.get_param_store().scope():``.
 
+    :raises pyromim.models.CheckpointError: ``resume`` is damaged or not a pyromim checkpoint.
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
         (the message names the non-finite terms; the last good checkpoint is kept).
     """
@@ -226,6 +268,8 @@ def fit(
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if resume is not None and not Path(resume).is_file():
         raise FileNotFoundError(f"cannot resume: checkpoint {resume} does not exist")
+    # verified before anything is written: a damaged checkpoint is refused, never trained on
+    resumed = load_checkpoint(resume) if resume is not None else None
     train = _as_dataset(train_data, "train_data")
     val = None if val_data is None else _as_dataset(val_data, "val_data")
 
@@ -250,6 +294,13 @@ def fit(
         seed=seed,
         owners=_method_owners(model, guide),
     )
+    module.run_info = dict(run_info or {})
+    if resumed is not None:
+        done = int(resumed.get("epoch", -1)) + 1
+        if resumed.get(STOPPED_KEY):
+            logger.info("%s: the run stopped early after epoch %d; nothing left to train", resume, done)
+        elif done >= epochs:
+            logger.info("%s: the run has done its %d epochs; nothing left to train", resume, done)
 
     monitor = "val_loss" if val is not None else "train_loss"
     checkpoint = ModelCheckpoint(
@@ -280,11 +331,10 @@ def fit(
         early = EarlyStopping(monitor="val_loss", patience=c.patience, mode="min", check_finite=True)
         all_callbacks.append(early)
     all_callbacks.extend(callbacks)
-    logger = CSVLogger(save_dir=out_dir, name="", version="")
-    # Lightning's CSV writer deletes an existing metrics.csv when it starts; on
-    # resume, keep the earlier epochs aside and put them back in front afterwards.
-    earlier_log = _set_aside_log(Path(logger.log_dir) / "metrics.csv") if resume is not None else None
-    loggers: list[Any] = [logger]
+    # a resumed run keeps the rows logged before its checkpoint (those after it are logged again)
+    kept = _rows_before(out_dir / "metrics.csv", int(resumed["global_step"])) if resumed is not None else []
+    csv_log = _RunLog(out_dir, kept)
+    loggers: list[Any] = [csv_log]
     if importlib.util.find_spec("tensorboard") is not None:
         # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
         loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
@@ -309,8 +359,6 @@ def fit(
     )
     trainer.fit(module, datamodule=SeededDataModule(train, val, batch_size, seed), ckpt_path=resume)
 
-    if earlier_log is not None and trainer.is_global_zero:
-        _prepend_log(earlier_log, Path(logger.log_dir) / "metrics.csv")
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     last = Path(latest.best_model_path) if latest.best_model_path else None
     evaluation = None
@@ -319,12 +367,15 @@ def fit(
             module.load_state_dict(load_checkpoint(best)["state_dict"])
         evaluation = evaluate(model, guide)
     score = checkpoint.best_model_score
+    epochs_completed = trainer.current_epoch
+    if resumed is not None:  # a run resumed after its end trains no epoch; it had done these
+        epochs_completed = max(epochs_completed, int(resumed.get("epoch", -1)) + 1)
     return FitResult(
         out_dir=out_dir,
         best_checkpoint=best,
         last_checkpoint=last,
-        metrics_csv=Path(logger.log_dir) / "metrics.csv",
-        epochs_completed=trainer.current_epoch,
+        metrics_csv=Path(csv_log.log_dir) / "metrics.csv",
+        epochs_completed=epochs_completed,
         stopped_early=bool(early is not None and early.stopped_epoch > 0),
         best_score=None if score is None or not math.isfinite(float(score)) else float(score),
         history=[history.rows[k] for k in sorted(history.rows)],

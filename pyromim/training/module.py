@@ -49,6 +49,9 @@ from pyromim.training.schedules import NoamFactor, beta_factor
 
 logger = logging.getLogger(__name__)
 
+#: The checkpoint entry saying that early stopping ended the run at the checkpoint's epoch.
+STOPPED_KEY = "pyromim_should_stop"
+
 #: The ``epoch`` entry of the validation pass's seed: no training epoch reaches it.
 VALIDATION_EPOCH = 2**31 - 1
 
@@ -104,6 +107,8 @@ class PyroLightningModule(pl.LightningModule):
         # the objective the warm-up leads to, and the one validation measures
         self.target_beta = getattr(loss, "beta", None)
         self.target_symmetric = getattr(loss, "symmetric", None)
+        #: plain data stored in every checkpoint under ``"pyromim_run"`` (see :func:`pyromim.training.fit`)
+        self.run_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ objective
 
@@ -223,6 +228,11 @@ class PyroLightningModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pyro_param_names"] = list(self.store_params.names)
+        if self.run_info:
+            checkpoint["pyromim_run"] = self.run_info
+        # early stopping decides before the epoch's checkpoints are written (Lightning runs
+        # checkpoint callbacks last): a resume from this file must not train on
+        checkpoint[STOPPED_KEY] = bool(self._trainer is not None and self.trainer.should_stop)
         # running-mean baselines of score-function estimators (Trace_MIM, kept in
         # Pyro's param store but outside the trained parameters): plain floats
         baselines = getattr(self.loss_object, "baselines", None)
@@ -236,6 +246,8 @@ class PyroLightningModule(pl.LightningModule):
                 f"checkpoint holds Pyro parameters {saved} but this model/guide pair has "
                 f"{self.store_params.names}; resume with the model and guide that wrote it"
             )
+        if checkpoint.get(STOPPED_KEY) and self._trainer is not None:
+            self.trainer.should_stop = True  # the run had ended: the fit loop starts no epoch
         if "loss_baselines" in checkpoint and isinstance(getattr(self.loss_object, "baselines", None), MutableMapping):
             self.loss_object.baselines.clear()
             self.loss_object.baselines.update(checkpoint["loss_baselines"])
