@@ -155,16 +155,13 @@ def test_learned_q_x_with_wrong_shape_is_named():
         Trace_MIM(q_x=per_pixel).loss(model, guide, X)
 
 
-def test_auxiliary_guides_cannot_be_symmetric():
-    def global_model(x):
-        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-        with pyro.plate("data", x.shape[-1]):
-            pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-
-    auto = AutoMultivariateNormal(global_model)
-    with pytest.raises(ValueError, match="auxiliary latent"):
-        Trace_MIM().loss(global_model, auto, X)
-    assert torch.isfinite(torch.tensor(Trace_MIM(symmetric=False).loss(global_model, auto, X)))
+def test_automatic_guide_over_local_latents_cannot_be_symmetric():
+    auto = AutoMultivariateNormal(model)  # a joint guide over the per-datum z: not an encoder
+    with pytest.raises(
+        ValueError, match=r"guide AutoMultivariateNormal has a point mass \(Delta\) 'z' inside the data"
+    ):
+        Trace_MIM().loss(model, auto, X)
+    assert torch.isfinite(torch.tensor(Trace_MIM(symmetric=False).loss(model, auto, X)))
 
 
 def test_plate_shape_mismatch_is_reported_by_site():
@@ -252,3 +249,31 @@ def test_non_finite_data_is_named_as_such(bad, validate):
             Trace_MIM().loss(model, guide, x)
     assert "Expected parameter" not in str(info.value)
     assert ("1 NaN and 0 infinite" if bad != bad else "0 NaN and 1 infinite") in str(info.value)
+
+
+def _encoder(floor):
+    def encoder(x):
+        log_scale = pyro.param("enc_log_scale", torch.tensor(0.0))
+        with pyro.plate("data", x.shape[-1]):
+            pyro.sample("z", dist.Normal(0.5 * x, log_scale.exp() + floor))
+
+    return encoder
+
+
+def test_collapsing_encoder_scale_stops_with_a_clear_error_before_nan():
+    """A-MIM with q_x='data' rewards log q(z|x) without bound: an unfloored
+    encoder scale runs the loss to minus infinity; the error names the site and
+    the floor, and the floored encoder (the suggested fix) trains."""
+    from pyromim.infer import CollapsedScaleError
+
+    pyro.clear_param_store()
+    svi = SVI(model, _encoder(0.0), pyro.optim.Adam({"lr": 0.5}), loss=Trace_MIM(symmetric=False, q_x="data"))
+    losses = []
+    with pytest.raises(CollapsedScaleError, match=r"guide site 'z' has collapsed.*softplus\(raw\) \+ 1e-3"):
+        for _ in range(400):
+            losses.append(svi.step(X))
+    assert losses[-1] < losses[0] - 100  # it was running away, and every value so far was finite
+    assert all(torch.isfinite(torch.tensor(losses)))
+    pyro.clear_param_store()
+    svi = SVI(model, _encoder(1e-3), pyro.optim.Adam({"lr": 0.5}), loss=Trace_MIM(symmetric=False, q_x="data"))
+    assert all(torch.isfinite(torch.tensor([svi.step(X) for _ in range(100)])))

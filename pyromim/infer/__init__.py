@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from pyromim.infer.entropy_ablation import Trace_ELBO_plus_H, Trace_MIM_minus_H
     from pyromim.infer.guide_inputs import GuideInputsError
     from pyromim.infer.trace_mim import (
+        CollapsedScaleError,
         CollapsingPriorWarning,
         CompilationError,
         JitTrace_MIM,
@@ -24,6 +25,7 @@ __all__ = [
     "CompilationError",
     "NonFiniteLossError",
     "NonFiniteDataError",
+    "CollapsedScaleError",
     "CollapsingPriorWarning",
     "GuideInputsError",
     "Trace_ELBO_plus_H",
@@ -37,6 +39,7 @@ __getattr__, __dir__ = lazy_exports(
         "pyromim.infer.entropy_ablation": ("Trace_ELBO_plus_H", "Trace_MIM_minus_H"),
         "pyromim.infer.guide_inputs": ("GuideInputsError",),
         "pyromim.infer.trace_mim": (
+            "CollapsedScaleError",
             "CollapsingPriorWarning",
             "CompilationError",
             "JitTrace_MIM",

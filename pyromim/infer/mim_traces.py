@@ -4,11 +4,15 @@ Encoder side: the guide run on the data, the model replayed on it (exactly the
 traces of :class:`~pyro.infer.Trace_ELBO`).
 
 Decoder side: the model run with its observed sites un-conditioned
-(``z ~ p(z)``, ``x ~ p(x|z)``); the guide evaluated at the generated data with
-its latent sites (and subsample indices) replayed from that model trace; and,
-for the one-sample estimate of ``log q(x)`` at generated data, a fresh guide
-draw ``z' ~ q(z|x)`` (re-encoding) with the model, conditioned on the generated
-data, replayed on it.
+(``z ~ p(z|theta)``, ``x ~ p(x|z, theta)``) and its global latents ``theta``
+replayed, detached, from the encoder side's guide draw; the guide evaluated at
+the generated data with its latent sites (and subsample indices) replayed from
+that model trace; and, for the one-sample estimate of ``log q(x)`` at generated
+data, a fresh guide draw ``z' ~ q(z|x, theta)`` (re-encoding) with the model,
+conditioned on the generated data, replayed on it.
+
+Global latents are the model's latent sites outside the data plate, the plate
+that holds every observed site (see :func:`data_plate_of`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import NamedTuple
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import Delta
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.trace_struct import Trace
@@ -27,7 +32,17 @@ from pyro.util import check_site_shape
 
 from pyromim.infer.guide_inputs import GuideInputs, substitute_generated
 
-__all__ = ["MIMTraces", "NonFiniteDataError", "encoder_traces", "decoder_traces", "sample_sites", "non_finite_data"]
+__all__ = [
+    "MIMTraces",
+    "NonFiniteDataError",
+    "encoder_traces",
+    "decoder_traces",
+    "sample_sites",
+    "non_finite_data",
+    "is_global",
+    "is_data",
+    "data_plate_of",
+]
 
 
 class NonFiniteDataError(ValueError):
@@ -41,6 +56,79 @@ class MIMTraces(NamedTuple):
     dec_guide: Trace | None = None
     re_guide: Trace | None = None
     re_model: Trace | None = None
+    #: the data plate's name; sites outside it are global (None: every site is local)
+    data_plate: str | None = None
+
+
+#: the plate Pyro adds around every site under ``vectorize_particles``
+PARTICLE_PLATE = "num_particles_vectorized"
+
+
+def _plate_names(site: dict) -> set[str]:
+    return {frame.name for frame in site.get("cond_indep_stack", ()) if frame.name != PARTICLE_PLATE}
+
+
+def is_global(site: dict, data_plate: str | None) -> bool:
+    """Whether a trace site lies outside the data plate (a global latent, a
+    global factor or a guide's global auxiliary site)."""
+    return data_plate is not None and data_plate not in _plate_names(site)
+
+
+def is_factor(site: dict) -> bool:
+    """A ``pyro.factor`` site: an observed auxiliary site (a ``Unit`` distribution)."""
+    return bool(site["is_observed"] and site["infer"].get("is_auxiliary", False))
+
+
+def is_data(site: dict) -> bool:
+    """An observed site that holds data (not a factor, not ``pyro.deterministic``)."""
+    return bool(
+        (site["is_observed"] or site["infer"].get("was_observed", False))
+        and not site["infer"].get("is_auxiliary", False)
+        and not site["infer"].get("_deterministic", False)
+    )
+
+
+def data_plate_of(model_trace: Trace, data_plate: str | None = None) -> str | None:
+    """The name of the data plate of a model trace, or None when there is none.
+
+    The data plate is the plate that encloses every observed site. A model
+    whose observed sites share no plate describes a single datum: all its
+    latents are local. When the observed sites share several plates, a
+    subsampled one is the data plate; if that still leaves a choice that
+    matters (latents inside some of the candidates but not others), the
+    caller must name it with ``data_plate``.
+    """
+    latents = [site for site in sample_sites(model_trace).values() if not site["is_observed"]]
+    all_plates = set().union(*(_plate_names(site) for site in model_trace.nodes.values() if site["type"] == "sample"))
+    if data_plate is not None:
+        if data_plate not in all_plates:
+            raise ValueError(
+                f"Trace_MIM(data_plate={data_plate!r}): the model has no plate of that name; "
+                f"its plates are {sorted(all_plates) or '(none)'}."
+            )
+        return data_plate
+    observed = [site for site in sample_sites(model_trace).values() if is_data(site)]
+    if not observed:
+        return None
+    common = set.intersection(*(_plate_names(site) for site in observed))
+    if len(common) > 1:
+        subsampled = {
+            frame.name
+            for site in observed
+            for frame in site["cond_indep_stack"]
+            if frame.name in common and frame.full_size is not None and frame.full_size != frame.size
+        }
+        common = subsampled or common
+    if len(common) > 1:
+        splits = {frozenset(site["name"] for site in latents if plate in _plate_names(site)) for plate in common}
+        if len(splits) > 1:
+            raise ValueError(
+                f"Trace_MIM: the observed sites share the plates {sorted(common)}, and the "
+                f"model's latents lie inside some of them but not others, so which latents "
+                f"are global (outside the data plate) is ambiguous. Name the plate over "
+                f"data points: Trace_MIM(data_plate={sorted(common)[0]!r}) (or another of them)."
+            )
+    return sorted(common)[0] if common else None
 
 
 def sample_sites(trace: Trace | None, include_auxiliary: bool = False) -> dict[str, dict]:
@@ -76,19 +164,39 @@ def _check_not_enumerated(trace: Trace, role: str) -> None:
             )
 
 
-def _check_guide_covers(model_trace: Trace, guide_trace: Trace, side: str) -> None:
-    auxiliary = [
-        name
-        for name, site in guide_trace.nodes.items()
-        if site["type"] == "sample" and site["infer"].get("is_auxiliary", False)
-    ]
-    if auxiliary and side == "decoder":
-        raise ValueError(
-            f"Trace_MIM(symmetric=True) evaluates log q(z|x) at latents drawn from "
-            f"the model, which a guide with auxiliary latent(s) {auxiliary} cannot "
-            f"do (e.g. AutoMultivariateNormal). Use a guide with one sample site "
-            f"per latent (e.g. AutoNormal) or Trace_MIM(symmetric=False)."
-        )
+def _guide_name(guide: Callable) -> str:
+    name = getattr(guide, "__name__", None) or type(guide).__name__
+    return str(name)
+
+
+def _base_distribution(fn):
+    while True:
+        if hasattr(fn, "base_dist"):
+            fn = fn.base_dist
+        else:
+            return fn
+
+
+def _check_guide_covers(
+    model_trace: Trace, guide_trace: Trace, side: str, data_plate: str | None = None, guide_name: str = "guide"
+) -> None:
+    if side == "decoder":
+        # Local guide sites are evaluated at latents drawn from the model: they need a density there.
+        for name, site in sample_sites(guide_trace, include_auxiliary=True).items():
+            if is_global(site, data_plate) or site_is_subsample(site) or site["is_observed"]:
+                continue
+            if site["infer"].get("is_auxiliary", False) or isinstance(_base_distribution(site["fn"]), Delta):
+                what = "an auxiliary site" if site["infer"].get("is_auxiliary", False) else "a point mass (Delta)"
+                raise ValueError(
+                    f"Trace_MIM(symmetric=True) evaluates log q(z|x) at local latents drawn from the "
+                    f"model, but the guide {guide_name} has {what} '{name}' inside the data plate: it "
+                    f"has no density at the model's draws (an automatic guide over per-datum latents "
+                    f"is not an encoder: its parameters belong to the training points, not to "
+                    f"generated data). Give the local latents an amortised guide, e.g. "
+                    f"AutoGuideList with AutoNormal(poutine.block(model, expose=[...globals])) plus "
+                    f"an encoder function for the locals; automatic guides over global latents "
+                    f"work on both sides. Or use Trace_MIM(symmetric=False)."
+                )
     latents = _latent_names(model_trace)
     guide_sites = sample_sites(guide_trace)
     missing = [name for name in latents if name not in guide_sites]
@@ -108,8 +216,11 @@ def _check_guide_covers(model_trace: Trace, guide_trace: Trace, side: str) -> No
         )
 
 
-def encoder_traces(max_plate_nesting: float, model: Callable, guide: Callable, args, kwargs) -> tuple[Trace, Trace]:
-    """Guide on the data, model replayed on it; log-probs and score parts."""
+def encoder_traces(
+    max_plate_nesting: float, model: Callable, guide: Callable, args, kwargs, data_plate: str | None = None
+) -> tuple[Trace, Trace, str | None]:
+    """Guide on the data, model replayed on it; log-probs and score parts; the
+    data plate's name (see :func:`data_plate_of`)."""
     try:
         model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting, model, guide, args, kwargs)
     except ValueError as e:
@@ -121,7 +232,7 @@ def encoder_traces(max_plate_nesting: float, model: Callable, guide: Callable, a
     _check_not_enumerated(guide_trace, "guide")
     _check_not_enumerated(model_trace, "model")
     _check_guide_covers(model_trace, guide_trace, "encoder")
-    return model_trace, guide_trace
+    return model_trace, guide_trace, data_plate_of(model_trace, data_plate)
 
 
 def _non_finite(value) -> str | None:
@@ -204,16 +315,19 @@ def _check_plates_agree(model_trace: Trace, guide_trace: Trace, note: str) -> No
                 )
 
 
-def _redrawn_single_latent(guide_trace: Trace) -> Trace | None:
-    """The guide trace at generated data with its one latent site drawn afresh from
-    its own distribution, saving a second guide run for the re-encoding draw.
+def _redrawn_single_latent(guide_trace: Trace, data_plate: str | None) -> Trace | None:
+    """The guide trace at generated data with its one local latent site drawn afresh
+    from its own distribution, saving a second guide run for the re-encoding draw.
 
-    Exact when the guide has a single reparameterisable latent site: its
-    distribution then depends on the guide's inputs alone, not on the value
-    replayed from the model. ``None`` (run the guide again) otherwise.
+    Exact when the guide has a single reparameterisable local latent site: its
+    distribution then depends on the guide's inputs and the global latents
+    alone (replayed identically in a second run), not on the value replayed
+    from the model. ``None`` (run the guide again) otherwise.
     """
     latent = [
-        name for name, site in guide_trace.nodes.items() if site["type"] == "sample" and not site_is_subsample(site)
+        name
+        for name, site in guide_trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site) and not is_global(site, data_plate)
     ]
     if len(latent) != 1:
         return None
@@ -239,6 +353,54 @@ def _run(fn: Callable, side_note: str, *args, **kwargs) -> Trace:
         raise RuntimeError(f"{e}\n{note}") from e
 
 
+def _global_draws(guide_trace: Trace, data_plate: str | None) -> Trace:
+    """The guide's global sites (auxiliary ones included), values detached: the
+    decoder side replays them, holding the globals fixed at the encoder side's draw."""
+    kept = Trace()
+    if data_plate is None:
+        return kept
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and not site_is_subsample(site) and is_global(site, data_plate):
+            kept.add_node(name, **dict(site, value=site["value"].detach()))
+    return kept
+
+
+def _merged(*traces: Trace) -> Trace:
+    merged = Trace()
+    for trace in traces:
+        for name, site in trace.nodes.items():
+            if name not in merged.nodes:
+                merged.add_node(name, **site)
+    return merged
+
+
+def _check_factors_global(dec_model: Trace, enc_model: Trace, data_plate: str | None) -> None:
+    """The decoder side cannot draw from a model whose factors depend on local
+    latents or data; factors of global latents alone are part of their prior."""
+    for name, site in dec_model.nodes.items():
+        if site["type"] != "sample" or not site["infer"].get("was_observed", False):
+            continue
+        if not site["infer"].get("is_auxiliary", False):
+            continue
+        encoder_site = enc_model.nodes.get(name)
+        same = (
+            is_global(site, data_plate)
+            and encoder_site is not None
+            and torch.equal(site["fn"].log_factor.detach(), encoder_site["fn"].log_factor.detach())
+        )
+        if not same:
+            raise ValueError(
+                f"Trace_MIM(symmetric=True): the model's pyro.factor site '{name}' depends on "
+                f"local latents or data. A factor makes the model an unnormalised density, and "
+                f"the decoder side needs exact draws (z, x) from it, which running the model "
+                f"forward cannot give (it ignores the factor) and which importance weights "
+                f"within a batch would only approximate, with a bias that depends on the batch "
+                f"size. Use Trace_MIM(symmetric=False) (the encoder side evaluates the factor "
+                f"exactly), or write the factored density as a distribution the model samples "
+                f"from. Factors of global latents alone (outside the data plate) are supported."
+            )
+
+
 def decoder_traces(
     model: Callable,
     guide: Callable,
@@ -249,13 +411,16 @@ def decoder_traces(
     re_encode: bool,
     max_plate_nesting: float,
     guide_inputs: GuideInputs = None,
+    enc_guide: Trace | None = None,
+    data_plate: str | None = None,
 ) -> tuple[Trace, Trace, Trace | None, Trace | None]:
-    """Run the decoder side: ``(z, x) ~ p(z) p(x|z)``, the guide at that pair,
-    and (if ``re_encode``) a fresh guide draw at ``x`` with the model on it."""
-    dec_model = poutine.trace(poutine.uncondition(model)).get_trace(*args, **kwargs)
-    generated_sites = {
-        name: site for name, site in sample_sites(dec_model).items() if site["infer"].get("was_observed", False)
-    }
+    """Run the decoder side: ``(z, x) ~ p(z|theta) p(x|z, theta)`` with the global
+    latents ``theta`` held at the encoder side's guide draw, the guide at that
+    pair, and (if ``re_encode``) a fresh guide draw at ``x`` with the model on it."""
+    globals_ = _global_draws(enc_guide, data_plate) if enc_guide is not None else Trace()
+    dec_model = poutine.trace(poutine.replay(poutine.uncondition(model), trace=globals_)).get_trace(*args, **kwargs)
+    _check_factors_global(dec_model, enc_model, data_plate)
+    generated_sites = {name: site for name, site in sample_sites(dec_model).items() if is_data(site)}
     if not generated_sites:
         raise ValueError(
             "Trace_MIM(symmetric=True) needs a model with at least one observed "
@@ -269,7 +434,7 @@ def decoder_traces(
         raw_guide, args, kwargs, generated_sites, encoder_values, indices, guide_inputs
     )
     dec_guide = _run(
-        poutine.replay(guide, trace=dec_model),
+        poutine.replay(guide, trace=_merged(dec_model, globals_)),
         "evaluating the guide at generated data with latents from the model",
         *gargs,
         **gkwargs,
@@ -277,10 +442,10 @@ def decoder_traces(
     _check_plates_agree(dec_model, dec_guide, "guide at generated data")
     re_guide = re_model = None
     if re_encode:
-        re_guide = _redrawn_single_latent(dec_guide)
+        re_guide = _redrawn_single_latent(dec_guide, data_plate)
         if re_guide is None:
             re_guide = _run(
-                poutine.replay(guide, trace=_subsample_trace(dec_model)),
+                poutine.replay(guide, trace=_merged(_subsample_trace(dec_model), globals_)),
                 "re-encoding generated data with the guide",
                 *gargs,
                 **gkwargs,
@@ -293,7 +458,7 @@ def decoder_traces(
 
     dec_model = prune_subsample_sites(dec_model)
     dec_guide = prune_subsample_sites(dec_guide)
-    _check_guide_covers(dec_model, dec_guide, "decoder")
+    _check_guide_covers(dec_model, dec_guide, "decoder", data_plate, _guide_name(raw_guide))
     dec_model.compute_score_parts()
     dec_guide.compute_log_prob()
     if re_encode:

@@ -73,6 +73,8 @@ from pyromim.infer.mim_traces import (
     NonFiniteDataError,
     decoder_traces,
     encoder_traces,
+    is_data,
+    is_global,
     non_finite_data,
     sample_sites,
 )
@@ -83,6 +85,7 @@ __all__ = [
     "CompilationError",
     "NonFiniteLossError",
     "NonFiniteDataError",
+    "CollapsedScaleError",
     "CollapsingPriorWarning",
 ]
 
@@ -97,8 +100,16 @@ class CollapsingPriorWarning(UserWarning):
     """A learned prior's scale is shrinking towards zero under MIM (see :class:`Trace_MIM`)."""
 
 
+class CollapsedScaleError(NonFiniteLossError):
+    """A learned scale of a prior or guide site has collapsed: the loss is running to minus infinity."""
+
+
 #: A learned prior scale below this (in any latent dimension) is reported once per site.
 PRIOR_SCALE_WARNING = 1e-3
+#: A learned prior or guide scale below this stops training (``check_finite``): far below
+#: any sensible floor (the reference code floors at 1e-6), and reached only on the way to
+#: a zero scale, whose log-density is infinite.
+COLLAPSED_SCALE = 1e-10
 
 _DATA_Q_X_NEEDS_AMIM = (
     "q_x='data' anchors q(x) to the data distribution, which has no "
@@ -154,16 +165,21 @@ class _Side:
         if in_cost:
             self.cost.add((stack, term.detach()))
 
-    def add_evaluated(self, role, trace, weight):
-        """Sites whose values are given: the full log-prob is differentiable."""
+    def add_evaluated(self, role, trace, weight, sites=None):
+        """Sites whose values are given: the full log-prob is differentiable.
+        ``sites`` (a predicate on a site) selects some of them."""
         for name, site in _all_sample_sites(trace):
+            if sites is not None and not sites(site):
+                continue
             self.add(f"{role} site '{name}'", site["log_prob"], weight, site["cond_indep_stack"])
 
-    def add_sampled(self, role, trace, weight, detach=False):
+    def add_sampled(self, role, trace, weight, detach=False, sites=None):
         """Sites drawn on this side: pathwise part via ``entropy_term``, and a
         score-function term, unless ``detach`` treats non-reparameterised draws
         as fixed data (full log-prob gradient, no score function)."""
         for name, site in _all_sample_sites(trace):
+            if sites is not None and not sites(site):
+                continue
             parts = site["score_parts"]
             detached = detach and not is_identically_zero(parts.score_function)
             self.add(
@@ -194,13 +210,9 @@ def _all_sample_sites(trace):
     return sample_sites(trace, include_auxiliary=True).items()
 
 
-def _observed_sites(trace, generated: bool):
-    """Observed sites; on the decoder side, those un-conditioned to generate data."""
-    return {
-        name: site
-        for name, site in _all_sample_sites(trace)
-        if (site["infer"].get("was_observed", False) if generated else site["is_observed"])
-    }
+def _observed_sites(trace):
+    """Observed data sites (on the decoder side: those un-conditioned to generate data)."""
+    return {name: site for name, site in _all_sample_sites(trace) if is_data(site)}
 
 
 class StoreBaselines(MutableMapping[str, float]):
@@ -264,6 +276,28 @@ class Trace_MIM(ELBO):
     data gains a particle dimension on the left: guides must size data plates
     with ``x.shape[-2]``-style indexing from the right.
 
+    **Global latents** (Bayesian models with global parameters). A latent site
+    outside the data plate (the plate that encloses every observed site, or
+    ``data_plate``) is global: a regression weight, a noise scale, mixture
+    locations. MIM acts on the local code only. The guide draws
+    ``theta ~ q(theta)`` once per particle; the globals keep the ELBO's terms
+    ``log q(theta) - log p(theta)``, weighted like the encoder side's
+    ``log p(x, z)`` so that prior and likelihood keep the ELBO's relative
+    weight; and both sides of MIM run at that ``theta``: the decoder side
+    draws ``z ~ p(z|theta)``, ``x ~ p(x|z, theta)``, never ``theta`` from the
+    prior, and does not differentiate through ``theta``. The globals are
+    thus fitted as the ELBO fits them, given the local code; what is learned
+    beyond the ELBO lies in the encoder, the local latents and the
+    non-Bayesian parameters (``pyro.param``, networks). Asking a non-amortised
+    ``q(theta)`` to cover prior draws of ``theta``, or letting the decoder
+    side's preference for low-entropy generation move the globals, pulls a
+    noise scale away from its posterior. A ``pyro.factor`` of global latents
+    alone is part of their prior. Automatic guides (``AutoNormal``,
+    ``AutoDelta``, ``AutoMultivariateNormal``, ...) over the globals work on
+    both sides; local latents need an amortised guide on the decoder side. A
+    model whose observed sites share no plate describes one datum: all its
+    latents are local.
+
     **Gradients**: pathwise through reparameterised draws; score-function
     terms with plate-aware costs and a running-mean baseline for the guide's
     non-reparameterisable draws (discrete latents). Non-reparameterisable
@@ -299,6 +333,10 @@ class Trace_MIM(ELBO):
     :param guide_inputs: ``{observed site: guide parameter}`` or a callable
         ``(generated, args, kwargs) -> (args, kwargs)`` overriding how
         generated data is passed to the guide.
+    :param data_plate: name of the plate over data points; latent sites
+        outside it are global (see above). Default: the plate that encloses
+        every observed site (a subsampled one when there are several); needed
+        only when that choice is ambiguous.
     :param check_finite: raise :class:`NonFiniteLossError`, naming the site
         and side, when a term is NaN or infinite.
 
@@ -336,6 +374,7 @@ class Trace_MIM(ELBO):
         baseline_decay: float | None = 0.9,
         guide_inputs: GuideInputs = None,
         check_finite: bool = True,
+        data_plate: str | None = None,
         retain_graph: bool | None = None,
         ignore_jit_warnings: bool = False,
         jit_options: dict | None = None,
@@ -355,6 +394,7 @@ class Trace_MIM(ELBO):
         self.baseline_decay = baseline_decay
         self.guide_inputs = guide_inputs
         self.check_finite = check_finite
+        self.data_plate = data_plate
         self.baselines: MutableMapping[str, float] = StoreBaselines()
         self._warned_priors: set[str] = set()
 
@@ -371,6 +411,16 @@ class Trace_MIM(ELBO):
         if value and _is_data_anchored(getattr(self, "_q_x", None)):
             raise ValueError(_DATA_Q_X_NEEDS_AMIM)
         self._symmetric = value
+
+    @property
+    def data_plate(self) -> str | None:
+        return self._data_plate
+
+    @data_plate.setter
+    def data_plate(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"data_plate must be a plate's name (a string) or None; got {value!r}.")
+        self._data_plate = value
 
     @property
     def q_x(self) -> QX:
@@ -496,9 +546,11 @@ class Trace_MIM(ELBO):
                 yield self._mim_traces(model, guide, raw_guide, args, kwargs)
 
     def _mim_traces(self, model, guide, raw_guide, args, kwargs) -> MIMTraces:
-        enc_model, enc_guide = encoder_traces(self.max_plate_nesting, model, guide, args, kwargs)
+        enc_model, enc_guide, data_plate = encoder_traces(
+            self.max_plate_nesting, model, guide, args, kwargs, self.data_plate
+        )
         if not self.symmetric:
-            return MIMTraces(enc_model, enc_guide)
+            return MIMTraces(enc_model, enc_guide, data_plate=data_plate)
         dec = decoder_traces(
             model,
             guide,
@@ -509,8 +561,10 @@ class Trace_MIM(ELBO):
             re_encode=isinstance(self.q_x, str) and self.q_x == "marginal",
             max_plate_nesting=self.max_plate_nesting,
             guide_inputs=self.guide_inputs,
+            enc_guide=enc_guide,
+            data_plate=data_plate,
         )
-        return MIMTraces(enc_model, enc_guide, *dec)
+        return MIMTraces(enc_model, enc_guide, *dec, data_plate=data_plate)
 
     # ------------------------------------------------------------------ maths
     def _learned_qx(self, side: _Side, observed: Mapping[str, dict], weight, in_cost):
@@ -545,28 +599,44 @@ class Trace_MIM(ELBO):
         half = 0.5 if self.symmetric else 1.0
         marginal = isinstance(self.q_x, str) and self.q_x == "marginal"
         learned = callable(self.q_x) and not isinstance(self.q_x, str)
+        plate = traces.data_plate
+
+        def local(site):
+            return not is_global(site, plate)
+
+        def global_(site):
+            return is_global(site, plate)
 
         enc = _Side("encoder")
         # l = -1/2 [log p(x,z) + beta (log q(z|x) + log q(x))], z ~ q(z|x).
         # With the one-sample marginal at z' = z, log q(z|x) cancels exactly.
         model_weight = -0.5 * half * ((1.0 + beta) if marginal else 1.0)
-        enc.add_evaluated("model", traces.enc_model, model_weight)
+        enc.add_evaluated("model", traces.enc_model, model_weight, sites=local)
         guide_weight = 0.0 if marginal else -0.5 * half * beta
-        enc.add_sampled("guide", traces.enc_guide, guide_weight)
+        enc.add_sampled("guide", traces.enc_guide, guide_weight, sites=local)
+        if plate is not None:
+            # Global latents keep ELBO-style terms, log p(theta) - log q(theta), with the
+            # weight the encoder side gives log p(x, z): prior and likelihood of the globals
+            # keep the ELBO's relative weight.
+            enc.add_evaluated("model", traces.enc_model, model_weight, sites=global_)
+            enc.add_sampled("guide", traces.enc_guide, -model_weight, sites=global_)
         if learned:
             # log q(x) at the data does not depend on any encoder-side draw.
-            self._learned_qx(enc, _observed_sites(traces.enc_model, False), -0.5 * half * beta, in_cost=False)
+            self._learned_qx(enc, _observed_sites(traces.enc_model), -0.5 * half * beta, in_cost=False)
         if not self.symmetric:
             return [enc]
 
+        # The decoder side holds the globals at the encoder side's (detached) draw, so
+        # only the local terms appear here.
         dec = _Side("decoder")
-        generated = _observed_sites(traces.dec_model, True)
-        dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=self.decoder_gradient == "detach")
-        dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta)
+        generated = _observed_sites(traces.dec_model)
+        detach = self.decoder_gradient == "detach"
+        dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach, sites=local)
+        dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta, sites=local)
         if marginal:
             # log q(x) ~= log p(x|z') + log p(z') - log q(z'|x), z' ~ q(z|x).
-            dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta)
-            dec.add_sampled("re-encoding guide", traces.re_guide, 0.5 * half * beta)
+            dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta, sites=local)
+            dec.add_sampled("re-encoding guide", traces.re_guide, 0.5 * half * beta, sites=local)
         elif learned:
             self._learned_qx(dec, generated, -0.5 * half * beta, in_cost=True)
         return [enc, dec]
@@ -583,6 +653,8 @@ class Trace_MIM(ELBO):
             surrogate = surrogate + score_surrogate
             stats.extend(side_stats)
         if not torch.jit.is_tracing():
+            if self.check_finite and torch.is_grad_enabled():
+                _check_not_collapsed(traces)
             if self.check_finite and torch.is_tensor(loss) and not torch.isfinite(loss).all():
                 bad_data = non_finite_data(traces.enc_model, None, (), {})
                 if bad_data is not None:
@@ -697,6 +769,24 @@ def _smallest_learned_scale(fn) -> float | None:
         if torch.is_tensor(scale) and scale.requires_grad and scale.numel():
             return float(scale.detach().min().item())
     return None
+
+
+def _check_not_collapsed(traces: MIMTraces) -> None:
+    for role, trace in (("prior of latent", traces.enc_model), ("guide", traces.enc_guide)):
+        for name, site in _all_sample_sites(trace):
+            if site["is_observed"]:
+                continue
+            smallest = _smallest_learned_scale(site["fn"])
+            if smallest is not None and smallest < COLLAPSED_SCALE:
+                raise CollapsedScaleError(
+                    f"Trace_MIM: the learned scale of the {role} site '{name}' has collapsed to "
+                    f"{smallest:.2g}, so the loss is running to minus infinity (log-densities at a "
+                    f"point mass grow without bound) and will turn into NaN. MIM rewards a low-entropy "
+                    f"code, and nothing bounds it when the scale has no floor (A-MIM with q_x='data' "
+                    f"has no term against it at all). Floor the scale, e.g. scale = softplus(raw) + "
+                    f"1e-3 (or exp(raw) + 1e-6 as the MIM reference code does), or keep a prior's "
+                    f"scale fixed."
+                )
 
 
 def _describe_non_finite(sides: list[_Side]) -> str:
