@@ -96,7 +96,8 @@ def data_plate_of(model_trace: Trace, data_plate: str | None = None) -> str | No
     latents are local. When the observed sites share several plates, a
     subsampled one is the data plate; if that still leaves a choice that
     matters (latents inside some of the candidates but not others), the
-    caller must name it with ``data_plate``.
+    outermost (leftmost ``dim``) is, as in Pyro's usual layout of a data
+    plate around feature plates; ``data_plate`` overrides all this.
     """
     latents = [site for site in sample_sites(model_trace).values() if not site["is_observed"]]
     all_plates = set().union(*(_plate_names(site) for site in model_trace.nodes.values() if site["type"] == "sample"))
@@ -121,13 +122,18 @@ def data_plate_of(model_trace: Trace, data_plate: str | None = None) -> str | No
         common = subsampled or common
     if len(common) > 1:
         splits = {frozenset(site["name"] for site in latents if plate in _plate_names(site)) for plate in common}
-        if len(splits) > 1:
+        dims = {
+            frame.name: frame.dim for site in observed for frame in site["cond_indep_stack"] if frame.name in common
+        }
+        if len(splits) > 1 and any(dims[name] is None for name in common):
             raise ValueError(
                 f"Trace_MIM: the observed sites share the plates {sorted(common)}, and the "
                 f"model's latents lie inside some of them but not others, so which latents "
                 f"are global (outside the data plate) is ambiguous. Name the plate over "
                 f"data points: Trace_MIM(data_plate={sorted(common)[0]!r}) (or another of them)."
             )
+        if len(splits) > 1:  # the outermost (leftmost) of them, as Pyro lays out data plates
+            return min(common, key=lambda name: dims[name])
     return sorted(common)[0] if common else None
 
 
@@ -154,14 +160,27 @@ def _latent_names(model_trace: Trace) -> list[str]:
 
 def _check_not_enumerated(trace: Trace, role: str) -> None:
     for name, site in sample_sites(trace).items():
-        if site["infer"].get("enumerate"):
+        hint = site["infer"].get("enumerate")
+        if not hint:
+            continue
+        if role == "guide":
             raise NotImplementedError(
-                f"Trace_MIM does not support enumerated discrete latents yet: {role} "
-                f"site '{name}' is marked infer={{'enumerate': "
-                f"'{site['infer']['enumerate']}'}}. Remove config_enumerate / the "
-                f"'enumerate' hint so the site is sampled (with score-function "
-                f"gradients), or use pyro.infer.TraceEnum_ELBO."
+                f"Trace_MIM does not sum out enumerated discrete latents: guide site '{name}' is "
+                f"marked infer={{'enumerate': '{hint}'}}. The encoder side's sum over q({name}|x) "
+                f"is defined but not implemented (and on the decoder side '{name}' comes from the "
+                f"model, so nothing is enumerated there). Remove config_enumerate / the "
+                f"'enumerate' hint from the guide: the site is then sampled, with score-function "
+                f"gradients and a baseline, which estimate the same sum without bias."
             )
+        raise NotImplementedError(
+            f"Trace_MIM does not marginalise enumerated model latents: model site '{name}' is "
+            f"marked infer={{'enumerate': '{hint}'}} and has no guide site. MIM's terms need "
+            f"log p(x, z) with '{name}' summed out, which Trace_MIM does not compute. Either write "
+            f"the sum into the model as a distribution (e.g. pyro.sample('x', "
+            f"dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(locs, scale)), obs=x) "
+            f"for a mixture), or give '{name}' a guide site q({name}|x) and drop the 'enumerate' "
+            f"hint, so it is sampled on both sides."
+        )
 
 
 def _guide_name(guide: Callable) -> str:

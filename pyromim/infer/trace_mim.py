@@ -298,6 +298,24 @@ class Trace_MIM(ELBO):
     model whose observed sites share no plate describes one datum: all its
     latents are local.
 
+    **Factors, masks, scales.** ``poutine.mask``/``poutine.scale`` on an
+    observed site weight its log-density terms on both sides, as in
+    ``Trace_ELBO``, without changing how values are drawn; ``obs_mask``'s
+    missing entries are local latents (``<name>_unobserved``) that the guide
+    imputes. A ``pyro.factor`` is a log-density term with its pathwise
+    gradient. On the decoder side the model is run forward, which ignores
+    factors, so a factor that depends on local latents or data is refused
+    there (exact draws from the factored density are not available, and
+    importance weights within a batch would bias the loss by an amount that
+    depends on the batch size); ``symmetric=False`` evaluates it exactly. A
+    factor of global latents alone is part of their prior and works on both
+    sides.
+
+    **Enumeration.** Enumerated sites (``config_enumerate``) are refused with
+    the alternative named: sample a guide's discrete site (score-function
+    gradients estimate the same sum), or write a model's summed-out latent
+    into its observation's distribution (e.g. ``MixtureSameFamily``).
+
     **Gradients**: pathwise through reparameterised draws; score-function
     terms with plate-aware costs and a running-mean baseline for the guide's
     non-reparameterisable draws (discrete latents). Non-reparameterisable
@@ -335,8 +353,8 @@ class Trace_MIM(ELBO):
         generated data is passed to the guide.
     :param data_plate: name of the plate over data points; latent sites
         outside it are global (see above). Default: the plate that encloses
-        every observed site (a subsampled one when there are several); needed
-        only when that choice is ambiguous.
+        every observed site (a subsampled one, else the outermost, when there
+        are several).
     :param check_finite: raise :class:`NonFiniteLossError`, naming the site
         and side, when a term is NaN or infinite.
 
