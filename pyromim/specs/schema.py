@@ -216,13 +216,16 @@ class ModelSpec:
     # ------------------------------------------------------------ round trip
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "spec") -> ModelSpec:
+        """A validated spec from nested dictionaries; ``where`` names the source in errors."""
         return from_dict(cls, _upgrade(data, where), where).validate(where)
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as nested dictionaries, every default filled in."""
         return to_dict(self)
 
     @classmethod
     def from_toml(cls, text: str, where: str = "spec") -> ModelSpec:
+        """A validated spec from TOML text; :class:`SpecError` names ``where``, the key and the fix."""
         try:
             data = toml_io.loads(text)
         except toml_io.TOMLDecodeError as err:
@@ -230,6 +233,7 @@ class ModelSpec:
         return cls.from_dict(data, where)
 
     def to_toml(self) -> str:
+        """The spec as TOML text, every default filled in (``from_toml`` reads it back)."""
         data = self.to_dict()
         ordered: dict[str, Any] = {k: data[k] for k in ("name", "description") if k in data}
         ordered.update({k: v for k, v in data.items() if k not in ordered})
@@ -237,6 +241,7 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
+        """A validated spec from a ``.toml`` file."""
         path = Path(path)
         if path.is_dir():
             raise SpecError(f"{path}: is a directory, not a spec file; give a .toml file or a catalogue name")
@@ -253,6 +258,7 @@ class ModelSpec:
         return cls.from_toml(text, where=str(path))
 
     def save(self, path: str | Path) -> None:
+        """Write the spec to ``path`` as TOML."""
         Path(path).write_text(self.to_toml(), encoding="utf-8")
 
     def replace(self, **changes: Any) -> ModelSpec:
