@@ -12,9 +12,10 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_example(name, *args, timeout=300):
-    """``examples/<name>`` as a script, or ``paper.<module>`` (``"paper.digits"``) as a module from the root."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
+def run_example(name, *args, timeout=300, env=None, cwd=ROOT):
+    """``examples/<name>`` (or any script by absolute path) as a script, or ``paper.<module>``
+    (``"paper.digits"``) as a module; ``env`` adds environment variables."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg", **(env or {}))
     command = ["-m", name] if name.startswith("paper.") else [str(ROOT / "examples" / name)]
     proc = subprocess.run(
         [sys.executable, *command, *args],
@@ -22,7 +23,7 @@ def run_example(name, *args, timeout=300):
         text=True,
         env=env,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
