@@ -51,7 +51,7 @@ def write_json(path: str | Path, data: Any, *, checksum: bool = False) -> Path:
     """Write ``data`` as indented strict JSON through a temporary file (atomic replace).
 
     :param checksum: add a ``"sha256"`` field over the other fields of the dict
-        ``data``, which :func:`read_checked_json` verifies.
+        ``data``, which ``read_checked_json`` in this module verifies.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
