@@ -553,3 +553,13 @@ def test_outputs_have_the_users_normal_permissions(tmp_path):
     modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
     assert {"model.pt", "run.json", "metrics.json", "metrics.csv", "checkpoints/last.ckpt"} <= set(modes)
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_divergence_is_a_failed_run_in_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_error(["train", "toy4", "--lr", "1000", "--no-plots", *TINY, "--out", str(out)], capsys)
+    line = _one_line(err)
+    assert code == 1 and line.startswith("pyromim train: training failed: ") and "tensor(" not in err
+    assert "objective is nan at epoch 1, training batch 1" in line
+    assert "in the model on the encoder side at the site after 'z'" in line and "no checkpoint was written yet" in line
+    assert not (out / "model.pt").exists()

@@ -540,6 +540,36 @@ class BreakLogScale(pl.Callback):
                 pyro.param("x_log_scale").unconstrained().fill_(-float("inf"))
 
 
+class BreakScaleBeforeValidation(pl.Callback):
+    """Sets the likelihood log-scale of ``make_function_pair`` to -inf before the first validation pass."""
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        with torch.no_grad():
+            pyro.param("x_log_scale").unconstrained().fill_(-float("inf"))
+
+
+def test_invalid_distribution_parameters_become_a_non_finite_loss_error(tmp_path, data):
+    # with Pyro's validation on, torch refuses the Normal's zero scale with a tensor dump
+    model, guide = make_function_pair()
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(
+            model,
+            guide,
+            Trace_ELBO(),
+            data.train,
+            data.val,
+            epochs=2,
+            out_dir=tmp_path,
+            callbacks=[BreakScaleBeforeValidation()],
+            progress=False,
+            clear_param_store=True,
+        )
+    message = str(info.value)
+    assert "epoch 1, validation batch 0" in message and "\n" not in message and "tensor(" not in message
+    assert "Normal distribution got invalid (NaN/inf) values of its 'scale' in the model" in message
+    assert "x_log_scale" in message and "no checkpoint was written yet" in message
+
+
 # ---------------------------------------------------------------- resume
 
 

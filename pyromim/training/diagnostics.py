@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import Any, cast
 
 import pyro.poutine as poutine
 import torch
 
+from pyromim._integrity import one_line
 from pyromim.infer.trace_mim import NonFiniteLossError
 
-__all__ = ["NonFiniteLossError", "describe_nonfinite", "nonfinite_terms"]
+__all__ = ["NonFiniteLossError", "describe_invalid_distribution", "describe_nonfinite", "nonfinite_terms"]
 
 
 def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str]:
@@ -38,11 +41,54 @@ def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str
                 if not bool(torch.isfinite(log_prob).all()):
                     found.append(f"{label} site {name!r} ({symbol})")
     except Exception as err:  # the pass itself may fail on non-finite parameters
-        found.append(f"(diagnostic pass failed: {type(err).__name__}: {err})")
+        found.append(f"(diagnostic pass failed: {type(err).__name__}: {one_line(err)})")
     return found
 
 
-def describe_nonfinite(loss_name: str, value: float, epoch: int, batch: int, terms: list[str], checkpoint: str) -> str:
+#: torch's message when a distribution is built from NaN/inf or out-of-support parameters.
+_INVALID = re.compile(r"Expected parameter (\w+) .*? of distribution (\w+)")
+
+
+def is_invalid_distribution(err: BaseException) -> bool:
+    """Whether ``err`` is torch's refusal of a distribution parameter (NaN/inf from a diverging network)."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return isinstance(err, ValueError) and bool(_INVALID.match(first)) and "invalid values" in first
+
+
+def _frames(tb: TracebackType | None) -> list[str]:
+    names = []
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return names
+
+
+def describe_invalid_distribution(err: BaseException, params: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """One line naming what torch's invalid-parameter error ``err`` says and where: the program
+    (model or guide), the sample path (encoder or decoder side, for MIM objectives), the site
+    after which it happened, and the parameters that are no longer finite."""
+    text = str(err)
+    match = _INVALID.match(text.strip())
+    what = f"a {match.group(2)} distribution got invalid (NaN/inf) values of its '{match.group(1)}'" if match else ""
+    frames = _frames(err.__traceback__)
+    program = next((name for name in reversed(frames) if name in ("model", "guide")), None)
+    side = next((name for name in reversed(frames) if name in ("encoder_traces", "decoder_traces")), None)
+    where = [f"in the {program}" if program else "", f"on the {side.split('_')[0]} side" if side else ""]
+    # Pyro appends the sites traced so far: the failing one comes after the last
+    traced = (
+        re.findall(r"^\s*(\S+) dist\b", text.split("Sample Sites:")[-1], flags=re.M) if "Sample Sites:" in text else []
+    )
+    if traced:
+        where.append(f"at the site after '{traced[-1]}'")
+    bad = [name for name, value in params if not bool(torch.isfinite(value.detach()).all())]
+    shown = ", ".join(f"'{name}'" for name in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    parameters = f"; non-finite parameters: {shown}" if bad else ""
+    return f"{what} {' '.join(w for w in where if w)}{parameters}".strip()
+
+
+def describe_nonfinite(
+    loss_name: str, value: float, epoch: int, batch: int, terms: list[str], checkpoint: str, stage: str = "training"
+) -> str:
     """The message of :class:`NonFiniteLossError` raised by training (the same class
     ``Trace_MIM`` raises, which names the site and side itself)."""
     where = (
@@ -52,6 +98,6 @@ def describe_nonfinite(loss_name: str, value: float, epoch: int, batch: int, ter
     )
     kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was written yet"
     return (
-        f"{loss_name} objective is {value} at epoch {epoch}, batch {batch}; non-finite terms: {where}. "
+        f"{loss_name} objective is {value} at epoch {epoch}, {stage} batch {batch}; non-finite terms: {where}. "
         f"Training stopped and {kept}. Lower the learning rate, clamp scales/log-variances, or check the data."
     )

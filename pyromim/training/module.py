@@ -42,8 +42,15 @@ from pyro.infer.elbo import ELBOModule
 from pyro.util import get_rng_state, set_rng_state
 from torch import nn
 
+from pyromim.infer.mim_traces import NonFiniteDataError
 from pyromim.infer.trace_mim import CompilationError
-from pyromim.training.diagnostics import NonFiniteLossError, describe_nonfinite, nonfinite_terms
+from pyromim.training.diagnostics import (
+    NonFiniteLossError,
+    describe_invalid_distribution,
+    describe_nonfinite,
+    is_invalid_distribution,
+    nonfinite_terms,
+)
 from pyromim.training.params import StoreParameters
 from pyromim.training.schedules import NoamFactor, beta_factor
 
@@ -160,6 +167,16 @@ class PyroLightningModule(pl.LightningModule):
             finite = bool(torch.isfinite(loss.detach()).all())
         except NonFiniteLossError as err:  # Trace_MIM names the term itself
             loss, finite, reported = torch.tensor(float("nan")), False, [str(err)]
+        except ValueError as err:
+            # a diverging network hands a distribution NaN/inf: torch refuses it with a tensor dump
+            if isinstance(err, NonFiniteDataError) or not is_invalid_distribution(err):
+                raise
+            params = list(zip(self.store_params.names, self.store_params.params)) + [
+                (name.removeprefix("owners.0."), p)
+                for name, p in self.named_parameters()
+                if not name.startswith("store_params.")
+            ]
+            loss, finite, reported = torch.tensor(float("nan")), False, [describe_invalid_distribution(err, params)]
         if self.trainer.world_size > 1:
             # every process must stop at the same step, or the others wait forever
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
@@ -182,8 +199,9 @@ class PyroLightningModule(pl.LightningModule):
                     batch_idx,
                     terms,
                     last,
+                    "validation" if self.trainer.validating else "training",
                 )
-            )
+            ) from None
         return loss
 
     # ------------------------------------------------------------------ Lightning hooks
