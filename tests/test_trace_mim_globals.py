@@ -175,3 +175,35 @@ def test_bayesian_regression_matches_the_elbos_globals():
     mim_sigma, mim_rmse = fit_regression(Trace_MIM(), steps=600, lr=0.02)
     assert abs(mim_sigma - elbo_sigma) < 0.15, (mim_sigma, elbo_sigma)
     assert mim_rmse < 1.5 * elbo_rmse + 0.02, (mim_rmse, elbo_rmse)
+
+
+# ----------------------------------------------------------------------------- which plate holds the data
+def _plate_model(x):
+    w = pyro.sample("w", dist.Normal(0.0, 1.0))
+    with pyro.plate("features", 2, dim=-1):
+        u = pyro.sample("u", dist.Normal(0.0, 1.0))  # a per-feature global
+        with pyro.plate("data", x.shape[-2], dim=-2):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(w * z + u, 1.0), obs=x)
+
+
+def test_the_data_plate_is_the_outermost_plate_around_the_observations():
+    from pyro import poutine
+
+    from pyromim.infer.mim_traces import data_plate_of, is_global
+
+    trace = poutine.trace(_plate_model).get_trace(torch.randn(5, 2))
+    plate = data_plate_of(trace)
+    assert plate == "data"
+    assert {n for n in ("w", "u", "z") if is_global(trace.nodes[n], plate)} == {"w", "u"}
+    assert data_plate_of(trace, "features") == "features"
+    with pytest.raises(ValueError, match=r"data_plate='batch'.*no plate of that name.*\['data', 'features'\]"):
+        data_plate_of(trace, "batch")
+    with pytest.raises(TypeError, match="data_plate must be"):
+        Trace_MIM(data_plate=2)
+
+    def one_datum(x):  # no plate: the model describes one datum, every latent is local
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    assert data_plate_of(poutine.trace(one_datum).get_trace(torch.tensor(0.3))) is None

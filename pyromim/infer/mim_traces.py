@@ -393,6 +393,11 @@ def _merged(*traces: Trace) -> Trace:
     return merged
 
 
+def _factor_value(site: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return site["fn"].log_prob(site["value"])
+
+
 def _check_factors_global(dec_model: Trace, enc_model: Trace, data_plate: str | None) -> None:
     """The decoder side cannot draw from a model whose factors depend on local
     latents or data; factors of global latents alone are part of their prior."""
@@ -405,7 +410,7 @@ def _check_factors_global(dec_model: Trace, enc_model: Trace, data_plate: str | 
         same = (
             is_global(site, data_plate)
             and encoder_site is not None
-            and torch.equal(site["fn"].log_factor.detach(), encoder_site["fn"].log_factor.detach())
+            and torch.equal(_factor_value(site), _factor_value(encoder_site))
         )
         if not same:
             raise ValueError(
