@@ -122,9 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     common = argparse.ArgumentParser(add_help=False)
     verbosity = common.add_mutually_exclusive_group()
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     verbosity.add_argument(
-        "-v", "--verbose", action="store_true", help="also log Lightning's messages, and show tracebacks of errors"
+        "-q", "--quiet", action="store_true", help="print errors and the result only (no progress bar, no warnings)"
+    )
+    verbosity.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print every message and warning, Lightning's own included, and tracebacks of errors",
     )
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,compare}", required=True)
 
@@ -191,49 +196,61 @@ def _version() -> str:
     return __version__
 
 
-_QUIET_LOGGERS = (
-    "lightning",
-    "lightning.pytorch",
-    "lightning.fabric",
-    "lightning.pytorch.utilities.rank_zero",
-    "lightning.fabric.utilities.rank_zero",
-    "arviz",
-    "arviz.preview",
-)
-_QUIET_WARNINGS = (
-    r".*treespec.*",
-    r".*Experiment logs directory .* exists and is not empty.*",
-    r".*does not have many workers.*",
-    r".*Checkpoint directory .* exists and is not empty.*",
-)
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes each record as one line, ``[pyromim] message`` (``[pyromim] warning: ...`` from
+    WARNING up), above a progress bar when one is showing."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        return f"[pyromim] {text}" if record.levelno < logging.WARNING else f"[pyromim] warning: {text}"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "tqdm" not in sys.modules:  # no bar can be showing
+            super().emit(record)
+            return
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    # a warning is one line among the others (Python's default prints the source line too)
+    logging.getLogger("pyromim.warnings").warning("%s (%s)", message, category.__name__)
 
 
 @contextmanager
 def _logging_for(args: argparse.Namespace) -> Iterator[None]:
-    """Log pyromim's steps to stderr (Lightning's chatter only with ``--verbose``); restore on exit,
-    so that calling :func:`main` in-process leaves the caller's logging as it was."""
-    extra_process = any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "NODE_RANK"))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[pyromim] %(message)s"))
+    """The console of a command, restored on exit (so that calling :func:`main` in-process leaves
+    the caller's logging and warning filters as they were).
+
+    Default: pyromim's steps and warnings on stderr, one line each; Lightning's banner and
+    notices and the warnings a user cannot act on are dropped. ``--quiet``: errors only (and
+    the result on stdout). ``--verbose``: every message, Lightning's own included.
+    """
+    from pyromim.experiments.console import is_extra_process, quiet_lightning
+
+    handler = _ConsoleHandler(sys.stderr)
     ours = logging.getLogger("pyromim")
-    quiet = [] if args.verbose else [logging.getLogger(name) for name in _QUIET_LOGGERS]
-    saved = [(lg, lg.level) for lg in [ours, *quiet]]
-    saved_propagate = ours.propagate
+    saved = (ours.level, ours.propagate)
     ours.addHandler(handler)
-    ours.setLevel(logging.WARNING if args.quiet or extra_process else logging.INFO)
+    if args.verbose:
+        ours.setLevel(logging.DEBUG)
+    else:
+        ours.setLevel(logging.ERROR if args.quiet or is_extra_process() else logging.INFO)
     ours.propagate = False
-    for lg in quiet:
-        lg.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            for pattern in [] if args.verbose else _QUIET_WARNINGS:
-                warnings.filterwarnings("ignore", message=pattern)
+        with warnings.catch_warnings(), quiet_lightning():
+            warnings.showwarning = _show_warning
+            if args.quiet:
+                warnings.simplefilter("ignore")
             yield
     finally:
         ours.removeHandler(handler)
-        ours.propagate = saved_propagate
-        for lg, level in saved:
-            lg.setLevel(level)
+        ours.setLevel(saved[0])
+        ours.propagate = saved[1]
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -278,7 +295,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         **by_name,
         data_options=_data_options(args) or None,
         devices=_devices(args.devices),
-        progress=not args.no_progress,
+        progress=not (args.no_progress or args.quiet),
         plots=not args.no_plots,
         compile=not args.no_compile,
     )
@@ -440,9 +457,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not result.is_global_zero:
         return 0
     n = len(result.runs) // max(len(result.summary), 1)
-    print(f"\n{result.spec}: mean ± std over {n} seed(s), test part\n")
-    print(result.table)
     print(f"wrote {', '.join(str(p) for p in result.files.values())}")
+    print(f"\n{result.spec}: mean ± std over {n} seed(s), test part\n")
+    print(result.table, end="" if result.table.endswith("\n") else "\n")
     return 0
 
 

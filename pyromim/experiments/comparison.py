@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pyromim.experiments.config import RunConfig
+from pyromim.experiments.console import ProgressBar, run_details_hidden
 from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
 from pyromim.experiments.runner import run
 from pyromim.infer.objectives import compared_objectives, objective_label, objective_name
@@ -84,6 +85,17 @@ def summarise(
     }
 
 
+#: Metrics in the one-line summary of each finished run.
+SUMMARY_METRICS = ("nll", "mi_ksg", "active_units", "knn5_accuracy")
+
+
+def run_summary(record: Mapping[str, Any]) -> str:
+    """One line for a finished run of :func:`compare`: epochs, seconds and a few metrics."""
+    metrics = record.get("metrics") or {}
+    shown = [f"{m} {metrics[m]:.3g}" for m in SUMMARY_METRICS if m in metrics and math.isfinite(metrics[m])]
+    return f"{record['epochs']} epochs in {record['seconds']:.0f} s" + (f"; {', '.join(shown)}" if shown else "")
+
+
 def compare(
     spec: str | Path | ModelSpec,
     *,
@@ -116,28 +128,37 @@ def compare(
     runs: list[dict[str, Any]] = []
     is_global_zero = True
     total = len(names) * len(seed_list)
-    for i, (seed, objective) in enumerate((s, o) for s in seed_list for o in names):
-        logger.info("run %d/%d: %s, seed %d", i + 1, total, objective_label(objective), seed)
-        result = run(
-            spec,
-            config,
-            objective=objective,
-            seed=seed,
-            out_dir=out_dir / objective / f"seed{seed}",
-            plots=plots,
-            **run_options,
-        )
-        is_global_zero = result.is_global_zero
-        runs.append(
-            {
-                "objective": objective,
-                "seed": seed,
-                "out_dir": result.out_dir,
-                "epochs": result.fit.epochs_completed,
-                "seconds": round(result.seconds, 2),
-                "metrics": result.metrics,
-            }
-        )
+    c = (config or RunConfig()).replace(**run_options)
+    max_epochs = c.epochs if c.epochs is not None else spec.training.epochs
+    # one bar over every run's epochs and one line per finished run, instead of each run's own
+    with ProgressBar(total * max_epochs, enabled=c.progress) as bar, run_details_hidden():
+        for i, (seed, objective) in enumerate((s, o) for s in seed_list for o in names):
+            label = f"{objective_label(objective)}, seed {seed}"
+            ticks = bar.start_run(f"{label} ({i + 1}/{total})", max_epochs)
+            result = run(
+                spec,
+                c,
+                objective=objective,
+                seed=seed,
+                out_dir=out_dir / objective / f"seed{seed}",
+                plots=plots,
+                progress=False,
+                callbacks=[ticks],
+            )
+            bar.end_run()
+            is_global_zero = result.is_global_zero
+            runs.append(
+                {
+                    "objective": objective,
+                    "seed": seed,
+                    "out_dir": result.out_dir,
+                    "epochs": result.fit.epochs_completed,
+                    "seconds": round(result.seconds, 2),
+                    "metrics": result.metrics,
+                }
+            )
+            if is_global_zero:
+                logger.info("%d/%d %s: %s", i + 1, total, label, run_summary(runs[-1]))
     # runs are listed seed by seed; report objectives in the order asked
     runs.sort(key=lambda r: (names.index(r["objective"]), r["seed"]))
     summary = summarise(runs)

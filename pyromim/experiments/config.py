@@ -140,7 +140,7 @@ class RunConfig:
             accelerator=self.accelerator,
             num_nodes=self.num_nodes,
             resume=self.resume,
-            progress=self.progress,
+            progress=False,  # run() shows its own bar (pyromim.experiments.console), not Lightning's
             compile=self.compile,
         )
 

@@ -26,8 +26,7 @@ import json
 import logging
 import os
 import time
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +37,7 @@ import torch
 from pyromim._run_dir import claim_run_directory
 from pyromim.data import DataMismatchError, DataSplits
 from pyromim.experiments.config import RunConfig
+from pyromim.experiments.console import ProgressBar, quiet_lightning
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.report import write_json, write_text
 from pyromim.infer.objectives import make_loss, objective_label, objective_name
@@ -229,6 +229,7 @@ def run(
     config: RunConfig | None = None,
     *,
     out_dir: str | Path,
+    callbacks: Sequence[Any] = (),
     **settings: Any,
 ) -> RunResult:
     """Train ``spec`` on its data, evaluate on the test part, write the run directory.
@@ -238,8 +239,14 @@ def run(
         (objective, ``[training]`` overrides, seed, data and caps, devices, outputs);
         default: every field's default, so the spec's own ``[training]`` values.
     :param out_dir: the run directory.
+    :param callbacks: extra Lightning callbacks for the training (e.g. the one
+        :meth:`pyromim.experiments.console.ProgressBar.start_run` returns).
     :param settings: :class:`~pyromim.experiments.RunConfig` fields by name, overriding
         ``config``'s (``run("toy4", out_dir=..., objective="elbo", epochs=5, seed=2)``).
+
+    With ``progress`` (the default) one bar counts the epochs (Lightning's own bar is
+    not used); Lightning's banner and notices are not printed unless the ``pyromim``
+    logger is set to ``DEBUG`` (see :mod:`pyromim.experiments.console`).
 
     The data (``data``, default the spec's ``[data] dataset``) are rejected before
     training, naming both, if they do not fit the spec's likelihood or input shape
@@ -344,9 +351,9 @@ def run(
         elif c.evaluate:
             logger.warning("no test or validation part: metrics.json is not written")
 
-        with warnings.catch_warnings():
-            # the run directory already holds spec.toml, which Lightning's CSV logger warns about
-            warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")
+        # the run directory already holds spec.toml, which Lightning's CSV logger warns about (quiet_lightning)
+        with quiet_lightning(), ProgressBar(t.epochs, enabled=c.progress) as bar:
+            ticks = bar.start_run(f"{spec.name}, {objective_label(objective)}, seed {seed}", t.epochs)
             result = fit(
                 model.model,
                 model.guide,
@@ -356,6 +363,7 @@ def run(
                 c.train_config(t),
                 out_dir=out_dir,
                 evaluate=hook,
+                callbacks=[*callbacks, ticks],
                 run_info=run_info,
             )
         outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
