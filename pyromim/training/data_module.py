@@ -4,7 +4,49 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+from pyromim.data import ArrayDataset
+
+#: Validation batches hold at least this many items (the objective is a mean per
+#: datum, so batching changes no expectation; fewer, larger batches cost less).
+VALIDATION_BATCH = 1024
+
+
+class TensorItems(torch.utils.data.Dataset):
+    """Rows of a tensor as items (``TensorDataset`` would wrap each in a tuple)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.x[index]
+
+
+class _Rows(torch.utils.data.Dataset):
+    """A tensor's rows fetched a batch at a time: one indexing operation per batch
+    instead of one item fetch per row and a stack (the same tensor)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, rows: list[int]) -> torch.Tensor:
+        return self.x[torch.as_tensor(rows)]
+
+
+class _Batches(BatchSampler):
+    """Index batches of a ``DistributedSampler``, passing Lightning's ``set_epoch`` on."""
+
+    sampler: DistributedSampler
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
 
 
 class SeededDataModule(pl.LightningDataModule):
@@ -13,7 +55,10 @@ class SeededDataModule(pl.LightningDataModule):
     Each process gets a ``DistributedSampler`` built with the trainer's world
     size and rank (one process: the whole set); the training order of epoch
     ``e`` is the permutation seeded by ``seed + e`` (Lightning calls
-    ``set_epoch``), identical in an uninterrupted and a resumed run.
+    ``set_epoch``), identical in an uninterrupted and a resumed run. Items of a
+    tensor-backed set (:class:`~pyromim.data.ArrayDataset`, a tensor given to
+    :func:`~pyromim.training.fit`) are fetched a batch at a time. Validation
+    batches hold ``max(batch_size, VALIDATION_BATCH)`` items.
     """
 
     def __init__(
@@ -29,7 +74,7 @@ class SeededDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
 
-    def _loader(self, data: torch.utils.data.Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, data: torch.utils.data.Dataset, shuffle: bool, batch_size: int) -> DataLoader:
         trainer = self.trainer
         if trainer is None:
             raise RuntimeError("the data module makes loaders only once attached to a Lightning Trainer")
@@ -45,10 +90,15 @@ class SeededDataModule(pl.LightningDataModule):
         # training module reseeds per epoch (iterators are created at different
         # moments in a fresh and a resumed run)
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, generator=generator)
+        if isinstance(data, (ArrayDataset, TensorItems)):
+            batches = _Batches(sampler, batch_size, drop_last=False)
+            return DataLoader(_Rows(data.x), sampler=batches, batch_size=None, generator=generator)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train, shuffle=True)
+        return self._loader(self.train, shuffle=True, batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader | list:
-        return [] if self.val is None else self._loader(self.val, shuffle=False)
+        if self.val is None:
+            return []
+        return self._loader(self.val, shuffle=False, batch_size=max(self.batch_size, VALIDATION_BATCH))

@@ -38,7 +38,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from pyromim._atomic import atomic_write
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 from pyromim.training.config import TrainConfig
-from pyromim.training.data_module import SeededDataModule
+from pyromim.training.data_module import SeededDataModule, TensorItems
 from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
 from pyromim.training.module import STOPPED_KEY, PyroLightningModule
 from pyromim.training.params import StoreParameters, param_sites_used
@@ -92,23 +92,10 @@ class EpochHistory(Callback):
 
 def _as_dataset(data: Any, role: str) -> torch.utils.data.Dataset:
     if isinstance(data, torch.Tensor):
-        return _TensorItems(data)
+        return TensorItems(data)
     if isinstance(data, torch.utils.data.Dataset):
         return data
     raise TypeError(f"{role} must be a torch Dataset (e.g. pyromim.data.ArrayDataset) or a tensor, got {type(data)}")
-
-
-class _TensorItems(torch.utils.data.Dataset):
-    """Rows of a tensor as items (``TensorDataset`` would wrap each in a tuple)."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.x[index]
 
 
 def _first_batch(data: torch.utils.data.Dataset, batch_size: int) -> torch.Tensor:

@@ -224,7 +224,17 @@ class PyroLightningModule(pl.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._objective(batch, batch_idx)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch.shape[0], sync_dist=True)
+        # the epoch's mean per datum, summed here and logged once at the last batch:
+        # Lightning's log call costs more than a small model's whole step
+        weighted = loss.detach() * batch.shape[0]
+        if batch_idx == 0:
+            self._train_total, self._train_items = weighted, 0
+        else:
+            self._train_total = self._train_total + weighted
+        self._train_items += batch.shape[0]
+        if batch_idx == self.trainer.num_training_batches - 1:
+            mean = self._train_total / self._train_items
+            self.log("train_loss", mean, on_step=False, on_epoch=True, batch_size=self._train_items, sync_dist=True)
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
