@@ -4,8 +4,9 @@ The model and guide follow the structure of Pyro's own VAE example
 (``examples/vae/vae.py``): an encoder with a softplus hidden layer and an
 unfloored ``exp`` scale, a decoder emitting Bernoulli probabilities through a
 sigmoid with a small fudge, a 50-D standard-normal latent site ``"latent"``
-and an observed site ``"obs"`` that scores ``x.reshape(-1, 64)`` (a view, so
-the decoder side is told which guide argument the generated images replace).
+and an observed site ``"obs"`` that scores ``x.reshape(-1, 64)`` (a view of the
+guide's argument, to which the generated images are routed back without
+configuration).
 Only the data source (scikit-learn's binarised 8x8 digits) and the input size
 differ. It is trained through plain ``SVI`` for 400 steps.
 
@@ -105,7 +106,7 @@ def code_statistics(vae, data):
 def test_symmetric_mim_inverts_the_decoder_of_pyros_vae_program():
     """Measured: 50 / 47 of 50 units active on real / generated digits with the
     default, 15 / 0 with the exact score-function gradient."""
-    mim = code_statistics(*train(Trace_MIM(guide_inputs={"obs": "x"})))
+    mim = code_statistics(*train(Trace_MIM()))
     assert mim["active_real"] >= 45 and mim["active_generated"] >= 40, mim
-    score = code_statistics(*train(Trace_MIM(guide_inputs={"obs": "x"}, decoder_gradient="score")))
+    score = code_statistics(*train(Trace_MIM(decoder_gradient="score")))
     assert score["active_generated"] <= 5, score  # the collapse the default avoids

@@ -271,10 +271,13 @@ class Trace_MIM(ELBO):
     **Decoder side.** The model runs with observed sites un-conditioned; the
     guide is then evaluated at the generated data with its latent sites (and
     subsample indices) replayed from the model's draw. Generated data reaches
-    the guide through the argument named like the observed site, the argument
-    that is the observed tensor, or as ``guide_inputs`` says (below). Under ``vectorize_particles`` generated
-    data gains a particle dimension on the left: guides must size data plates
-    with ``x.shape[-2]``-style indexing from the right.
+    the guide argument the observed data came from: one named like the site,
+    the observed tensor itself, an argument of which it is a view
+    (``x.reshape(-1, 784)``, slices) or a selection (``ys[xs == -1]``), or as
+    ``guide_inputs`` says (below; see :mod:`pyromim.infer.guide_inputs`). Under
+    ``vectorize_particles`` generated data gains a particle dimension on the
+    left: guides must size data plates with ``x.shape[-2]``-style indexing
+    from the right and keep leading dimensions when flattening.
 
     **Global latents** (Bayesian models with global parameters). A latent site
     outside the data plate (the plate that encloses every observed site, or
