@@ -1,4 +1,9 @@
-"""Representation metrics for any Pyro model/guide pair written ``model(x)`` / ``guide(x)``.
+"""Representation metrics for any Pyro model/guide pair.
+
+``data`` is a tensor of data points for a pair written ``model(x)`` /
+``guide(x)``, or, for any other signature (labels, covariates, masks,
+lengths), a tuple or dict of the model's arguments whose tensors have the data
+points along their leading dimension (see :mod:`pyromim.data.batches`).
 
 Every metric runs traces of the pair, finds the plate over the data's leading
 dimension, and reduces each site's ``log_prob`` to one value per datum;

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pyromim.data.batches import Batch
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.encodings import encode
 from pyromim.metrics.trace_layout import inspect_layout
@@ -36,7 +37,7 @@ class ActiveUnits:
 @torch.no_grad()
 def active_units(
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     threshold: float = 0.01,
     *,
     plate_name: str | None = None,

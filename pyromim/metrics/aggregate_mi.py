@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pyro.poutine as poutine
 import torch
 
+from pyromim.data.batches import Batch, batch_length, get_trace, take
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import sum_log_prob, vectorized
@@ -59,25 +60,25 @@ def _as_pairs(draws: torch.Tensor, num_data: int, layout: TraceLayout) -> torch.
 
 
 def _encode_draws(
-    guide: Callable, data: torch.Tensor, num_samples: int, layout: TraceLayout, chunk: int
+    guide: Callable, data: Batch, num_samples: int, layout: TraceLayout, chunk: int
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Draws ``z ~ q(z | x_i)`` per latent site, flattened to (S*N, ...), and log q(z|x_i)."""
     draws: dict[str, list[torch.Tensor]] = {n: [] for n in layout.latent_sites}
     log_q = []
-    for span in spans(len(data), chunk):
-        x = data[span]
+    for span in spans(batch_length(data), chunk):
+        x = take(data, span)
         with torch.no_grad(), poutine.block():
-            sites = sample_sites(poutine.trace(vectorized(guide, num_samples, layout)).get_trace(x))
+            sites = sample_sites(get_trace(vectorized(guide, num_samples, layout), x))
         for name in layout.latent_sites:
             event_dims = len(sites[name]["fn"].event_shape)
             draws[name].append(_draws_first(sites[name]["value"], event_dims, layout))
-        log_q.append(sum_log_prob(sites, layout.latent_sites, layout, len(x)).reshape(-1))
+        log_q.append(sum_log_prob(sites, layout.latent_sites, layout, batch_length(x)).reshape(-1))
     return {n: torch.cat(v) for n, v in draws.items()}, torch.cat(log_q)
 
 
 def _log_mixture(
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     draws: dict[str, torch.Tensor],
     layout: TraceLayout,
     data_chunk: int,
@@ -88,13 +89,13 @@ def _log_mixture(
     out = []
     for rows in spans(num_draws, draw_chunk):
         acc = torch.full((rows.stop - rows.start,), -math.inf, dtype=torch.float64)
-        for cols in spans(len(data), data_chunk):
-            x = data[cols]
-            fixed = {n: _as_pairs(v[rows], len(x), layout) for n, v in draws.items()}
+        for cols in spans(batch_length(data), data_chunk):
+            x = take(data, cols)
+            fixed = {n: _as_pairs(v[rows], batch_length(x), layout) for n, v in draws.items()}
             conditioned = poutine.condition(guide, data=fixed)
             with torch.no_grad(), poutine.block():
-                trace = poutine.trace(vectorized(conditioned, rows.stop - rows.start, layout)).get_trace(x)
-            log_q = sum_log_prob(sample_sites(trace), layout.latent_sites, layout, len(x))
+                trace = get_trace(vectorized(conditioned, rows.stop - rows.start, layout), x)
+            log_q = sum_log_prob(sample_sites(trace), layout.latent_sites, layout, batch_length(x))
             acc = torch.logaddexp(acc, torch.logsumexp(log_q.double(), -1))
         out.append(acc)
     return torch.cat(out)
@@ -103,7 +104,7 @@ def _log_mixture(
 @torch.no_grad()
 def mutual_information(
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     num_samples: int = 1,
     *,
     plate_name: str | None = None,
@@ -118,7 +119,7 @@ def mutual_information(
     :param memory_budget: bytes one vectorised block may use (work is split into blocks that fit it).
     """
     layout = inspect_layout(None, guide, data, plate_name)
-    n = len(data)
+    n = batch_length(data)
     pair_bytes = bytes_per_pair(layout)
     chunk, _ = block_shape(memory_budget, pair_bytes, n, num_samples)
     draws, log_q_own = _encode_draws(guide, data, num_samples, layout, chunk)

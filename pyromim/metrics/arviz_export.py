@@ -11,6 +11,7 @@ import numpy as np
 import pyro
 import torch
 
+from pyromim.data.batches import Batch, batch_length, take
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import importance_block, site_log_prob, site_values
@@ -60,7 +61,7 @@ def _dataset(arrays: dict[str, np.ndarray], per_datum_dims: int, sampled: bool) 
 def to_inference_data(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     num_samples: int = 100,
     *,
     num_chains: int = 1,
@@ -86,7 +87,7 @@ def to_inference_data(
     if num_samples % num_chains:
         raise ValueError(f"num_samples={num_samples} must split evenly into num_chains={num_chains}")
     layout = inspect_layout(model, guide, data, plate_name)
-    data_chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), len(data), num_samples)
+    data_chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), batch_length(data), num_samples)
     groups: dict[str, dict[str, list[torch.Tensor]]] = {
         g: {} for g in ("posterior", "posterior_predictive", "observed_data", "log_likelihood")
     }
@@ -94,8 +95,8 @@ def to_inference_data(
     def add(group: str, name: str, value: torch.Tensor) -> None:
         groups[group].setdefault(name, []).append(value)
 
-    for span in spans(len(data), data_chunk):
-        x = data[span]
+    for span in spans(batch_length(data), data_chunk):
+        x = take(data, span)
         guide_sites, model_sites = importance_block(model, guide, x, num_samples, layout)
         for name in layout.latent_sites:
             add("posterior", name, site_values(name, guide_sites[name], layout))
@@ -104,7 +105,7 @@ def to_inference_data(
             add("observed_data", name, site_values(name, site, layout)[0])
             draws = {**site, "value": site["fn"].sample()}
             add("posterior_predictive", name, site_values(name, draws, layout))
-            add("log_likelihood", name, site_log_prob(name, site, layout, len(x)))
+            add("log_likelihood", name, site_log_prob(name, site, layout, batch_length(x)))
 
     def stacked(group: str, drawn: bool) -> dict[str, np.ndarray]:
         out = {}

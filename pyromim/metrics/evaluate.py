@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from pyromim.data.batches import Batch, DataArg, batch_length, data_tensor, take
 from pyromim.metrics.active_units import active_units
 from pyromim.metrics.aggregate_mi import mutual_information
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
@@ -44,9 +45,9 @@ OPTIONAL_KEYS = ("h_q_x", "recon_error_sampled", "knn5_accuracy_sampled")
 
 def _knn5(
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     labels: np.ndarray | torch.Tensor | None,
-    train_data: torch.Tensor | None,
+    train_data: Batch | None,
     train_labels: np.ndarray | torch.Tensor | None,
     memory_budget: int,
     plate_name: str | None,
@@ -57,8 +58,8 @@ def _knn5(
     if labels is None:
         logger.info("knn5_accuracy is NaN: no labels were given for the data")
         return math.nan
-    if len(labels) != len(data):
-        raise ValueError(f"labels has {len(labels)} entries but data has {len(data)} points")
+    if len(labels) != batch_length(data):
+        raise ValueError(f"labels has {len(labels)} entries but data has {batch_length(data)} points")
     layout = inspect_layout(None, guide, data, plate_name)
     z = encode(guide, data, layout, latents, memory_budget)
     if train_data is None:
@@ -86,9 +87,9 @@ def evaluation_size_problem(n_items: int, n_train: int | None = None, *, ksg_k: 
 def evaluate(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     labels: np.ndarray | torch.Tensor | None = None,
-    train_data: torch.Tensor | None = None,
+    train_data: Batch | None = None,
     train_labels: np.ndarray | torch.Tensor | None = None,
     *,
     num_samples: int = 1000,
@@ -98,8 +99,17 @@ def evaluate(
     plate_name: str | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     keys: Sequence[str] | None = None,
+    data_arg: DataArg = None,
 ) -> dict[str, float]:
     """Evaluate a model/guide pair on ``data``; keys are :data:`EVALUATE_KEYS` (or ``keys``).
+
+    ``data`` (and ``train_data``) is a tensor of data points for ``model(x)`` /
+    ``guide(x)``, or a tuple/dict batch of the model's arguments for any other
+    signature (``(xs, ys)`` for ``model(xs, ys)``; see
+    :mod:`pyromim.data.batches`): every tensor of the batch's length is split
+    into chunks together. ``data_arg`` names the data argument of such a batch
+    (its position or key; default the first tensor): the KSG estimate pairs
+    that tensor, flattened per datum, with the code.
 
     * ``nll``, ``nll_bits_per_dim``, ``psis_khat_bad_fraction``:
       :func:`~pyromim.metrics.log_likelihood` with ``num_samples`` draws per datum.
@@ -114,8 +124,9 @@ def evaluate(
     * ``recon_error``: mean ``||x - x_hat||`` through the posterior mean.
     * ``consistency``: :func:`~pyromim.metrics.generation_consistency`'s ``r2``,
       the fraction of latent variance the encoder recovers from data the model
-      generates (one draw per item of ``data``); NaN (logged) for models with
-      several observed sites.
+      generates (one draw per item of ``data``); NaN (logged) when the generated
+      data cannot be routed to the guide's arguments (e.g. two observed sites
+      on one argument).
 
     Only when named in ``keys`` (:data:`OPTIONAL_KEYS`):
 
@@ -145,9 +156,9 @@ def evaluate(
         return cache["recon"]
 
     def mi_ksg() -> float:
-        subset = data[:ksg_max_points]
+        subset = take(data, slice(ksg_max_points))
         z = encode(guide, subset, inspect_layout(None, guide, data, plate_name), "sample", memory_budget)
-        return ksg_mutual_information(subset.reshape(len(subset), -1), z, k=ksg_k)
+        return ksg_mutual_information(data_tensor(subset, data_arg).reshape(len(z), -1), z, k=ksg_k)
 
     knn_args = (guide, data, labels, train_data, train_labels)
     compute: dict[str, Callable[[], float]] = {
@@ -167,7 +178,7 @@ def evaluate(
     return {key: compute[key]() for key in wanted}
 
 
-def _consistency(model: Callable, guide: Callable, data: torch.Tensor, **budget) -> float:
+def _consistency(model: Callable, guide: Callable, data: Batch, **budget) -> float:
     try:
         return generation_consistency(model, guide, data, **budget).r2
     except ValueError as err:

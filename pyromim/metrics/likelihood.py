@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pyromim.data.batches import Batch, batch_length, take
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import log_weights
@@ -81,7 +82,7 @@ def pareto_k(log_w: np.ndarray) -> np.ndarray:
 def log_likelihood(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     num_samples: int = 1000,
     *,
     plate_name: str | None = None,
@@ -102,10 +103,10 @@ def log_likelihood(
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     layout = inspect_layout(model, guide, data, plate_name)
-    data_chunk, sample_chunk = block_shape(memory_budget, bytes_per_pair(layout), len(data), num_samples)
+    data_chunk, sample_chunk = block_shape(memory_budget, bytes_per_pair(layout), batch_length(data), num_samples)
     estimates, errors, ks = [], [], []
-    for span in spans(len(data), data_chunk):
-        x = data[span]
+    for span in spans(batch_length(data), data_chunk):
+        x = take(data, span)
         blocks = [log_weights(model, guide, x, s.stop - s.start, layout) for s in spans(num_samples, sample_chunk)]
         log_w = torch.cat(blocks, 0).T.double().detach()  # (C, S); estimates, not a loss
         lse = torch.logsumexp(log_w, -1)

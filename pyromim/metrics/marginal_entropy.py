@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from pyromim.data.batches import Batch, batch_length, take
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.encodings import bytes_per_pair
 from pyromim.metrics.per_datum import log_weights
@@ -40,7 +41,7 @@ class MarginalEntropy:
 def marginal_entropy(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     *,
     plate_name: str | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
@@ -52,7 +53,9 @@ def marginal_entropy(
     :param data: ``(N, ...)`` data points (one draw of ``z`` each).
     """
     layout = inspect_layout(model, guide, data, plate_name)
-    data_chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), len(data), 1)
+    data_chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), batch_length(data), 1)
     with torch.no_grad():
-        per_datum = torch.cat([log_weights(model, guide, data[s], 1, layout)[0] for s in spans(len(data), data_chunk)])
+        per_datum = torch.cat(
+            [log_weights(model, guide, take(data, s), 1, layout)[0] for s in spans(batch_length(data), data_chunk)]
+        )
     return MarginalEntropy(entropy=-per_datum.double().mean().item(), per_datum_log_q=per_datum)

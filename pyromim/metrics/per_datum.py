@@ -25,6 +25,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from pyromim.data.batches import Batch, batch_length, get_trace
 from pyromim.metrics.trace_layout import SAMPLE_PLATE, TraceLayout, sample_sites
 
 
@@ -75,14 +76,14 @@ def site_values(name: str, site: dict, layout: TraceLayout) -> torch.Tensor:
 
 
 def importance_block(
-    model: Callable, guide: Callable, x: torch.Tensor, num_samples: int, layout: TraceLayout
+    model: Callable, guide: Callable, x: Batch, num_samples: int, layout: TraceLayout
 ) -> tuple[dict[str, dict], dict[str, dict]]:
     """Sample sites of one vectorised guide trace and the model replayed on it."""
     guide_v = vectorized(guide, num_samples, layout)
     model_v = vectorized(model, num_samples, layout)
     with torch.no_grad(), poutine.block():
-        guide_trace = poutine.trace(guide_v).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model_v, trace=guide_trace)).get_trace(x)
+        guide_trace = get_trace(guide_v, x)
+        model_trace = get_trace(poutine.replay(model_v, trace=guide_trace), x)
     return sample_sites(guide_trace), sample_sites(model_trace)
 
 
@@ -91,16 +92,14 @@ def sum_log_prob(sites: dict[str, dict], names: tuple[str, ...], layout: TraceLa
     return cast(torch.Tensor, sum(site_log_prob(n, sites[n], layout, num_data) for n in names))
 
 
-def log_weights(
-    model: Callable, guide: Callable, x: torch.Tensor, num_samples: int, layout: TraceLayout
-) -> torch.Tensor:
+def log_weights(model: Callable, guide: Callable, x: Batch, num_samples: int, layout: TraceLayout) -> torch.Tensor:
     """``(S, C)`` importance log-weights ``log p(x, z) - log q(z | x)``, ``z ~ q(z | x)``.
 
     Model latent sites absent from the guide are drawn from their prior, which
     is then their own proposal, so their densities cancel and are left out.
     """
     guide_sites, model_sites = importance_block(model, guide, x, num_samples, layout)
-    n = x.shape[0]
+    n = batch_length(x)
     log_p = sum_log_prob(model_sites, layout.observed_sites + layout.latent_sites, layout, n)
     log_q = sum_log_prob(guide_sites, layout.latent_sites, layout, n)
     return log_p - log_q

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pyro.poutine as poutine
 import torch
 
+from pyromim.data.batches import Batch, batch_length, get_trace, take
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.encodings import bytes_per_pair, guide_sites
 from pyromim.metrics.per_datum import (
@@ -47,16 +48,14 @@ class Reconstruction:
     sampled_error: float = math.nan
 
 
-def reconstruct(
-    model: Callable, guide: Callable, x: torch.Tensor, layout: TraceLayout
-) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruct(model: Callable, guide: Callable, x: Batch, layout: TraceLayout) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, x_hat)`` as ``(C, D)`` matrices, ``x_hat`` the observed means at the posterior mean."""
     with torch.no_grad(), poutine.block():
         means = poutine.Trace()
         for name, site in guide_sites(guide, x, "mean").items():
             means.add_node(name, **site)
         decoder = PosteriorMeanMessenger()(poutine.replay(model, trace=means))
-        sites = sample_sites(poutine.trace(decoder).get_trace(x))
+        sites = sample_sites(get_trace(decoder, x))
     observed, predicted = [], []
     for name in layout.observed_sites:
         site = sites[name]
@@ -83,7 +82,7 @@ def reconstruct(
 def reconstruction_error(
     model: Callable,
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     num_samples: int = 1,
     *,
     plate_name: str | None = None,
@@ -99,14 +98,14 @@ def reconstruction_error(
     :param sampled: also measure ``sampled_error`` (one more draw per datum; NaN otherwise).
     """
     layout = inspect_layout(model, guide, data, plate_name)
-    data_chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), len(data), num_samples)
+    data_chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), batch_length(data), num_samples)
     errors, nlls, draws = [], [], []
-    for span in spans(len(data), data_chunk):
-        x = data[span]
+    for span in spans(batch_length(data), data_chunk):
+        x = take(data, span)
         observed, predicted = reconstruct(model, guide, x, layout)
         errors.append((observed.double() - predicted.double()).norm(dim=-1))
         _, model_sites = importance_block(model, guide, x, num_samples, layout)
-        log_lik = sum_log_prob(model_sites, layout.observed_sites, layout, len(x))
+        log_lik = sum_log_prob(model_sites, layout.observed_sites, layout, batch_length(x))
         nlls.append(-log_lik.double().mean(0))
         if sampled:
             draws.append((observed.double() - _drawn(model_sites, layout)[0].double()).norm(dim=-1))

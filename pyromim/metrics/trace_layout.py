@@ -18,6 +18,8 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import prune_subsample_sites
 
+from pyromim.data.batches import Batch, batch_length, get_trace, take
+
 #: Name of the outer plate that vectorises importance samples.
 SAMPLE_PLATE = "_pyromim_metrics_samples"
 
@@ -57,16 +59,16 @@ def sample_sites(trace: poutine.Trace) -> dict[str, Any]:
     return {name: site for name, site in trace.nodes.items() if site["type"] == "sample"}
 
 
-def run_pair(model: Callable | None, guide: Callable, x: torch.Tensor) -> tuple[dict[str, dict], dict[str, dict]]:
+def run_pair(model: Callable | None, guide: Callable, x: Batch) -> tuple[dict[str, dict], dict[str, dict]]:
     """Trace ``guide(x)`` and ``model(x)`` replayed on it; return their sample sites.
 
     With ``model=None`` only the guide runs and the model's sites are empty.
     """
     with torch.no_grad(), poutine.block():
-        guide_trace = poutine.trace(guide).get_trace(x)
+        guide_trace = get_trace(guide, x)
         if model is None:
             return sample_sites(guide_trace), {}
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        model_trace = get_trace(poutine.replay(model, trace=guide_trace), x)
     return sample_sites(guide_trace), sample_sites(model_trace)
 
 
@@ -80,12 +82,10 @@ def _plates(sites: dict[str, dict]) -> dict[str, tuple[int, int]]:
     return found
 
 
-def _batch_tracking(
-    model: Callable | None, guide: Callable, x: torch.Tensor
-) -> tuple[set[str], dict[str, tuple[int, int]]]:
+def _batch_tracking(model: Callable | None, guide: Callable, x: Batch) -> tuple[set[str], dict[str, tuple[int, int]]]:
     guide_sites, model_sites = run_pair(model, guide, x)
     plates = {**_plates(guide_sites), **_plates(model_sites)}
-    return {name for name, (_, size) in plates.items() if size == x.shape[0]}, plates
+    return {name for name, (_, size) in plates.items() if size == batch_length(x)}, plates
 
 
 def _describe(plates: dict[str, tuple[int, int]]) -> str:
@@ -97,7 +97,7 @@ def _describe(plates: dict[str, tuple[int, int]]) -> str:
 def find_data_plate(
     model: Callable | None,
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     plate_name: str | None = None,
     probe_size: int = 64,
 ) -> str:
@@ -109,8 +109,8 @@ def find_data_plate(
     size followed the batch size are kept.  Raises ``ValueError`` naming the
     plates found when none or more than one remain.
     """
-    n = min(len(data), probe_size)
-    candidates, plates = _batch_tracking(model, guide, data[:n])
+    n = min(batch_length(data), probe_size)
+    candidates, plates = _batch_tracking(model, guide, take(data, slice(n)))
     if plate_name is not None:
         if plate_name not in plates:
             raise ValueError(
@@ -118,7 +118,7 @@ def find_data_plate(
             )
         return plate_name
     if len(candidates) > 1 and n > 1:
-        smaller, _ = _batch_tracking(model, guide, data[: n - 1])
+        smaller, _ = _batch_tracking(model, guide, take(data, slice(n - 1)))
         candidates &= smaller
     if len(candidates) == 1:
         return candidates.pop()
@@ -137,7 +137,7 @@ def _event_numel(site: dict) -> int:
 def inspect_layout(
     model: Callable | None,
     guide: Callable,
-    data: torch.Tensor,
+    data: Batch,
     plate_name: str | None = None,
 ) -> TraceLayout:
     """Run the pair once on a few points and describe its sites (see :class:`TraceLayout`).
@@ -145,13 +145,13 @@ def inspect_layout(
     ``model=None`` describes the guide alone (for encoder-only metrics); the
     layout then has no observed sites.
     """
-    if not isinstance(data, torch.Tensor) or data.dim() == 0:
+    if not isinstance(data, (torch.Tensor, tuple, list, dict)) or (isinstance(data, torch.Tensor) and data.dim() == 0):
         raise TypeError(
-            "data must be a tensor whose leading dimension indexes data points, got "
-            f"{type(data).__name__} {getattr(data, 'shape', '')}"
+            "data must be a tensor whose leading dimension indexes data points, or a tuple/dict "
+            f"of the model's arguments with such tensors; got {type(data).__name__} {getattr(data, 'shape', '')}"
         )
     name = find_data_plate(model, guide, data, plate_name)
-    guide_sites, model_sites = run_pair(model, guide, data[:2])
+    guide_sites, model_sites = run_pair(model, guide, take(data, slice(2)))
     nesting = 0
     data_dim: int | None = None
     for site in [*guide_sites.values(), *model_sites.values()]:
@@ -171,9 +171,9 @@ def inspect_layout(
         raise ValueError("the model has no observed site; call pyro.sample(name, dist, obs=x) inside the data plate")
     prior = tuple(n for n, s in model_sites.items() if not s["is_observed"] and n not in guide_sites)
     # Elements per datum: values are (batch..., event); divide the batch by the 2 data points.
-    observed_numel = sum(model_sites[n]["value"].numel() for n in observed) // min(2, len(data))
+    observed_numel = sum(model_sites[n]["value"].numel() for n in observed) // min(2, batch_length(data))
     pair_numel = sum(
-        max(_event_numel(s), s["value"].numel() // min(2, len(data)))
+        max(_event_numel(s), s["value"].numel() // min(2, batch_length(data)))
         for s in [*guide_sites.values(), *model_sites.values()]
     )
     dtype = (model_sites[observed[0]] if observed else guide_sites[latent[0]])["value"].dtype

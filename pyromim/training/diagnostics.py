@@ -16,7 +16,7 @@ from pyromim.infer.trace_mim import NonFiniteLossError
 __all__ = ["NonFiniteLossError", "describe_invalid_distribution", "describe_nonfinite", "nonfinite_terms"]
 
 
-def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str]:
+def nonfinite_terms(model: Callable, guide: Callable, *args: object, **kwargs: object) -> list[str]:
     """Sample sites whose log-density is not finite in one guide + replayed-model pass.
 
     Each returned entry names the term of the objective it feeds, e.g.
@@ -27,8 +27,8 @@ def nonfinite_terms(model: Callable, guide: Callable, *args: object) -> list[str
     found: list[str] = []
     try:
         with torch.no_grad(), poutine.trace(param_only=True) as params:
-            guide_trace = poutine.trace(guide).get_trace(*args)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         for name, site in params.trace.nodes.items():
             value = site["value"]
             if site["type"] == "param" and value is not None and not bool(torch.isfinite(value).all()):

@@ -34,8 +34,10 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from torch.utils.data import default_collate
 
 from pyromim._atomic import atomic_write
+from pyromim.data.batches import Batch, DataArg, call
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule, TensorItems
@@ -95,12 +97,39 @@ def _as_dataset(data: Any, role: str) -> torch.utils.data.Dataset:
         return TensorItems(data)
     if isinstance(data, torch.utils.data.Dataset):
         return data
-    raise TypeError(f"{role} must be a torch Dataset (e.g. pyromim.data.ArrayDataset) or a tensor, got {type(data)}")
+    if isinstance(data, (tuple, list, dict)) and data:
+        values = list(data.values()) if isinstance(data, dict) else list(data)
+        if all(isinstance(v, torch.Tensor) and v.dim() > 0 for v in values):
+            sizes = {int(v.shape[0]) for v in values}
+            if len(sizes) == 1:
+                return _DictItems(data) if isinstance(data, dict) else torch.utils.data.TensorDataset(*values)
+            raise ValueError(
+                f"{role}: the tensors of a tuple/dict must all have the same leading size (the data "
+                f"points), got leading sizes {sorted(sizes)}"
+            )
+    raise TypeError(
+        f"{role} must be a torch Dataset (e.g. pyromim.data.ArrayDataset, a TensorDataset whose items are "
+        f"the model's arguments), a tensor, or a tuple/dict of tensors of the model's arguments; got {type(data)}"
+    )
 
 
-def _first_batch(data: torch.utils.data.Dataset, batch_size: int) -> torch.Tensor:
+class _DictItems(torch.utils.data.Dataset):
+    """Items ``{key: tensor[i]}`` of a dict of tensors (batches are dicts of the model's keyword arguments)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = dict(tensors)
+        self.length = int(next(iter(self.tensors.values())).shape[0])
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[index] for key, value in self.tensors.items()}
+
+
+def _first_batch(data: torch.utils.data.Dataset, batch_size: int) -> Batch:
     n = min(batch_size, len(cast(Sized, data)))
-    return torch.stack([data[i] for i in range(n)])
+    return default_collate([data[i] for i in range(n)])
 
 
 @contextmanager
@@ -204,19 +233,26 @@ def fit(
     evaluate: Callable[[Callable, Callable], Any] | None = None,
     callbacks: Sequence[Callback] = (),
     run_info: Mapping[str, Any] | None = None,
+    data_arg: DataArg = None,
     **settings: Any,
 ) -> FitResult:
     """Train ``model``/``guide`` with the Pyro objective ``loss`` (any ELBO-family loss).
 
     :param model: Pyro model, called as ``model(x)`` with a batch ``x``; a plain
         function with ``pyro.param``/``pyro.module`` or an ``nn.Module``/``PyroModule``.
-    :param guide: Pyro guide, called as ``guide(x)``.
+        Any other signature (``model(xs, ys)``, covariates, masks, lengths) takes
+        batches that are tuples or dicts of its arguments, passed through as
+        ``model(*batch)`` / ``model(**batch)``.
+    :param guide: Pyro guide, called as ``guide(x)`` (or with the same tuple/dict batch).
     :param loss: e.g. ``pyro.infer.Trace_ELBO()`` or ``pyromim.Trace_MIM(...)``.  If it
         has a ``beta`` attribute it is warmed up as ``beta * min(1, epoch / warmup_epochs)``;
         if it has ``symmetric=True``, decoder-side samples are only switched on once
         that factor reaches 1 (see :func:`pyromim.training.beta_factor`).
     :param train_data: a torch ``Dataset`` whose items are tensors (e.g.
-        :class:`pyromim.data.ArrayDataset`) or a tensor of items.
+        :class:`pyromim.data.ArrayDataset`) or a tensor of items; for other
+        signatures a ``Dataset`` whose items are tuples/dicts of the model's
+        arguments (``TensorDataset(xs, ys)``), or a tuple/dict of tensors with
+        the data points along their leading dimension (``(xs, ys)``).
     :param val_data: validation data (same types) or ``None``.
     :param config: the run's settings (epochs, batch size, learning rate, warm-up,
         patience, seed, devices, resume, ...; see :class:`~pyromim.training.TrainConfig`).
@@ -226,6 +262,9 @@ def fit(
     :param callbacks: extra Lightning callbacks.
     :param run_info: plain data (strings, numbers, lists, dicts) stored in every
         checkpoint under ``"pyromim_run"`` (e.g. the spec and objective, which a resume checks).
+    :param data_arg: the data argument of tuple/dict batches (position or key;
+        default the first tensor), whose leading size is the batch size the
+        logged per-datum loss divides by.
     :param settings: :class:`~pyromim.training.TrainConfig` fields by name, overriding
         ``config``'s (``fit(model, guide, loss, x, out_dir="run", epochs=5)`` needs no config).
 
@@ -269,7 +308,7 @@ def fit(
     # ELBOModule.parameters() needs the parameters to exist: create them with one
     # call (through the Python loss: a compiled one hides its param sites)
     with torch.no_grad(), _uncompiled(loss):
-        names = param_sites_used(lambda: elbo_module(_first_batch(train, batch_size)))
+        names = param_sites_used(lambda: call(elbo_module, _first_batch(train, batch_size)))
     store_params = StoreParameters.adopt(names, elbo_module)
     module = PyroLightningModule(
         elbo_module,
@@ -280,6 +319,7 @@ def fit(
         lr_warmup_epochs=c.lr_warmup_epochs,
         seed=seed,
         owners=_method_owners(model, guide),
+        data_arg=data_arg,
     )
     module.run_info = dict(run_info or {})
     if resumed is not None:
@@ -376,13 +416,14 @@ def load_trained(
     guide: Callable,
     loss: Any,
     checkpoint: str | Path,
-    example: torch.Tensor,
+    example: Batch,
     *,
     clear_param_store: bool = False,
 ) -> None:
     """Load a checkpoint written by :func:`fit` into ``model``/``guide`` (and Pyro's param store).
 
-    ``example`` is a batch used for one call that creates the parameters (as at
+    ``example`` is a batch (a tensor, or a tuple/dict of the model's
+    arguments) used for one call that creates the parameters (as at
     the start of training); then the saved values are copied in.  Loading uses
     ``weights_only=True``.  Of Pyro's global param store only the entries this
     model/guide pair uses are replaced (so stale parameters of the same names
@@ -395,13 +436,13 @@ def load_trained(
         store.clear()
     else:
         with store.scope(), torch.no_grad():  # which names does the pair use? (found in an empty store)
-            used = param_sites_used(lambda: loss(model, guide)(example))
+            used = param_sites_used(lambda: call(loss(model, guide), example))
         for name in used:
             if name in store:
                 del store[name]
     elbo_module = loss(model, guide)
     with torch.no_grad():
-        names = param_sites_used(lambda: elbo_module(example))
+        names = param_sites_used(lambda: call(elbo_module, example))
     store_params = StoreParameters.adopt(names, elbo_module)
     module = PyroLightningModule(elbo_module, store_params, owners=_method_owners(model, guide))
     module.on_load_checkpoint(state)

@@ -1,12 +1,16 @@
 """The Lightning module that trains any Pyro model/guide pair with any ELBO-family objective.
 
 Pattern of Pyro's own Lightning example: the loss object's ``__call__(model,
-guide)`` returns an ``ELBOModule`` whose ``forward(x)`` is the differentiable
-objective and whose parameters Lightning optimises.  The model and guide are
-called with one argument, the batch ``x`` of shape ``(B, *event_shape)``.
+guide)`` returns an ``ELBOModule`` whose ``forward(*args, **kwargs)`` is the
+differentiable objective and whose parameters Lightning optimises.  A batch is
+a tensor ``x`` of shape ``(B, *event_shape)``, called as ``model(x)`` /
+``guide(x)``, or a tuple/dict of the model's arguments (labels, covariates,
+masks, lengths) passed through as ``model(*batch)`` / ``model(**batch)`` (see
+:mod:`pyromim.data.batches`).
 
 Per-datum objective: the value optimised and logged is the objective divided by
-the batch size ``B`` (for the usual model with a data plate over the batch this
+the batch size ``B``, the leading size of the data argument (for the usual
+model with a data plate over the batch this
 is the mean per-datum loss, which makes the learning rate independent of ``B``
 and DDP's gradient averaging exact).
 
@@ -42,6 +46,7 @@ from pyro.infer.elbo import ELBOModule
 from pyro.util import get_rng_state, set_rng_state
 from torch import nn
 
+from pyromim.data.batches import Batch, DataArg, batch_length, call_args
 from pyromim.infer.mim_traces import NonFiniteDataError
 from pyromim.infer.trace_mim import CompilationError
 from pyromim.training.diagnostics import (
@@ -82,6 +87,8 @@ class PyroLightningModule(pl.LightningModule):
     :param seed: base seed of the per-epoch reseeding.
     :param owners: modules owning the model and guide methods (their buffers
         must follow the parameters to the device).
+    :param data_arg: position or key of the data argument in tuple/dict
+        batches (default: the first tensor); it gives the batch size ``B``.
     """
 
     def __init__(
@@ -95,8 +102,10 @@ class PyroLightningModule(pl.LightningModule):
         lr_warmup_epochs: int | None = None,
         seed: int = 0,
         owners: Sequence[nn.Module] = (),
+        data_arg: DataArg = None,
     ) -> None:
         super().__init__()
+        self.data_arg = data_arg
         # Modules whose methods are the model and guide (``vae.model``): held
         # here so Lightning moves their buffers (e.g. a prior's fixed loc) to
         # the training device with the parameters.
@@ -149,21 +158,22 @@ class PyroLightningModule(pl.LightningModule):
             for key, value in saved.items():
                 setattr(loss, key, value)
 
-    def _loss(self, x: torch.Tensor) -> torch.Tensor:
-        """The objective on batch ``x``; a compiled loss that cannot compile the
+    def _loss(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        """The objective on a batch's arguments; a compiled loss that cannot compile the
         programs (a :class:`~pyromim.infer.CompilationError`, raised before any
         draw) falls back to its Python path for the rest of the run."""
         try:
-            return self.elbo_module(x)
+            return self.elbo_module(*args, **kwargs)
         except CompilationError as err:
             logger.warning("%s: training with the Python loss instead", err)
             self.loss_object.compile = False
-            return self.elbo_module(x)
+            return self.elbo_module(*args, **kwargs)
 
-    def _objective(self, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def _objective(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         reported: list[str] = []
+        args, kwargs = call_args(batch)
         try:
-            loss = self._loss(x) / x.shape[0]
+            loss = self._loss(args, kwargs) / batch_length(batch, self.data_arg)
             finite = bool(torch.isfinite(loss.detach()).all())
         except NonFiniteLossError as err:  # Trace_MIM names the term itself
             loss, finite, reported = torch.tensor(float("nan")), False, [str(err)]
@@ -181,7 +191,7 @@ class PyroLightningModule(pl.LightningModule):
             # every process must stop at the same step, or the others wait forever
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if not finite:
-            terms = reported or nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, x)
+            terms = reported or nonfinite_terms(self.elbo_module.model, self.elbo_module.guide, *args, **kwargs)
             # the unmonitored checkpoint callback holds the latest epoch's file
             last = next(
                 (
@@ -222,25 +232,27 @@ class PyroLightningModule(pl.LightningModule):
             set_rng_state(state)
             self._rng_outside_validation = None
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self._objective(batch, batch_idx)
+        size = batch_length(batch, self.data_arg)
         # the epoch's mean per datum, summed here and logged once at the last batch:
         # Lightning's log call costs more than a small model's whole step
-        weighted = loss.detach() * batch.shape[0]
+        weighted = loss.detach() * size
         if batch_idx == 0:
             self._train_total, self._train_items = weighted, 0
         else:
             self._train_total = self._train_total + weighted
-        self._train_items += batch.shape[0]
+        self._train_items += size
         if batch_idx == self.trainer.num_training_batches - 1:
             mean = self._train_total / self._train_items
             self.log("train_loss", mean, on_step=False, on_epoch=True, batch_size=self._train_items, sync_dist=True)
         return loss
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         with self.target_objective():
             loss = self._objective(batch, batch_idx).detach()
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch.shape[0], sync_dist=True)
+        size = batch_length(batch, self.data_arg)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> Any:
