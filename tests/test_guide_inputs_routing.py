@@ -232,3 +232,30 @@ def test_svi_trains_pyros_vae_shape_without_configuration():
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), loss=Trace_MIM())
     losses = [svi.step(x) for _ in range(30)]
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_a_compiled_loss_refuses_a_selection_it_would_freeze():
+    from pyromim import JitTrace_MIM
+    from pyromim.infer import CompilationError
+
+    ys = _images()
+    xs = ys.clone()
+    xs[:, H // 2 :, :] = -1.0
+    enc, dec = _nets()
+
+    def model(xs, ys):
+        pyro.module("decoder", dec)
+        with pyro.plate("data", xs.shape[0]):
+            z = pyro.sample("z", dist.Normal(xs.new_zeros(xs.shape[0], Z), 1.0).to_event(1))
+            logits = dec(z)[(xs == -1).view(-1, PIXELS)].view(xs.shape[0], -1)
+            pyro.sample("y", dist.Bernoulli(logits=logits).to_event(1), obs=ys[xs == -1].view(xs.shape[0], -1))
+
+    def guide(xs, ys):
+        pyro.module("encoder", enc)
+        with pyro.plate("data", xs.shape[0]):
+            loc, log_scale = enc(torch.where(xs == -1, ys, xs).view(-1, PIXELS)).chunk(2, -1)
+            pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+    with pytest.raises(CompilationError, match="selection of a guide argument"):
+        JitTrace_MIM().loss(model, guide, xs, ys)
+    assert torch.isfinite(torch.tensor(Trace_MIM().loss(model, guide, xs, ys)))

@@ -328,6 +328,14 @@ def _resolve(
             if len(views) == 1:
                 return _Route(*views[0])
         if probe is not None:
+            if torch.jit.is_tracing():
+                # which elements a selection picks can depend on the data (a mask),
+                # which a compiled graph would freeze at the first batch
+                raise GuideInputsError(
+                    f"Trace_MIM: observed site '{site}' is a selection of a guide argument "
+                    f"(e.g. ys[xs == -1]), which a compiled loss cannot route; use Trace_MIM "
+                    f"(not compiled), or pass a callable guide_inputs(generated, args, kwargs)."
+                )
             selections = []
             for loc, t in tensors:
                 if t.numel() >= encoder_value.numel() and (index := probe(loc)) is not None:
