@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pyromim.experiments import RunConfig, objective_label, render_table, seed_summary, write_json
+from pyromim.experiments.console import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +72,33 @@ def run_label(objective: str, inverse_h: bool = False) -> str:
     return label
 
 
-def measure(task: Mapping[str, Any]) -> dict[str, Any]:
+def measure(task: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     """Train and measure one task (see the module docstring); errors are caught into ``record["error"]``.
 
     The run and its measurements share a Pyro param store of their own, so the
-    trained model's parameters never meet another task's.
+    trained model's parameters never meet another task's. ``callbacks`` go to the
+    training (a progress bar's epoch ticks).
     """
     import pyro
 
     with pyro.get_param_store().scope():
-        return _measure(task)
+        return _measure(task, callbacks)
 
 
-def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
+def task_epochs(task: Mapping[str, Any]) -> int:
+    """The most epochs ``task`` trains for: its ``epochs`` cap, else its spec's (0 for a spec that
+    cannot be read: the run records that error itself)."""
+    from pyromim.specs import SpecError
+
+    if task.get("epochs"):
+        return int(task["epochs"])
+    try:
+        return int(task_spec(task).training.epochs)
+    except SpecError:
+        return 0
+
+
+def _measure(task: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     start = time.perf_counter()
     record = dict(task)
     try:
@@ -95,7 +110,7 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
         # the task's keys that name run settings (objective, seed, epochs, caps, ...) set them
         settings = {key: task[key] for key in RUN_SETTINGS if key in task}
         config = RunConfig(evaluate=full, plots=False, progress=False).replace(**settings)
-        result = run(task_spec(task), config, out_dir=task["run_dir"])
+        result = run(task_spec(task), config, out_dir=task["run_dir"], callbacks=callbacks)
         if full:
             metrics = dict(result.metrics or {})
             metrics["h_q_x"] = marginal_entropy(result.model.model, result.model.guide, result.data.test.x).entropy
@@ -131,6 +146,7 @@ def run_tasks(
     *,
     jobs: int = 1,
     deadline: float | None = None,
+    progress: Any = None,
 ) -> int:
     """Run ``tasks`` with :func:`measure` in ``jobs`` worker processes; call ``on_result`` with each record.
 
@@ -138,6 +154,9 @@ def run_tasks(
         stopped (their worker processes terminated) and runs not started are
         skipped, so the caller can write what finished (with ``jobs=1`` the runs are
         in this process, and the one in progress at the deadline finishes first).
+    :param progress: a :class:`pyromim.experiments.console.ProgressBar` over
+        :func:`task_epochs` of every task: it moves per epoch with ``jobs=1``, per
+        finished run with worker processes.
     :returns: the number of runs finished.
     """
     done = 0
@@ -145,7 +164,12 @@ def run_tasks(
         for task in tasks:
             if deadline is not None and time.monotonic() > deadline:
                 break
-            on_result(measure(task))
+            if progress is None:
+                record = measure(task)
+            else:
+                record = measure(task, [progress.start_run(Path(task["run_dir"]).name, task_epochs(task))])
+                progress.end_run()
+            on_result(record)
             done += 1
         return done
     context = multiprocessing.get_context("spawn")
@@ -158,6 +182,9 @@ def run_tasks(
                 record = future.result()
             except Exception as err:  # a worker died (killed, out of memory): record it, go on
                 record = {**pending[future], "error": f"worker failed: {type(err).__name__}: {err}"}
+            if progress is not None:
+                progress.start_run(Path(record["run_dir"]).name, task_epochs(record))
+                progress.end_run()
             on_result(record)
             done += 1
     except futures.TimeoutError:
@@ -302,6 +329,7 @@ def sweep_cli(
     parser.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: the spec's, 200)")
     parser.add_argument("--budget", type=float, default=None, help="wall-clock seconds; unfinished runs are dropped")
     parser.add_argument("--replot", type=Path, default=None, help="results.json to re-plot (no training)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished run)")
     for flag, text in (flags or {}).items():
         parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args(argv)
@@ -331,20 +359,21 @@ def sweep_cli(
             },
         )
         print(f"{experiment}: {len(tasks)} runs with {args.jobs} worker(s) -> {out}", flush=True)
+        # one bar over every run's epochs (on stderr) and one line per finished run above it
+        bar = ProgressBar(sum(task_epochs(t) for t in tasks), enabled=not args.no_progress)
 
         def on_result(record: dict[str, Any]) -> None:
             results.append(record)
             what = record.get("error") or ", ".join(
                 f"{k} {v:.3f}" for k, v in record["metrics"].items() if k in PANEL_METRICS
             )
-            print(
-                f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} "
-                f"({record['seconds']:.0f} s): {what}",
-                flush=True,
+            bar.write(
+                f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} ({record['seconds']:.0f} s): {what}"
             )
 
         deadline = None if args.budget is None else start + args.budget
-        run_tasks(tasks, on_result, jobs=args.jobs, deadline=deadline)
+        with bar:
+            run_tasks(tasks, on_result, jobs=args.jobs, deadline=deadline, progress=bar)
         text = report(results.data, out)
     (out / "results.md").write_text(text + "\n", encoding="utf-8")
     print(text)

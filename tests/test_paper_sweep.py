@@ -14,6 +14,7 @@ from paper.sweep import (
     seed_major,
     summarise_sweep,
     sweep_table,
+    task_epochs,
     task_spec,
 )
 from pyromim.specs import resolve_spec
@@ -80,3 +81,19 @@ def test_a_failing_run_is_recorded_not_raised(tmp_path):
     seen = []
     run_tasks([{"spec": "no_such_spec", "objective": "mim", "seed": 1, "run_dir": str(tmp_path)}], seen.append)
     assert "no_such_spec" in seen[0]["error"] and "seconds" in seen[0]
+
+
+def test_run_tasks_moves_one_bar_over_every_runs_epochs(tmp_path, capsys):
+    from pyromim.experiments.console import ProgressBar
+
+    tiny = {"spec": "toy4", "objective": "elbo", "epochs": 2, "n_train": 128, "n_val": 64, "n_test": 64}
+    tasks = [
+        {**tiny, "seed": 1, "run_dir": str(tmp_path / "tiny_seed1")},
+        {"spec": "no_such_spec", "objective": "mim", "seed": 1, "run_dir": str(tmp_path / "broken")},
+    ]
+    seen = []
+    with ProgressBar(sum(task_epochs(t) for t in tasks)) as bar:
+        assert run_tasks(tasks, seen.append, progress=bar) == 2
+        assert bar.done == 2  # the tiny run's two epochs; the broken spec counts none
+    assert "metrics" in seen[0] and "error" in seen[1]
+    assert "tiny_seed1" in capsys.readouterr().err
