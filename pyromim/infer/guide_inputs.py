@@ -402,7 +402,7 @@ def _fit_to(
 
 
 def _scatter_into_full(
-    original: Any, generated: torch.Tensor, site: dict, subsample_indices: Mapping[str, torch.Tensor]
+    original: Any, generated: torch.Tensor, site: Mapping[str, Any], subsample_indices: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
     """Place a generated minibatch into a copy of the full data tensor when the
     guide receives the full data set and subsamples it itself."""
@@ -432,7 +432,7 @@ def substitute_generated(
     guide: Callable,
     args: tuple,
     kwargs: dict,
-    generated_sites: Mapping[str, dict],
+    generated_sites: Mapping[str, Mapping[str, Any]],
     encoder_values: Mapping[str, torch.Tensor],
     subsample_indices: Mapping[str, torch.Tensor],
     guide_inputs: GuideInputs = None,

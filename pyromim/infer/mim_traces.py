@@ -17,8 +17,8 @@ that holds every observed site (see :func:`data_plate_of`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, cast
 
 import pyro
 import pyro.poutine as poutine
@@ -26,6 +26,7 @@ import torch
 from pyro.distributions import Delta
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
+from pyro.poutine.runtime import Message
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from pyro.util import check_site_shape
@@ -64,26 +65,31 @@ class MIMTraces(NamedTuple):
 PARTICLE_PLATE = "num_particles_vectorized"
 
 
-def _plate_names(site: dict) -> set[str]:
+def infer_option(site: Mapping[str, Any], key: str) -> bool:
+    """A site's ``infer[key]`` flag (``False`` when the site has no ``infer`` dict)."""
+    return bool((site.get("infer") or {}).get(key, False))
+
+
+def _plate_names(site: Mapping[str, Any]) -> set[str]:
     return {frame.name for frame in site.get("cond_indep_stack", ()) if frame.name != PARTICLE_PLATE}
 
 
-def is_global(site: dict, data_plate: str | None) -> bool:
+def is_global(site: Mapping[str, Any], data_plate: str | None) -> bool:
     """Whether a trace site lies outside the data plate (a global latent, a
     global factor or a guide's global auxiliary site)."""
     return data_plate is not None and data_plate not in _plate_names(site)
 
 
-def is_factor(site: dict) -> bool:
+def is_factor(site: Mapping[str, Any]) -> bool:
     """A ``pyro.factor`` site: an observed auxiliary site (a ``Unit`` distribution)."""
-    return bool(site["is_observed"] and site["infer"].get("is_auxiliary", False))
+    return bool(site["is_observed"] and infer_option(site, "is_auxiliary"))
 
 
-def is_data(site: dict) -> bool:
+def is_data(site: Mapping[str, Any]) -> bool:
     """An observed site that holds data (not a factor, not ``pyro.deterministic``)."""
     return bool(
-        (site["is_observed"] or site["infer"].get("was_observed", False))
-        and not site["infer"].get("is_auxiliary", False)
+        (site["is_observed"] or infer_option(site, "was_observed"))
+        and not infer_option(site, "is_auxiliary")
         and not site["infer"].get("_deterministic", False)
     )
 
@@ -133,11 +139,11 @@ def data_plate_of(model_trace: Trace, data_plate: str | None = None) -> str | No
                 f"data points: Trace_MIM(data_plate={sorted(common)[0]!r}) (or another of them)."
             )
         if len(splits) > 1:  # the outermost (leftmost) of them, as Pyro lays out data plates
-            return min(common, key=lambda name: dims[name])
+            return min(common, key=lambda name: cast(int, dims[name]))  # every dim is set (checked above)
     return sorted(common)[0] if common else None
 
 
-def sample_sites(trace: Trace | None, include_auxiliary: bool = False) -> dict[str, dict]:
+def sample_sites(trace: Trace | None, include_auxiliary: bool = False) -> dict[str, Message]:
     """The sample sites of ``trace`` by name (none for ``None``); auxiliary guide
     sites (``infer={"is_auxiliary": True}``) only if ``include_auxiliary``, as
     ``log q`` needs them but the model has no site for them."""
@@ -146,7 +152,7 @@ def sample_sites(trace: Trace | None, include_auxiliary: bool = False) -> dict[s
     return {
         name: site
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and (include_auxiliary or not site["infer"].get("is_auxiliary", False))
+        if site["type"] == "sample" and (include_auxiliary or not infer_option(site, "is_auxiliary"))
     }
 
 
@@ -154,13 +160,13 @@ def _latent_names(model_trace: Trace) -> list[str]:
     return [
         name
         for name, site in sample_sites(model_trace).items()
-        if not site["is_observed"] and not site["infer"].get("was_observed", False)
+        if not site["is_observed"] and not infer_option(site, "was_observed")
     ]
 
 
 def _check_not_enumerated(trace: Trace, role: str) -> None:
     for name, site in sample_sites(trace).items():
-        hint = site["infer"].get("enumerate")
+        hint = (site["infer"] or {}).get("enumerate")
         if not hint:
             continue
         if role == "guide":
@@ -204,8 +210,8 @@ def _check_guide_covers(
         for name, site in sample_sites(guide_trace, include_auxiliary=True).items():
             if is_global(site, data_plate) or site_is_subsample(site) or site["is_observed"]:
                 continue
-            if site["infer"].get("is_auxiliary", False) or isinstance(_base_distribution(site["fn"]), Delta):
-                what = "an auxiliary site" if site["infer"].get("is_auxiliary", False) else "a point mass (Delta)"
+            if infer_option(site, "is_auxiliary") or isinstance(_base_distribution(site["fn"]), Delta):
+                what = "an auxiliary site" if infer_option(site, "is_auxiliary") else "a point mass (Delta)"
                 raise ValueError(
                     f"Trace_MIM(symmetric=True) evaluates log q(z|x) at local latents drawn from the "
                     f"model, but the guide {guide_name} has {what} '{name}' inside the data plate: it "
@@ -264,7 +270,7 @@ def _non_finite(value) -> str | None:
     return f"{n_nan} NaN and {int(bad.sum()) - n_nan} infinite of {value.numel()} values"
 
 
-def non_finite_data(model_trace: Trace | None, model: Callable, args: tuple, kwargs: dict) -> str | None:
+def non_finite_data(model_trace: Trace | None, model: Callable | None, args: tuple, kwargs: dict) -> str | None:
     """A one-line report if the observed sites' values (or, failing that, the
     tensor arguments) contain NaN or infinite values, else ``None``.
 
@@ -347,12 +353,13 @@ def _redrawn_single_latent(guide_trace: Trace, data_plate: str | None) -> Trace 
     if len(latent) != 1:
         return None
     site = guide_trace.nodes[latent[0]]
-    if site["is_observed"] or site["infer"].get("is_auxiliary", False) or not site["fn"].has_rsample:
+    fn: Any = site["fn"]
+    if site["is_observed"] or infer_option(site, "is_auxiliary") or not fn.has_rsample:
         return None
     redrawn = guide_trace.copy()
     fresh = {key: value for key, value in site.items() if key not in ("log_prob", "unscaled_log_prob", "score_parts")}
-    fresh["value"] = site["fn"].rsample()
-    redrawn.nodes[latent[0]] = fresh
+    fresh["value"] = fn.rsample()
+    redrawn.nodes[latent[0]] = cast(Message, fresh)
     return redrawn
 
 
@@ -376,7 +383,8 @@ def _global_draws(guide_trace: Trace, data_plate: str | None) -> Trace:
         return kept
     for name, site in guide_trace.nodes.items():
         if site["type"] == "sample" and not site_is_subsample(site) and is_global(site, data_plate):
-            kept.add_node(name, **dict(site, value=site["value"].detach()))
+            value: Any = site["value"]
+            kept.add_node(name, **dict(site, value=value.detach()))
     return kept
 
 
@@ -389,7 +397,7 @@ def _merged(*traces: Trace) -> Trace:
     return merged
 
 
-def _factor_value(site: dict) -> torch.Tensor:
+def _factor_value(site: Mapping[str, Any]) -> torch.Tensor:
     with torch.no_grad():
         return site["fn"].log_prob(site["value"])
 
@@ -398,9 +406,9 @@ def _check_factors_global(dec_model: Trace, enc_model: Trace, data_plate: str | 
     """The decoder side cannot draw from a model whose factors depend on local
     latents or data; factors of global latents alone are part of their prior."""
     for name, site in dec_model.nodes.items():
-        if site["type"] != "sample" or not site["infer"].get("was_observed", False):
+        if site["type"] != "sample" or not infer_option(site, "was_observed"):
             continue
-        if not site["infer"].get("is_auxiliary", False):
+        if not infer_option(site, "is_auxiliary"):
             continue
         encoder_site = enc_model.nodes.get(name)
         same = (
@@ -448,7 +456,9 @@ def decoder_traces(
             "data; this model has none. Use Trace_MIM(symmetric=False) or add the "
             "observation."
         )
-    encoder_values = {name: enc_model.nodes[name]["value"] for name in generated_sites if name in enc_model.nodes}
+    encoder_values: dict[str, Any] = {
+        name: enc_model.nodes[name]["value"] for name in generated_sites if name in enc_model.nodes
+    }
     indices = _subsample_indices(dec_model)
     gargs, gkwargs = substitute_generated(
         raw_guide,
@@ -479,7 +489,7 @@ def decoder_traces(
                 **gkwargs,
             )
             _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
-        generated = {name: site["value"] for name, site in generated_sites.items()}
+        generated: dict[str, Any] = {name: site["value"] for name, site in generated_sites.items()}
         re_model = poutine.trace(poutine.replay(poutine.condition(model, data=generated), trace=re_guide)).get_trace(
             *args, **kwargs
         )
@@ -490,6 +500,7 @@ def decoder_traces(
     dec_model.compute_score_parts()
     dec_guide.compute_log_prob()
     if re_encode:
+        assert re_guide is not None and re_model is not None  # both traced above when re_encode
         re_guide = prune_subsample_sites(re_guide)
         re_model = prune_subsample_sites(re_model)
         re_guide.compute_score_parts()
@@ -499,5 +510,5 @@ def decoder_traces(
             if trace is None:
                 continue
             for site in sample_sites(trace).values():
-                check_site_shape(site, max_plate_nesting)
+                check_site_shape(site, cast(int, max_plate_nesting))  # Pyro compares it with sizes: inf works
     return dec_model, dec_guide, re_guide, re_model

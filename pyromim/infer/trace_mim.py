@@ -55,7 +55,7 @@ import numbers
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy
 import pyro
@@ -382,6 +382,9 @@ class Trace_MIM(ELBO):
       arXiv:1910.04153.
     """
 
+    _beta: float
+    _num_particles: int
+
     def __init__(
         self,
         *,
@@ -595,7 +598,7 @@ class Trace_MIM(ELBO):
             raise ValueError("a learned q_x needs a model with an observed site.")
         values = {name: site["value"] for name, site in observed.items()}
         first = next(iter(observed.values()))
-        log_qx = self.q_x(**values)
+        log_qx = cast(Callable, self.q_x)(**values)  # a callable q_x (checked by the caller)
         expected = first["log_prob"].shape
         try:
             fits = torch.broadcast_shapes(log_qx.shape, expected) == expected
