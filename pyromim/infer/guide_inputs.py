@@ -383,7 +383,7 @@ def _fit_to(
     original: Any,
     generated: torch.Tensor,
     encoder_value: torch.Tensor | None,
-    site: dict,
+    site: Mapping[str, Any],
     subsample_indices: Mapping[str, torch.Tensor],
 ) -> torch.Tensor:
     """Generated data in the place of the whole argument ``original``: as is when
