@@ -30,3 +30,12 @@ def test_quick_start_snippet_runs():
     assert mim["active_units"] == 8
     assert mim["mi_aggregate"] > vae["mi_aggregate"] + 0.5
     assert mim["nll"] < 1.10 * vae["nll"]
+
+
+def test_readme_says_what_its_claims_depend_on():
+    # the main job's time comes with the machine it was measured on
+    assert re.search(r"main job.*\n# \(9 runs; \d+ s measured on 2 CPU cores not shared", README)
+    # the pinned torch picks the index's build: how to get the CPU one where the default is CUDA
+    assert "--index-url https://download.pytorch.org/whl/cpu" in README
+    # data-parallel training changes the steps per epoch (checked in test_cli's DDP run)
+    assert "an epoch takes `1/N` of the optimiser steps" in README
