@@ -150,20 +150,27 @@ class _Side:
         self.name = name
         self.value: Any = 0.0
         self.surrogate: Any = 0.0
-        self.cost = MultiFrameTensor()
         self.terms: list[tuple[str, torch.Tensor]] = []
         self.sampled: list[tuple[str, dict]] = []
+        self._cost_terms: list[tuple[Any, torch.Tensor]] = []
+
+    @property
+    def cost(self) -> MultiFrameTensor:
+        """The detached terms summed by plate (built when a score-function site asks)."""
+        return MultiFrameTensor(*((stack, term.detach()) for stack, term in self._cost_terms))
 
     def add(self, label, log_prob, weight, stack, differentiable=None, in_cost=True):
         term = weight * log_prob
+        total = term.sum()
         self.terms.append((label, log_prob))
-        self.value = self.value + term.sum()
-        if differentiable is None:
-            self.surrogate = self.surrogate + term.sum()
+        self.value = self.value + total
+        if differentiable is None or differentiable is log_prob:
+            # a reparameterised draw's entropy term is its log-prob: the same sum
+            self.surrogate = self.surrogate + total
         elif not is_identically_zero(differentiable):
             self.surrogate = self.surrogate + (weight * differentiable).sum()
         if in_cost:
-            self.cost.add((stack, term.detach()))
+            self._cost_terms.append((stack, term))
 
     def add_evaluated(self, role, trace, weight, sites=None):
         """Sites whose values are given: the full log-prob is differentiable.
@@ -197,8 +204,9 @@ class _Side:
         and mean cost used by the baseline."""
         surrogate: Any = 0.0
         stats = []
+        costs = self.cost if self.sampled else None
         for key, site in self.sampled:
-            cost = self.cost.sum_to(site["cond_indep_stack"])
+            cost = costs.sum_to(site["cond_indep_stack"])
             score = site["score_parts"].score_function
             surrogate = surrogate + (cost * score).sum()
             stats.append((key, score.sum(), torch.as_tensor(cost).mean().detach()))
