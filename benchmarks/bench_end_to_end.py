@@ -23,7 +23,7 @@ less than wall time; ``--clock wall``), per batch size:
 * evaluation's time and its share of the whole run.
 
     python benchmarks/bench_end_to_end.py [--steps 240] [--batches 128 1024] [--rounds 3] [--threads 1]
-        [--no-compile] [--clock cpu]
+        [--no-compile] [--val-batch N] [--clock cpu]
 """
 
 import argparse
@@ -90,7 +90,7 @@ class StepTimes(pl.Callback):
         self._to("epoch end (checkpoints, logging)")
 
 
-def pyromim_run(batch, epochs, data, clock, compile):
+def pyromim_run(batch, epochs, data, clock, compile, val_batch):
     """One ``run("toy4")``: (total, fit, evaluation, per-phase totals, steps)."""
     times = {}
     recorder = StepTimes(clock)
@@ -99,7 +99,7 @@ def pyromim_run(batch, epochs, data, clock, compile):
     def timed_fit(*args, callbacks=(), **kwargs):
         start = clock()
         try:
-            return fit(*args, callbacks=[*callbacks, recorder], **kwargs)
+            return fit(*args, callbacks=[*callbacks, recorder], val_batch_size=val_batch, **kwargs)
         finally:
             times["fit"] = clock() - start
 
@@ -189,6 +189,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--no-compile", action="store_true", help="pyromim with the Python loss")
+    parser.add_argument("--val-batch", type=int, help="validation batch size (default: the training batch size)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="process CPU time, or wall")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -199,13 +200,14 @@ def main():
     print(
         f"toy4, symmetric MIM ({WARMUP_EPOCHS} warm-up epochs), {epochs} epochs x {STEPS_PER_EPOCH} steps, "
         f"validation and test 1000 items, {args.threads} thread(s), {args.clock} clock, "
-        f"{'Python' if args.no_compile else 'compiled'} loss; medians of {args.rounds} interleaved rounds"
+        f"{'Python' if args.no_compile else 'compiled'} loss, validation batch {args.val_batch or 'as training'}; "
+        f"medians of {args.rounds} interleaved rounds"
     )
     for batch in args.batches:
         data = toy4(n_train=STEPS_PER_EPOCH * batch, n_val=1000, n_test=1000, seed=0)
         rows = defaultdict(list)
         for _ in range(args.rounds):
-            times, phases, steps = pyromim_run(batch, epochs, data, clock, not args.no_compile)
+            times, phases, steps = pyromim_run(batch, epochs, data, clock, not args.no_compile, args.val_batch)
             assert steps == epochs * STEPS_PER_EPOCH, steps
             loop = hand_written_loop(data.train.x, batch, epochs, clock)
             rows["loop"].append(loop)

@@ -764,3 +764,31 @@ def test_fit_leaves_the_callers_param_store_alone_unless_asked(tmp_path, data):
         **QUIET,
     )
     assert "callers_own_param" not in pyro.get_param_store()
+
+
+class ValidationBatchSizes(pl.Callback):
+    def __init__(self):
+        self.sizes = []
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.sizes.append(batch.shape[0])
+
+
+def test_validation_batch_size_defaults_to_the_training_batch_size(tmp_path, data):
+    sizes = {}
+    for val_batch_size in (None, 50):
+        recorder = ValidationBatchSizes()
+        fit(
+            *make_function_pair(),
+            Trace_ELBO(),
+            data.train,
+            data.val,
+            epochs=1,
+            batch_size=96,
+            val_batch_size=val_batch_size,
+            out_dir=tmp_path / str(val_batch_size),
+            callbacks=[recorder],
+            **QUIET,
+        )
+        sizes[val_batch_size] = recorder.sizes
+    assert sizes == {None: [96, 32], 50: [50, 50, 28]}  # 128 validation items

@@ -8,10 +8,6 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 from pyromim.data import ArrayDataset
 
-#: Validation batches hold at least this many items (the objective is a mean per
-#: datum, so batching changes no expectation; fewer, larger batches cost less).
-VALIDATION_BATCH = 1024
-
 
 class TensorItems(torch.utils.data.Dataset):
     """Rows of a tensor as items (``TensorDataset`` would wrap each in a tuple)."""
@@ -58,7 +54,7 @@ class SeededDataModule(pl.LightningDataModule):
     ``set_epoch``), identical in an uninterrupted and a resumed run. Items of a
     tensor-backed set (:class:`~pyromim.data.ArrayDataset`, a tensor given to
     :func:`~pyromim.training.fit`) are fetched a batch at a time. Validation
-    batches hold ``max(batch_size, VALIDATION_BATCH)`` items.
+    batches hold ``val_batch_size`` items (default ``batch_size``).
     """
 
     def __init__(
@@ -67,11 +63,13 @@ class SeededDataModule(pl.LightningDataModule):
         val: torch.utils.data.Dataset | None,
         batch_size: int,
         seed: int,
+        val_batch_size: int | None = None,
     ) -> None:
         super().__init__()
         self.train = train
         self.val = val
         self.batch_size = batch_size
+        self.val_batch_size = batch_size if val_batch_size is None else val_batch_size
         self.seed = seed
 
     def _loader(self, data: torch.utils.data.Dataset, shuffle: bool, batch_size: int) -> DataLoader:
@@ -101,4 +99,4 @@ class SeededDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.val is None:
             return []
-        return self._loader(self.val, shuffle=False, batch_size=max(self.batch_size, VALIDATION_BATCH))
+        return self._loader(self.val, shuffle=False, batch_size=self.val_batch_size)

@@ -384,7 +384,7 @@ def fit(
         log_every_n_steps=1,
         default_root_dir=out_dir,
     )
-    trainer.fit(module, datamodule=SeededDataModule(train, val, batch_size, seed), ckpt_path=resume)
+    trainer.fit(module, datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size), ckpt_path=resume)
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     last = Path(latest.best_model_path) if latest.best_model_path else None
