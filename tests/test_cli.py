@@ -1,5 +1,6 @@
 """The ``pyromim`` command line: train, evaluate, compare end to end on tiny data, errors, console script, DDP."""
 
+import csv
 import json
 import math
 import os
@@ -382,6 +383,11 @@ def test_two_process_cpu_ddp_through_the_cli(tmp_path):
     assert 0.5 < info["best_score"] < 10.0
     # five separated clusters: even a barely trained 2-D encoder keeps most labels apart
     assert metrics["knn5_accuracy"] > 0.5
+    # the README's data-parallel semantics: each process trains on half of the 256 items per
+    # epoch in batches of 128, so an epoch is 1 optimiser step (2 in one process)
+    rows = [row for row in csv.DictReader((out / "metrics.csv").open()) if row["train_loss"]]
+    assert [int(row["epoch"]) for row in rows] == [0, 1]
+    assert [int(row["step"]) + 1 for row in rows] == [1, 2]  # Lightning logs the last step's 0-based index
 
 
 # ------------------------------------------------ preconditions, checked before any training
