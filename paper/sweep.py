@@ -109,7 +109,8 @@ def _measure(task: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> dict[str
         full = task.get("measure", "paper") == "evaluate"
         # the task's keys that name run settings (objective, seed, epochs, caps, ...) set them
         settings = {key: task[key] for key in RUN_SETTINGS if key in task}
-        config = RunConfig(evaluate=full, plots=False, progress=False).replace(**settings)
+        # a task is run again only when it has no result: its directory holds at most an interrupted run
+        config = RunConfig(evaluate=full, plots=False, progress=False, overwrite=True).replace(**settings)
         result = run(task_spec(task), config, out_dir=task["run_dir"], callbacks=callbacks)
         if full:
             metrics = dict(result.metrics or {})

@@ -88,6 +88,8 @@ def claim_run_directory(out_dir: Path, *, resume: bool = False, overwrite: bool 
                 ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        for folder in (out_dir, out_dir / "checkpoints"):
+            remove_stale_temporaries(folder)
         if not resume:
             earlier = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_FILE)
             if earlier and not overwrite:
@@ -98,8 +100,6 @@ def claim_run_directory(out_dir: Path, *, resume: bool = False, overwrite: bool 
                     "or choose another output directory"
                 )
             _remove_outputs(out_dir)
-        for folder in (out_dir, out_dir / "checkpoints"):
-            remove_stale_temporaries(folder)
         yield
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race with the next holder)

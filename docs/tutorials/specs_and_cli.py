@@ -66,7 +66,7 @@ for name in variants:
         sys.executable, "-m", "pyromim", "train", str(work / f"{name}.toml"),
         "--data", str(work / "counts.npz"), "--epochs", str(EPOCHS),
         "--num-samples", str(NUM_SAMPLES), "--out", str(work / name),
-        "--no-plots", "--no-progress", "--quiet",
+        "--no-plots", "--no-progress", "--quiet", "--overwrite",
     ]  # fmt: skip
     print("$ pyromim " + " ".join(command[3:]).replace(str(work) + os.sep, ""))
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -177,7 +177,8 @@ class _KeepingWriter(ExperimentWriter):
         pass
 
     def save(self) -> None:
-        self.rows.extend(self.metrics)
+        # skip a row logged twice (see _LogEpochBeforeCheckpoint)
+        self.rows.extend(row for row in self.metrics if row not in self.rows[-8:])
         self.metrics = []
         fields = sorted({key for row in self.rows for key in row})
 
@@ -203,6 +204,27 @@ class _RunLog(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _KeepingWriter(self.log_dir, self._rows)
         return self._experiment
+
+
+class _LogEpochBeforeCheckpoint(Callback):
+    """Logs the epoch's training row when the epoch's checkpoints are written.
+
+    Lightning logs it only after them, so a run killed in between would resume from
+    the checkpoint without ever logging that row. Lightning's own logging of the
+    same row afterwards is skipped by :class:`_KeepingWriter`.
+    """
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: Any) -> None:
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if not trainer.training or not epoch_loop.batch_progress.is_last_batch:
+            return  # only at the end of an epoch, when its training metrics are complete
+        pending = epoch_loop._results.metrics(False)["log"]
+        if pending:  # logged at the step Lightning uses for epoch-end metrics, as its fit loop does
+            epoch_loop._batches_that_stepped -= 1
+            try:
+                trainer._logger_connector.log_metrics(pending)
+            finally:
+                epoch_loop._batches_that_stepped += 1
 
 
 def _rows_before(path: Path, global_step: int) -> list[dict[str, Any]]:
@@ -352,7 +374,13 @@ def fit(
         auto_insert_metric_name=False,
     )
     history = EpochHistory()
-    all_callbacks: list[Callback] = [checkpoint, latest, history, LearningRateMonitor(logging_interval="epoch")]
+    all_callbacks: list[Callback] = [
+        checkpoint,
+        latest,
+        history,
+        LearningRateMonitor(logging_interval="epoch"),
+        _LogEpochBeforeCheckpoint(),
+    ]
     early = None
     if c.patience is not None and val is not None:
         early = EarlyStopping(monitor="val_loss", patience=c.patience, mode="min", check_finite=True)
