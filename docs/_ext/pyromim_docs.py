@@ -4,7 +4,9 @@
   (a warning, so an error under ``-W``, names each one that is not); a datum's
   text is its ``#:`` comment where it is defined.
 * A reference to a public object by another of its names (``pyromim.Trace_MIM``,
-  ``pyromim.infer.trace_mim.Trace_MIM``) resolves to where it is documented.
+  ``pyromim.infer.trace_mim.Trace_MIM``) resolves to where it is documented; one
+  to private pyromim code that exists is shown as code without a link; one to a
+  name that exists nowhere (misspelt, renamed, removed) fails the build.
 * ``.. spec-keys::`` writes the table of every TOML key of a model spec, its
   type, default and allowed values, from the spec's dataclasses and registries,
   so the page cannot drift from the code.
@@ -115,7 +117,30 @@ def _missing_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
                 return domain.resolve_xref(
                     env, node["refdoc"], app.builder, node["reftype"], documented, node, contnode
                 ) or domain.resolve_any_xref(env, node["refdoc"], app.builder, documented, node, contnode)
+    if _exists_in_pyromim(candidates):
+        return contnode  # private code that exists: shown as code, without a link
     return None
+
+
+def _exists_in_pyromim(candidates: list[str]) -> bool:
+    """Whether a reference names pyromim code that exists (a private module, class or alias).
+
+    Only a name that exists nowhere in pyromim (misspelt, renamed, removed) is a broken reference.
+    """
+    for candidate in candidates:
+        if candidate.startswith("pyromim"):
+            try:
+                _import_dotted(candidate)
+                return True
+            except (ImportError, AttributeError):
+                pass
+    short = candidates[0]
+    if "." in short:
+        return False
+    return any(
+        name.startswith("pyromim") and isinstance(module, types.ModuleType) and short in vars(module)
+        for name, module in list(sys.modules.items())
+    )
 
 
 #: The packages whose ``__all__`` is the public API.
