@@ -240,7 +240,7 @@ class StoreBaselines(MutableMapping[str, float]):
         name = self.PREFIX + key
         if name not in store:
             raise KeyError(key)
-        return float(store[name])
+        return float(store[name].detach())
 
     def __setitem__(self, key: str, value: float) -> None:
         pyro.get_param_store()[self.PREFIX + key] = torch.tensor(float(value))
