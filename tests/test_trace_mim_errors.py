@@ -1,13 +1,12 @@
 """Bad inputs to Trace_MIM raise errors that name the site and say what to do."""
 
-import math
 
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import SVI, config_enumerate
+from pyro.infer import SVI
 from pyro.infer.autoguide import AutoMultivariateNormal
 
 from pyromim import GuideInputsError, NonFiniteLossError, Trace_MIM
@@ -44,41 +43,6 @@ def test_unknown_q_x_and_bad_beta_are_rejected():
         Trace_MIM(beta=1.5)
     with pytest.raises(ValueError, match="decoder_gradient must be 'detach'"):
         Trace_MIM(decoder_gradient="stop")
-
-
-def _mix_model(x):
-    with pyro.plate("data", x.shape[-1]):
-        c = pyro.sample("c", dist.Bernoulli(0.5))
-        pyro.sample("x", dist.Normal(2.0 * c - 1.0, 1.0), obs=x)
-
-
-def _mix_guide(x):
-    with pyro.plate("data", x.shape[-1]):
-        pyro.sample("c", dist.Bernoulli(torch.sigmoid(x)))
-
-
-def test_enumerated_guide_latent_is_refused_and_sampling_it_works():
-    with pytest.raises(NotImplementedError, match="guide site 'c'.*Remove config_enumerate"):
-        Trace_MIM().loss(_mix_model, config_enumerate(_mix_guide), X)
-    assert torch.isfinite(torch.tensor(Trace_MIM().loss(_mix_model, _mix_guide, X)))  # the advice
-
-
-def test_enumerated_model_latent_is_refused_and_the_written_out_mixture_works():
-    def no_guide(x):
-        pass
-
-    with pytest.raises(NotImplementedError, match="model site 'c'.*MixtureSameFamily"):
-        Trace_MIM().loss(config_enumerate(_mix_model), no_guide, X)
-
-    def mixture(x):  # the advice: c summed out inside the observation's distribution
-        with pyro.plate("data", x.shape[-1]):
-            components = dist.Normal(torch.tensor([-1.0, 1.0]), 1.0)
-            pyro.sample("x", dist.MixtureSameFamily(dist.Categorical(torch.ones(2)), components), obs=x)
-
-    assert torch.isfinite(torch.tensor(Trace_MIM().loss(mixture, no_guide, X)))
-    # A-MIM with the one-sample marginal and no latents left: -log p(x), summed
-    exact = -torch.logsumexp(dist.Normal(torch.tensor([-1.0, 1.0]), 1.0).log_prob(X[:, None]) + math.log(0.5), -1).sum()
-    assert Trace_MIM(symmetric=False).loss(mixture, no_guide, X) == pytest.approx(exact.item(), rel=1e-5)
 
 
 def test_model_without_observed_site_cannot_be_symmetric():

@@ -29,8 +29,16 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.runtime import Message
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from pyro.util import check_site_shape
+from pyro.util import check_site_shape, check_traceenum_requirements
 
+from pyromim.infer.enumeration import (
+    EnumeratedSites,
+    enumerate_hint,
+    enumerated_sites,
+    enumerating,
+    pack,
+    summed_model_trace,
+)
 from pyromim.infer.guide_inputs import VECTORIZED_PARTICLES_HINT, GuideInputs, substitute_generated
 
 __all__ = [
@@ -59,6 +67,12 @@ class MIMTraces(NamedTuple):
     re_model: Trace | None = None
     #: the data plate's name; sites outside it are global (None: every site is local)
     data_plate: str | None = None
+    #: the enumerated sites (None: nothing enumerated; the encoder traces are then not packed)
+    enumerated: EnumeratedSites | None = None
+    #: the model at the decoder side's draw, and at the re-encoding draw, with its
+    #: enumerated latents enumerated (to be summed out); None without model-side enumeration
+    dec_summed: Trace | None = None
+    re_summed: Trace | None = None
 
 
 #: the plate Pyro adds around every site under ``vectorize_particles``
@@ -164,31 +178,6 @@ def _latent_names(model_trace: Trace) -> list[str]:
     ]
 
 
-def _check_not_enumerated(trace: Trace, role: str) -> None:
-    for name, site in sample_sites(trace).items():
-        hint = (site["infer"] or {}).get("enumerate")
-        if not hint:
-            continue
-        if role == "guide":
-            raise NotImplementedError(
-                f"Trace_MIM does not sum out enumerated discrete latents: guide site '{name}' is "
-                f"marked infer={{'enumerate': '{hint}'}}. The encoder side's sum over q({name}|x) "
-                f"is defined but not implemented (and on the decoder side '{name}' comes from the "
-                f"model, so nothing is enumerated there). Remove config_enumerate / the "
-                f"'enumerate' hint from the guide: the site is then sampled, with score-function "
-                f"gradients and a baseline, which estimate the same sum without bias."
-            )
-        raise NotImplementedError(
-            f"Trace_MIM does not marginalise enumerated model latents: model site '{name}' is "
-            f"marked infer={{'enumerate': '{hint}'}} and has no guide site. MIM's terms need "
-            f"log p(x, z) with '{name}' summed out, which Trace_MIM does not compute. Either write "
-            f"the sum into the model as a distribution (e.g. pyro.sample('x', "
-            f"dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(locs, scale)), obs=x) "
-            f"for a mixture), or give '{name}' a guide site q({name}|x) and drop the 'enumerate' "
-            f"hint, so it is sampled on both sides."
-        )
-
-
 def _guide_name(guide: Callable) -> str:
     name = getattr(guide, "__name__", None) or type(guide).__name__
     return str(name)
@@ -224,7 +213,8 @@ def _check_guide_covers(
                 )
     latents = _latent_names(model_trace)
     guide_sites = sample_sites(guide_trace)
-    missing = [name for name in latents if name not in guide_sites]
+    # a model latent marked for enumeration without a guide site is summed out of the model
+    missing = [name for name in latents if name not in guide_sites and not enumerate_hint(model_trace.nodes[name])]
     if missing:
         raise ValueError(
             f"Trace_MIM ({side} side): the guide has no sample site for model "
@@ -242,10 +232,21 @@ def _check_guide_covers(
 
 
 def encoder_traces(
-    max_plate_nesting: float, model: Callable, guide: Callable, args, kwargs, data_plate: str | None = None
-) -> tuple[Trace, Trace, str | None]:
+    max_plate_nesting: float,
+    model: Callable,
+    guide: Callable,
+    args,
+    kwargs,
+    data_plate: str | None = None,
+    enum: bool = False,
+) -> tuple[Trace, Trace, str | None, EnumeratedSites]:
     """Guide on the data, model replayed on it; log-probs and score parts; the
-    data plate's name (see :func:`data_plate_of`)."""
+    data plate's name (see :func:`data_plate_of`); the sites marked for
+    enumeration. With ``enum`` they are enumerated and the traces packed
+    (see :mod:`pyromim.infer.enumeration`); without it, the caller must run
+    again with it when the returned sites are not empty."""
+    if enum:
+        model, guide = enumerating(model, guide, max_plate_nesting)
     try:
         model_trace, guide_trace = get_importance_trace("flat", max_plate_nesting, model, guide, args, kwargs)
     except ValueError as e:
@@ -254,10 +255,14 @@ def encoder_traces(
         if message is not None:
             raise NonFiniteDataError(message) from e
         raise
-    _check_not_enumerated(guide_trace, "guide")
-    _check_not_enumerated(model_trace, "model")
+    enumerated = enumerated_sites(model_trace, guide_trace)
     _check_guide_covers(model_trace, guide_trace, "encoder")
-    return model_trace, guide_trace, data_plate_of(model_trace, data_plate)
+    plate = data_plate_of(model_trace, data_plate)
+    if enum:
+        if is_validation_enabled():
+            check_traceenum_requirements(model_trace, guide_trace)
+        pack(model_trace, guide_trace)
+    return model_trace, guide_trace, plate, enumerated
 
 
 def _non_finite(value) -> str | None:
@@ -441,10 +446,15 @@ def decoder_traces(
     guide_inputs: GuideInputs = None,
     enc_guide: Trace | None = None,
     data_plate: str | None = None,
-) -> tuple[Trace, Trace, Trace | None, Trace | None]:
+    enumerated: EnumeratedSites | None = None,
+) -> tuple[Trace, Trace, Trace | None, Trace | None, Trace | None, Trace | None]:
     """Run the decoder side: ``(z, x) ~ p(z|theta) p(x|z, theta)`` with the global
     latents ``theta`` held at the encoder side's guide draw, the guide at that
-    pair, and (if ``re_encode``) a fresh guide draw at ``x`` with the model on it."""
+    pair, and (if ``re_encode``) a fresh guide draw at ``x`` with the model on it.
+    With model-side enumeration, also the model at those draws with its
+    enumerated latents enumerated (for :func:`marginal_model_costs`), else None."""
+    if enumerated is not None and enc_guide is not None:
+        _check_enumerated_guide_sites_local(enumerated, enc_guide, data_plate)
     globals_ = _global_draws(enc_guide, data_plate) if enc_guide is not None else Trace()
     dec_model = poutine.trace(poutine.replay(poutine.uncondition(model), trace=globals_)).get_trace(*args, **kwargs)
     _check_factors_global(dec_model, enc_model, data_plate)
@@ -478,6 +488,7 @@ def decoder_traces(
         **gkwargs,
     )
     _check_plates_agree(dec_model, dec_guide, "guide at generated data")
+    summed_model = enumerated is not None and enumerated.model
     re_guide = re_model = None
     if re_encode:
         re_guide = _redrawn_single_latent(dec_guide, data_plate)
@@ -489,21 +500,30 @@ def decoder_traces(
                 **gkwargs,
             )
             _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
-        generated: dict[str, Any] = {name: site["value"] for name, site in generated_sites.items()}
+    generated: dict[str, Any] = {name: site["value"] for name, site in generated_sites.items()}
+    if summed_model:
+        # the model at both draws with its enumerated latents enumerated, to be summed out
+        assert enumerated is not None
+        dec_summed = summed_model_trace(model, args, kwargs, generated, dec_model, enumerated.model, max_plate_nesting)
+        re_summed = (
+            summed_model_trace(model, args, kwargs, generated, re_guide, enumerated.model, max_plate_nesting)
+            if re_guide is not None
+            else None
+        )
+    elif re_guide is not None:
         re_model = poutine.trace(poutine.replay(poutine.condition(model, data=generated), trace=re_guide)).get_trace(
             *args, **kwargs
         )
-
     dec_model = prune_subsample_sites(dec_model)
     dec_guide = prune_subsample_sites(dec_guide)
     _check_guide_covers(dec_model, dec_guide, "decoder", data_plate, _guide_name(raw_guide))
     dec_model.compute_score_parts()
     dec_guide.compute_log_prob()
-    if re_encode:
-        assert re_guide is not None and re_model is not None  # both traced above when re_encode
+    if re_guide is not None:
         re_guide = prune_subsample_sites(re_guide)
-        re_model = prune_subsample_sites(re_model)
         re_guide.compute_score_parts()
+    if re_model is not None:
+        re_model = prune_subsample_sites(re_model)
         re_model.compute_log_prob()
     if is_validation_enabled():
         for trace in (dec_model, dec_guide, re_guide, re_model):
@@ -511,4 +531,22 @@ def decoder_traces(
                 continue
             for site in sample_sites(trace).values():
                 check_site_shape(site, cast(int, max_plate_nesting))  # Pyro compares it with sizes: inf works
-    return dec_model, dec_guide, re_guide, re_model
+    if not summed_model:
+        return dec_model, dec_guide, re_guide, re_model, None, None
+    pack(dec_summed, dec_guide)
+    if re_summed is not None:
+        assert re_guide is not None
+        pack(re_summed, re_guide)
+    return dec_model, dec_guide, re_guide, re_model, dec_summed, re_summed
+
+
+def _check_enumerated_guide_sites_local(enumerated: EnumeratedSites, enc_guide: Trace, data_plate: str | None) -> None:
+    for name in enumerated.guide:
+        if is_global(enc_guide.nodes[name], data_plate):
+            raise ValueError(
+                f"Trace_MIM(symmetric=True): the guide's global site '{name}' (outside the data plate "
+                f"'{data_plate}') is marked for enumeration. The decoder side holds global latents at the "
+                f"encoder side's draw of them, and an enumerated site has no single draw. Drop the "
+                f"'enumerate' hint from '{name}' (it is then sampled, with a score-function gradient), "
+                f"or use Trace_MIM(symmetric=False), which sums over it exactly."
+            )

@@ -54,6 +54,7 @@ import math
 import numbers
 import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Literal, cast
 
@@ -65,8 +66,10 @@ from pyro.distributions.util import is_identically_zero
 from pyro.infer.elbo import ELBO, ELBOModule
 from pyro.infer.util import MultiFrameTensor
 from pyro.nn import PyroModule
+from pyro.ops import packed
 from pyro.util import get_rng_state, set_rng_state
 
+from pyromim.infer.enumeration import expected_cost, marginal_model_costs
 from pyromim.infer.guide_inputs import GuideInputs
 from pyromim.infer.mim_traces import (
     MIMTraces,
@@ -171,6 +174,14 @@ class _Side:
             self.surrogate = self.surrogate + (weight * differentiable).sum()
         if in_cost:
             self._cost_terms.append((stack, term))
+
+    def add_total(self, label, total):
+        """A term computed whole (an exact expectation over enumerated sites, or a
+        log-density with enumerated sites summed out): value and surrogate at once,
+        outside the score-function costs."""
+        self.terms.append((label, total))
+        self.value = self.value + total
+        self.surrogate = self.surrogate + total
 
     def add_evaluated(self, role, trace, weight, sites=None):
         """Sites whose values are given: the full log-prob is differentiable.
@@ -429,6 +440,8 @@ class Trace_MIM(ELBO):
         self.data_plate = data_plate
         self.baselines: MutableMapping[str, float] = StoreBaselines()
         self._warned_priors: set[str] = set()
+        #: model/guide pairs (by :func:`_program_id`) that mark sites for enumeration
+        self._enumerated_pairs: set = set()
 
     # ------------------------------------------------------------------ options
     # Each option is checked when it is set (not at every step), and pairs of
@@ -567,22 +580,52 @@ class Trace_MIM(ELBO):
 
     def _get_traces(self, model, guide, args, kwargs):
         raw_guide = guide
+        pair = (_program_id(model), _program_id(guide))
         if self.vectorize_particles:
             if self.max_plate_nesting == float("inf"):
                 self._guess_max_plate_nesting(model, guide, args, kwargs)
             model = self._vectorized_num_particles(model)
             guide = self._vectorized_num_particles(guide)
-            yield self._mim_traces(model, guide, raw_guide, args, kwargs)
+            yield self._mim_traces(model, guide, raw_guide, args, kwargs, pair)
         else:
             for _ in range(self.num_particles):
-                yield self._mim_traces(model, guide, raw_guide, args, kwargs)
+                yield self._mim_traces(model, guide, raw_guide, args, kwargs, pair)
 
-    def _mim_traces(self, model, guide, raw_guide, args, kwargs) -> MIMTraces:
-        enc_model, enc_guide, data_plate = encoder_traces(
-            self.max_plate_nesting, model, guide, args, kwargs, self.data_plate
-        )
+    def _encoder_traces(self, model, guide, args, kwargs, pair):
+        """The encoder side's traces, enumerated when the pair marks sites for
+        enumeration (found on the pair's first run, which is then repeated from
+        the same random state with enumeration on)."""
+        if pair in self._enumerated_pairs:
+            return encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate, enum=True)
+        state = get_rng_state()
+        with warnings.catch_warnings(record=True) as caught:
+            traces = encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate)
+        for caught_warning in caught:
+            # Pyro's "Found vars in model but not guide" names the model's enumerated sites
+            if not (traces[3].model and str(caught_warning.message).startswith("Found vars in model but not guide")):
+                warnings.warn_explicit(
+                    caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
+                )
+        if not traces[3]:
+            return traces
+        if self.symmetric and traces[3].model and self.decoder_gradient == "score":
+            raise NotImplementedError(
+                f"Trace_MIM(decoder_gradient='score') does not sum out enumerated model latents "
+                f"{traces[3].model}: their score-function terms on the decoder side are not "
+                f"implemented. Use the default decoder_gradient='detach' (the decoder side's draws "
+                f"held fixed), or drop the 'enumerate' hint and give the site a guide site."
+            )
+        if self.max_plate_nesting == float("inf"):
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
+        self._enumerated_pairs.add(pair)
+        set_rng_state(state)
+        return encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate, enum=True)
+
+    def _mim_traces(self, model, guide, raw_guide, args, kwargs, pair) -> MIMTraces:
+        enc_model, enc_guide, data_plate, enumerated = self._encoder_traces(model, guide, args, kwargs, pair)
+        enumerated = enumerated or None  # None: the traces are not enumerated (nor packed)
         if not self.symmetric:
-            return MIMTraces(enc_model, enc_guide, data_plate=data_plate)
+            return MIMTraces(enc_model, enc_guide, data_plate=data_plate, enumerated=enumerated)
         dec = decoder_traces(
             model,
             guide,
@@ -595,8 +638,21 @@ class Trace_MIM(ELBO):
             guide_inputs=self.guide_inputs,
             enc_guide=enc_guide,
             data_plate=data_plate,
+            enumerated=enumerated,
         )
-        return MIMTraces(enc_model, enc_guide, *dec, data_plate=data_plate)
+        dec_model, dec_guide, re_guide, re_model, dec_summed, re_summed = dec
+        return MIMTraces(
+            enc_model,
+            enc_guide,
+            dec_model,
+            dec_guide,
+            re_guide,
+            re_model,
+            data_plate=data_plate,
+            enumerated=enumerated,
+            dec_summed=dec_summed,
+            re_summed=re_summed,
+        )
 
     # ------------------------------------------------------------------ maths
     def _learned_qx(self, side: _Side, observed: Mapping[str, dict], weight, in_cost):
@@ -643,10 +699,16 @@ class Trace_MIM(ELBO):
         # l = -1/2 [log p(x,z) + beta (log q(z|x) + log q(x))], z ~ q(z|x).
         # With the one-sample marginal at z' = z, log q(z|x) cancels exactly.
         model_weight = -0.5 * half * ((1.0 + beta) if marginal else 1.0)
-        enc.add_evaluated("model", traces.enc_model, model_weight, sites=local)
         guide_weight = 0.0 if marginal else -0.5 * half * beta
-        enc.add_sampled("guide", traces.enc_guide, guide_weight, sites=local)
-        if plate is not None:
+        if traces.enumerated is not None:
+            enc.add_total(
+                "expectation over the enumerated sites",
+                _enumerated_encoder_cost(traces, model_weight, guide_weight),
+            )
+        else:
+            enc.add_evaluated("model", traces.enc_model, model_weight, sites=local)
+            enc.add_sampled("guide", traces.enc_guide, guide_weight, sites=local)
+        if plate is not None and traces.enumerated is None:
             # Global latents keep ELBO-style terms, log p(theta) - log q(theta), with the
             # weight the encoder side gives log p(x, z): prior and likelihood of the globals
             # keep the ELBO's relative weight.
@@ -663,11 +725,20 @@ class Trace_MIM(ELBO):
         dec = _Side("decoder")
         generated = _observed_sites(traces.dec_model)
         detach = self.decoder_gradient == "detach"
-        dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach, sites=local)
+        if traces.dec_summed is not None:
+            # log p(z, x) with the model's enumerated latents summed out, at the draw (held fixed)
+            dec.add_total("model (enumerated sites summed out)", -0.5 * half * _summed_local(traces, "dec"))
+        else:
+            dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach, sites=local)
         dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta, sites=local)
         if marginal:
             # log q(x) ~= log p(x|z') + log p(z') - log q(z'|x), z' ~ q(z|x).
-            dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta, sites=local)
+            if traces.re_summed is not None:
+                dec.add_total(
+                    "re-encoded model (enumerated sites summed out)", -0.5 * half * beta * _summed_local(traces, "re")
+                )
+            else:
+                dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta, sites=local)
             dec.add_sampled("re-encoding guide", traces.re_guide, 0.5 * half * beta, sites=local)
         elif learned:
             self._learned_qx(dec, generated, -0.5 * half * beta, in_cost=True)
@@ -790,6 +861,55 @@ class Trace_MIM(ELBO):
         loss, _, stats = self._loss_parts(model, guide, args, kwargs, self.beta, backward=True)
         self._update_baselines(stats)
         return float(torch.as_tensor(loss).detach().item())
+
+
+def _local_ordinal(trace, data_plate: str | None) -> Callable[[frozenset], bool]:
+    """Whether a packed term's ordinal (plate symbols) lies in the data plate."""
+    if data_plate is None:
+        return lambda ordinal: True
+    symbol = trace.plate_to_symbol.get(data_plate)
+    if symbol is None:
+        raise ValueError(
+            f"Trace_MIM sums enumerated sites within vectorised plates: the data plate "
+            f"'{data_plate}' is iterated (a sequential pyro.plate); give it a vectorised plate "
+            f"(with pyro.plate(...)) or drop the 'enumerate' hints."
+        )
+    return lambda ordinal: symbol in ordinal
+
+
+def _enumerated_encoder_cost(traces: MIMTraces, model_weight, guide_weight) -> torch.Tensor:
+    """The encoder side's weighted terms, with the model's enumerated latents
+    summed out and the expectation over the guide's enumerated latents exact."""
+    costs, ordering = marginal_model_costs(traces.enc_model, traces.enc_guide)
+    weighted: Any = OrderedDict(
+        (ordinal, [packed.scale_and_mask(term, scale=model_weight) for term in terms])
+        for ordinal, terms in costs.items()
+    )
+    for name, site in _all_sample_sites(traces.enc_guide):
+        # global latents keep the ELBO's -log q(theta), weighted like log p
+        weight = -model_weight if is_global(site, traces.data_plate) else guide_weight
+        if isinstance(weight, float) and weight == 0.0:
+            continue  # with the one-sample marginal, log q(z|x) cancels on this side
+        term = packed.scale_and_mask(site["packed"]["log_prob"], scale=weight)
+        weighted.setdefault(ordering[name], []).append(term)
+    return expected_cost(traces.enc_guide, ordering, weighted)
+
+
+def _summed_local(traces: MIMTraces, which: Literal["dec", "re"]) -> torch.Tensor:
+    """``log p(z, x)``'s local terms, enumerated model latents summed out, at the
+    decoder side's draw (``"dec"``) or at the re-encoding draw (``"re"``)."""
+    model_trace, guide_trace = (
+        (traces.dec_summed, traces.dec_guide) if which == "dec" else (traces.re_summed, traces.re_guide)
+    )
+    assert model_trace is not None and guide_trace is not None  # set whenever the model enumerates
+    costs, _ = marginal_model_costs(model_trace, guide_trace)
+    local = _local_ordinal(model_trace, traces.data_plate)
+    total: Any = 0.0
+    for ordinal, terms in costs.items():
+        if local(ordinal):
+            for term in terms:
+                total = total + term.sum()
+    return torch.as_tensor(total)
 
 
 def _smallest_learned_scale(fn) -> float | None:

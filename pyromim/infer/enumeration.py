@@ -1,0 +1,169 @@
+"""Exact sums over enumerated discrete latents, as :class:`~pyro.infer.TraceEnum_ELBO` computes them.
+
+A discrete latent marked ``infer={"enumerate": "parallel"}`` (``config_enumerate``)
+is summed out instead of sampled, on the side of MIM where that sum is defined:
+
+* **In the guide** (a site ``y`` with ``q(y|x)``, e.g. the semi-supervised VAE's
+  class): the encoder side's expectation over ``q(y|x)`` is computed exactly,
+  every term weighted by ``q(y|x)``, which is differentiated (no score-function
+  estimate). On the decoder side ``y`` is drawn by the model, and the guide is
+  evaluated at that draw, so there is nothing to sum; the re-encoding draw
+  ``y' ~ q(y|x)`` of the one-sample ``log q(x)`` is sampled, with a
+  score-function gradient and its baseline.
+* **In the model**, for a site the guide does not have (e.g. a mixture
+  component in Pyro's Gaussian mixture tutorial): ``p(x, z)`` is the joint
+  with the site summed out, ``log sum_y p(y) p(z, x | y)``, on both sides; the
+  decoder side draws ``y`` with the rest of its sample and then evaluates the
+  summed joint at the generated ``(z, x)``.
+
+The sums are Pyro's own: :class:`~pyro.poutine.enum_messenger.EnumMessenger`
+allocates the enumeration dimensions, tensor contraction sums model-side
+enumeration out, and :class:`~pyro.infer.util.Dice` weights the encoder side's
+terms by the guide's enumerated probabilities. The restrictions of
+``TraceEnum_ELBO`` apply (a finite ``max_plate_nesting``, guessed when not
+given; variables outside a plate do not depend on enumerated variables inside
+it), and only parallel enumeration is supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.infer.traceenum_elbo import _compute_model_factors  # the summed model factors TraceEnum_ELBO uses
+from pyro.infer.util import Dice
+from pyro.ops import packed
+from pyro.ops.contract import contract_tensor_tree
+from pyro.poutine.enum_messenger import EnumMessenger
+from pyro.poutine.trace_struct import Trace
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+
+__all__ = [
+    "EnumeratedSites",
+    "enumerate_hint",
+    "enumerated_sites",
+    "enumerating",
+    "pack",
+    "marginal_model_costs",
+    "expected_cost",
+    "summed_model_trace",
+]
+
+
+class EnumeratedSites:
+    """The enumerated latents of a model/guide pair: ``guide`` (sites summed over
+    ``q``) and ``model`` (model latents without a guide site, summed out of ``p``)."""
+
+    def __init__(self, guide: list[str], model: list[str]):
+        self.guide = guide
+        self.model = model
+
+    def __bool__(self) -> bool:
+        return bool(self.guide or self.model)
+
+    def __repr__(self) -> str:
+        return f"EnumeratedSites(guide={self.guide}, model={self.model})"
+
+
+def enumerate_hint(site: Mapping[str, Any]) -> Any:
+    """A site's ``infer["enumerate"]`` hint (None when not marked)."""
+    return (site.get("infer") or {}).get("enumerate")
+
+
+def _check_hint(name: str, site: Mapping[str, Any], role: str) -> None:
+    hint = enumerate_hint(site)
+    if hint != "parallel":
+        raise NotImplementedError(
+            f"Trace_MIM sums enumerated latents in parallel only: {role} site '{name}' is marked "
+            f"infer={{'enumerate': {hint!r}}}. Use config_enumerate(..., default='parallel') "
+            f"(or infer={{'enumerate': 'parallel'}}) and set max_plate_nesting if the "
+            f"program's plates do not all have a dim."
+        )
+    if site["infer"].get("num_samples") is not None:
+        raise NotImplementedError(
+            f"Trace_MIM does not draw several samples of an enumerated site: {role} site '{name}' "
+            f"has infer={{'num_samples': {site['infer']['num_samples']}}}. Drop num_samples to sum "
+            f"over every value exactly, or drop the 'enumerate' hint to sample one value "
+            f"(score-function gradient)."
+        )
+
+
+def enumerated_sites(model_trace: Trace, guide_trace: Trace) -> EnumeratedSites:
+    """The sites marked for enumeration in a (non-enumerated) run of the pair,
+    checked to be ones Trace_MIM can sum over."""
+    guide, model = [], []
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and not site_is_subsample(site) and enumerate_hint(site):
+            if site["is_observed"]:
+                continue
+            _check_hint(name, site, "guide")
+            guide.append(name)
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"] or not enumerate_hint(site):
+            continue
+        if name in guide_trace.nodes:
+            continue  # the guide's draw is replayed: nothing is enumerated in the model
+        _check_hint(name, site, "model")
+        model.append(name)
+    return EnumeratedSites(guide, model)
+
+
+def enumerating(model: Callable, guide: Callable, max_plate_nesting: float) -> tuple[Callable, Callable]:
+    """``model`` and ``guide`` with parallel enumeration on, as TraceEnum_ELBO
+    runs them: the guide's enumeration dimensions lie left of the plates, the
+    model's left of the guide's."""
+    guide = EnumMessenger(first_available_dim=-1 - int(max_plate_nesting))(guide)
+    model = EnumMessenger()(model)  # continues the guide's allocation of dimensions
+    return model, guide
+
+
+def pack(model_trace: Trace, guide_trace: Trace) -> None:
+    """Packed log-densities (dimensions named by symbols) on both traces."""
+    guide_trace.pack_tensors()
+    model_trace.pack_tensors(guide_trace.plate_to_symbol)
+
+
+def marginal_model_costs(model_trace: Trace, guide_trace: Trace) -> tuple[Any, dict]:
+    """The model's log-density terms with its enumerated latents summed out
+    (log-sum-exp by tensor contraction), by ordinal, and the ordinal of every
+    site. Terms keep the guide's enumeration dimensions (if any). Both traces
+    must be packed (:func:`pack`)."""
+    costs, log_factors, ordering, sum_dims, scale = _compute_model_factors(model_trace, guide_trace)
+    if log_factors:
+        for ordinal, terms in contract_tensor_tree(log_factors, sum_dims).items():
+            costs.setdefault(ordinal, []).extend(packed.scale_and_mask(term, scale=scale) for term in terms)
+    return costs, ordering
+
+
+def expected_cost(guide_trace: Trace, ordering: dict, costs: Any) -> torch.Tensor:
+    """``sum over the guide's enumerated values of q * cost`` for every cost term,
+    differentiable in ``q`` (Pyro's :class:`~pyro.infer.util.Dice`); sampled
+    non-reparameterised guide sites contribute their score-function factor."""
+    return torch.as_tensor(Dice(guide_trace, ordering).compute_expectation(costs))
+
+
+def summed_model_trace(
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    data: dict,
+    draws: Trace,
+    skip: list[str],
+    max_plate_nesting: float,
+) -> Trace:
+    """The model conditioned on ``data``, with its latents replayed from
+    ``draws`` except the ``skip`` (model-enumerated) ones, which are enumerated
+    so that :func:`marginal_model_costs` can sum them out. Subsample indices are
+    replayed from ``draws`` too."""
+    replayed = Trace()
+    for name, site in draws.nodes.items():
+        if site["type"] == "sample" and name not in skip and name not in data:
+            replayed.add_node(name, **site)
+    program = EnumMessenger(first_available_dim=-1 - int(max_plate_nesting))(
+        poutine.replay(poutine.condition(model, data=data), trace=replayed)
+    )
+    trace = prune_subsample_sites(poutine.trace(program).get_trace(*args, **kwargs))
+    trace.compute_log_prob()
+    return trace
