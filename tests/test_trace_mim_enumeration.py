@@ -279,3 +279,56 @@ def test_an_enumerated_global_guide_site_needs_the_asymmetric_loss():
         for k, pk in ((0, 0.7), (1, 0.3))
     ]
     assert value == pytest.approx(float(q[0] * terms[0] + q[1] * terms[1]), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- Pyro's GMM tutorial
+def _gmm_tutorial():
+    """Pyro's Gaussian mixture tutorial as written there: the assignment summed
+    out in the model, the globals fitted by AutoDelta."""
+    from pyro import poutine
+    from pyro.infer.autoguide import AutoDelta
+
+    K = 2
+
+    @config_enumerate
+    def model(data):
+        weights = pyro.sample("weights", dist.Dirichlet(0.5 * torch.ones(K)))
+        scale = pyro.sample("scale", dist.LogNormal(0.0, 2.0))
+        with pyro.plate("components", K):
+            locs = pyro.sample("locs", dist.Normal(0.0, 10.0))
+        with pyro.plate("data", len(data)):
+            assignment = pyro.sample("assignment", dist.Categorical(weights))
+            pyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
+
+    pyro.clear_param_store()
+    guide = AutoDelta(poutine.block(model, expose=["weights", "locs", "scale"]))
+    data = torch.tensor([0.0, 1.0, 10.0, 11.0, 12.0])
+    guide(data)  # creates the parameters
+    with torch.no_grad():  # a point away from the initialisation, as after some steps
+        guide.locs_unconstrained.copy_(torch.tensor([0.5, 10.5]))
+    return model, guide, data
+
+
+def test_pyros_gmm_tutorial_asymmetric_mim_is_its_enumerated_elbo():
+    """No local latent is left in the guide, so A-MIM's loss is -log p(x) plus
+    the globals' ELBO terms: TraceEnum_ELBO's loss, value and gradient."""
+    from pyro.infer import TraceEnum_ELBO
+
+    model, guide, data = _gmm_tutorial()
+    params = [p.unconstrained() for p in pyro.get_param_store().values()]
+    mim = Trace_MIM(symmetric=False).differentiable_loss(model, guide, data)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, data)
+    assert mim.item() == pytest.approx(elbo.item(), rel=1e-6)
+    torch.testing.assert_close(_grads(mim, params), _grads(elbo, params), rtol=1e-5, atol=1e-5)
+
+
+def test_pyros_gmm_tutorial_symmetric_mim_moves_the_globals_as_half_the_elbo():
+    """Symmetric MIM holds the globals fixed on the decoder side: their
+    gradient is the encoder side's, half the ELBO's."""
+    from pyro.infer import TraceEnum_ELBO
+
+    model, guide, data = _gmm_tutorial()
+    params = [p.unconstrained() for p in pyro.get_param_store().values()]
+    mim = Trace_MIM().differentiable_loss(model, guide, data)
+    elbo = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, data)
+    torch.testing.assert_close(_grads(mim, params), 0.5 * _grads(elbo, params), rtol=1e-5, atol=1e-5)

@@ -9,14 +9,17 @@ sites, ``"x"`` and ``"y"``, each routed back to its own argument), unsupervised
 steps ``svi.step(xs)``. The MLPs are written out here (Pyro's example imports
 them from its ``utils.custom_mlp``) with the same layers and output activations.
 
-One difference beyond the data: Pyro's example sums the unobserved label out
-with ``config_enumerate`` and ``TraceEnum_ELBO``. ``Trace_MIM`` does not
-enumerate (yet), so here the guide *samples* the label on unsupervised steps
-and its gradient is a score-function estimate with a baseline, which
-``Trace_ELBO`` handles the same way.
+As in Pyro's example, unsupervised steps sum the unobserved label out: the
+guide is wrapped in ``config_enumerate(guide, "parallel", expand=True)``, and
+the ELBO is ``TraceEnum_ELBO(max_plate_nesting=1)``. ``Trace_MIM`` takes the
+same wrapped guide: its encoder side weights each of the 10 labels by
+``q(y|x)`` exactly; its decoder side draws the label from the prior, and its
+re-encoding draw samples it (score-function gradient with a baseline).
+``--sample-label`` drops the enumeration (the guide samples the label on both
+sides; ``Trace_ELBO`` for the ELBO).
 
     python examples/pyro_programs/ss_vae.py             # ELBO and MIM, 100 labelled digits
-    python examples/pyro_programs/ss_vae.py --steps 200
+    python examples/pyro_programs/ss_vae.py --steps 200 --sample-label
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from _shared import digit_images, minibatches
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from torch import nn
 
 from pyromim import Trace_MIM
@@ -49,7 +52,11 @@ class MLP(nn.Module):
         self.activations = [activation for _, activation in heads]
 
     def forward(self, inputs):
-        hidden = self.body(torch.cat(inputs, -1) if isinstance(inputs, (list, tuple)) else inputs)
+        if isinstance(inputs, (list, tuple)):
+            # broadcast batch dimensions (an enumerated label has one more on the left), as Pyro's MLP does
+            batch = torch.broadcast_shapes(*(t.shape[:-1] for t in inputs))
+            inputs = torch.cat([t.expand(batch + t.shape[-1:]) for t in inputs], -1)
+        hidden = self.body(inputs)
         outs = [act(head(hidden)) for head, act in zip(self.heads, self.activations)]
         return outs[0] if len(outs) == 1 else outs
 
@@ -107,13 +114,15 @@ def digits_task(num_labelled=100, seed=0):
     return (xs[sup], one_hot[sup]), xs[unsup], (xs[test], labels[test])
 
 
-def fit(loss, steps, seed=0, batch_size=100, every=4, lr=1e-3):
-    """Alternate one supervised step per ``every`` steps with unsupervised ones; the SS-VAE and losses."""
+def fit(loss, steps, seed=0, batch_size=100, every=4, lr=1e-3, enumerate_label=True):
+    """Alternate one supervised step per ``every`` steps with unsupervised ones; the SS-VAE and losses.
+    ``enumerate_label``: sum the label out on unsupervised steps, as Pyro's example does."""
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     ss_vae = SSVAE()
     (sup_x, sup_y), unsup_x, _ = digits_task(seed=seed)
-    svi = SVI(ss_vae.model, ss_vae.guide, pyro.optim.Adam({"lr": lr}), loss=loss)
+    guide = config_enumerate(ss_vae.guide, "parallel", expand=True) if enumerate_label else ss_vae.guide
+    svi = SVI(ss_vae.model, guide, pyro.optim.Adam({"lr": lr}), loss=loss)
     sup_batches = minibatches(len(sup_x), batch_size, steps, seed)
     unsup_batches = minibatches(len(unsup_x), batch_size, steps, seed + 1)
     losses = {"supervised": [], "unsupervised": []}
@@ -136,9 +145,12 @@ def accuracy(ss_vae, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--sample-label", action="store_true", help="sample the label instead of summing it out")
     args = parser.parse_args()
-    for name, loss in (("Trace_ELBO", Trace_ELBO()), ("Trace_MIM", Trace_MIM())):
-        ss_vae, losses = fit(loss, args.steps)
+    enumerate_label = not args.sample_label
+    elbo = TraceEnum_ELBO(max_plate_nesting=1) if enumerate_label else Trace_ELBO()
+    for name, loss in ((type(elbo).__name__, elbo), ("Trace_MIM", Trace_MIM())):
+        ss_vae, losses = fit(loss, args.steps, enumerate_label=enumerate_label)
         un = losses["unsupervised"]
         print(
             f"{name}: unsupervised loss per digit {un[0]:.1f} -> {sum(un[-20:]) / 20:.1f}; "

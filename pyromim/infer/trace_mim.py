@@ -333,10 +333,20 @@ class Trace_MIM(ELBO):
     factor of global latents alone is part of their prior and works on both
     sides.
 
-    **Enumeration.** Enumerated sites (``config_enumerate``) are refused with
-    the alternative named: sample a guide's discrete site (score-function
-    gradients estimate the same sum), or write a model's summed-out latent
-    into its observation's distribution (e.g. ``MixtureSameFamily``).
+    **Enumeration.** Discrete latents marked for parallel enumeration
+    (``config_enumerate``, as for :class:`~pyro.infer.TraceEnum_ELBO`) are
+    summed out exactly where MIM defines the sum. A guide site ``y``: the
+    encoder side's expectation over ``q(y|x)`` is exact, its terms weighted by
+    ``q(y|x)`` and differentiated through it (no score-function noise); on the
+    decoder side ``y`` comes from the model's draw, and the re-encoding draw
+    samples it. A model site without a guide site (a mixture component):
+    ``log p(x, z)`` has it summed out, on both sides. The pair's first call
+    finds the marked sites; ``max_plate_nesting`` is guessed when not given;
+    Pyro's restrictions on enumeration apply (see
+    :mod:`pyromim.infer.enumeration`). Refused, with the alternative named:
+    sequential or multiply-sampled enumeration, a global enumerated guide site
+    under symmetric MIM (the decoder side holds globals at one draw), and
+    ``decoder_gradient="score"`` with model-side enumeration.
 
     **Gradients**: pathwise through reparameterised draws; score-function
     terms with plate-aware costs and a running-mean baseline for the guide's
