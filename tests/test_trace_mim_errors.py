@@ -1,6 +1,5 @@
 """Bad inputs to Trace_MIM raise errors that name the site and say what to do."""
 
-
 import pyro
 import pyro.distributions as dist
 import pytest
