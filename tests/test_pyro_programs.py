@@ -39,21 +39,52 @@ def _falls(losses, window=10, by=0.0):
     return first, last
 
 
-def test_pyros_vae_keeps_more_information_under_mim_than_under_the_elbo():
-    """Same program, data, steps and seed; only the loss differs. Measured (300 steps,
-    8-D latent, seed 0): aggregate MI on the 397 held-out digits 0.67 nats under MIM
-    against 0.27 under the ELBO (per-digit loss 40 -> 27 and 52 -> 37). Early in
-    training both codes are weak; the margin asked, 0.2 nats, is half the measured gap
-    (one seed: the spread over seeds was not measured)."""
+@pytest.fixture
+def one_thread():
+    """Pyro's VAE at this size is too small for threads to pay: seed 0's gap took 13 s on
+    one thread and 147 s on two, on two cores shared with other work (same values)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _vae_mi_gap(seed, steps=600):
+    """Aggregate MI on the 397 held-out digits under MIM minus under the ELBO, Pyro's
+    VAE (8-D latent) trained with each loss from the same seed, data and steps."""
     x, _ = vae.images()
     test_x = x[1400:]
     mi = {}
     for name, loss in (("elbo", Trace_ELBO()), ("mim", Trace_MIM())):
-        model, losses = vae.fit(loss, steps=300, z_dim=8, hidden_dim=128)
+        model, losses = vae.fit(loss, steps=steps, seed=seed, z_dim=8, hidden_dim=128)
         _falls(losses, by=5.0)
         pyro.set_rng_seed(0)
         mi[name] = mutual_information(model.guide, test_x, num_samples=4).mi
-    assert mi["mim"] > mi["elbo"] + 0.2, mi
+    return mi["mim"] - mi["elbo"], mi
+
+
+# The gap over seeds, measured with _vae_mi_gap at 600 steps, seeds 0-19: mean 0.71
+# nats, standard deviation 0.19, smallest 0.34 (seed 0: 0.68; ELBO 0.95-1.57 nats,
+# MIM 1.75-2.32). A normal fit puts a seed below 0.2 nats with probability 0.4 %.
+# At 300 steps the gap was 0.16 +- 0.10 (0.05-0.40): too small to test on one seed.
+VAE_MI_GAP_MARGIN = 0.2
+
+
+def test_pyros_vae_keeps_more_information_under_mim_than_under_the_elbo(one_thread):
+    """Same program, data, steps and seed; only the loss differs. One seed, the margin
+    asked 2.6 standard deviations of the gap's spread over seeds below its mean
+    (figures above VAE_MI_GAP_MARGIN)."""
+    gap, mi = _vae_mi_gap(seed=0)
+    assert gap > VAE_MI_GAP_MARGIN, mi
+
+
+@pytest.mark.slow
+def test_pyros_vae_information_gap_over_seeds(one_thread):
+    """Ten seeds: the mean gap above 0.5 nats (3.5 standard errors below the measured
+    0.71 +- 0.19 / sqrt(10)) and every seed's gap positive (3.7 standard deviations)."""
+    gaps = [_vae_mi_gap(seed)[0] for seed in range(10)]
+    assert sum(gaps) / len(gaps) > 0.5, gaps
+    assert min(gaps) > 0.0, gaps
 
 
 def test_pyros_cvae_trains_with_the_masked_selection_routed_back():
