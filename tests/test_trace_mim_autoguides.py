@@ -16,6 +16,7 @@ import pytest
 import torch
 from mc import assert_unbiased, repeated
 from pyro import poutine
+from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import (
     AutoDelta,
     AutoDiagonalNormal,
@@ -26,7 +27,8 @@ from pyro.infer.autoguide import (
 )
 from test_trace_mim_globals import exact_global_loss, make_model_guide, make_params
 
-from pyromim import Trace_MIM
+from pyromim import JitTrace_MIM, Trace_MIM
+from pyromim.infer import CompilationError
 
 AUTOS = [AutoNormal, AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal, AutoDelta]
 
@@ -98,3 +100,41 @@ def test_guide_list_with_an_encoder_for_the_locals_works_on_both_sides():
     losses = [svi.step(x) for _ in range(60)]
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-10:]) < sum(losses[:10])
+
+
+def _list_whose_local_function_creates_the_data_plate():
+    guide = AutoGuideList(_local_model)
+    guide.append(AutoNormal(poutine.block(_local_model, expose=["theta"])))
+
+    def encoder(x):
+        a = pyro.param("a", torch.tensor(0.5))
+        with pyro.plate("data", x.shape[-1]):
+            pyro.sample("z", dist.Normal(a * x, 0.5))
+
+    guide.append(encoder)
+    return guide
+
+
+@pytest.mark.parametrize(
+    "loss, error",
+    [
+        (Trace_MIM(), ValueError),
+        (Trace_MIM(symmetric=False), ValueError),
+        (Trace_MIM(num_particles=3, vectorize_particles=True), ValueError),
+        (JitTrace_MIM(), CompilationError),
+    ],
+    ids=["symmetric", "asymmetric", "vectorized", "compiled"],
+)
+def test_guide_list_part_creating_the_lists_plate_again_is_explained(loss, error):
+    """AutoGuideList creates the model's plates before its parts run, so a function
+    part that creates pyro.plate("data") again adds a second site "data": Pyro's
+    own Trace_ELBO fails on it; Trace_MIM names the cause and the list's plate."""
+    x = torch.randn(10)
+    pyro.clear_param_store()
+    with pytest.raises(RuntimeError, match="Multiple sample sites named 'data'"):
+        Trace_ELBO().loss(_local_model, _list_whose_local_function_creates_the_data_plate(), x)
+    pyro.clear_param_store()
+    with pytest.raises(
+        error, match=r"function part 'encoder' creates pyro.plate\('data', \.\.\.\).*guide.plates\['data'\]"
+    ):
+        loss.loss(_local_model, _list_whose_local_function_creates_the_data_plate(), x)

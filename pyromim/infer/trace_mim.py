@@ -69,6 +69,7 @@ from pyro.nn import PyroModule
 from pyro.ops import packed
 from pyro.util import get_rng_state, set_rng_state
 
+from pyromim.infer.autoguides import explains_reopened_plates
 from pyromim.infer.enumeration import expected_cost, marginal_model_costs
 from pyromim.infer.guide_inputs import GuideInputs
 from pyromim.infer.mim_traces import (
@@ -316,7 +317,10 @@ class Trace_MIM(ELBO):
     noise scale away from its posterior. A ``pyro.factor`` of global latents
     alone is part of their prior. Automatic guides (``AutoNormal``,
     ``AutoDelta``, ``AutoMultivariateNormal``, ...) over the globals work on
-    both sides; local latents need an amortised guide on the decoder side. A
+    both sides; local latents need an amortised guide on the decoder side. In an
+    ``AutoGuideList``, a function part for the locals enters the list's plate
+    (``with guide.plates["data"]:``): the list has created it already, and
+    creating it again fails inside Pyro (under ``Trace_ELBO`` too). A
     model whose observed sites share no plate describes one datum: all its
     latents are local.
 
@@ -588,6 +592,7 @@ class Trace_MIM(ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         raise NotImplementedError("Trace_MIM builds its traces in _get_traces")
 
+    @explains_reopened_plates
     def _get_traces(self, model, guide, args, kwargs):
         raw_guide = guide
         pair = (_program_id(model), _program_id(guide))
