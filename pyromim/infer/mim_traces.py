@@ -26,6 +26,7 @@ import torch
 from pyro.distributions import Delta
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
+from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.runtime import Message
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
@@ -69,10 +70,11 @@ class MIMTraces(NamedTuple):
     data_plate: str | None = None
     #: the enumerated sites (None: nothing enumerated; the encoder traces are then not packed)
     enumerated: EnumeratedSites | None = None
-    #: the model at the decoder side's draw, and at the re-encoding draw, with its
-    #: enumerated latents enumerated (to be summed out); None without model-side enumeration
+    #: the model at the decoder side's draw with its enumerated latents enumerated (to be
+    #: summed out); None without model-side enumeration
     dec_summed: Trace | None = None
-    re_summed: Trace | None = None
+    #: whether the re-encoding traces are enumerated (and packed)
+    re_enumerated: bool = False
 
 
 #: the plate Pyro adds around every site under ``vectorize_particles``
@@ -447,12 +449,15 @@ def decoder_traces(
     enc_guide: Trace | None = None,
     data_plate: str | None = None,
     enumerated: EnumeratedSites | None = None,
-) -> tuple[Trace, Trace, Trace | None, Trace | None, Trace | None, Trace | None]:
+    enumerate_re_encoding: bool = False,
+) -> tuple[Trace, Trace, Trace | None, Trace | None, Trace | None]:
     """Run the decoder side: ``(z, x) ~ p(z|theta) p(x|z, theta)`` with the global
     latents ``theta`` held at the encoder side's guide draw, the guide at that
     pair, and (if ``re_encode``) a fresh guide draw at ``x`` with the model on it.
-    With model-side enumeration, also the model at those draws with its
-    enumerated latents enumerated (for :func:`marginal_model_costs`), else None."""
+    With ``enumerate_re_encoding`` the re-encoding traces are enumerated and
+    packed; with model-side enumeration the model at the decoder side's draw
+    is returned with its enumerated latents enumerated, to be summed out
+    (else None)."""
     if enumerated is not None and enc_guide is not None:
         _check_enumerated_guide_sites_local(enumerated, enc_guide, data_plate)
     globals_ = _global_draws(enc_guide, data_plate) if enc_guide is not None else Trace()
@@ -488,42 +493,48 @@ def decoder_traces(
         **gkwargs,
     )
     _check_plates_agree(dec_model, dec_guide, "guide at generated data")
-    summed_model = enumerated is not None and enumerated.model
-    re_guide = re_model = None
+    re_guide = re_model = dec_summed = None
+    generated: dict[str, Any] = {name: site["value"] for name, site in generated_sites.items()}
     if re_encode:
-        re_guide = _redrawn_single_latent(dec_guide, data_plate)
-        if re_guide is None:
+        replayed = _merged(_subsample_trace(dec_model), globals_)
+        if enumerate_re_encoding:
+            # the re-encoding draw with the guide's enumerated sites enumerated (an exact
+            # expectation over them) and the model's summed out, as on the encoder side
             re_guide = _run(
-                poutine.replay(guide, trace=_merged(_subsample_trace(dec_model), globals_)),
+                EnumMessenger(first_available_dim=-1 - int(max_plate_nesting))(poutine.replay(guide, trace=replayed)),
                 "re-encoding generated data with the guide",
                 *gargs,
                 **gkwargs,
             )
             _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
-    generated: dict[str, Any] = {name: site["value"] for name, site in generated_sites.items()}
-    if summed_model:
-        # the model at both draws with its enumerated latents enumerated, to be summed out
-        assert enumerated is not None
+            re_model = poutine.trace(
+                EnumMessenger()(poutine.replay(poutine.condition(model, data=generated), trace=re_guide))
+            ).get_trace(*args, **kwargs)
+        else:
+            re_guide = _redrawn_single_latent(dec_guide, data_plate)
+            if re_guide is None:
+                re_guide = _run(
+                    poutine.replay(guide, trace=replayed),
+                    "re-encoding generated data with the guide",
+                    *gargs,
+                    **gkwargs,
+                )
+                _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
+            re_model = poutine.trace(
+                poutine.replay(poutine.condition(model, data=generated), trace=re_guide)
+            ).get_trace(*args, **kwargs)
+    if enumerated is not None and enumerated.model:
+        # the model at the decoder side's draw, its enumerated latents enumerated to be summed out
         dec_summed = summed_model_trace(model, args, kwargs, generated, dec_model, enumerated.model, max_plate_nesting)
-        re_summed = (
-            summed_model_trace(model, args, kwargs, generated, re_guide, enumerated.model, max_plate_nesting)
-            if re_guide is not None
-            else None
-        )
-    elif re_guide is not None:
-        re_model = poutine.trace(poutine.replay(poutine.condition(model, data=generated), trace=re_guide)).get_trace(
-            *args, **kwargs
-        )
     dec_model = prune_subsample_sites(dec_model)
     dec_guide = prune_subsample_sites(dec_guide)
     _check_guide_covers(dec_model, dec_guide, "decoder", data_plate, _guide_name(raw_guide))
     dec_model.compute_score_parts()
     dec_guide.compute_log_prob()
-    if re_guide is not None:
+    if re_guide is not None and re_model is not None:
         re_guide = prune_subsample_sites(re_guide)
-        re_guide.compute_score_parts()
-    if re_model is not None:
         re_model = prune_subsample_sites(re_model)
+        re_guide.compute_score_parts()
         re_model.compute_log_prob()
     if is_validation_enabled():
         for trace in (dec_model, dec_guide, re_guide, re_model):
@@ -531,13 +542,11 @@ def decoder_traces(
                 continue
             for site in sample_sites(trace).values():
                 check_site_shape(site, cast(int, max_plate_nesting))  # Pyro compares it with sizes: inf works
-    if not summed_model:
-        return dec_model, dec_guide, re_guide, re_model, None, None
-    pack(dec_summed, dec_guide)
-    if re_summed is not None:
-        assert re_guide is not None
-        pack(re_summed, re_guide)
-    return dec_model, dec_guide, re_guide, re_model, dec_summed, re_summed
+    if dec_summed is not None:
+        pack(dec_summed, dec_guide)
+    if enumerate_re_encoding and re_guide is not None and re_model is not None:
+        pack(re_model, re_guide)
+    return dec_model, dec_guide, re_guide, re_model, dec_summed
 
 
 def _check_enumerated_guide_sites_local(enumerated: EnumeratedSites, enc_guide: Trace, data_plate: str | None) -> None:

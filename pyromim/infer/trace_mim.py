@@ -67,6 +67,7 @@ from pyro.infer.elbo import ELBO, ELBOModule
 from pyro.infer.util import MultiFrameTensor
 from pyro.nn import PyroModule
 from pyro.ops import packed
+from pyro.poutine.trace_struct import Trace
 from pyro.util import get_rng_state, set_rng_state
 
 from pyromim.infer.autoguides import explains_reopened_plates
@@ -641,6 +642,10 @@ class Trace_MIM(ELBO):
         enumerated = enumerated or None  # None: the traces are not enumerated (nor packed)
         if not self.symmetric:
             return MIMTraces(enc_model, enc_guide, data_plate=data_plate, enumerated=enumerated)
+        # The re-encoding draw is enumerated as well, except under the score decoder gradient
+        # with enumeration in the guide only: the prior draws' score-function terms need the
+        # re-encoding's cost per datum, which the exact expectation does not keep apart.
+        enumerate_re_encoding = enumerated is not None and (bool(enumerated.model) or self.decoder_gradient == "detach")
         dec = decoder_traces(
             model,
             guide,
@@ -654,8 +659,9 @@ class Trace_MIM(ELBO):
             enc_guide=enc_guide,
             data_plate=data_plate,
             enumerated=enumerated,
+            enumerate_re_encoding=enumerate_re_encoding,
         )
-        dec_model, dec_guide, re_guide, re_model, dec_summed, re_summed = dec
+        dec_model, dec_guide, re_guide, re_model, dec_summed = dec
         return MIMTraces(
             enc_model,
             enc_guide,
@@ -666,7 +672,7 @@ class Trace_MIM(ELBO):
             data_plate=data_plate,
             enumerated=enumerated,
             dec_summed=dec_summed,
-            re_summed=re_summed,
+            re_enumerated=enumerate_re_encoding,
         )
 
     # ------------------------------------------------------------------ maths
@@ -742,19 +748,19 @@ class Trace_MIM(ELBO):
         detach = self.decoder_gradient == "detach"
         if traces.dec_summed is not None:
             # log p(z, x) with the model's enumerated latents summed out, at the draw (held fixed)
-            dec.add_total("model (enumerated sites summed out)", -0.5 * half * _summed_local(traces, "dec"))
+            dec.add_total("model (enumerated sites summed out)", -0.5 * half * _summed_local(traces))
         else:
             dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach, sites=local)
         dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta, sites=local)
         if marginal:
             # log q(x) ~= log p(x|z') + log p(z') - log q(z'|x), z' ~ q(z|x).
-            if traces.re_summed is not None:
-                dec.add_total(
-                    "re-encoded model (enumerated sites summed out)", -0.5 * half * beta * _summed_local(traces, "re")
-                )
+            if traces.re_enumerated:
+                # exact over the guide's enumerated sites, the model's summed out
+                weight = 0.5 * half * beta
+                dec.add_total("re-encoding (enumerated sites summed out)", _enumerated_re_encoding(traces, weight))
             else:
                 dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta, sites=local)
-            dec.add_sampled("re-encoding guide", traces.re_guide, 0.5 * half * beta, sites=local)
+                dec.add_sampled("re-encoding guide", traces.re_guide, 0.5 * half * beta, sites=local)
         elif learned:
             self._learned_qx(dec, generated, -0.5 * half * beta, in_cost=True)
         return [enc, dec]
@@ -910,21 +916,42 @@ def _enumerated_encoder_cost(traces: MIMTraces, model_weight, guide_weight) -> t
     return expected_cost(traces.enc_guide, ordering, weighted)
 
 
-def _summed_local(traces: MIMTraces, which: Literal["dec", "re"]) -> torch.Tensor:
-    """``log p(z, x)``'s local terms, enumerated model latents summed out, at the
-    decoder side's draw (``"dec"``) or at the re-encoding draw (``"re"``)."""
-    model_trace, guide_trace = (
-        (traces.dec_summed, traces.dec_guide) if which == "dec" else (traces.re_summed, traces.re_guide)
-    )
-    assert model_trace is not None and guide_trace is not None  # set whenever the model enumerates
-    costs, _ = marginal_model_costs(model_trace, guide_trace)
-    local = _local_ordinal(model_trace, traces.data_plate)
+def _summed_local(traces: MIMTraces) -> torch.Tensor:
+    """``log p(z, x)``'s local terms at the decoder side's draw, the model's
+    enumerated latents summed out."""
+    assert traces.dec_summed is not None and traces.dec_guide is not None  # set whenever the model enumerates
+    costs, _ = marginal_model_costs(traces.dec_summed, traces.dec_guide)
+    local = _local_ordinal(traces.dec_summed, traces.data_plate)
     total: Any = 0.0
     for ordinal, terms in costs.items():
         if local(ordinal):
             for term in terms:
                 total = total + term.sum()
     return torch.as_tensor(total)
+
+
+def _enumerated_re_encoding(traces: MIMTraces, weight) -> torch.Tensor:
+    """``weight * E[log q(z'|x) - log p(x, z')]`` over the re-encoding draw ``z' ~ q(z|x)``
+    at generated data: local terms only (the globals are held), exact over the
+    guide's enumerated sites, the model's enumerated sites summed out."""
+    assert traces.re_model is not None and traces.re_guide is not None  # re-encoded with q_x="marginal"
+    costs, ordering = marginal_model_costs(traces.re_model, traces.re_guide)
+    local = _local_ordinal(traces.re_model, traces.data_plate)
+    weighted: Any = OrderedDict(
+        (ordinal, [packed.scale_and_mask(term, scale=-weight) for term in terms])
+        for ordinal, terms in costs.items()
+        if local(ordinal)
+    )
+    # the guide's local sites only: the replayed globals are not drawn here, so they
+    # must not contribute score-function factors
+    drawn = Trace()
+    for name, site in _all_sample_sites(traces.re_guide):
+        if not is_global(site, traces.data_plate):
+            drawn.add_node(name, **site)
+            weighted.setdefault(ordering[name], []).append(
+                packed.scale_and_mask(site["packed"]["log_prob"], scale=weight)
+            )
+    return expected_cost(drawn, ordering, weighted)
 
 
 def _smallest_learned_scale(fn) -> float | None:
