@@ -239,6 +239,33 @@ def test_jit_draws_what_python_draws_from_the_first_call_and_compiles_each_batch
         assert jit.loss(model, guide, x[:n]) == pytest.approx(expected, rel=1e-6)
 
 
+def test_jit_traces_on_a_fresh_thread_except_under_thread_local_modes():
+    # tracing records the Python call stack of every operation, so the programs are
+    # traced on a new thread (whose stack starts empty); under inference mode, which a
+    # new thread would not inherit, they are traced in place; same values either way
+    import threading
+
+    model, guide = param_model_guide()
+    threads = []
+
+    def recording_model(x):
+        if torch.jit.is_tracing():
+            threads.append(threading.current_thread())
+        return model(x)
+
+    x = torch.randn(25)
+    pyro.set_rng_seed(1)
+    expected = Trace_MIM(max_plate_nesting=1).loss(recording_model, guide, x)
+    pyro.set_rng_seed(1)
+    assert JitTrace_MIM(max_plate_nesting=1).loss(recording_model, guide, x) == pytest.approx(expected, rel=1e-6)
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    threads.clear()
+    pyro.set_rng_seed(1)
+    with torch.inference_mode():
+        assert JitTrace_MIM(max_plate_nesting=1).loss(recording_model, guide, x) == pytest.approx(expected, rel=1e-6)
+    assert threads and all(t is threading.main_thread() for t in threads)
+
+
 def test_jit_raises_compilation_error_and_runs_the_python_loss_when_told():
     from pyromim.infer import CompilationError
 
