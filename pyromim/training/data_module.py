@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
@@ -32,14 +34,24 @@ class _Rows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
-    def __getitem__(self, rows: list[int]) -> torch.Tensor:
+    def __getitem__(self, rows: torch.Tensor | list[int]) -> torch.Tensor:
         return self.x[torch.as_tensor(rows)]
 
 
 class _Batches(BatchSampler):
-    """Index batches of a ``DistributedSampler``, passing Lightning's ``set_epoch`` on."""
+    """Index batches of a ``DistributedSampler`` as index tensors (the sampler's order
+    converted once per epoch, not a list of ints per batch), passing Lightning's
+    ``set_epoch`` on."""
 
     sampler: DistributedSampler
+
+    def __iter__(self) -> Iterator[torch.Tensor]:  # type: ignore[override]
+        # a generator, as BatchSampler's: the order is drawn at the first batch, after
+        # Lightning's set_epoch (a resumed run creates the iterator before it)
+        batches = torch.tensor(list(self.sampler), dtype=torch.long).split(self.batch_size)
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches = batches[:-1]
+        yield from batches
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
