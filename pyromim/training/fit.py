@@ -171,6 +171,7 @@ class _KeepingWriter(ExperimentWriter):
 
     def __init__(self, log_dir: str, rows: list[dict[str, Any]]) -> None:
         self.rows = list(rows)
+        self._written: int | None = None  # rows in the file, once written
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:  # Lightning's deletes metrics.csv here
@@ -180,6 +181,8 @@ class _KeepingWriter(ExperimentWriter):
         # skip a row logged twice (see _LogEpochBeforeCheckpoint)
         self.rows.extend(row for row in self.metrics if row not in self.rows[-8:])
         self.metrics = []
+        if self._written == len(self.rows):
+            return  # Lightning saves again after each logged row: the file already holds it
         fields = sorted({key for row in self.rows for key in row})
 
         def write(f: Any) -> None:
@@ -188,6 +191,7 @@ class _KeepingWriter(ExperimentWriter):
             writer.writerows(self.rows)
 
         atomic_write(self.metrics_file_path, write, newline="")
+        self._written = len(self.rows)
 
 
 class _RunLog(CSVLogger):
