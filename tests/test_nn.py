@@ -48,3 +48,19 @@ def test_gaussian_head_floor_and_gradient():
 def test_unknown_activation_is_named():
     with pytest.raises(ValueError, match="unknown activation 'tanhh'"):
         MLP((2,), (2,), hidden=[3], activation="tanhh")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "silu", "gelu"])
+@pytest.mark.parametrize("activate_output", [False, True])
+def test_mlp_without_gradients_gives_the_same_values_and_leaves_its_input(activation, activate_output):
+    # without gradients the activations run in place (less memory); values are the same bit for bit
+    torch.manual_seed(0)
+    net = MLP((3,), (2,), hidden=(16, 8), activation=activation, activate_output=activate_output)
+    x = torch.randn(4, 5, 3)
+    kept = x.clone()
+    expected = net(x).detach()
+    with torch.no_grad():
+        assert torch.equal(net(x), expected)
+    with torch.inference_mode():
+        assert torch.equal(net(x), expected)
+    assert torch.equal(x, kept)

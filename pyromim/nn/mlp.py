@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from pyro.nn import PyroModule
@@ -22,6 +23,18 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 #: Normalisations between hidden layers by name (a spec's ``norm``).
 NORMS = ("none", "layer", "batch")
+
+
+#: Activations applied in place when no gradient is recorded (the same kernel, so the same
+#: values): a hidden layer's input and output are then not both held, which halves the
+#: peak memory of large evaluation blocks (200 importance samples of 1000 items through
+#: 50 units: 40 MB per copy).
+_IN_PLACE: dict[type[nn.Module], Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
+    nn.Tanh: lambda m, x: x.tanh_(),
+    nn.ReLU: lambda m, x: x.relu_(),
+    nn.SiLU: lambda m, x: nn.functional.silu(x, inplace=True),
+    nn.ELU: lambda m, x: nn.functional.elu(x, cast(nn.ELU, m).alpha, inplace=True),
+}
 
 
 def make_activation(name: str) -> nn.Module:
@@ -72,6 +85,15 @@ class MLP(PyroModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         def flat(x2d: torch.Tensor) -> torch.Tensor:
-            return self.net(x2d.flatten(1)).reshape((-1,) + self.out_shape)
+            return self._layers(x2d.flatten(1)).reshape((-1,) + self.out_shape)
 
         return over_leading_dims(flat, x, len(self.in_shape))
+
+    def _layers(self, y: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
+            return self.net(y)
+        # every activation follows a Linear or a norm layer, whose output is a new tensor
+        for layer in self.net:  # (PyroModule makes the layers subclasses of the torch.nn ones)
+            in_place = next((fn for kind, fn in _IN_PLACE.items() if isinstance(layer, kind)), None)
+            y = layer(y) if in_place is None else in_place(layer, y)
+        return y
