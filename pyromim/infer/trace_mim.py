@@ -1201,7 +1201,7 @@ def _on_fresh_stack(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     issued it; inside a training loop (Lightning's is some 40 frames deep)
     that record cost more than tracing itself: 80 ms against 45 ms for
     toy4's symmetric loss. The caller waits, so nothing runs concurrently;
-    its gradient mode is carried over, and with thread-local settings that
+    its gradient mode and CUDA device are carried over, and with thread-local settings that
     would not carry (inference mode, autocast, a default device or another
     torch function mode) ``fn`` runs in place.
     """
@@ -1214,10 +1214,14 @@ def _on_fresh_stack(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     grad = torch.is_grad_enabled()
     optimize = torch._C._get_graph_executor_optimize()
+    # the current CUDA device is per thread too (e.g. each DDP process's own GPU)
+    cuda_device = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
+            if cuda_device is not None:
+                torch.cuda.set_device(cuda_device)
             with torch.set_grad_enabled(grad), torch.jit.optimized_execution(optimize):
                 outcome["value"] = fn(*args, **kwargs)
         except BaseException as err:  # re-raised in the caller's thread
