@@ -14,8 +14,9 @@ guide is wrapped in ``config_enumerate(guide, "parallel", expand=True)``, and
 the ELBO is ``TraceEnum_ELBO(max_plate_nesting=1)`` (without its warning on
 supervised steps, which enumerate nothing). ``Trace_MIM`` takes the same
 wrapped guide: its encoder side weights each of the 10 labels by
-``q(y|x)`` exactly; its decoder side draws the label from the prior, and its
-re-encoding draw samples it (score-function gradient with a baseline).
+``q(y|x)`` exactly; its decoder side draws the label from the prior, and the
+re-encoding that estimates ``log q(x)`` at generated images sums over the
+label exactly as well.
 ``--sample-label`` drops the enumeration (the guide samples the label on both
 sides; ``Trace_ELBO`` for the ELBO).
 

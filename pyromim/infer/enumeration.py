@@ -7,9 +7,11 @@ is summed out instead of sampled, on the side of MIM where that sum is defined:
   class): the encoder side's expectation over ``q(y|x)`` is computed exactly,
   every term weighted by ``q(y|x)``, which is differentiated (no score-function
   estimate). On the decoder side ``y`` is drawn by the model, and the guide is
-  evaluated at that draw, so there is nothing to sum; the re-encoding draw
-  ``y' ~ q(y|x)`` of the one-sample ``log q(x)`` is sampled, with a
-  score-function gradient and its baseline.
+  evaluated at that draw, so there is nothing to sum there; the re-encoding
+  draw ``y' ~ q(y|x)`` of the one-sample ``log q(x)`` at generated data is an
+  expectation over ``q`` too, computed exactly. (Under
+  ``decoder_gradient="score"`` it is sampled instead: the score-function terms
+  of the decoder side's discrete prior draws need its cost datum by datum.)
 * **In the model**, for a site the guide does not have (e.g. a mixture
   component in Pyro's Gaussian mixture tutorial): ``p(x, z)`` is the joint
   with the site summed out, ``log sum_y p(y) p(z, x | y)``, on both sides; the

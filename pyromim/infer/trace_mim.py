@@ -348,8 +348,9 @@ class Trace_MIM(ELBO):
     summed out exactly where MIM defines the sum. A guide site ``y``: the
     encoder side's expectation over ``q(y|x)`` is exact, its terms weighted by
     ``q(y|x)`` and differentiated through it (no score-function noise); on the
-    decoder side ``y`` comes from the model's draw, and the re-encoding draw
-    samples it. A model site without a guide site (a mixture component):
+    decoder side ``y`` comes from the model's draw, and the re-encoding draw's
+    expectation over ``q(y'|x)`` is exact too (sampled under
+    ``decoder_gradient="score"``). A model site without a guide site (a mixture component):
     ``log p(x, z)`` has it summed out, on both sides. The pair's first call
     finds the marked sites; ``max_plate_nesting`` is guessed when not given;
     Pyro's restrictions on enumeration apply (see
