@@ -285,6 +285,22 @@ def test_jit_graphs_are_freed_with_the_loss():
     assert len(torch.jit._state._python_cu.get_functions()) == before
 
 
+def test_jit_falls_back_to_pyros_tracing_without_torchs_private_entry_point(monkeypatch):
+    """Where torch lacks the private tracing function the own compilation units use,
+    graphs go to torch's global unit through Pyro's jit.trace, with the same values."""
+    monkeypatch.delattr(torch._C, "_create_graph_by_tracing")
+    x = torch.randn(25)
+    model, guide = param_model_guide()
+    values = []
+    for cls in (Trace_MIM, JitTrace_MIM):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(3)
+        loss_fn = cls(max_plate_nesting=1)
+        values.append([loss_fn.loss(model, guide, x) for _ in range(2)])
+    assert values[0] == values[1]
+    assert type(loss_fn._compiled).__module__ == "pyro.ops.jit"
+
+
 def test_jit_raises_compilation_error_and_runs_the_python_loss_when_told():
     from pyromim.infer import CompilationError
 

@@ -1190,8 +1190,16 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
             return self.compiled[key](*params_and_args)
 
 
-def _trace(**options: Any) -> Callable[[Callable[..., Any]], _CompiledFunction]:
-    """:func:`pyro.ops.jit.trace` with :class:`_CompiledFunction`."""
+def _trace(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """:func:`pyro.ops.jit.trace` with :class:`_CompiledFunction`, or Pyro's own
+    (graphs in torch's global compilation unit) where this torch lacks the
+    private tracing entry points that :class:`_CompiledFunction` uses."""
+    if not (
+        hasattr(torch._C, "_create_graph_by_tracing")
+        and hasattr(torch.jit._trace, "_create_interpreter_name_lookup_fn")
+        and hasattr(torch._C, "CompilationUnit")
+    ):
+        return pyro.ops.jit.trace(**options)
     return lambda fn: _CompiledFunction(fn, **options)
 
 
