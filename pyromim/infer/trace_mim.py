@@ -461,8 +461,11 @@ class Trace_MIM(ELBO):
         self.data_plate = data_plate
         self.baselines: MutableMapping[str, float] = StoreBaselines()
         self._warned_priors: set[str] = set()
-        #: model/guide pairs (by :func:`_program_id`) that mark sites for enumeration
+        #: model/guide pairs (by :func:`_program_id`) that mark sites for enumeration, and
+        #: pairs whose runs so far marked none (a pair may mark sites only for some
+        #: arguments, e.g. a label enumerated only when it is not given)
         self._enumerated_pairs: set = set()
+        self._plain_pairs: set = set()
 
     # ------------------------------------------------------------------ options
     # Each option is checked when it is set (not at every step), and pairs of
@@ -615,11 +618,12 @@ class Trace_MIM(ELBO):
 
     def _encoder_traces(self, model, guide, args, kwargs, pair):
         """The encoder side's traces, enumerated when the pair marks sites for
-        enumeration (found on the pair's first run, which is then repeated from
-        the same random state with enumeration on)."""
+        enumeration (found on a run without it, which is then repeated with it:
+        from the same random state when that was the pair's first run)."""
         if pair in self._enumerated_pairs:
             return encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate, enum=True)
-        state = get_rng_state()
+        # the random state is saved for a pair's first run only, off the hot path of the others
+        state = get_rng_state() if pair not in self._plain_pairs else None
         with warnings.catch_warnings(record=True) as caught:
             traces = encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate)
         for caught_warning in caught:
@@ -629,6 +633,7 @@ class Trace_MIM(ELBO):
                     caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
                 )
         if not traces[3]:
+            self._plain_pairs.add(pair)
             return traces
         if self.symmetric and traces[3].model and self.decoder_gradient == "score":
             raise NotImplementedError(
@@ -640,7 +645,8 @@ class Trace_MIM(ELBO):
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
         self._enumerated_pairs.add(pair)
-        set_rng_state(state)
+        if state is not None:
+            set_rng_state(state)
         return encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate, enum=True)
 
     def _mim_traces(self, model, guide, raw_guide, args, kwargs, pair) -> MIMTraces:
