@@ -734,10 +734,11 @@ class Trace_MIM(ELBO):
         model_weight = -0.5 * half * ((1.0 + beta) if marginal else 1.0)
         guide_weight = 0.0 if marginal else -0.5 * half * beta
         if traces.enumerated is not None:
-            enc.add_total(
-                "expectation over the enumerated sites",
-                _enumerated_encoder_cost(traces, model_weight, guide_weight),
+            # global latents keep the ELBO's -log q(theta), weighted like log p
+            expectation = _enumerated_expectation(
+                traces.enc_model, traces.enc_guide, plate, model_weight, guide_weight, -model_weight
             )
+            enc.add_total("expectation over the enumerated sites", expectation)
         else:
             enc.add_evaluated("model", traces.enc_model, model_weight, sites=local)
             # (weight 0 with the one-sample marginal: only the score-function terms remain,
@@ -770,8 +771,10 @@ class Trace_MIM(ELBO):
             # log q(x) ~= log p(x|z') + log p(z') - log q(z'|x), z' ~ q(z|x).
             if traces.re_enumerated:
                 # exact over the guide's enumerated sites, the model's summed out
+                assert traces.re_model is not None and traces.re_guide is not None  # re-encoded (q_x="marginal")
                 weight = 0.5 * half * beta
-                dec.add_total("re-encoding (enumerated sites summed out)", _enumerated_re_encoding(traces, weight))
+                expectation = _enumerated_expectation(traces.re_model, traces.re_guide, plate, -weight, weight)
+                dec.add_total("re-encoding (enumerated sites summed out)", expectation)
             else:
                 dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta, sites=local)
                 dec.add_sampled("re-encoding guide", traces.re_guide, 0.5 * half * beta, sites=local)
@@ -912,22 +915,33 @@ def _local_ordinal(trace, data_plate: str | None) -> Callable[[frozenset], bool]
     return lambda ordinal: symbol in ordinal
 
 
-def _enumerated_encoder_cost(traces: MIMTraces, model_weight, guide_weight) -> torch.Tensor:
-    """The encoder side's weighted terms, with the model's enumerated latents
-    summed out and the expectation over the guide's enumerated latents exact."""
-    costs, ordering = marginal_model_costs(traces.enc_model, traces.enc_guide)
+def _enumerated_expectation(
+    model_trace: Trace, guide_trace: Trace, data_plate: str | None, model_weight, guide_weight, global_guide_weight=None
+) -> torch.Tensor:
+    """``model_weight * log p + guide_weight * log q``, the model's enumerated latents
+    summed out of ``log p`` and the expectation over the guide's enumerated latents
+    exact. ``global_guide_weight``: the weight of the guide's global sites, whose
+    draw this is (the encoder side); None leaves global terms out, the globals
+    being replayed, not drawn (the re-encoding)."""
+    costs, ordering = marginal_model_costs(model_trace, guide_trace)
+    local = (lambda ordinal: True) if global_guide_weight is not None else _local_ordinal(model_trace, data_plate)
     weighted: Any = OrderedDict(
         (ordinal, [packed.scale_and_mask(term, scale=model_weight) for term in terms])
         for ordinal, terms in costs.items()
+        if local(ordinal)
     )
-    for name, site in _all_sample_sites(traces.enc_guide):
-        # global latents keep the ELBO's -log q(theta), weighted like log p
-        weight = -model_weight if is_global(site, traces.data_plate) else guide_weight
+    drawn = Trace()  # the guide sites drawn here: only they contribute score-function factors
+    for name, site in _all_sample_sites(guide_trace):
+        weight = guide_weight
+        if is_global(site, data_plate):
+            if global_guide_weight is None:
+                continue
+            weight = global_guide_weight
+        drawn.add_node(name, **site)
         if isinstance(weight, float) and weight == 0.0:
-            continue  # with the one-sample marginal, log q(z|x) cancels on this side
-        term = packed.scale_and_mask(site["packed"]["log_prob"], scale=weight)
-        weighted.setdefault(ordering[name], []).append(term)
-    return expected_cost(traces.enc_guide, ordering, weighted)
+            continue  # with the one-sample marginal, log q(z|x) cancels on the encoder side
+        weighted.setdefault(ordering[name], []).append(packed.scale_and_mask(site["packed"]["log_prob"], scale=weight))
+    return expected_cost(drawn, ordering, weighted)
 
 
 def _summed_local(traces: MIMTraces) -> torch.Tensor:
@@ -942,30 +956,6 @@ def _summed_local(traces: MIMTraces) -> torch.Tensor:
             for term in terms:
                 total = total + term.sum()
     return torch.as_tensor(total)
-
-
-def _enumerated_re_encoding(traces: MIMTraces, weight) -> torch.Tensor:
-    """``weight * E[log q(z'|x) - log p(x, z')]`` over the re-encoding draw ``z' ~ q(z|x)``
-    at generated data: local terms only (the globals are held), exact over the
-    guide's enumerated sites, the model's enumerated sites summed out."""
-    assert traces.re_model is not None and traces.re_guide is not None  # re-encoded with q_x="marginal"
-    costs, ordering = marginal_model_costs(traces.re_model, traces.re_guide)
-    local = _local_ordinal(traces.re_model, traces.data_plate)
-    weighted: Any = OrderedDict(
-        (ordinal, [packed.scale_and_mask(term, scale=-weight) for term in terms])
-        for ordinal, terms in costs.items()
-        if local(ordinal)
-    )
-    # the guide's local sites only: the replayed globals are not drawn here, so they
-    # must not contribute score-function factors
-    drawn = Trace()
-    for name, site in _all_sample_sites(traces.re_guide):
-        if not is_global(site, traces.data_plate):
-            drawn.add_node(name, **site)
-            weighted.setdefault(ordering[name], []).append(
-                packed.scale_and_mask(site["packed"]["log_prob"], scale=weight)
-            )
-    return expected_cost(drawn, ordering, weighted)
 
 
 def _smallest_learned_scale(fn) -> float | None:
