@@ -46,6 +46,8 @@ __all__ = [
     "EnumeratedSites",
     "enumerate_hint",
     "enumerated_sites",
+    "enumerate_after",
+    "enumerate_first",
     "enumerating",
     "pack",
     "marginal_model_costs",
@@ -112,13 +114,23 @@ def enumerated_sites(model_trace: Trace, guide_trace: Trace) -> EnumeratedSites:
     return EnumeratedSites(guide, model)
 
 
+def enumerate_first(fn: Callable, max_plate_nesting: float) -> Callable:
+    """``fn`` with parallel enumeration on, its enumeration dimensions starting
+    left of the plates (a guide, or a model run without a guide)."""
+    return EnumMessenger(first_available_dim=-1 - int(max_plate_nesting))(fn)
+
+
+def enumerate_after(fn: Callable) -> Callable:
+    """``fn`` with parallel enumeration on, continuing the dimensions the
+    program run just before it (under :func:`enumerate_first`) allocated."""
+    return EnumMessenger()(fn)
+
+
 def enumerating(model: Callable, guide: Callable, max_plate_nesting: float) -> tuple[Callable, Callable]:
     """``model`` and ``guide`` with parallel enumeration on, as TraceEnum_ELBO
     runs them: the guide's enumeration dimensions lie left of the plates, the
     model's left of the guide's."""
-    guide = EnumMessenger(first_available_dim=-1 - int(max_plate_nesting))(guide)
-    model = EnumMessenger()(model)  # continues the guide's allocation of dimensions
-    return model, guide
+    return enumerate_after(model), enumerate_first(guide, max_plate_nesting)
 
 
 def pack(model_trace: Trace, guide_trace: Trace) -> None:
@@ -163,9 +175,7 @@ def summed_model_trace(
     for name, site in draws.nodes.items():
         if site["type"] == "sample" and name not in skip and name not in data:
             replayed.add_node(name, **site)
-    program = EnumMessenger(first_available_dim=-1 - int(max_plate_nesting))(
-        poutine.replay(poutine.condition(model, data=data), trace=replayed)
-    )
+    program = enumerate_first(poutine.replay(poutine.condition(model, data=data), trace=replayed), max_plate_nesting)
     trace = prune_subsample_sites(poutine.trace(program).get_trace(*args, **kwargs))
     trace.compute_log_prob()
     return trace

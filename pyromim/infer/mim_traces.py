@@ -26,7 +26,6 @@ import torch
 from pyro.distributions import Delta
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.util import is_validation_enabled
-from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.runtime import Message
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
@@ -34,6 +33,8 @@ from pyro.util import check_site_shape, check_traceenum_requirements
 
 from pyromim.infer.enumeration import (
     EnumeratedSites,
+    enumerate_after,
+    enumerate_first,
     enumerate_hint,
     enumerated_sites,
     enumerating,
@@ -501,14 +502,14 @@ def decoder_traces(
             # the re-encoding draw with the guide's enumerated sites enumerated (an exact
             # expectation over them) and the model's summed out, as on the encoder side
             re_guide = _run(
-                EnumMessenger(first_available_dim=-1 - int(max_plate_nesting))(poutine.replay(guide, trace=replayed)),
+                enumerate_first(poutine.replay(guide, trace=replayed), max_plate_nesting),
                 "re-encoding generated data with the guide",
                 *gargs,
                 **gkwargs,
             )
             _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
             re_model = poutine.trace(
-                EnumMessenger()(poutine.replay(poutine.condition(model, data=generated), trace=re_guide))
+                enumerate_after(poutine.replay(poutine.condition(model, data=generated), trace=re_guide))
             ).get_trace(*args, **kwargs)
         else:
             re_guide = _redrawn_single_latent(dec_guide, data_plate)
