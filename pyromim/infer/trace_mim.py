@@ -1180,10 +1180,60 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
                     self.jit_options.get("strict", True),
                     self.jit_options.get("_force_outplace", False),
                 )
-                self.compiled[key] = torch._C.CompilationUnit().create_function("pyromim_loss", graph)
+                self.compiled[key] = torch._C.CompilationUnit().create_function("pyromim_loss", _simplified(graph))
         params_and_args = [pyro.param(name).unconstrained() for name in self._param_names] + list(args)
         with poutine.block(hide=self._param_names):
             return self.compiled[key](*params_and_args)
+
+
+#: Operations whose output shape depends on tensor values (a mask's count of ``True``):
+#: a graph holding one keeps its size computations instead of the traced sizes.
+_VALUE_SHAPED_OPS = (
+    "aten::nonzero",
+    "aten::nonzero_numpy",
+    "aten::argwhere",
+    "aten::masked_select",
+    "aten::index",
+    "aten::unique",
+    "aten::_unique",
+    "aten::_unique2",
+    "aten::unique_dim",
+    "aten::unique_consecutive",
+    "aten::unique_dim_consecutive",
+    "aten::repeat_interleave",
+    "aten::bincount",
+)
+
+
+def _simplified(graph: torch._C.Graph) -> torch._C.Graph:
+    """``graph`` without the work that depends on nothing but its input shapes.
+
+    A traced graph recomputes, at every run, the sizes Pyro's programs ask for
+    (plate sizes, ``expand`` shapes, ``sum_rightmost`` dimensions) and the tensors
+    built from constants alone; toy4's symmetric loss has 548 operations, 320 of
+    them such bookkeeping. Each graph is specific to its input shapes (they are in
+    its cache key), so TorchScript's peephole pass folds the sizes into constants
+    (unless the graph holds an operation whose output shape depends on values),
+    constant propagation evaluates what depends on constants alone (it leaves
+    random draws and mutated tensors), and dead code goes. Values and
+    gradients stay bit for bit the same: no arithmetic on data is reordered or
+    merged (common subexpression elimination, which would merge repeated
+    ``log`` calls, changes how gradients are summed, so it is not run). A torch
+    without these passes, or a pass that fails, leaves the graph as traced.
+    """
+    passes = ("_jit_pass_peephole", "_jit_pass_constant_propagation", "_jit_pass_dce")
+    if not all(hasattr(torch._C, name) for name in passes):
+        return graph
+    keep_sizes = any(graph.findAllNodes(kind, True) for kind in _VALUE_SHAPED_OPS)  # type: ignore[attr-defined]
+    simplified = graph.copy()
+    try:
+        for _ in range(2):  # folded sizes make more constants, and constants more peepholes
+            torch._C._jit_pass_peephole(simplified, keep_sizes)
+            torch._C._jit_pass_constant_propagation(simplified)
+        torch._C._jit_pass_dce(simplified)
+    except RuntimeError:
+        return graph
+    return simplified
 
 
 def _trace(**options: Any) -> Callable[[Callable[..., Any]], Any]:
