@@ -377,3 +377,37 @@ def test_jit_graphs_keep_sizes_that_depend_on_values():
         "masked", _simplified(torch.jit.trace(masked, example, check_trace=False).graph)
     )
     assert torch.equal(compiled(other), masked(other))
+
+
+def test_jit_graphs_take_their_own_parameters_and_the_first_call_is_the_python_loss():
+    # a keyword argument switches a parameter on: each graph takes the parameters its
+    # own programs use; each signature's first call runs the Python loss, and the graph
+    # traced after it draws nothing the next call would see
+    def model(x, shifted=False):
+        shift = pyro.param("shift", torch.tensor(0.3)) if shifted else 0.0
+        loc = pyro.param("loc", torch.tensor(0.1))
+        with pyro.plate("data", x.shape[-1]):
+            z = pyro.sample("z", dist.Normal(loc, 1.0))
+            pyro.sample("x", dist.Normal(z + shift, 0.7), obs=x)
+
+    def guide(x, shifted=False):
+        a = pyro.param("a", torch.tensor(0.4))
+        with pyro.plate("data", x.shape[-1]):
+            pyro.sample("z", dist.Normal(a * x, 0.6))
+
+    x = torch.randn(25)
+    values = {}
+    for cls in (Trace_MIM, JitTrace_MIM):
+        pyro.clear_param_store()
+        loss_fn = cls(max_plate_nesting=1)
+        out = []
+        for step, shifted in enumerate((False, True, False, True)):
+            pyro.set_rng_seed(step)
+            loss = loss_fn.differentiable_loss(model, guide, x, shifted=shifted)
+            names = ["a", "loc", "shift"] if shifted else ["a", "loc"]
+            grads = torch.autograd.grad(loss, [pyro.param(n).unconstrained() for n in names])
+            out.append([loss.detach(), *grads, torch.rand(())])
+        values[cls] = out
+    assert sorted(map(len, loss_fn._compiled.param_names.values())) == [2, 3]
+    for python, compiled in zip(values[Trace_MIM], values[JitTrace_MIM]):
+        assert all(torch.equal(a, b) for a, b in zip(python, compiled))

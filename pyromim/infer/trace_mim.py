@@ -1011,11 +1011,11 @@ class JitTrace_MIM(Trace_MIM):
     :func:`pyro.ops.jit.trace`, as :class:`~pyro.infer.JitTrace_ELBO` is.
 
     Same values and gradients as :class:`Trace_MIM` for a given random
-    state, bit for bit, from the first call on: compiling runs the programs
-    with extra random draws, after which the random state is reset so the
-    compiled run draws what the Python loss would, and the graph runs
-    unoptimised (op by op, with eager autograd's backward formulas). Compiling costs a
-    few traced runs per distinct set of keyword arguments, input shapes (a
+    state, bit for bit, from the first call on: a signature's first call is
+    the Python loss, after which its programs are traced (with random draws
+    of their own, undone afterwards); the graph, its size bookkeeping folded
+    into constants, runs unoptimised (op by op, with eager autograd's
+    backward formulas). Compiling costs a traced run per distinct set of keyword arguments, input shapes (a
     traced graph holds plate sizes as constants, so a smaller last batch gets
     its own graph) and ``symmetric`` setting; afterwards each step skips
     Python-side trace bookkeeping, which pays for small models where that
@@ -1088,24 +1088,13 @@ class JitTrace_MIM(Trace_MIM):
                 warnings.filterwarnings("ignore", category=FutureWarning)
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             signature = repr(sorted(kwargs.items()))
-            if signature not in self._signatures:
-                # compile (the programs run several times), then draw afresh
-                # from the caller's random state, as the Python loss would
-                state = get_rng_state()
-                try:
-                    _on_fresh_stack(self._compiled, *args, beta, **kwargs)
-                except (NonFiniteLossError, NonFiniteDataError):
-                    raise
-                except Exception as err:
-                    first_line = (str(err).strip().splitlines() or [""])[0]
-                    raise CompilationError(
-                        f"JitTrace_MIM could not compile this model/guide pair ({type(err).__name__}: {first_line})"
-                    ) from err
-                finally:
-                    set_rng_state(state)
-                self._signatures.add(signature)
             rng = torch.get_rng_state()
-            loss, surrogate, score_sums, cost_means = self._compiled(*args, beta, **kwargs)
+            if signature not in self._signatures:
+                outputs = self._compile(args, beta, kwargs)
+                self._signatures.add(signature)
+            else:
+                outputs = self._compiled(*args, beta, **kwargs)
+            loss, surrogate, score_sums, cost_means = outputs
         keys = self._score_keys[self.symmetric]
         stats = {k: [s, c] for k, s, c in zip(keys, score_sums, cost_means)}
         if self.check_finite and not torch.isfinite(loss).all():
@@ -1117,6 +1106,42 @@ class JitTrace_MIM(Trace_MIM):
                 "replay did not reproduce it; run Trace_MIM for a site-level report."
             )
         return loss, surrogate, stats
+
+    def _compile(self, args: tuple, beta: torch.Tensor, kwargs: dict) -> Any:
+        """A new signature's first call: its result, and its graph compiled.
+
+        With :class:`_CompiledFunction` the result comes from one Python run
+        (bit for bit what the graph computes; it also names the parameters the
+        graph takes), and the graph is traced afterwards; tracing draws random
+        numbers of its own, so the random state is then set to where the Python
+        run left it. Pyro's compiled function (the fallback) runs the programs
+        to compile, so there the random state is reset before the graph's first
+        run. On an error while compiling the random state is as before the call.
+        """
+        state = get_rng_state()
+        try:
+            if isinstance(self._compiled, _CompiledFunction):
+                key = pyro.ops.jit._hashable_args_kwargs((*args, beta), kwargs)
+                with poutine.block(), poutine.trace(param_only=True) as params:
+                    outputs = self._compiled.fn(*args, beta, **kwargs)
+                after = get_rng_state()
+                try:
+                    _on_fresh_stack(self._compiled.compile, key, params.trace.nodes, (*args, beta), kwargs)
+                finally:
+                    set_rng_state(after)
+                return outputs
+            _on_fresh_stack(self._compiled, *args, beta, **kwargs)
+        except (NonFiniteLossError, NonFiniteDataError):
+            set_rng_state(state)
+            raise
+        except Exception as err:
+            set_rng_state(state)
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            raise CompilationError(
+                f"JitTrace_MIM could not compile this model/guide pair ({type(err).__name__}: {first_line})"
+            ) from err
+        set_rng_state(state)
+        return self._compiled(*args, beta, **kwargs)
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         if not self.compile:
@@ -1144,12 +1169,15 @@ class JitTrace_MIM(Trace_MIM):
 
 class _CompiledFunction(pyro.ops.jit.CompiledFunction):
     """:func:`pyro.ops.jit.trace`'s compiled function, except that each graph goes into a
-    compilation unit of its own, freed with the loss.
+    compilation unit of its own, freed with the loss, and keeps its own parameter list.
 
     A traced function lives in torch's global compilation unit until the process ends
     (some 3 MB per graph of toy4's loss; a comparison of 9 runs compiles 24 of them).
     The parameter plumbing is Pyro's: the parameters' unconstrained tensors are the
-    graph's first inputs.
+    graph's first inputs; their names are kept per graph (Pyro keeps the last graph's
+    names for all, which feeds an earlier graph the wrong tensors where the
+    parameter sets differ or their ``set`` order changes). :meth:`compile` traces
+    without running the graph, for a caller that has the first call's result already.
     """
 
     def __call__(self, *args, **kwargs):
@@ -1157,32 +1185,42 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
         if key not in self.compiled:
             with poutine.block(), poutine.trace(param_only=True) as first_param_capture:
                 self.fn(*args, **kwargs)
-            self._param_names = list(set(first_param_capture.trace.nodes.keys()))
-            unconstrained = tuple(pyro.param(name).unconstrained() for name in self._param_names)
-            weakself = weakref.ref(self)
+            self.compile(key, first_param_capture.trace.nodes, args, kwargs)
+        return self.run(key, args)
 
-            def compiled(*params_and_args):
-                self = weakself()
-                n = len(self._param_names)
-                constrained = {name: pyro.param(name) for name in self._param_names}
-                for name, leaf in zip(self._param_names, params_and_args[:n]):
-                    assert constrained[name].unconstrained() is leaf
-                return poutine.replay(self.fn, params=constrained)(*params_and_args[n:], **kwargs)
+    def compile(self, key: Any, param_names: Any, args: tuple, kwargs: dict) -> None:
+        """Trace ``fn(*args, **kwargs)`` into the graph for ``key``, with the parameters
+        ``param_names`` (those a run of ``fn`` uses) as its first inputs."""
+        names = sorted(param_names)
+        unconstrained = tuple(pyro.param(name).unconstrained() for name in names)  # type: ignore[attr-defined]
 
-            if self.ignore_warnings:
-                compiled = ignore_jit_warnings()(compiled)
-            with pyro.validation_enabled(False):
-                # what torch.jit.trace does for a function, into a compilation unit of our own
-                graph, _ = torch._C._create_graph_by_tracing(
-                    compiled,
-                    list(unconstrained + args),
-                    torch.jit._trace._create_interpreter_name_lookup_fn(),
-                    self.jit_options.get("strict", True),
-                    self.jit_options.get("_force_outplace", False),
-                )
-                self.compiled[key] = torch._C.CompilationUnit().create_function("pyromim_loss", _simplified(graph))
-        params_and_args = [pyro.param(name).unconstrained() for name in self._param_names] + list(args)
-        with poutine.block(hide=self._param_names):
+        def compiled(*params_and_args):
+            constrained = {name: pyro.param(name) for name in names}
+            for name, leaf in zip(names, params_and_args[: len(names)]):
+                assert constrained[name].unconstrained() is leaf
+            return poutine.replay(self.fn, params=constrained)(*params_and_args[len(names) :], **kwargs)
+
+        if self.ignore_warnings:
+            compiled = ignore_jit_warnings()(compiled)
+        with pyro.validation_enabled(False):
+            # what torch.jit.trace does for a function, into a compilation unit of our own
+            graph, _ = torch._C._create_graph_by_tracing(
+                compiled,
+                list(unconstrained + args),
+                torch.jit._trace._create_interpreter_name_lookup_fn(),
+                self.jit_options.get("strict", True),
+                self.jit_options.get("_force_outplace", False),
+            )
+        if not hasattr(self, "param_names"):
+            self.param_names: dict[Any, list[str]] = {}
+        self.param_names[key] = names
+        self.compiled[key] = torch._C.CompilationUnit().create_function("pyromim_loss", _simplified(graph))
+
+    def run(self, key: Any, args: tuple) -> Any:
+        """Run the graph compiled for ``key`` on ``args``."""
+        names = self.param_names[key]
+        params_and_args = [pyro.param(name).unconstrained() for name in names] + list(args)  # type: ignore[attr-defined]
+        with poutine.block(hide=names):
             return self.compiled[key](*params_and_args)
 
 
