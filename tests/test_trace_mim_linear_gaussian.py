@@ -337,6 +337,7 @@ def test_jit_graphs_drop_size_bookkeeping_and_keep_values_and_gradients_bit_for_
         pyro.set_rng_seed(0)
         vae = build_model("toy4")
         loss_fn = cls()
+        loss_fn.loss(vae.model, vae.guide, x)  # compiled without gradients (as validation does), then trained
         out = []
         for step in range(3):
             pyro.set_rng_seed(step)
