@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,12 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     for path in stale:
         path.unlink()
     return stale
+
+
+def atomic_copy(source: str | Path, path: str | Path) -> Path:
+    """Copy the file ``source`` to ``path`` atomically (see :func:`atomic_write`)."""
+    with open(source, "rb") as src:
+        return atomic_write(path, lambda f: shutil.copyfileobj(src, f), binary=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

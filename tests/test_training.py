@@ -792,3 +792,44 @@ def test_validation_batch_size_defaults_to_the_training_batch_size(tmp_path, dat
         )
         sizes[val_batch_size] = recorder.sizes
     assert sizes == {None: [96, 32], 50: [50, 50, 28]}  # 128 validation items
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.0])
+def test_each_epoch_serialises_its_checkpoint_once(tmp_path, data, monkeypatch, lr):
+    # an epoch that improves the validation loss writes best.ckpt and copies its bytes to
+    # last.ckpt (one serialisation, both callbacks' bookkeeping in it); one that does not
+    # writes last.ckpt alone (lr = 0: only the first epoch improves)
+    from pyromim.training.lightning_checkpoints import AtomicCheckpointIO
+
+    saved = []
+    save = AtomicCheckpointIO.save_checkpoint
+
+    def counted(self, checkpoint, path, storage_options=None):
+        saved.append(Path(path).name)
+        return save(self, checkpoint, path, storage_options)
+
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", counted)
+    model, guide = deterministic_pair()
+    run = fit(
+        model,
+        guide,
+        Trace_ELBO(),
+        data.train,
+        data.val,
+        epochs=3,
+        lr=lr,
+        lr_schedule="constant",
+        out_dir=tmp_path,
+        **QUIET,
+    )
+    improving = lr > 0
+    assert saved == (["best.ckpt"] * 3 if improving else ["best.ckpt", "last.ckpt", "last.ckpt"])
+    best, last = load_checkpoint(run.best_checkpoint), load_checkpoint(run.last_checkpoint)
+    assert (run.best_checkpoint.read_bytes() == run.last_checkpoint.read_bytes()) is improving
+    assert (best["epoch"], last["epoch"]) == ((2, 2) if improving else (0, 2))
+    for state in (best, last):
+        paths = sorted(Path(s["best_model_path"]).name for s in state["callbacks"].values() if "best_model_path" in s)
+        assert paths == ["best.ckpt", "last.ckpt"]
+    scores = [s["best_model_score"] for s in last["callbacks"].values() if s.get("monitor") == "val_loss"]
+    assert scores == [pytest.approx(min(row["val_loss"] for row in run.history))]
+    assert run.best_score == pytest.approx(min(row["val_loss"] for row in run.history))

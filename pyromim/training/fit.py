@@ -30,7 +30,7 @@ from typing import Any, cast
 import lightning.pytorch as pl
 import pyro
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -41,7 +41,12 @@ from pyromim.data.batches import Batch, DataArg, call
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule, TensorItems
-from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint
+from pyromim.training.lightning_checkpoints import (
+    AtomicCheckpointIO,
+    BestCheckpoint,
+    LatestCheckpoint,
+    load_checkpoint,
+)
 from pyromim.training.module import STOPPED_KEY, PyroLightningModule
 from pyromim.training.params import StoreParameters, param_sites_used
 
@@ -356,7 +361,7 @@ def fit(
             logger.info("%s: the run has done its %d epochs; nothing left to train", resume, done)
 
     monitor = "val_loss" if val is not None else "train_loss"
-    checkpoint = ModelCheckpoint(
+    checkpoint = BestCheckpoint(
         dirpath=ckpt_dir,
         filename="best",
         monitor=monitor,
@@ -367,11 +372,11 @@ def fit(
     )
     # Lightning's save_last only refreshes last.ckpt when a top-k save happened;
     # a second, unmonitored callback writes it after every epoch (after "best",
-    # so it records the best-so-far state too).
-    latest = ModelCheckpoint(
+    # so it records the best-so-far state too), and writes best.ckpt with it
+    latest = LatestCheckpoint(
+        checkpoint,
         dirpath=ckpt_dir,
         filename="last",
-        monitor=None,
         save_top_k=1,
         every_n_epochs=1,
         enable_version_counter=False,

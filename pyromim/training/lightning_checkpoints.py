@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
+import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from pyromim._atomic import atomic_write
+from pyromim._atomic import atomic_copy, atomic_write
 from pyromim._integrity import CheckpointError, content_sha256, one_line, verify
 
 #: The checkpoint entry holding the SHA-256 of all the others.
@@ -78,3 +81,52 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if weights_only is False:
             raise ValueError("pyromim checkpoints are always loaded with weights_only=True")
         return load_checkpoint(path, map_location=map_location)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint of the lowest monitored loss, except that its file is written
+    by the :class:`LatestCheckpoint` that follows it in the same epoch-end hook, from one
+    serialisation for both files; the bookkeeping (best path and score) is Lightning's."""
+
+    pending: str | None = None
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        self.pending = filepath
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the latest checkpoint writes the file in the hook where it is decided; should
+        # that ever not follow, the state is written here rather than lost
+        if self.pending is not None:
+            path, self.pending = self.pending, None
+            trainer.save_checkpoint(path, self.save_weights_only)
+        super().on_train_end(trainer, pl_module)
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """The checkpoint of every epoch's end (``monitor=None``), which also writes ``best``'s
+    file when the epoch improved on it: the state is serialised once, into the best file,
+    and the latest file is an atomic copy of its bytes. Both hold the state with both
+    callbacks' bookkeeping updated (Lightning's own pair of callbacks serialises twice,
+    and the first file misses the second callback's update)."""
+
+    def __init__(self, best: BestCheckpoint, **kwargs: Any) -> None:
+        super().__init__(monitor=None, **kwargs)
+        self.best = best
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        best, self.best.pending = self.best.pending, None
+        if best is None:
+            super()._save_checkpoint(trainer, filepath)
+            return
+        trainer.save_checkpoint(best, self.save_weights_only)
+        if trainer.is_global_zero:
+            atomic_copy(best, filepath)
+        trainer.strategy.barrier("LatestCheckpoint")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self.best))
+                logger.after_save_checkpoint(proxy(self))
