@@ -1167,6 +1167,12 @@ class JitTrace_MIM(Trace_MIM):
         return float(loss.item())
 
 
+def _unnamed(value: Any) -> str:
+    """The tracer's name for a traced value: none. torch.jit.trace looks each one up among
+    the Python frames' variables, a tenth of the time tracing toy4's loss takes."""
+    return ""
+
+
 class _CompiledFunction(pyro.ops.jit.CompiledFunction):
     """:func:`pyro.ops.jit.trace`'s compiled function, except that each graph goes into a
     compilation unit of its own, freed with the loss, and keeps its own parameter list.
@@ -1207,7 +1213,7 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
             graph, _ = torch._C._create_graph_by_tracing(
                 compiled,
                 list(unconstrained + args),
-                torch.jit._trace._create_interpreter_name_lookup_fn(),
+                _unnamed,
                 self.jit_options.get("strict", True),
                 self.jit_options.get("_force_outplace", False),
             )
