@@ -327,3 +327,21 @@ def test_corrupt_compressed_files_are_data_file_errors(tmp_path):
     (tmp_path / "a.npz").write_bytes(bytes(raw))
     with pytest.raises(DataFileError, match=r"a\.npz: could not read the file"):
         load_file(tmp_path / "a.npz")
+
+
+@pytest.mark.parametrize("n", [1, 7, 24, 25])
+@pytest.mark.parametrize("replicas", [1, 2, 3, 5, 9])
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_training_batches_take_the_distributed_samplers_order(n, replicas, shuffle, drop_last):
+    from torch.utils.data import DistributedSampler
+
+    from pyromim.training.data_module import _sampler_order
+
+    for rank in range(replicas):
+        sampler = DistributedSampler(
+            range(n), num_replicas=replicas, rank=rank, shuffle=shuffle, seed=3, drop_last=drop_last
+        )
+        for epoch in (0, 4):
+            sampler.set_epoch(epoch)
+            assert _sampler_order(sampler).tolist() == list(sampler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import lightning.pytorch as pl
@@ -48,13 +49,37 @@ class _Batches(BatchSampler):
     def __iter__(self) -> Iterator[torch.Tensor]:  # type: ignore[override]
         # a generator, as BatchSampler's: the order is drawn at the first batch, after
         # Lightning's set_epoch (a resumed run creates the iterator before it)
-        batches = torch.tensor(list(self.sampler), dtype=torch.long).split(self.batch_size)
+        batches = _sampler_order(self.sampler).split(self.batch_size)
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches = batches[:-1]
         yield from batches
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
+
+
+def _sampler_order(sampler: DistributedSampler) -> torch.Tensor:
+    """The indices ``sampler`` yields this epoch, as one tensor.
+
+    ``DistributedSampler`` draws its permutation as a tensor and converts it to a
+    list of ints (2 ms for 24576 items, each epoch); the same permutation,
+    padding and stride are applied here to the tensor itself. A subclass of it is
+    iterated as it is.
+    """
+    if type(sampler) is not DistributedSampler:
+        return torch.tensor(list(sampler), dtype=torch.long)
+    n = len(sampler.dataset)  # type: ignore[arg-type]
+    if sampler.shuffle:
+        generator = torch.Generator()
+        generator.manual_seed(sampler.seed + sampler.epoch)
+        order = torch.randperm(n, generator=generator)
+    else:
+        order = torch.arange(n)
+    if sampler.drop_last:
+        order = order[: sampler.total_size]
+    elif sampler.total_size > n:  # pad by repeating the order from its start, as the sampler does
+        order = torch.cat([order, order.repeat(math.ceil((sampler.total_size - n) / n))[: sampler.total_size - n]])
+    return order[sampler.rank : sampler.total_size : sampler.num_replicas]
 
 
 class SeededDataModule(pl.LightningDataModule):
