@@ -11,18 +11,23 @@ item, KSG, KNN); the hand-written side is a plain ``torch.nn`` /
 ``torch.distributions`` loop over shuffled batches with one Adam, no
 validation, no checkpoints.
 
-Reported, as medians over ``--rounds`` interleaved blocks (CPU time of the
-process by default, which other processes on a shared machine disturb far
-less than wall time; ``--clock wall``), per batch size:
+Reported per batch size, as medians over ``--rounds`` interleaved blocks, in
+CPU time of the process by default (other processes on a shared machine
+disturb it far less than wall time; ``--clock wall``); the ratio of training
+to the loop is the median of each round's ratio, with their range, since the
+machine's speed drifts by 10 % or more between rounds:
 
 * training (``fit``: steps, validation each epoch, checkpoints, logging) over
   the hand-written loop, and the training steps alone over the loop;
 * where a training step's time goes (loss forward, backward, optimiser and
   logging, data loading and loop), per epoch the validation pass and the
   rest (checkpoints, epoch-end logging);
-* evaluation's time and its share of the whole run.
+* evaluation's time and its share of the whole run;
+* the hand-written loss and Adam run by a bare Lightning trainer (no validation,
+  checkpoints, logging or callbacks) over the loop: Lightning's own cost, the
+  floor under any training through it.
 
-    python benchmarks/bench_end_to_end.py [--steps 240] [--batches 128 1024] [--rounds 3] [--threads 1]
+    python benchmarks/bench_end_to_end.py [--steps 240] [--batches 128 1024] [--rounds 7] [--threads 1]
         [--no-compile] [--val-batch N] [--clock cpu]
 """
 
@@ -182,11 +187,67 @@ def hand_written_loop(x, batch, epochs, clock):
     return clock() - start
 
 
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, rows):
+        return self.x[torch.as_tensor(rows)]
+
+
+class BareLightning(pl.LightningModule):
+    """The hand-written loss and Adam in Lightning's training loop, with nothing else:
+    no validation, checkpoints, logging or callbacks (Lightning's own cost per step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = HandWritten()
+
+    def training_step(self, x, batch_idx):
+        factor = min(1.0, (self.current_epoch + 1) / WARMUP_EPOCHS)
+        return self.net.loss(x, factor, factor >= 1.0) / len(x)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def bare_lightning_loop(x, batch, epochs, clock):
+    """The hand-written loop's steps in a bare Lightning trainer (set-up left out)."""
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    batches = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(range(len(x))), batch, drop_last=False)
+    # a batch at a time, by one indexing operation (as pyromim's loader fetches a tensor's rows)
+    loader = torch.utils.data.DataLoader(Rows(x), sampler=batches, batch_size=None)
+    times = {}
+
+    class Clock(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            times["start"] = clock()
+
+        def on_train_end(self, trainer, pl_module):
+            times["end"] = clock()
+
+    trainer.callbacks.append(Clock())
+    trainer.fit(BareLightning(), loader)
+    return times["end"] - times["start"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=240, help="training steps (a multiple of 24)")
     parser.add_argument("--batches", type=int, nargs="+", default=[128, 1024])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--no-compile", action="store_true", help="pyromim with the Python loss")
     parser.add_argument("--val-batch", type=int, help="validation batch size (default: the training batch size)")
@@ -194,7 +255,8 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    logging.getLogger("lightning").setLevel(logging.ERROR)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     epochs = max(1, args.steps // STEPS_PER_EPOCH)
     print(
@@ -206,11 +268,14 @@ def main():
     for batch in args.batches:
         data = toy4(n_train=STEPS_PER_EPOCH * batch, n_val=1000, n_test=1000, seed=0)
         rows = defaultdict(list)
+        ratios = []  # each round's fit over the loop run right after it
         for _ in range(args.rounds):
             times, phases, steps = pyromim_run(batch, epochs, data, clock, not args.no_compile, args.val_batch)
             assert steps == epochs * STEPS_PER_EPOCH, steps
             loop = hand_written_loop(data.train.x, batch, epochs, clock)
             rows["loop"].append(loop)
+            ratios.append(times["fit"] / loop)
+            rows["bare Lightning"].append(bare_lightning_loop(data.train.x, batch, epochs, clock))
             for key, value in {**times, **phases}.items():
                 rows[key].append(value)
         m = {key: statistics.median(values) for key, values in rows.items()}
@@ -219,7 +284,12 @@ def main():
         n_steps = epochs * STEPS_PER_EPOCH
         print(f"\nbatch {batch}: {n_steps} steps")
         print(f"  hand-written loop        {m['loop']:7.2f} s  ({m['loop'] / n_steps * 1e3:.2f} ms/step)")
-        print(f"  pyromim training (fit)   {m['fit']:7.2f} s  {m['fit'] / m['loop']:5.2f}x the loop")
+        bare = m["bare Lightning"]
+        print(f"  the same in bare Lightning {bare:5.2f} s  {bare / m['loop']:5.2f}x the loop (Lightning's own cost)")
+        print(
+            f"  pyromim training (fit)   {m['fit']:7.2f} s  {statistics.median(ratios):5.2f}x the loop "
+            f"(median of the rounds' ratios; {min(ratios):.2f}x to {max(ratios):.2f}x)"
+        )
         print(f"    training steps alone   {steps_only:7.2f} s  {steps_only / m['loop']:5.2f}x the loop")
         phases = (*step_phases, "epoch start", "validation", "epoch end (checkpoints, logging)")
         m["set-up (trainer, first call)"] = m["fit"] - sum(m.get(key, 0.0) for key in phases)
