@@ -323,22 +323,23 @@ def deterministic_pair():
     return model, guide
 
 
-def test_early_stopping_with_patience(tmp_path, data):
-    model, guide = deterministic_pair()
-    # lr = 0: the validation loss never improves after epoch 1, so patience 2 stops after epoch 3
-    run = fit(
-        model,
-        guide,
+def fit_deterministic_pair(out_dir, data, **settings):
+    """``fit`` of :func:`deterministic_pair` with Trace_ELBO at a constant learning rate."""
+    return fit(
+        *deterministic_pair(),
         Trace_ELBO(),
         data.train,
         data.val,
-        epochs=10,
-        lr=0.0,
-        patience=2,
         lr_schedule="constant",
-        out_dir=tmp_path,
+        out_dir=out_dir,
         **QUIET,
+        **settings,
     )
+
+
+def test_early_stopping_with_patience(tmp_path, data):
+    # lr = 0: the validation loss never improves after epoch 1, so patience 2 stops after epoch 3
+    run = fit_deterministic_pair(tmp_path, data, epochs=10, lr=0.0, patience=2)
     assert run.stopped_early and run.epochs_completed == 3
 
 
@@ -809,19 +810,7 @@ def test_each_epoch_serialises_its_checkpoint_once(tmp_path, data, monkeypatch, 
         return save(self, checkpoint, path, storage_options)
 
     monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", counted)
-    model, guide = deterministic_pair()
-    run = fit(
-        model,
-        guide,
-        Trace_ELBO(),
-        data.train,
-        data.val,
-        epochs=3,
-        lr=lr,
-        lr_schedule="constant",
-        out_dir=tmp_path,
-        **QUIET,
-    )
+    run = fit_deterministic_pair(tmp_path, data, epochs=3, lr=lr)
     improving = lr > 0
     assert saved == (["best.ckpt"] * 3 if improving else ["best.ckpt", "last.ckpt", "last.ckpt"])
     best, last = load_checkpoint(run.best_checkpoint), load_checkpoint(run.last_checkpoint)
