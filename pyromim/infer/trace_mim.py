@@ -1015,9 +1015,10 @@ class JitTrace_MIM(Trace_MIM):
     the Python loss, after which its programs are traced (with random draws
     of their own, undone afterwards); the graph, its size bookkeeping folded
     into constants, runs unoptimised (op by op, with eager autograd's
-    backward formulas). Compiling costs a traced run per distinct set of keyword arguments, input shapes (a
-    traced graph holds plate sizes as constants, so a smaller last batch gets
-    its own graph) and ``symmetric`` setting; afterwards each step skips
+    backward formulas). Compiling costs a traced run per distinct set of
+    keyword arguments, input shapes (a traced graph holds plate sizes as
+    constants, so a smaller last batch gets its own graph) and ``symmetric``
+    setting; afterwards each step skips
     Python-side trace bookkeeping, which pays for small models where that
     overhead dominates. ``beta`` is passed to the compiled function as a
     tensor, so warm-up works without recompiling. The restrictions of
@@ -1186,6 +1187,11 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
     without running the graph, for a caller that has the first call's result already.
     """
 
+    def __init__(self, fn: Callable[..., Any], ignore_warnings: bool = False, jit_options: Any = None) -> None:
+        super().__init__(fn, ignore_warnings=ignore_warnings, jit_options=jit_options)
+        #: per graph key, the names of the parameters the graph takes first
+        self.param_names: dict[Any, list[str]] = {}
+
     def __call__(self, *args, **kwargs):
         key = pyro.ops.jit._hashable_args_kwargs(args, kwargs)
         if key not in self.compiled:
@@ -1217,8 +1223,6 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
                 self.jit_options.get("strict", True),
                 self.jit_options.get("_force_outplace", False),
             )
-        if not hasattr(self, "param_names"):
-            self.param_names: dict[Any, list[str]] = {}
         self.param_names[key] = names
         self.compiled[key] = torch._C.CompilationUnit().create_function("pyromim_loss", _simplified(graph))
 
