@@ -412,3 +412,19 @@ def test_jit_graphs_take_their_own_parameters_and_the_first_call_is_the_python_l
     assert sorted(map(len, loss_fn._compiled.param_names.values())) == [2, 3]
     for python, compiled in zip(values[Trace_MIM], values[JitTrace_MIM]):
         assert all(torch.equal(a, b) for a, b in zip(python, compiled))
+
+
+def test_jit_graphs_create_the_tensors_they_mutate_at_every_run():
+    # constant propagation leaves a tensor built from constants alone in the graph when
+    # the graph writes to it: folded into a constant, it would carry one run's writes to the next
+    from pyromim.infer.trace_mim import _simplified
+
+    def accumulate(x):
+        total = torch.zeros(3)
+        total.add_(x)
+        return total * 2
+
+    graph = _simplified(torch.jit.trace(accumulate, torch.ones(3), check_trace=False).graph)
+    compiled = torch._C.CompilationUnit().create_function("accumulate", graph)
+    x = torch.tensor([1.0, 2.0, 3.0])
+    assert torch.equal(compiled(x), accumulate(x)) and torch.equal(compiled(x), accumulate(x))
