@@ -86,7 +86,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class BestCheckpoint(ModelCheckpoint):
     """Lightning's checkpoint of the lowest monitored loss, except that its file is written
     by the :class:`LatestCheckpoint` that follows it in the same epoch-end hook, from one
-    serialisation for both files; the bookkeeping (best path and score) is Lightning's."""
+    serialisation for both files; the bookkeeping (best path and score) is Lightning's.
+    (Lightning runs checkpoint callbacks last, in the order given, and both decide to save
+    on the same conditions, so the latest one always follows in the same hook.)"""
 
     pending: str | None = None
 
@@ -94,14 +96,6 @@ class BestCheckpoint(ModelCheckpoint):
         self.pending = filepath
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # the latest checkpoint writes the file in the hook where it is decided; should
-        # that ever not follow, the state is written here rather than lost
-        if self.pending is not None:
-            path, self.pending = self.pending, None
-            trainer.save_checkpoint(path, self.save_weights_only)
-        super().on_train_end(trainer, pl_module)
 
 
 class LatestCheckpoint(ModelCheckpoint):
