@@ -1183,8 +1183,9 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
     The parameter plumbing is Pyro's: the parameters' unconstrained tensors are the
     graph's first inputs; their names are kept per graph (Pyro keeps the last graph's
     names for all, which feeds an earlier graph the wrong tensors where the
-    parameter sets differ or their ``set`` order changes). :meth:`compile` traces
-    without running the graph, for a caller that has the first call's result already.
+    parameter sets differ or their ``set`` order changes). Unlike Pyro's, a call does
+    not compile: :meth:`compile` traces a signature, without running the graph, once
+    the caller has its first call's result (from the Python loss); calls run it.
     """
 
     def __init__(self, fn: Callable[..., Any], ignore_warnings: bool = False, jit_options: Any = None) -> None:
@@ -1193,12 +1194,8 @@ class _CompiledFunction(pyro.ops.jit.CompiledFunction):
         self.param_names: dict[Any, list[str]] = {}
 
     def __call__(self, *args, **kwargs):
-        key = pyro.ops.jit._hashable_args_kwargs(args, kwargs)
-        if key not in self.compiled:
-            with poutine.block(), poutine.trace(param_only=True) as first_param_capture:
-                self.fn(*args, **kwargs)
-            self.compile(key, first_param_capture.trace.nodes, args, kwargs)
-        return self.run(key, args)
+        # JitTrace_MIM compiles each signature at its first call (:meth:`compile`)
+        return self.run(pyro.ops.jit._hashable_args_kwargs(args, kwargs), args)
 
     def compile(self, key: Any, param_names: Any, args: tuple, kwargs: dict) -> None:
         """Trace ``fn(*args, **kwargs)`` into the graph for ``key``, with the parameters
