@@ -355,7 +355,7 @@ def test_jit_graphs_drop_size_bookkeeping_and_keep_values_and_gradients_bit_for_
 def test_jit_graphs_keep_sizes_that_depend_on_values():
     # a mask's count of True is not the traced one on other data: such a graph keeps its size
     # computations, and gives the eager result on data with another count
-    from pyromim.infer.trace_mim import _simplified
+    from pyromim.ops.jit import simplified
 
     def masked(x):
         kept = x[x > 0]
@@ -371,11 +371,10 @@ def test_jit_graphs_keep_sizes_that_depend_on_values():
     for fn, kept in ((masked, 1), (plain, 0)):
         graph = torch.jit.trace(fn, example, check_trace=False).graph
         assert sizes(graph) == 1
-        simplified = _simplified(graph)
-        assert sizes(simplified) == kept
+        assert sizes(simplified(graph)) == kept
     other = torch.tensor([1.0, 2.0, -1.0, 3.0, 4.0, 5.0])
     compiled = torch._C.CompilationUnit().create_function(
-        "masked", _simplified(torch.jit.trace(masked, example, check_trace=False).graph)
+        "masked", simplified(torch.jit.trace(masked, example, check_trace=False).graph)
     )
     assert torch.equal(compiled(other), masked(other))
 
@@ -417,14 +416,14 @@ def test_jit_graphs_take_their_own_parameters_and_the_first_call_is_the_python_l
 def test_jit_graphs_create_the_tensors_they_mutate_at_every_run():
     # constant propagation leaves a tensor built from constants alone in the graph when
     # the graph writes to it: folded into a constant, it would carry one run's writes to the next
-    from pyromim.infer.trace_mim import _simplified
+    from pyromim.ops.jit import simplified
 
     def accumulate(x):
         total = torch.zeros(3)
         total.add_(x)
         return total * 2
 
-    graph = _simplified(torch.jit.trace(accumulate, torch.ones(3), check_trace=False).graph)
+    graph = simplified(torch.jit.trace(accumulate, torch.ones(3), check_trace=False).graph)
     compiled = torch._C.CompilationUnit().create_function("accumulate", graph)
     x = torch.tensor([1.0, 2.0, 3.0])
     assert torch.equal(compiled(x), accumulate(x)) and torch.equal(compiled(x), accumulate(x))

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pyromim.blocks.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.data import ArrayDataset, DataMismatchError, DataSplits, check_data_fits, load_data
-from pyromim.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.specs import ModelSpec
 
 logger = logging.getLogger(__name__)

@@ -52,39 +52,38 @@ from __future__ import annotations
 
 import math
 import numbers
-import threading
 import warnings
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Literal, cast
 
 import numpy
 import pyro
-import pyro.ops.jit
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import is_identically_zero
 from pyro.infer.elbo import ELBO, ELBOModule
-from pyro.infer.util import MultiFrameTensor
 from pyro.nn import PyroModule
-from pyro.ops import packed
-from pyro.poutine.trace_struct import Trace
-from pyro.util import get_rng_state, ignore_jit_warnings, set_rng_state
+from pyro.util import get_rng_state, set_rng_state
 
 from pyromim.infer.autoguides import explains_reopened_plates
-from pyromim.infer.enumeration import expected_cost, marginal_model_costs
-from pyromim.infer.guide_inputs import GuideInputs
-from pyromim.infer.mim_traces import (
-    MIMTraces,
+from pyromim.infer.enumeration import enumerated_expectation, summed_local
+from pyromim.infer.errors import (
+    PRIOR_SCALE_WARNING,
+    CollapsedScaleError,
+    CollapsingPriorWarning,
+    CompilationError,
     NonFiniteDataError,
-    decoder_traces,
-    encoder_traces,
-    is_data,
-    is_global,
-    non_finite_data,
-    sample_sites,
+    NonFiniteLossError,
+    check_not_collapsed,
+    describe_non_finite,
+    smallest_learned_scale,
 )
+from pyromim.infer.guide_inputs import GuideInputs
+from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces, non_finite_data
+from pyromim.infer.sides import Side, StoreBaselines
+from pyromim.infer.sites import all_sample_sites, is_global, observed_sites
+from pyromim.ops import private
+from pyromim.ops.jit import CompiledFunction, on_fresh_stack, trace
 
 __all__ = [
     "Trace_MIM",
@@ -98,25 +97,6 @@ __all__ = [
 
 QX = Literal["marginal", "data"] | Callable[..., torch.Tensor]
 
-
-class NonFiniteLossError(ValueError):
-    """A MIM loss term is NaN or infinite; the message names the site and side."""
-
-
-class CollapsingPriorWarning(UserWarning):
-    """A learned prior's scale is shrinking towards zero under MIM (see :class:`Trace_MIM`)."""
-
-
-class CollapsedScaleError(NonFiniteLossError):
-    """A learned scale of a prior or guide site has collapsed: the loss is running to minus infinity."""
-
-
-#: A learned prior scale below this (in any latent dimension) is reported once per site.
-PRIOR_SCALE_WARNING = 1e-3
-#: A learned prior or guide scale below this stops training (``check_finite``): far below
-#: any sensible floor (the reference code floors at 1e-6), and reached only on the way to
-#: a zero scale, whose log-density is infinite.
-COLLAPSED_SCALE = 1e-10
 
 _DATA_Q_X_NEEDS_AMIM = (
     "q_x='data' anchors q(x) to the data distribution, which has no "
@@ -144,140 +124,6 @@ class _MIMModule(ELBOModule):
         super().__init__(model, guide, elbo)
         if isinstance(elbo.q_x, torch.nn.Module):
             self.q_x = elbo.q_x
-
-
-class _Side:
-    """Weighted log-probability terms of one side of the MIM loss.
-
-    ``value`` sums the terms, ``surrogate`` sums their differentiable parts, and
-    ``cost`` keeps the detached terms by plate for score-function estimators.
-    """
-
-    def __init__(self, name: str):
-        self.name = name
-        self.value: Any = 0.0
-        self.surrogate: Any = 0.0
-        self.terms: list[tuple[str, torch.Tensor]] = []
-        self.sampled: list[tuple[str, dict]] = []
-        self._cost_terms: list[tuple[Any, torch.Tensor]] = []
-
-    @property
-    def cost(self) -> MultiFrameTensor:
-        """The detached terms summed by plate (built when a score-function site asks)."""
-        return MultiFrameTensor(*((stack, term.detach()) for stack, term in self._cost_terms))
-
-    def add(self, label, log_prob, weight, stack, differentiable=None, in_cost=True):
-        term = weight * log_prob
-        total = term.sum()
-        self.terms.append((label, log_prob))
-        self.value = self.value + total
-        if differentiable is None or differentiable is log_prob:
-            # a reparameterised draw's entropy term is its log-prob: the same sum
-            self.surrogate = self.surrogate + total
-        elif not is_identically_zero(differentiable):
-            self.surrogate = self.surrogate + (weight * differentiable).sum()
-        if in_cost:
-            self._cost_terms.append((stack, term))
-
-    def add_total(self, label, total):
-        """A term computed whole (an exact expectation over enumerated sites, or a
-        log-density with enumerated sites summed out): value and surrogate at once,
-        outside the score-function costs."""
-        self.terms.append((label, total))
-        self.value = self.value + total
-        self.surrogate = self.surrogate + total
-
-    def add_evaluated(self, role, trace, weight, sites=None):
-        """Sites whose values are given: the full log-prob is differentiable.
-        ``sites`` (a predicate on a site) selects some of them."""
-        for name, site in _all_sample_sites(trace):
-            if sites is not None and not sites(site):
-                continue
-            self.add(f"{role} site '{name}'", site["log_prob"], weight, site["cond_indep_stack"])
-
-    def add_sampled(self, role, trace, weight, detach=False, sites=None):
-        """Sites drawn on this side: pathwise part via ``entropy_term``, and a
-        score-function term, unless ``detach`` treats non-reparameterised draws
-        as fixed data (full log-prob gradient, no score function). ``weight``
-        ``None``: the sites' own log-probs are not terms of this side (weight 0),
-        but their score-function terms are (they weight the other terms)."""
-        for name, site in _all_sample_sites(trace):
-            if sites is not None and not sites(site):
-                continue
-            parts = site["score_parts"]
-            detached = detach and not is_identically_zero(parts.score_function)
-            if weight is not None:
-                self.add(
-                    f"{role} site '{name}'",
-                    site["log_prob"],
-                    weight,
-                    site["cond_indep_stack"],
-                    differentiable=site["log_prob"] if detached else parts.entropy_term,
-                )
-            if not detached and not is_identically_zero(parts.score_function):
-                self.sampled.append((f"{self.name}:{role}:{name}", site))
-
-    def score_terms(self):
-        """Surrogate of the score-function terms, and per site the summed score
-        and mean cost used by the baseline."""
-        surrogate: Any = 0.0
-        stats = []
-        costs = self.cost if self.sampled else None
-        for key, site in self.sampled:
-            cost = costs.sum_to(site["cond_indep_stack"])
-            score = site["score_parts"].score_function
-            surrogate = surrogate + (cost * score).sum()
-            stats.append((key, score.sum(), torch.as_tensor(cost).mean().detach()))
-        return surrogate, stats
-
-
-def _all_sample_sites(trace):
-    """Every sample site of ``trace``, auxiliary ones included (``log q`` counts them)."""
-    return sample_sites(trace, include_auxiliary=True).items()
-
-
-def _observed_sites(trace):
-    """Observed data sites (on the decoder side: those un-conditioned to generate data)."""
-    return {name: site for name, site in _all_sample_sites(trace) if is_data(site)}
-
-
-class StoreBaselines(MutableMapping[str, float]):
-    """Running-mean baselines of score-function costs, kept in Pyro's param store.
-
-    Pyro's own decaying-average baselines live there too (as
-    ``__baseline_avg_downstream_cost_*``), so ``pyro.get_param_store().save()``
-    and ``load()`` carry them with the parameters and ``pyro.clear_param_store()``
-    resets them. Each baseline is a scalar entry named ``__mim_baseline_<key>``;
-    this mapping reads and writes them as floats.
-    """
-
-    PREFIX = "__mim_baseline_"
-
-    def __getitem__(self, key: str) -> float:
-        store = pyro.get_param_store()
-        name = self.PREFIX + key
-        if name not in store:
-            raise KeyError(key)
-        return float(store[name].detach())
-
-    def __setitem__(self, key: str, value: float) -> None:
-        pyro.get_param_store()[self.PREFIX + key] = torch.tensor(float(value))
-
-    def __delitem__(self, key: str) -> None:
-        store = pyro.get_param_store()
-        if self.PREFIX + key not in store:
-            raise KeyError(key)
-        del store[self.PREFIX + key]
-
-    def __iter__(self) -> Iterator[str]:
-        names = [n for n in pyro.get_param_store().keys() if n.startswith(self.PREFIX)]
-        return (n[len(self.PREFIX) :] for n in names)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def __repr__(self) -> str:
-        return f"StoreBaselines({dict(self.items())!r})"
 
 
 class Trace_MIM(ELBO):
@@ -688,7 +534,7 @@ class Trace_MIM(ELBO):
         )
 
     # ------------------------------------------------------------------ maths
-    def _learned_qx(self, side: _Side, observed: Mapping[str, dict], weight, in_cost):
+    def _learned_qx(self, side: Side, observed: Mapping[str, dict], weight, in_cost):
         if isinstance(self.q_x, torch.nn.Module) and not isinstance(self.q_x, PyroModule):
             pyro.module("pyromim_q_x", self.q_x)
         if not observed:
@@ -716,7 +562,7 @@ class Trace_MIM(ELBO):
         scale = first.get("scale", 1.0)
         side.add("learned q_x", log_qx * scale, weight, first["cond_indep_stack"], in_cost=in_cost)
 
-    def _sides(self, traces: MIMTraces, beta) -> list[_Side]:
+    def _sides(self, traces: MIMTraces, beta) -> list[Side]:
         half = 0.5 if self.symmetric else 1.0
         marginal = isinstance(self.q_x, str) and self.q_x == "marginal"
         learned = callable(self.q_x) and not isinstance(self.q_x, str)
@@ -728,14 +574,14 @@ class Trace_MIM(ELBO):
         def global_(site):
             return is_global(site, plate)
 
-        enc = _Side("encoder")
+        enc = Side("encoder")
         # l = -1/2 [log p(x,z) + beta (log q(z|x) + log q(x))], z ~ q(z|x).
         # With the one-sample marginal at z' = z, log q(z|x) cancels exactly.
         model_weight = -0.5 * half * ((1.0 + beta) if marginal else 1.0)
         guide_weight = 0.0 if marginal else -0.5 * half * beta
         if traces.enumerated is not None:
             # global latents keep the ELBO's -log q(theta), weighted like log p
-            expectation = _enumerated_expectation(
+            expectation = enumerated_expectation(
                 traces.enc_model, traces.enc_guide, plate, model_weight, guide_weight, -model_weight
             )
             enc.add_total("expectation over the enumerated sites", expectation)
@@ -752,18 +598,18 @@ class Trace_MIM(ELBO):
             enc.add_sampled("guide", traces.enc_guide, -model_weight, sites=global_)
         if learned:
             # log q(x) at the data does not depend on any encoder-side draw.
-            self._learned_qx(enc, _observed_sites(traces.enc_model), -0.5 * half * beta, in_cost=False)
+            self._learned_qx(enc, observed_sites(traces.enc_model), -0.5 * half * beta, in_cost=False)
         if not self.symmetric:
             return [enc]
 
         # The decoder side holds the globals at the encoder side's (detached) draw, so
         # only the local terms appear here.
-        dec = _Side("decoder")
-        generated = _observed_sites(traces.dec_model)
+        dec = Side("decoder")
+        generated = observed_sites(traces.dec_model)
         detach = self.decoder_gradient == "detach"
         if traces.dec_summed is not None:
             # log p(z, x) with the model's enumerated latents summed out, at the draw (held fixed)
-            dec.add_total("model (enumerated sites summed out)", -0.5 * half * _summed_local(traces))
+            dec.add_total("model (enumerated sites summed out)", -0.5 * half * summed_local(traces))
         else:
             dec.add_sampled("model", traces.dec_model, -0.5 * half, detach=detach, sites=local)
         dec.add_evaluated("guide", traces.dec_guide, -0.5 * half * beta, sites=local)
@@ -773,7 +619,7 @@ class Trace_MIM(ELBO):
                 # exact over the guide's enumerated sites, the model's summed out
                 assert traces.re_model is not None and traces.re_guide is not None  # re-encoded (q_x="marginal")
                 weight = 0.5 * half * beta
-                expectation = _enumerated_expectation(traces.re_model, traces.re_guide, plate, -weight, weight)
+                expectation = enumerated_expectation(traces.re_model, traces.re_guide, plate, -weight, weight)
                 dec.add_total("re-encoding (enumerated sites summed out)", expectation)
             else:
                 dec.add_evaluated("re-encoded model", traces.re_model, -0.5 * half * beta, sites=local)
@@ -795,21 +641,21 @@ class Trace_MIM(ELBO):
             stats.extend(side_stats)
         if not torch.jit.is_tracing():
             if self.check_finite and torch.is_grad_enabled():
-                _check_not_collapsed(traces)
+                check_not_collapsed(traces)
             if self.check_finite and torch.is_tensor(loss) and not torch.isfinite(loss).all():
                 bad_data = non_finite_data(traces.enc_model, None, (), {})
                 if bad_data is not None:
                     raise NonFiniteDataError(bad_data)
-                raise NonFiniteLossError(_describe_non_finite(sides))
+                raise NonFiniteLossError(describe_non_finite(sides))
             if torch.is_grad_enabled():
                 self._check_prior_scales(traces.enc_model)
         return loss, surrogate, stats
 
     def _check_prior_scales(self, model_trace) -> None:
-        for name, site in _all_sample_sites(model_trace):
+        for name, site in all_sample_sites(model_trace):
             if site["is_observed"] or name in self._warned_priors:
                 continue
-            smallest = _smallest_learned_scale(site["fn"])
+            smallest = smallest_learned_scale(site["fn"])
             if smallest is not None and smallest < PRIOR_SCALE_WARNING:
                 self._warned_priors.add(name)
                 warnings.warn(
@@ -901,111 +747,6 @@ class Trace_MIM(ELBO):
         return float(torch.as_tensor(loss).detach().item())
 
 
-def _local_ordinal(trace, data_plate: str | None) -> Callable[[frozenset], bool]:
-    """Whether a packed term's ordinal (plate symbols) lies in the data plate."""
-    if data_plate is None:
-        return lambda ordinal: True
-    symbol = trace.plate_to_symbol.get(data_plate)
-    if symbol is None:
-        raise ValueError(
-            f"Trace_MIM sums enumerated sites within vectorised plates: the data plate "
-            f"'{data_plate}' is iterated (a sequential pyro.plate); give it a vectorised plate "
-            f"(with pyro.plate(...)) or drop the 'enumerate' hints."
-        )
-    return lambda ordinal: symbol in ordinal
-
-
-def _enumerated_expectation(
-    model_trace: Trace, guide_trace: Trace, data_plate: str | None, model_weight, guide_weight, global_guide_weight=None
-) -> torch.Tensor:
-    """``model_weight * log p + guide_weight * log q``, the model's enumerated latents
-    summed out of ``log p`` and the expectation over the guide's enumerated latents
-    exact. ``global_guide_weight``: the weight of the guide's global sites, whose
-    draw this is (the encoder side); None leaves global terms out, the globals
-    being replayed, not drawn (the re-encoding)."""
-    costs, ordering = marginal_model_costs(model_trace, guide_trace)
-    local = (lambda ordinal: True) if global_guide_weight is not None else _local_ordinal(model_trace, data_plate)
-    weighted: Any = OrderedDict(
-        (ordinal, [packed.scale_and_mask(term, scale=model_weight) for term in terms])
-        for ordinal, terms in costs.items()
-        if local(ordinal)
-    )
-    drawn = Trace()  # the guide sites drawn here: only they contribute score-function factors
-    for name, site in _all_sample_sites(guide_trace):
-        weight = guide_weight
-        if is_global(site, data_plate):
-            if global_guide_weight is None:
-                continue
-            weight = global_guide_weight
-        drawn.add_node(name, **site)
-        if isinstance(weight, float) and weight == 0.0:
-            continue  # with the one-sample marginal, log q(z|x) cancels on the encoder side
-        weighted.setdefault(ordering[name], []).append(packed.scale_and_mask(site["packed"]["log_prob"], scale=weight))
-    return expected_cost(drawn, ordering, weighted)
-
-
-def _summed_local(traces: MIMTraces) -> torch.Tensor:
-    """``log p(z, x)``'s local terms at the decoder side's draw, the model's
-    enumerated latents summed out."""
-    assert traces.dec_summed is not None and traces.dec_guide is not None  # set whenever the model enumerates
-    costs, _ = marginal_model_costs(traces.dec_summed, traces.dec_guide)
-    local = _local_ordinal(traces.dec_summed, traces.data_plate)
-    total: Any = 0.0
-    for ordinal, terms in costs.items():
-        if local(ordinal):
-            for term in terms:
-                total = total + term.sum()
-    return torch.as_tensor(total)
-
-
-def _smallest_learned_scale(fn) -> float | None:
-    """Smallest element of a Normal's ``scale`` / a mixture's ``scales`` that requires grad, else None."""
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    for attribute in ("scale", "scales"):
-        scale = getattr(fn, attribute, None)
-        if torch.is_tensor(scale) and scale.requires_grad and scale.numel():
-            return float(scale.detach().min().item())
-    return None
-
-
-def _check_not_collapsed(traces: MIMTraces) -> None:
-    for role, trace in (("prior of latent", traces.enc_model), ("guide", traces.enc_guide)):
-        for name, site in _all_sample_sites(trace):
-            if site["is_observed"]:
-                continue
-            smallest = _smallest_learned_scale(site["fn"])
-            if smallest is not None and smallest < COLLAPSED_SCALE:
-                raise CollapsedScaleError(
-                    f"Trace_MIM: the learned scale of the {role} site '{name}' has collapsed to "
-                    f"{smallest:.2g}, so the loss is running to minus infinity (log-densities at a "
-                    f"point mass grow without bound) and will turn into NaN. MIM rewards a low-entropy "
-                    f"code, and nothing bounds it when the scale has no floor (A-MIM with q_x='data' "
-                    f"has no term against it at all). Floor the scale, e.g. scale = softplus(raw) + "
-                    f"1e-3 (or exp(raw) + 1e-6 as the MIM reference code does), or keep a prior's "
-                    f"scale fixed."
-                )
-
-
-def _describe_non_finite(sides: list[_Side]) -> str:
-    bad = []
-    for side in sides:
-        for label, term in side.terms:
-            if torch.is_tensor(term) and not torch.isfinite(term).all():
-                n_bad = int((~torch.isfinite(term)).sum().item())
-                bad.append(f"{label} on the {side.name} side ({n_bad} of {term.numel()} entries non-finite)")
-    where = "; ".join(bad) if bad else "an intermediate sum (terms are finite)"
-    return (
-        f"Trace_MIM: non-finite loss term: {where}. Check the distribution "
-        f"parameters at that site (e.g. a zero scale, probabilities of exactly 0 "
-        f"or 1, a log-variance without a floor) and the data's support."
-    )
-
-
-class CompilationError(RuntimeError):
-    """:class:`JitTrace_MIM` could not compile a model/guide pair (the cause is chained)."""
-
-
 class JitTrace_MIM(Trace_MIM):
     """:class:`Trace_MIM` with the loss and surrogate compiled by
     :func:`pyro.ops.jit.trace`, as :class:`~pyro.infer.JitTrace_ELBO` is.
@@ -1064,7 +805,7 @@ class JitTrace_MIM(Trace_MIM):
             self._score_keys: dict[bool, list[str]] = {}
             self._signatures: set = set()
 
-            @_trace(ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options)
+            @trace(ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options)
             def compiled(*args_beta, **kwargs):
                 symmetric = kwargs["_pyromim_symmetric"]
                 self = weakself()
@@ -1111,7 +852,7 @@ class JitTrace_MIM(Trace_MIM):
     def _compile(self, args: tuple, beta: torch.Tensor, kwargs: dict) -> Any:
         """A new signature's first call: its result, and its graph compiled.
 
-        With :class:`_CompiledFunction` the result comes from one Python run
+        With :class:`~pyromim.ops.jit.CompiledFunction` the result comes from one Python run
         (bit for bit what the graph computes; it also names the parameters the
         graph takes), and the graph is traced afterwards; tracing draws random
         numbers of its own, so the random state is then set to where the Python
@@ -1121,17 +862,17 @@ class JitTrace_MIM(Trace_MIM):
         """
         state = get_rng_state()
         try:
-            if isinstance(self._compiled, _CompiledFunction):
-                key = pyro.ops.jit._hashable_args_kwargs((*args, beta), kwargs)
+            if isinstance(self._compiled, CompiledFunction):
+                key = private.hashable_args_kwargs((*args, beta), kwargs)
                 with poutine.block(), poutine.trace(param_only=True) as params:
                     outputs = self._compiled.fn(*args, beta, **kwargs)
                 after = get_rng_state()
                 try:
-                    _on_fresh_stack(self._compiled.compile, key, params.trace.nodes, (*args, beta), kwargs)
+                    on_fresh_stack(self._compiled.compile, key, params.trace.nodes, (*args, beta), kwargs)
                 finally:
                     set_rng_state(after)
                 return outputs
-            _on_fresh_stack(self._compiled, *args, beta, **kwargs)
+            on_fresh_stack(self._compiled, *args, beta, **kwargs)
         except (NonFiniteLossError, NonFiniteDataError):
             set_rng_state(state)
             raise
@@ -1166,173 +907,6 @@ class JitTrace_MIM(Trace_MIM):
         if surrogate.requires_grad:
             surrogate.backward(retain_graph=self.retain_graph)
         return float(loss.item())
-
-
-def _unnamed(value: Any) -> str:
-    """The tracer's name for a traced value: none. torch.jit.trace looks each one up among
-    the Python frames' variables, a tenth of the time tracing toy4's loss takes."""
-    return ""
-
-
-class _CompiledFunction(pyro.ops.jit.CompiledFunction):
-    """:func:`pyro.ops.jit.trace`'s compiled function, except that each graph goes into a
-    compilation unit of its own, freed with the loss, and keeps its own parameter list.
-
-    A traced function lives in torch's global compilation unit until the process ends
-    (some 3 MB per graph of toy4's loss; a comparison of 9 runs compiles 24 of them).
-    The parameter plumbing is Pyro's: the parameters' unconstrained tensors are the
-    graph's first inputs; their names are kept per graph (Pyro keeps the last graph's
-    names for all, which feeds an earlier graph the wrong tensors where the
-    parameter sets differ or their ``set`` order changes). Unlike Pyro's, a call does
-    not compile: :meth:`compile` traces a signature, without running the graph, once
-    the caller has its first call's result (from the Python loss); calls run it.
-    """
-
-    def __init__(self, fn: Callable[..., Any], ignore_warnings: bool = False, jit_options: Any = None) -> None:
-        super().__init__(fn, ignore_warnings=ignore_warnings, jit_options=jit_options)
-        #: per graph key, the names of the parameters the graph takes first
-        self.param_names: dict[Any, list[str]] = {}
-
-    def __call__(self, *args, **kwargs):
-        # JitTrace_MIM compiles each signature at its first call (:meth:`compile`)
-        return self.run(pyro.ops.jit._hashable_args_kwargs(args, kwargs), args)
-
-    def compile(self, key: Any, param_names: Any, args: tuple, kwargs: dict) -> None:
-        """Trace ``fn(*args, **kwargs)`` into the graph for ``key``, with the parameters
-        ``param_names`` (those a run of ``fn`` uses) as its first inputs."""
-        names = sorted(param_names)
-        unconstrained = tuple(pyro.param(name).unconstrained() for name in names)  # type: ignore[attr-defined]
-
-        def compiled(*params_and_args):
-            constrained = {name: pyro.param(name) for name in names}
-            for name, leaf in zip(names, params_and_args[: len(names)]):
-                assert constrained[name].unconstrained() is leaf
-            return poutine.replay(self.fn, params=constrained)(*params_and_args[len(names) :], **kwargs)
-
-        if self.ignore_warnings:
-            compiled = ignore_jit_warnings()(compiled)
-        with pyro.validation_enabled(False):
-            # what torch.jit.trace does for a function, into a compilation unit of our own
-            graph, _ = torch._C._create_graph_by_tracing(
-                compiled,
-                list(unconstrained + args),
-                _unnamed,
-                self.jit_options.get("strict", True),
-                self.jit_options.get("_force_outplace", False),
-            )
-        self.param_names[key] = names
-        self.compiled[key] = torch._C.CompilationUnit().create_function("pyromim_loss", _simplified(graph))
-
-    def run(self, key: Any, args: tuple) -> Any:
-        """Run the graph compiled for ``key`` on ``args``."""
-        names = self.param_names[key]
-        params_and_args = [pyro.param(name).unconstrained() for name in names] + list(args)  # type: ignore[attr-defined]
-        with poutine.block(hide=names):
-            return self.compiled[key](*params_and_args)
-
-
-#: Operations whose output shape depends on tensor values (a mask's count of ``True``):
-#: a graph holding one keeps its size computations instead of the traced sizes.
-_VALUE_SHAPED_OPS = (
-    "aten::nonzero",
-    "aten::nonzero_numpy",
-    "aten::argwhere",
-    "aten::masked_select",
-    "aten::index",
-    "aten::unique",
-    "aten::_unique",
-    "aten::_unique2",
-    "aten::unique_dim",
-    "aten::unique_consecutive",
-    "aten::unique_dim_consecutive",
-    "aten::repeat_interleave",
-    "aten::bincount",
-)
-
-
-def _simplified(graph: torch._C.Graph) -> torch._C.Graph:
-    """``graph`` without the work that depends on nothing but its input shapes.
-
-    A traced graph recomputes, at every run, the sizes Pyro's programs ask for
-    (plate sizes, ``expand`` shapes, ``sum_rightmost`` dimensions) and the tensors
-    built from constants alone; toy4's symmetric loss has 548 operations, 307 of
-    them such bookkeeping. Each graph is specific to its input shapes (they are in
-    its cache key), so TorchScript's peephole pass folds the sizes into constants
-    (unless the graph holds an operation whose output shape depends on values),
-    constant propagation evaluates what depends on constants alone (it leaves
-    random draws and mutated tensors), and dead code goes. Values and
-    gradients stay bit for bit the same: no arithmetic on data is reordered or
-    merged (common subexpression elimination, which would merge repeated
-    ``log`` calls, changes how gradients are summed, so it is not run). A torch
-    without these passes, or a pass that fails, leaves the graph as traced.
-    """
-    passes = ("_jit_pass_peephole", "_jit_pass_constant_propagation", "_jit_pass_dce")
-    if not all(hasattr(torch._C, name) for name in passes):
-        return graph
-    keep_sizes = any(graph.findAllNodes(kind, True) for kind in _VALUE_SHAPED_OPS)  # type: ignore[attr-defined]
-    simplified = graph.copy()
-    try:
-        # (a second round folds 13 more operations of toy4's 241 and costs 3 ms of the 8)
-        torch._C._jit_pass_peephole(simplified, keep_sizes)
-        torch._C._jit_pass_constant_propagation(simplified)
-        torch._C._jit_pass_dce(simplified)
-    except RuntimeError:
-        return graph
-    return simplified
-
-
-def _trace(**options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """:func:`pyro.ops.jit.trace` with :class:`_CompiledFunction`, or Pyro's own
-    (graphs in torch's global compilation unit) where this torch lacks the
-    private tracing entry points that :class:`_CompiledFunction` uses."""
-    if not (
-        hasattr(torch._C, "_create_graph_by_tracing")
-        and hasattr(torch.jit._trace, "_create_interpreter_name_lookup_fn")
-        and hasattr(torch._C, "CompilationUnit")
-    ):
-        return pyro.ops.jit.trace(**options)
-    return lambda fn: _CompiledFunction(fn, **options)
-
-
-def _on_fresh_stack(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` run in a new thread, whose Python call stack starts empty.
-
-    Compiling records, for every operation traced, the Python call stack that
-    issued it; inside a training loop (Lightning's is some 40 frames deep)
-    that record cost more than tracing itself: 80 ms against 45 ms for
-    toy4's symmetric loss. The caller waits, so nothing runs concurrently;
-    its gradient mode and CUDA device are carried over, and with thread-local settings that
-    would not carry (inference mode, autocast, a default device or another
-    torch function mode) ``fn`` runs in place.
-    """
-    function_modes = getattr(torch._C, "_len_torch_function_stack", lambda: 0)()
-    try:
-        autocast = torch.is_autocast_enabled() or torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4 takes no device type
-        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
-    if torch.is_inference_mode_enabled() or autocast or function_modes:
-        return fn(*args, **kwargs)
-    grad = torch.is_grad_enabled()
-    optimize = torch._C._get_graph_executor_optimize()
-    # the current CUDA device is per thread too (e.g. each DDP process's own GPU)
-    cuda_device = torch.cuda.current_device() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            if cuda_device is not None:
-                torch.cuda.set_device(cuda_device)
-            with torch.set_grad_enabled(grad), torch.jit.optimized_execution(optimize):
-                outcome["value"] = fn(*args, **kwargs)
-        except BaseException as err:  # re-raised in the caller's thread
-            outcome["error"] = err
-
-    thread = threading.Thread(target=target, name="pyromim-compile", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def _program_id(fn: Any) -> Any:
