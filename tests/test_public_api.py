@@ -50,6 +50,7 @@ LOWER = (
     "distributions",
     "specs",
     "blocks",
+    "ops",
 )
 HIGHER = ("models", "training", "experiments", "plots", "cli")
 

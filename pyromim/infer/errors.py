@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_not_collapsed",
     "describe_non_finite",
     "smallest_learned_scale",
+    "warn_collapsing_priors",
 ]
 
 
@@ -111,3 +113,24 @@ def describe_non_finite(sides: list[Side]) -> str:
         f"parameters at that site (e.g. a zero scale, probabilities of exactly 0 "
         f"or 1, a log-variance without a floor) and the data's support."
     )
+
+
+def warn_collapsing_priors(model_trace: Any, warned: set[str]) -> None:
+    """Warn (:class:`CollapsingPriorWarning`) once per latent site, recorded in ``warned``,
+    whose learned prior scale has fallen below :data:`PRIOR_SCALE_WARNING`."""
+    for name, site in all_sample_sites(model_trace):
+        if site["is_observed"] or name in warned:
+            continue
+        smallest = smallest_learned_scale(site["fn"])
+        if smallest is not None and smallest < PRIOR_SCALE_WARNING:
+            warned.add(name)
+            warnings.warn(
+                f"Trace_MIM: the learned prior of latent site '{name}' has shrunk its scale to "
+                f"{smallest:.2g}. MIM's loss has no lower bound when a prior's scale is learned "
+                f"without a floor (shrinking the latent space raises log p(z) and log q(z|x) "
+                f"together), so the code is being squeezed onto a point while the loss runs to "
+                f"minus infinity. Floor the prior's scale (e.g. softplus(raw) + 0.01) or keep it "
+                f"fixed.",
+                CollapsingPriorWarning,
+                stacklevel=2,
+            )

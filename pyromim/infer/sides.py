@@ -10,17 +10,19 @@ costs in Pyro's param store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import math
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import pyro
 import torch
 from pyro.distributions.util import is_identically_zero
 from pyro.infer.util import MultiFrameTensor
+from pyro.nn import PyroModule
 
 from pyromim.infer.sites import all_sample_sites
 
-__all__ = ["Side", "StoreBaselines"]
+__all__ = ["Side", "StoreBaselines", "subtract_baselines", "update_baselines"]
 
 
 class Side:
@@ -107,6 +109,36 @@ class Side:
             stats.append((key, score.sum(), torch.as_tensor(cost).mean().detach()))
         return surrogate, stats
 
+    def add_learned_qx(self, q_x: Callable[..., torch.Tensor], observed: Mapping[str, Any], weight, in_cost):
+        """``weight * log q(x)`` from a callable ``q_x`` at the observed (or generated) data,
+        masked and scaled like the first observed site."""
+        if isinstance(q_x, torch.nn.Module) and not isinstance(q_x, PyroModule):
+            pyro.module("pyromim_q_x", q_x)
+        if not observed:
+            raise ValueError("a learned q_x needs a model with an observed site.")
+        values = {name: site["value"] for name, site in observed.items()}
+        first = next(iter(observed.values()))
+        log_qx = q_x(**values)
+        expected = first["log_prob"].shape
+        try:
+            fits = torch.broadcast_shapes(log_qx.shape, expected) == expected
+        except (AttributeError, RuntimeError):
+            fits = False
+        if not fits:
+            shape = tuple(log_qx.shape) if torch.is_tensor(log_qx) else type(log_qx)
+            raise ValueError(
+                f"q_x callable returned shape {shape} on the {self.name} side; it "
+                f"must return per-datum log q(x) with the batch shape "
+                f"{tuple(expected)} of observed site '{first['name']}' (no event "
+                f"dims: sum log-densities over each datum's dimensions)."
+            )
+        log_qx = log_qx.expand(expected)
+        mask = first.get("mask")
+        if mask is not None and mask is not True:
+            log_qx = torch.where(mask, log_qx, log_qx.new_zeros(()))
+        scale = first.get("scale", 1.0)
+        self.add("learned q_x", log_qx * scale, weight, first["cond_indep_stack"], in_cost=in_cost)
+
 
 class StoreBaselines(MutableMapping[str, float]):
     """Running-mean baselines of score-function costs, kept in Pyro's param store.
@@ -145,3 +177,27 @@ class StoreBaselines(MutableMapping[str, float]):
 
     def __repr__(self) -> str:
         return f"StoreBaselines({dict(self.items())!r})"
+
+
+def subtract_baselines(loss: Any, surrogate: Any, score_sums: Mapping[str, Any]) -> Any:
+    """Subtract ``b * score`` for each score-function site, ``b`` a running
+    mean of past costs (independent of the current draw, hence unbiased)."""
+    if loss.baseline_decay is None:
+        return surrogate
+    for key, score_sum in score_sums.items():
+        b = loss.baselines.get(key)
+        if b is not None:
+            surrogate = surrogate - b * score_sum
+    return surrogate
+
+
+def update_baselines(loss: Any, stats: Mapping[str, list]) -> None:
+    """Move each site's baseline of ``loss.baselines`` towards the cost mean of this step
+    (an exponential moving average with decay ``loss.baseline_decay``)."""
+    if loss.baseline_decay is None:
+        return
+    for key, (_, cost_mean) in stats.items():
+        c = float(torch.as_tensor(cost_mean).item())
+        if math.isfinite(c):
+            b, d = loss.baselines.get(key), loss.baseline_decay
+            loss.baselines[key] = c if b is None else d * b + (1 - d) * c

@@ -25,8 +25,8 @@ from pyromim.ops import private
 __all__ = ["CompiledFunction", "VALUE_SHAPED_OPS", "on_fresh_stack", "simplified", "trace"]
 
 
-class CompiledFunction(pyro.ops.jit.CompiledFunction):
-    """:func:`pyro.ops.jit.trace`'s compiled function, except that each graph goes into a
+class CompiledFunction:
+    """What :func:`pyro.ops.jit.trace` compiles a function into, except that each graph goes into a
     compilation unit of its own, freed with the loss, and keeps its own parameter list.
 
     A traced function lives in torch's global compilation unit until the process ends
@@ -40,7 +40,12 @@ class CompiledFunction(pyro.ops.jit.CompiledFunction):
     """
 
     def __init__(self, fn: Callable[..., Any], ignore_warnings: bool = False, jit_options: Any = None) -> None:
-        super().__init__(fn, ignore_warnings=ignore_warnings, jit_options=jit_options)
+        self.fn = fn
+        self.ignore_warnings = ignore_warnings
+        #: options of the tracer, as :func:`pyro.ops.jit.trace` takes them
+        self.jit_options: dict[str, Any] = dict(jit_options or {})
+        #: per graph key, the compiled graph
+        self.compiled: dict[Any, Any] = {}
         #: per graph key, the names of the parameters the graph takes first
         self.param_names: dict[Any, list[str]] = {}
 

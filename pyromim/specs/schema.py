@@ -36,7 +36,7 @@ from typing import Any
 from pyromim.blocks.likelihoods import LIKELIHOODS
 from pyromim.blocks.priors import PRIORS
 from pyromim.data.dataset import DATA_KINDS
-from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES
+from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES, Q_X_CHOICES
 from pyromim.nn.gaussian import DEFAULT_MIN_SCALE
 from pyromim.nn.mlp import ACTIVATIONS, NORMS
 from pyromim.nn.networks import NETWORKS
@@ -104,7 +104,7 @@ class TrainingSpec:
     lr: float = 1e-3  # Adam's peak learning rate
     warmup_epochs: int = 3  # beta and the Noam learning rate rise over these epochs; decoder-side MIM starts after
     patience: int = 3  # early stopping: epochs without a better validation loss
-    q_x: str = _choices(("marginal", "learned", "data"), default="marginal")  # estimate of log q(x) in MIM's loss
+    q_x: str = _choices(Q_X_CHOICES, default="marginal")  # estimate of log q(x) in MIM's loss
 
 
 @dataclass
