@@ -30,7 +30,7 @@ computed in float64 by :meth:`SentenceGenerator.log_prob`.  The mutual
 information between a sentence and its factors is at most
 ``H(t, s) = log 40 = 3.69`` nats.  The vocabulary holds the four special tokens,
 the 40 function words and the 200 content words (244 tokens); sentences are
-stored as in :mod:`pyromim.data.text`: ids, ``<eos>``, ``<pad>`` up to
+stored as :func:`pyromim.data.load_text` stores text: ids, ``<eos>``, ``<pad>`` up to
 ``max_length + 1 = 16`` columns.
 
 The structure (vocabulary, distributions, slot patterns) depends only on

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from pyromim._atomic import atomic_write_text
 from pyromim.data.checks import DataMismatchError
 from pyromim.data.dataset import ArrayDataset
 from pyromim.data.files import DataFileError, _open
@@ -168,10 +169,8 @@ class Vocabulary:
         return {"format": VOCABULARY_FORMAT, "size": len(self), "checksum": self.checksum, "tokens": list(self._tokens)}
 
     def save(self, path: str | Path) -> Path:
-        """Write the vocabulary to a JSON file (see :meth:`to_dict`); returns the path."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        return path
+        """Write the vocabulary to a JSON file (see :meth:`to_dict`) atomically; returns the path."""
+        return atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
     def from_dict(cls, content: Any, source: str = "vocabulary") -> Vocabulary:
@@ -278,7 +277,7 @@ def load_text(
     :param truncate: cut longer sentences to ``max_length`` (with a warning
         that counts them) instead of refusing the file.
     :param max_decompressed_bytes: the most a ``.gz`` file may expand to
-        (default: see :func:`pyromim.data.files.max_decompressed_bytes`).
+        (default: ``PYROMIM_MAX_DECOMPRESSED_MB``, else 1024 MB).
     :returns: an :class:`ArrayDataset` of kind ``"tokens"`` holding an
         ``(N, max_length + 1)`` long tensor (ids, ``<eos>``, ``<pad>``...) and the
         vocabulary in its ``vocabulary`` field.

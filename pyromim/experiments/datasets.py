@@ -41,7 +41,8 @@ def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
 def _fit_shape(part: ArrayDataset | None, shape: tuple[int, ...]) -> ArrayDataset | None:
     if part is None or part.event_shape == shape or math.prod(part.event_shape) != math.prod(shape):
         return part
-    return ArrayDataset(part.x.reshape((len(part),) + shape), part.kind, part.labels, part.name, _checked=False)
+    x = part.x.reshape((len(part),) + shape)
+    return ArrayDataset(x, part.kind, part.labels, part.name, vocabulary=part.vocabulary, _checked=False)
 
 
 def check_spec_data(spec: ModelSpec, data: ArrayDataset, likelihood: Any = None) -> None:
@@ -52,6 +53,13 @@ def check_spec_data(spec: ModelSpec, data: ArrayDataset, likelihood: Any = None)
     """
     shape, name = tuple(spec.data.shape), spec.model.likelihood
     where = f"spec '{spec.name}' ({name} likelihood over items of shape {list(shape)})"
+    size = spec.data.vocab_size
+    if data.vocabulary is not None and size is not None and len(data.vocabulary) != size:
+        raise DataMismatchError(
+            f"{where}: data {data.name!r} come with a vocabulary of {len(data.vocabulary)} tokens but the spec's "
+            f"[data] vocab_size is {size}; set vocab_size = {len(data.vocabulary)}, or read the text with the "
+            f"vocabulary saved with the model's run"
+        )
     try:
         check_data_fits(data, event_shape=shape, kind=LIKELIHOODS[name].support_kind)
         if likelihood is not None:

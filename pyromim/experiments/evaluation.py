@@ -17,6 +17,7 @@ from pyromim.experiments.runner import (
     MODEL_FILE,
     RUN_FILE,
     SPEC_FILE,
+    VOCABULARY_FILE,
     own_param_store,
     run_directory,
     spec_differences,
@@ -145,6 +146,11 @@ def evaluate_run(
     :param seed: split seed (default: the run's).
     :param n_train: cap the training part (KNN; default: the run's own cap).
     :param n_test: cap the evaluated part (default: the run's own cap).
+
+    A run trained on text keeps its vocabulary (``vocabulary.json``): a text
+    file evaluated here is read with it (unknown words become ``<unk>``) and
+    padded to the model's width, and data that bring another vocabulary are
+    refused.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -161,6 +167,11 @@ def evaluate_run(
     if data is None and info.get("data") not in (None, "DataSplits"):
         data = info["data"]
         data_options = data_options or info.get("data_options") or None
+    vocabulary_file = run_directory(source) / VOCABULARY_FILE
+    if isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz")) and vocabulary_file.is_file():
+        # the run's ids, and its sentence width when the model reads flat token vectors
+        width = {"max_length": spec.data.shape[0] - 1} if len(spec.data.shape) == 1 else {}
+        data_options = {"vocabulary": vocabulary_file, **width, **dict(data_options or {})}
     caps = info.get("caps", {}) if data is None or data == info.get("data") else {}
     n_train = n_train if n_train is not None else caps.get("n_train")
     n_part = n_test if n_test is not None else caps.get(f"n_{split}")
@@ -176,6 +187,9 @@ def evaluate_run(
         **part_caps,
     )
     part = getattr(splits, split)
+    expected = (info.get("vocabulary") or {}).get("checksum")
+    if part is not None and part.vocabulary is not None and expected is not None:
+        part.vocabulary.check(expected_checksum=expected, source=f"data {part.name!r}")
     if part is None:
         raise DataMismatchError(f"the data have no {split!r} part; choose another with split=")
     model.eval()
