@@ -218,3 +218,13 @@ def test_dataset_refuses_ids_beyond_its_vocabulary():
         ArrayDataset(torch.tensor([[6, EOS]]), "tokens", vocabulary=Vocabulary(["a", "b"]))
     with pytest.raises(ValueError, match="a vocabulary goes with 'tokens' data, not 'counts'"):
         ArrayDataset(torch.tensor([[1, 2]]), "counts", vocabulary=Vocabulary(["a"]))
+
+
+def test_special_tokens_in_the_text(tmp_path):
+    # <unk> is a word of corpora that replaced their rare words already; the layout markers are refused
+    data = load_text(write(tmp_path / "ptb.txt", "the <unk> sat\nthe cat\n"))
+    assert data.x[0].tolist() == [data.vocabulary.index("the"), UNK, data.vocabulary.index("sat"), EOS]
+    with pytest.raises(TextFileError, match=r"marked.txt: line 2 holds the special token '<eos>'"):
+        load_text(write(tmp_path / "marked.txt", "a b\na b <eos>\n"))
+    with pytest.raises(ValueError, match="sentence 0 holds '<pad>'"):
+        Vocabulary(["a"]).encode([["a", "<pad>"]])

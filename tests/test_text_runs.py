@@ -71,3 +71,23 @@ def test_a_vocabulary_larger_than_the_specs_is_refused_before_training(tmp_path)
     size = len(load_text(train).vocabulary)
     with pytest.raises(DataMismatchError, match=rf"vocabulary of {size} tokens but the spec's \[data\] vocab_size is"):
         run(token_spec(6, size + 1), out_dir=tmp_path / "run", data=str(train), plots=False, progress=False)
+
+
+def test_command_line_trains_on_text_padded_to_the_specs_width(tmp_path, capsys):
+    from pyromim.cli import main
+
+    train = write_sentences(tmp_path / "train.txt", 60, 0)
+    vocabulary = load_text(train, lowercase=True).vocabulary
+    spec = tmp_path / "tokens.toml"
+    spec.write_text(token_spec(width=8, vocab_size=len(vocabulary)).to_toml(), encoding="utf-8")
+    common = ["train", str(spec), "--epochs", "1", "--no-plots", "--no-progress", "--num-samples", "5"]
+    # sentences of at most 5 words are padded to the spec's 8 columns (max_length 7)
+    assert main([*common, "--data", str(train), "--lowercase", "--out", str(tmp_path / "run")]) == 0
+    assert Vocabulary.load(tmp_path / "run" / "vocabulary.json") == vocabulary
+    capsys.readouterr()
+    long = tmp_path / "long.txt"
+    long.write_text("red blue\n" + " ".join(WORDS[:9]) + "\n", encoding="utf-8")
+    assert main([*common, "--data", str(long), "--out", str(tmp_path / "long")]) == 2
+    assert "long.txt: line 2 holds 9 tokens, more than max_length=7; " in capsys.readouterr().err
+    assert main([*common, "--lowercase", "--out", str(tmp_path / "none")]) == 2
+    assert "the text options apply to a data file" in capsys.readouterr().err

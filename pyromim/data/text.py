@@ -20,6 +20,9 @@ Bad input is never passed over in silence:
 * tokens missing from a given (fixed) vocabulary become ``<unk>``, counted in a
   warning; with a vocabulary built from the file, words seen fewer than
   ``min_count`` times become ``<unk>`` too (also counted);
+* a literal ``<unk>`` in the text (corpora such as the Penn Treebank already
+  replaced their rare words) is that token; ``<pad>``, ``<bos>`` or ``<eos>``
+  in a sentence is refused, naming the line;
 * a file that is not UTF-8 text, or that holds no sentence, is refused.
 
 A vocabulary saves to a JSON file with its format version and a SHA-256
@@ -48,6 +51,7 @@ from pyromim.data.files import DataFileError, _open
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 #: The special tokens, in id order: ``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, ``<unk>`` = 3.
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<bos>", "<eos>", "<unk>")
+_LAYOUT_TOKENS = frozenset(SPECIAL_TOKENS[:3])  # <pad>, <bos>, <eos>: never in a sentence (<unk> may be)
 #: Version of the vocabulary file format written by :meth:`Vocabulary.save`.
 VOCABULARY_FORMAT = 1
 
@@ -142,6 +146,11 @@ class Vocabulary:
         x = torch.full((len(sentences), width), PAD, dtype=torch.long)
         unknown = 0
         for row, sentence in enumerate(sentences):
+            marker = next((t for t in sentence if t in _LAYOUT_TOKENS), None)
+            if marker is not None:
+                raise ValueError(
+                    f"sentence {row} holds {marker!r}; only <unk> of the special tokens may be in a sentence"
+                )
             ids = [self._ids.get(t, UNK) for t in sentence]
             unknown += sum(1 for t in sentence if t not in self._ids)
             x[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
@@ -296,6 +305,12 @@ def load_text(
         if not tokens:
             empty += 1
             continue
+        marker = next((t for t in tokens if t in _LAYOUT_TOKENS), None)
+        if marker is not None:
+            raise TextFileError(
+                f"{path}: line {number} holds the special token {marker!r}, which only the tensor layout may use; "
+                f"remove it (each line is one sentence, its end needs no marker)"
+            )
         if max_length is not None and len(tokens) > max_length:
             if not truncate:
                 raise TextFileError(

@@ -91,7 +91,10 @@ def prepare_data(
     :param n_val: the same for the validation part.
     :param n_test: the same for the test part.
     :param data_options: passed to :func:`pyromim.data.load_data` for files
-        (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).
+        (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).  A
+        text file for a spec of flat token vectors of width ``W`` is read with
+        ``max_length = W - 1`` unless the options say otherwise, so every
+        sentence is padded to the model's width (and a longer one is refused).
     :raises DataMismatchError: no data given and the spec names no built-in data set, or no
         training items are left after the caps.
     """
@@ -102,7 +105,11 @@ def prepare_data(
                 f"(.npy, .npz, .csv, IDX) holding items of shape {list(spec.data.shape)}"
             )
         data = spec.data.dataset
-    splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **dict(data_options or {}))
+    options = dict(data_options or {})
+    is_text = isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz"))
+    if is_text and spec.data.kind == "tokens" and len(spec.data.shape) == 1 and "max_length" not in options:
+        options["max_length"] = spec.data.shape[0] - 1  # room for <eos> in the model's width
+    splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **options)
     shape = tuple(spec.data.shape)
     parts: dict[str, ArrayDataset | None] = {}
     for key, n in (("train", n_train), ("val", n_val), ("test", n_test)):

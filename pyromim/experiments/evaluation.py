@@ -148,9 +148,8 @@ def evaluate_run(
     :param n_test: cap the evaluated part (default: the run's own cap).
 
     A run trained on text keeps its vocabulary (``vocabulary.json``): a text
-    file evaluated here is read with it (unknown words become ``<unk>``) and
-    padded to the model's width, and data that bring another vocabulary are
-    refused.
+    file evaluated here is read with it (unknown words become ``<unk>``), and
+    data that bring another vocabulary are refused.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -169,9 +168,7 @@ def evaluate_run(
         data_options = data_options or info.get("data_options") or None
     vocabulary_file = run_directory(source) / VOCABULARY_FILE
     if isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz")) and vocabulary_file.is_file():
-        # the run's ids, and its sentence width when the model reads flat token vectors
-        width = {"max_length": spec.data.shape[0] - 1} if len(spec.data.shape) == 1 else {}
-        data_options = {"vocabulary": vocabulary_file, **width, **dict(data_options or {})}
+        data_options = {"vocabulary": vocabulary_file, **dict(data_options or {})}
     caps = info.get("caps", {}) if data is None or data == info.get("data") else {}
     n_train = n_train if n_train is not None else caps.get("n_train")
     n_part = n_test if n_test is not None else caps.get(f"n_{split}")
