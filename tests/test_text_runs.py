@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from pyromim.data import DataMismatchError, TextDataWarning, Vocabulary, VocabularyMismatchError, load_text
-from pyromim.experiments import evaluate_run, run
+from pyromim.experiments import evaluate_run, load_run_vocabulary, run
 from pyromim.specs import ModelSpec, catalogue_dir
 from pyromim.specs.toml_io import loads as toml_loads
 
@@ -46,6 +47,22 @@ def test_the_run_saves_its_vocabulary(text_run):
     info = json.loads((out.out_dir / "run.json").read_text(encoding="utf-8"))
     assert info["vocabulary"] == {"file": "vocabulary.json", "size": len(vocabulary), "checksum": vocabulary.checksum}
     assert "vocabulary.json" in info["files"]
+
+
+def test_load_run_vocabulary_checks_the_file_against_the_run(text_run, tmp_path):
+    out, vocabulary, _ = text_run
+    assert load_run_vocabulary(out.out_dir) == vocabulary
+    assert load_run_vocabulary(out.out_dir / "model.pt") == vocabulary
+    assert load_run_vocabulary(tmp_path) is None  # not a run on text
+    copy = shutil.copytree(out.out_dir, tmp_path / "copy")
+    Vocabulary(reversed(vocabulary.tokens[4:])).save(copy / "vocabulary.json")
+    with pytest.raises(VocabularyMismatchError, match=r"copy/vocabulary.json: checksum .* differs"):
+        load_run_vocabulary(copy)
+    (copy / "vocabulary.json").unlink()
+    with pytest.raises(
+        VocabularyMismatchError, match=rf"missing, but the run recorded a vocabulary of {len(vocabulary)}"
+    ):
+        load_run_vocabulary(copy / "checkpoints" / "best.ckpt")
 
 
 def test_evaluate_run_reads_new_text_with_the_runs_vocabulary(text_run):

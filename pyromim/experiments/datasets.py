@@ -84,7 +84,7 @@ def prepare_data(
     """Load, cap, reshape and check the data for ``spec``.
 
     :param data: a built-in name (``toy4``, ``toy4_20``, ``digits``,
-        ``digits_continuous``), a file path (see :func:`pyromim.data.load_file`),
+        ``digits_continuous``, ``sentences``), a file path (see :func:`pyromim.data.load_file`),
         ready :class:`DataSplits`, or ``None`` for the spec's ``[data] dataset``.
     :param seed: split seed (built-in toy sets: seed of the fresh draws).
     :param n_train: keep at most this many training items (``0`` drops the part); for quick runs.

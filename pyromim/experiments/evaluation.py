@@ -10,7 +10,7 @@ from typing import Any
 
 import pyro
 
-from pyromim.data import DataMismatchError, DataSplits
+from pyromim.data import DataMismatchError, DataSplits, Vocabulary, VocabularyMismatchError
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.report import read_checked_json
 from pyromim.experiments.runner import (
@@ -54,6 +54,29 @@ class EvaluationResult:
 def _run_info(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     return read_checked_json(path) if path.is_file() else {}
+
+
+def load_run_vocabulary(path: str | Path) -> Vocabulary | None:
+    """The vocabulary a run on text saved (``vocabulary.json``), checked against its ``run.json``.
+
+    :param path: a run directory, its ``model.pt`` or one of its checkpoints.
+    :returns: ``None`` for a run that was not trained on text.
+    :raises VocabularyMismatchError: the file is missing, damaged, or not the
+        one the run recorded (size and checksum).
+    """
+    run_dir = run_directory(path)
+    file = run_dir / VOCABULARY_FILE
+    expected = _run_info(run_dir).get("vocabulary") or {}
+    if not file.is_file():
+        if expected:
+            raise VocabularyMismatchError(
+                f"{file}: missing, but the run recorded a vocabulary of {expected.get('size')} tokens; "
+                f"restore the file from the run directory it was trained in"
+            )
+        return None
+    vocabulary = Vocabulary.load(file)
+    vocabulary.check(expected_size=expected.get("size"), expected_checksum=expected.get("checksum"), source=str(file))
+    return vocabulary
 
 
 @own_param_store
@@ -166,9 +189,9 @@ def evaluate_run(
     if data is None and info.get("data") not in (None, "DataSplits"):
         data = info["data"]
         data_options = data_options or info.get("data_options") or None
-    vocabulary_file = run_directory(source) / VOCABULARY_FILE
-    if isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz")) and vocabulary_file.is_file():
-        data_options = {"vocabulary": vocabulary_file, **dict(data_options or {})}
+    vocabulary = load_run_vocabulary(source)
+    if isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz")) and vocabulary is not None:
+        data_options = {"vocabulary": vocabulary, **dict(data_options or {})}
     caps = info.get("caps", {}) if data is None or data == info.get("data") else {}
     n_train = n_train if n_train is not None else caps.get("n_train")
     n_part = n_test if n_test is not None else caps.get(f"n_{split}")
