@@ -30,9 +30,13 @@ def sample_categorical(logits: torch.Tensor) -> torch.Tensor:
     return (logits - torch.empty_like(logits).exponential_().log()).argmax(-1)
 
 
-def first_bad_index(bad: torch.Tensor) -> tuple[int, ...]:
-    """The index of the first ``True`` of a boolean tensor, as a tuple."""
-    return tuple(int(i) for i in bad.nonzero()[0])
+def refuse_entries(owner: str, value: torch.Tensor, bad: torch.Tensor, what: str) -> None:
+    """Raise a one-line ``ValueError`` naming the first entry of ``value`` where ``bad`` holds, if any."""
+    if bad.any():
+        where = [int(i) for i in bad.nonzero()[0]]
+        raise ValueError(
+            f"{owner}: value{where} = {value[tuple(where)].item()} (value shape {tuple(value.shape)}) {what}"
+        )
 
 
 class AutoregressiveDistribution(TorchDistribution):
@@ -155,12 +159,7 @@ class DiscreteAutoregressiveDistribution(AutoregressiveDistribution):
         else:
             bad = (value != value.round()) | (value < 0) | (value > k - 1)
             allowed = f"an integer in 0..{k - 1}"
-        if bad.any():
-            where = first_bad_index(bad)
-            raise ValueError(
-                f"{type(self).__name__}: value{list(where)} = {value[where].item()} (value shape "
-                f"{tuple(value.shape)}) is outside the support; every entry must be {allowed}"
-            )
+        refuse_entries(type(self).__name__, value, bad, f"is outside the support; every entry must be {allowed}")
 
     def _log_prob(self, value: torch.Tensor) -> torch.Tensor:
         logits = self.net(value, self.context)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import constraints
 
-from pyromim.distributions.autoregressive import AutoregressiveDistribution, first_bad_index, sample_categorical
+from pyromim.distributions.autoregressive import AutoregressiveDistribution, refuse_entries, sample_categorical
 from pyromim.nn.recurrent import GRULanguageModel
 
 
@@ -66,25 +66,16 @@ class TokenSequenceDistribution(AutoregressiveDistribution):
     def _check_support(self, value: torch.Tensor) -> None:
         name = type(self).__name__
         bad = (value != value.round()) | (value < 0) | (value >= self.vocab_size)
-        if bad.any():
-            where = first_bad_index(bad)
-            raise ValueError(
-                f"{name}: value{list(where)} = {value[where].item()} (value shape {tuple(value.shape)}) is not a "
-                f"token id in 0..{self.vocab_size - 1}"
-            )
+        refuse_entries(name, value, bad, f"is not a token id in 0..{self.vocab_size - 1}")
         after = self._after_eos(value)
         checks = (
             (after & (value != self.pad_id), "after the first <eos> must be <pad>"),
             (~after & (value == self.pad_id), "is <pad> before the sequence's <eos>; pad only after <eos>"),
             (~after & (value == self.bos_id), "is <bos>, which a sequence never holds (it is fed in, not generated)"),
         )
+        ids = f"(pad={self.pad_id}, bos={self.bos_id}, eos={self.eos_id})"
         for bad, what in checks:
-            if bad.any():
-                where = first_bad_index(bad)
-                raise ValueError(
-                    f"{name}: value{list(where)} = {value[where].item()} (value shape {tuple(value.shape)}) {what} "
-                    f"(pad={self.pad_id}, bos={self.bos_id}, eos={self.eos_id})"
-                )
+            refuse_entries(name, value, bad, f"{what} {ids}")
 
     def token_log_probs(self, value: torch.Tensor) -> torch.Tensor:
         """``log p(w_t | w_<t, z)`` per position, ``0`` after the first ``<eos>``; shape ``batch + (L,)``."""
