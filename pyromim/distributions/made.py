@@ -20,8 +20,8 @@ class MADEDistribution(DiscreteAutoregressiveDistribution):
     ``D`` passes of the whole batch (each pass gives the logits of every
     position, only the next one in the order is used: a MADE has no state to
     carry). Measured (``benchmarks/bench_autoregressive.py``, 64 binary values,
-    hidden ``(128, 128)``, batch 128, one CPU thread): ``sample()`` costs
-    about 50 ``log_prob`` passes.
+    hidden ``(128, 128)``, batch 128, one CPU thread): ``sample()`` 34 ms,
+    ``log_prob`` 0.41 ms (0.94 ms with its backward pass), a ratio of about 80.
     """
 
     net: MADE

@@ -22,8 +22,8 @@ class PixelCNNDistribution(DiscreteAutoregressiveDistribution):
     network pads no convolution at the bottom, so rows above are unchanged),
     which halves the cost of a draw on average. Measured
     (``benchmarks/bench_autoregressive.py``, 8x8 binary, 32 channels, 4
-    layers, batch 128, one CPU thread): ``sample()`` costs about 35
-    ``log_prob`` passes.
+    layers, batch 128, one CPU thread): ``sample()`` 2.9 s, ``log_prob``
+    99 ms (304 ms with its backward pass), a ratio of about 30.
     """
 
     net: GatedPixelCNN

@@ -35,8 +35,9 @@ class TokenSequenceDistribution(AutoregressiveDistribution):
     generated). ``sample()`` carries the recurrent state: each step costs one
     recurrent cell on the previous draw, and stops once every sequence has
     ended. Measured (``benchmarks/bench_autoregressive.py``, vocabulary 243,
-    embedding 64, hidden 128, length 16, batch 128, one CPU thread):
-    ``sample()`` costs about 2.5 ``log_prob`` passes.
+    embedding 64, hidden 128, length 16, batch 128, one CPU thread, every
+    draw running all 16 steps): ``sample()`` 93 ms, ``log_prob`` 29 ms (88 ms
+    with its backward pass), a ratio of 3.2.
     """
 
     net: GRULanguageModel
