@@ -202,3 +202,21 @@ def test_draws_stop_at_eos_and_are_padded_after_it():
     assert after.any(), "some draws end before the maximum length"
     lengths = TokenSequenceDistribution(net, contexts(1), 7).lengths(draws)
     torch.testing.assert_close(lengths, (~after).sum(-1))
+
+
+@pytest.mark.parametrize("layers,kernel,k", [(1, 3, None), (2, 5, 3), (3, 3, None)])
+def test_pixelcnn_row_logits_read_only_the_rows_within_reach(layers, kernel, k):
+    """The sampler's per-row pass on ``reach + 1`` rows equals the full pass; one row fewer would not."""
+    net = GatedPixelCNN((9, 4), CONTEXT_DIM, num_categories=k, channels=6, num_layers=layers, kernel=kernel)
+    assert net.reach == 1 + layers * (kernel // 2)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 2 if k is None else k, (3, 9, 4), generator=gen)
+    x = x.float() if k is None else x
+    z = contexts(3, seed=17)
+    with torch.no_grad():
+        full = net(x, z)
+        for row in range(9):
+            torch.testing.assert_close(net.row_logits(x, z, row), full[:, row], atol=1e-6, rtol=0)
+        row = net.reach + 1  # a row whose cut is below the top of the image
+        short = net(x[:, row - net.reach + 1 : row + 1], z)[:, -1]
+        assert (short - full[:, row]).abs().max() > 1e-6, "the reach is not larger than it needs to be"

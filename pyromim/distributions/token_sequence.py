@@ -110,6 +110,6 @@ class TokenSequenceDistribution(AutoregressiveDistribution):
             token = token.masked_fill(done, self.pad_id)
             out[:, t] = token
             done = done | (token == self.eos_id)
-            if bool(done.all()):
-                break
+            if not torch.jit.is_tracing() and bool(done.all()):
+                break  # (a traced graph always runs all L steps: no control flow on values)
         return out
