@@ -177,6 +177,17 @@ class DiscreteAutoregressiveDistribution(AutoregressiveDistribution):
             return (logits > 0).to(logits.dtype) if greedy else sample_bernoulli(logits)
         return logits.argmax(-1) if greedy else sample_categorical(logits)
 
+    @staticmethod
+    def _with(x: torch.Tensor, position: tuple[int, ...], values: torch.Tensor) -> torch.Tensor:
+        """A copy of ``x`` with ``x[:, *position] = values``.
+
+        A copy, not an in-place write: a traced graph (``JitTrace_MIM``) does not
+        keep ``no_grad``, and the earlier passes have saved ``x`` for backward.
+        """
+        x = x.clone()
+        x[(slice(None), *position)] = values
+        return x
+
     def _empty(self, n: int) -> torch.Tensor:
         """An all-zero value batch ``(n,) + event`` of the right dtype, to fill in place."""
         dtype = self.context.dtype if self.num_categories is None else torch.long

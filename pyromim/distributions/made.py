@@ -35,5 +35,5 @@ class MADEDistribution(DiscreteAutoregressiveDistribution):
     def _draw(self, context: torch.Tensor, greedy: bool) -> torch.Tensor:
         x = self._empty(context.shape[0])
         for d in self.net.order.tolist():
-            x[:, d] = self._pick(self.net(x, context)[:, d], greedy)
+            x = self._with(x, (d,), self._pick(self.net(x, context)[:, d], greedy))
         return x

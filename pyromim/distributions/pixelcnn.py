@@ -40,5 +40,5 @@ class PixelCNNDistribution(DiscreteAutoregressiveDistribution):
         height, width = self.event_shape
         for i in range(height):
             for j in range(width):
-                x[:, i, j] = self._pick(self.net.row_logits(x, context, i)[:, j], greedy)
+                x = self._with(x, (i, j), self._pick(self.net.row_logits(x, context, i)[:, j], greedy))
         return x
