@@ -184,8 +184,9 @@ class DiscreteAutoregressiveDistribution(AutoregressiveDistribution):
         A copy, not an in-place write: a traced graph (``JitTrace_MIM``) does not
         keep ``no_grad``, and the earlier passes have saved ``x`` for backward.
         """
+        index: tuple[slice | int, ...] = (slice(None), *position)
         x = x.clone()
-        x[(slice(None), *position)] = values
+        x[index] = values
         return x
 
     def _empty(self, n: int) -> torch.Tensor:

@@ -98,7 +98,12 @@ class GRULanguageModel(PyroModule):
             emb = torch.cat([emb, context[:, None, :].expand(-1, tokens.shape[1], -1)], -1)
         return emb
 
-    def step(self, tokens: torch.Tensor, state, context: torch.Tensor):
+    def step(
+        self,
+        tokens: torch.Tensor,
+        state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+        context: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         """One step for a flat batch: ``(N,)`` previous tokens and state -> ``(N, V)`` logits, new state."""
         out, state = self.rnn(self._inputs(tokens[:, None], context), state)
         return self.output(out[:, 0]) + self.never_generated, state
