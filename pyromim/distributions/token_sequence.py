@@ -37,7 +37,8 @@ class TokenSequenceDistribution(AutoregressiveDistribution):
     ended. Measured (``benchmarks/bench_autoregressive.py``, vocabulary 243,
     embedding 64, hidden 128, length 16, batch 128, one CPU thread, every
     draw running all 16 steps): ``sample()`` 93 ms, ``log_prob`` 29 ms (88 ms
-    with its backward pass), a ratio of 3.2.
+    with its backward pass), a ratio of 3.2 (2.5 to 3.5 over three runs on a
+    shared, loaded host).
     """
 
     net: GRULanguageModel
