@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ar_families import CONTEXT_DIM, FAMILIES, Family
+from ar_families import CONTEXT_DIM, FAMILIES, Family, sharpen
 from torch.distributions import Bernoulli, Categorical
 
 from pyromim.distributions import TokenSequenceDistribution
-from pyromim.nn import GatedPixelCNN, GRULanguageModel
+from pyromim.nn import MADE, GatedPixelCNN, GRULanguageModel
 
 
 @pytest.fixture(params=FAMILIES, ids=lambda f: f.__name__)
@@ -115,21 +115,17 @@ def test_samples_follow_the_enumerated_probabilities(family):
 
 def larger(fam_name: str) -> Family:
     """A larger network of the family, for the dependence structure (not enumerable)."""
-    from ar_families import Family, sharpen
-
-    from pyromim.nn import MADE
-
     if fam_name.startswith("made"):
         k = None if fam_name == "made_binary" else 3
         net = sharpen(MADE(6, CONTEXT_DIM, hidden=(32, 32), num_categories=k, order=(3, 5, 0, 1, 4, 2)), 7)
-        return Family(fam_name, net, None, None, [(3,), (5,), (0,), (1,), (4,), (2,)], k)  # type: ignore[arg-type]
+        return Family(fam_name, net, None, None, [(3,), (5,), (0,), (1,), (4,), (2,)], k)
     if fam_name.startswith("pixelcnn"):
         k = None if fam_name == "pixelcnn_binary" else 3
         net = sharpen(GatedPixelCNN((4, 5), CONTEXT_DIM, num_categories=k, channels=8, num_layers=4), 8)
-        return Family(fam_name, net, None, None, [(i, j) for i in range(4) for j in range(5)], k)  # type: ignore[arg-type]
+        return Family(fam_name, net, None, None, [(i, j) for i in range(4) for j in range(5)], k)
     cell = "gru" if fam_name == "gru" else "lstm"
     net = sharpen(GRULanguageModel(8, CONTEXT_DIM, embedding_dim=4, hidden_size=8, num_layers=2, cell=cell), 9)
-    return Family(fam_name, net, None, None, [(t,) for t in range(5)], 8)  # type: ignore[arg-type]
+    return Family(fam_name, net, None, None, [(t,) for t in range(5)], 8)
 
 
 def test_conditionals_depend_on_exactly_the_earlier_positions(family):
