@@ -562,8 +562,9 @@ def check_ancestral_sampling(
                 f"passed to the model (teacher forcing): with the data swapped for the generated draw, "
                 f"log p(x|z) of that draw changes by up to {gap:.3g} nats, so the decoder side's draws are "
                 f"not samples of p(x|z) and copy the data. Fix it with one of: an autoregressive "
-                f"distribution from pyromim.distributions (log_prob in one teacher-forced pass, sample() "
-                f"ancestral); an ancestral loop, one sample site per step fed the previous step's value; "
+                f"distribution from pyromim.distributions (MADEDistribution, PixelCNNDistribution, "
+                f"TokenSequenceDistribution: log_prob in one teacher-forced pass, sample() ancestral); "
+                f"an ancestral loop, one sample site per step fed the previous step's value; "
                 f"or {what.split('(')[0]}(symmetric=False), which draws no data."
             )
 
