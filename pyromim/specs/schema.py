@@ -85,13 +85,18 @@ class ArchitectureSpec:
 
 @dataclass
 class NetworkSpec:
-    """``[encoder]`` / ``[decoder]``: an MLP or a small conv net."""
+    """``[encoder]`` / ``[decoder]``: an MLP, a small conv net or a GRU over tokens (encoder).
+
+    With an autoregressive likelihood (``made``, ``pixelcnn``, ``gru``) the
+    ``[decoder]`` table sizes that likelihood's network (``hidden``,
+    ``channels``, ``embedding_dim``) and ``network`` is not used."""
 
     network: str = _choices(NETWORKS, default="mlp")  # conv needs data.shape = [C, H, W]
     hidden: list[int] = field(default_factory=lambda: [50])  # MLP hidden widths; conv: feature width
     activation: str = _choices(ACTIVATIONS, default="tanh")  # between hidden layers
     norm: str = _choices(NORMS, default="none")  # normalisation between hidden layers
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv only
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv; pixelcnn decoder: one width per layer
+    embedding_dim: int = 64  # gru encoder and gru decoder: token embedding width
 
 
 @dataclass
@@ -177,13 +182,28 @@ class ModelSpec:
         for key, values in sizes:
             if any(v < 1 for v in values):
                 raise SpecError(f"{where}: '{key}' must hold sizes >= 1, got {values}")
+        autoregressive = bool(getattr(LIKELIHOODS[m.likelihood], "owns_decoder", False))
         for table, net in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if table == "decoder" and autoregressive:
+                continue  # the likelihood's own network: [decoder] sizes it, its 'network' is not used
+            if table == "encoder" and net.network == "gru" and d.kind != "tokens":
+                raise SpecError(
+                    f"{where}: 'encoder.network' = 'gru' reads token sequences and needs 'data.kind' = 'tokens', "
+                    f"got '{d.kind}'; use network = 'mlp' or 'conv'"
+                )
+            if table == "decoder" and net.network == "gru":
+                raise SpecError(
+                    f"{where}: 'decoder.network' = 'gru' is not a decoder network; for a recurrent decoder set "
+                    "'model.likelihood' = 'gru'"
+                )
             if table == "encoder" and net.network == "conv" and d.kind == "tokens":
                 raise SpecError(
                     f"{where}: 'encoder.network' = 'conv' does not take 'data.kind' = 'tokens' "
                     "(the encoder sees tokens one-hot, one more dimension than [C, H, W]); use network = 'mlp'"
                 )
-            if net.network == "conv" and len(d.shape) != 3:
+            # a pixelcnn likelihood hands [H, W] images to the encoder with a channel axis
+            image_like = len(d.shape) == 3 or (len(d.shape) == 2 and m.likelihood == "pixelcnn")
+            if net.network == "conv" and not image_like:
                 raise SpecError(
                     f"{where}: '{table}.network' = 'conv' needs 'data.shape' = [C, H, W], got {d.shape}; "
                     "use network = 'mlp' for flat data"
