@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import sys
 import warnings
@@ -258,6 +259,8 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.labels:
         options["labels"] = args.labels
     if args.binarize is not None:
+        if not math.isfinite(args.binarize):
+            raise UsageError(f"--binarize takes a finite threshold (values above it become 1), got {args.binarize}")
         options["binarize"] = args.binarize
     if args.label_column is not None:
         column = args.label_column
@@ -323,7 +326,16 @@ def _writable_file(path: Path, option: str) -> None:
 def _check_devices(args: argparse.Namespace) -> None:
     """Refuse an accelerator this machine does not have (Lightning would fail only after the data are loaded)."""
     from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
+    from lightning.pytorch.strategies import StrategyRegistry
 
+    from pyromim.specs.validation import nearest
+
+    if args.strategy != "auto" and args.strategy not in StrategyRegistry:
+        names = ["auto", *sorted(n for n in StrategyRegistry if "find_unused" not in n)]
+        raise UsageError(
+            f"--strategy {args.strategy!r} is not a Lightning strategy; use one of: {', '.join(names)}"
+            f"{nearest(args.strategy, names)}"
+        )
     name = args.accelerator
     if name == "auto":
         return
@@ -352,8 +364,8 @@ def _limits(args: argparse.Namespace) -> Iterator[None]:
     if mb is None:
         yield
         return
-    if not mb > 0:
-        raise UsageError(f"--max-decompressed-mb must be > 0, got {mb:g}")
+    if not (mb > 0 and math.isfinite(mb)):
+        raise UsageError(f"--max-decompressed-mb must be a finite number of megabytes > 0, got {mb:g}")
     saved = os.environ.get(MAX_DECOMPRESSED_ENV)
     os.environ[MAX_DECOMPRESSED_ENV] = repr(mb)
     try:
@@ -365,6 +377,17 @@ def _limits(args: argparse.Namespace) -> Iterator[None]:
             os.environ[MAX_DECOMPRESSED_ENV] = saved
 
 
+#: The largest seed: NumPy's and Pyro's seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+
+
+def _check_seeds(first: int | None, n: int = 1) -> None:
+    """Refuse seeds outside ``[0, 2**32 - 1]`` (the range NumPy and Pyro take)."""
+    if first is not None and not (0 <= first and first + n - 1 <= MAX_SEED):
+        span = f"--seed {first} with --seeds {n} gives seeds up to {first + n - 1}" if n > 1 else f"--seed {first}"
+        raise UsageError(f"{span}: seeds must lie in [0, 2**32 - 1]")
+
+
 def _spec_name(spec: str) -> str:
     return Path(spec).stem if spec.endswith(".toml") else spec
 
@@ -374,6 +397,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pyromim.infer.objectives import objective_name
     from pyromim.specs import resolve_spec
 
+    _check_seeds(args.seed)
     spec = resolve_spec(args.spec)
     objective = objective_name(args.objective or spec.training.objective)
     seed = 0 if args.seed is None else args.seed
@@ -399,6 +423,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
+    _check_seeds(args.seed)
     if args.json:
         _writable_file(Path(args.json), "--json")
     elif Path(args.path).exists():
@@ -442,6 +467,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--objectives must name distinct objectives, got {args.objectives!r}")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    _check_seeds(args.seed, args.seeds)
     first = 0 if args.seed is None else args.seed
     out = Path(args.out) if args.out else Path("runs") / _spec_name(args.spec) / "compare"
     _writable_directory(out, "--out")

@@ -167,6 +167,11 @@ class ModelSpec:
             raise SpecError(f"{where}: 'model.marginal_components' must be >= 0, got {m.marginal_components}")
         if m.likelihood_scale == "fixed" and not m.likelihood_fixed_scale > 0:
             raise SpecError(f"{where}: 'model.likelihood_fixed_scale' must be > 0, got {m.likelihood_fixed_scale}")
+        if m.likelihood_scale == "fixed" and not math.isfinite(m.likelihood_fixed_scale):
+            raise SpecError(
+                f"{where}: 'model.likelihood_fixed_scale' must be finite (the Gaussian likelihood's standard "
+                f"deviation), got {m.likelihood_fixed_scale}"
+            )
         if not (m.min_scale > 0 and math.isfinite(m.min_scale)):
             raise SpecError(f"{where}: 'model.min_scale' must be a finite number > 0, got {m.min_scale}")
         sizes = [("model.conditional_hidden", m.conditional_hidden)] + [
@@ -230,6 +235,11 @@ class ModelSpec:
             data = toml_io.loads(text)
         except toml_io.TOMLDecodeError as err:
             raise SpecError(f"{where}: not valid TOML: {err}") from err
+        except RecursionError:
+            raise SpecError(
+                f"{where}: not a spec: its arrays or tables are nested too deeply to read (a spec holds tables "
+                f"of keys whose values are numbers, strings, booleans or flat lists)"
+            ) from None
         return cls.from_dict(data, where)
 
     def to_toml(self) -> str:
