@@ -112,6 +112,11 @@ def test_unknown_spec_keys_are_refused_naming_the_close_match(tmp_path, capsys, 
 def test_specs_asking_for_more_memory_than_there_is_name_their_key(tmp_path, capsys, monkeypatch, change, key):
     # 16 GB: each of these specs needs at least 32 GB to train (weights, gradients and Adam's two moments)
     monkeypatch.setattr("pyromim.models.memory.available_memory", lambda: 16 * 10**9)
+
+    def no_model(spec):
+        raise AssertionError("the model was built before the memory check")  # tens of GB allocated
+
+    monkeypatch.setattr("pyromim.experiments.runner.build_model", no_model)
     path = write_spec(tmp_path / "big.toml", **change)
     line = one_error_line(["train", path, *TINY, "--out", str(tmp_path / "run")], capsys)
     assert f"'{key}' = 1000000000 needs at least" in line and "this machine has 16.0 GB; lower it" in line
