@@ -49,6 +49,14 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", metavar="PATH", help="file of integer labels, one per item (for a data file)")
     group.add_argument("--binarize", type=float, metavar="T", help="map file values > T to 1 and the rest to 0")
     group.add_argument("--label-column", metavar="NAME|INDEX", help="CSV column holding the labels")
+    for part in ("val", "test"):
+        group.add_argument(
+            f"--{part}-fraction",
+            type=float,
+            metavar="F",
+            help=f"share of a data file's items kept for {'validation' if part == 'val' else 'testing'} "
+            f"(default: the spec's [data] {part}_fraction, else 0.1)",
+        )
     group.add_argument(
         "--seed", type=int, default=None, help="seed of data split, initialisation and training (default 0)"
     )
@@ -265,8 +273,19 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.label_column is not None:
         column = args.label_column
         options["label_column"] = int(column) if column.lstrip("-").isdigit() else column
+    for part in ("val", "test"):
+        value = getattr(args, f"{part}_fraction", None)
+        if value is not None:
+            if not 0 <= value < 1:
+                raise UsageError(f"--{part}-fraction must lie in [0, 1) (a share of the items), got {value:g}")
+            options[f"{part}_fraction"] = value
+    if options.get("val_fraction", 0) + options.get("test_fraction", 0) >= 1:
+        raise UsageError("--val-fraction plus --test-fraction must be below 1, so that training items remain")
     if options and args.data is None:
-        raise UsageError("--labels, --binarize and --label-column apply to a data file: give it with --data PATH")
+        raise UsageError(
+            "--labels, --binarize, --label-column, --val-fraction and --test-fraction apply to a data file: "
+            "give it with --data PATH"
+        )
     return options
 
 

@@ -406,3 +406,26 @@ def test_cli_hints_use_the_option_names(tmp_path, capsys):
     np.save(tmp_path / "grey.npy", np.random.default_rng(0).random((100, 64)).astype(np.float32))
     line = one_error_line(["train", "digits_normal", "--data", str(tmp_path / "grey.npy"), *TINY], capsys)
     assert "--binarize 0.5 on the command line" in line
+
+
+def test_the_split_of_a_data_file_is_a_setting_of_the_spec_and_the_command(tmp_path, capsys):
+    from pyromim.experiments.datasets import prepare_data
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((200, 2)).astype(np.float32))
+    default = prepare_data(resolve_spec("toy4"), tmp_path / "x.npy")
+    assert (len(default.train), len(default.val), len(default.test)) == (160, 20, 20)
+    spec = ModelSpec.from_toml(TOY4.replace("[model]", "val_fraction = 0.3\ntest_fraction = 0.4\n\n[model]"))
+    from_spec = prepare_data(spec, tmp_path / "x.npy")
+    assert (len(from_spec.train), len(from_spec.val), len(from_spec.test)) == (60, 60, 80)
+    overridden = prepare_data(spec, tmp_path / "x.npy", data_options={"test_fraction": 0.0})
+    assert (len(overridden.train), len(overridden.val), overridden.test) == (140, 60, None)
+    with pytest.raises(SpecError, match=r"'data.val_fraction' \+ 'data.test_fraction' must be below 1"):
+        ModelSpec.from_toml(TOY4.replace("[model]", "val_fraction = 0.5\ntest_fraction = 0.5\n\n[model]"))
+    data = ["--data", str(tmp_path / "x.npy")]
+    for argv, expected in (
+        (["--val-fraction", "1.5", *data], "--val-fraction must lie in [0, 1) (a share of the items), got 1.5"),
+        (["--val-fraction", "0.6", "--test-fraction", "0.4", *data], "--val-fraction plus --test-fraction must be"),
+        (["--data", "toy4", "--test-fraction", "0.2"], "data options ['test_fraction'] (--test-fraction) apply to"),
+        (["--test-fraction", "0.2"], "--val-fraction and --test-fraction apply to a data file"),
+    ):
+        assert expected in one_error_line(["train", "toy4", *argv, *TINY], capsys)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pyromim.data import ArrayDataset, DataMismatchError, DataSplits, check_data_fits, load_data
+from pyromim.data.registry import BUILTIN_DATASETS
 from pyromim.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.specs import ModelSpec
 
@@ -83,7 +84,9 @@ def prepare_data(
     :param n_val: the same for the validation part.
     :param n_test: the same for the test part.
     :param data_options: passed to :func:`pyromim.data.load_data` for files
-        (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).
+        (``labels``, ``binarize``, ``kind``, ``key``, ``label_column``, ``val_fraction``,
+        ``test_fraction`` ...); a file's split fractions default to the spec's
+        ``[data] val_fraction`` / ``test_fraction`` (else 0.1 each).
     :raises DataMismatchError: no data given and the spec names no built-in data set, or no
         training items are left after the caps.
     """
@@ -94,7 +97,19 @@ def prepare_data(
                 f"(.npy, .npz, .csv, IDX) holding items of shape {list(spec.data.shape)}"
             )
         data = spec.data.dataset
-    splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **dict(data_options or {}))
+    options = dict(data_options or {})
+    if not isinstance(data, DataSplits) and str(data) in BUILTIN_DATASETS and options:
+        flags = ", ".join(f"--{key.replace('_', '-')}" for key in sorted(options))
+        raise DataMismatchError(
+            f"data options {sorted(options)} ({flags}) apply to data files, not to the built-in data set "
+            f"{str(data)!r}, which has its own split and values; leave them out or give a file with --data PATH"
+        )
+    if not isinstance(data, DataSplits) and str(data) not in BUILTIN_DATASETS:
+        # the spec's split of a data file; the data options (--val-fraction, --test-fraction) override it
+        for key in ("val_fraction", "test_fraction"):
+            if getattr(spec.data, key) is not None:
+                options.setdefault(key, getattr(spec.data, key))
+    splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **options)
     shape = tuple(spec.data.shape)
     parts: dict[str, ArrayDataset | None] = {}
     for key, n in (("train", n_train), ("val", n_val), ("test", n_test)):

@@ -161,7 +161,7 @@ def check_run_preconditions(spec: ModelSpec, config: RunConfig, splits: DataSpli
         raise DataMismatchError(
             f"{splits.train.name}: {len(splits.train)} item(s) and no test or validation part, but the metrics "
             f"need at least {needed} items in one; give a data file of at least {items_for_part(needed)} items "
-            f"({DEFAULT_FRACTION:.0%} of them are kept for testing) or, if --n-test/--n-val capped the parts, "
+            f"({DEFAULT_FRACTION:.0%} of them are kept for testing unless --test-fraction says otherwise) or, if --n-test/--n-val capped the parts, "
             f"raise a cap to {needed} or more, so that the run is not trained only to write no metrics"
         )
 

@@ -64,6 +64,8 @@ class DataSpec:
     dataset: str | None = None  # built-in data set the spec was made for (toy4, toy4_20, digits)
     vocab_size: int | None = None  # tokens only: number of distinct tokens
     standardize: bool = False  # gaussian only: networks see data scaled by the training mean and std
+    val_fraction: float | None = None  # data files: share of items kept for validation (default 0.1)
+    test_fraction: float | None = None  # data files: share of items kept for testing (default 0.1)
 
 
 @dataclass
@@ -150,6 +152,15 @@ class ModelSpec:
             raise SpecError(
                 f"{where}: 'data.standardize' = true needs 'model.likelihood' = 'gaussian' (got "
                 f"'{m.likelihood}'); other likelihoods see the data as they are, so remove the key"
+            )
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(d, key)
+            if value is not None and not 0 <= value < 1:
+                raise SpecError(f"{where}: 'data.{key}' must lie in [0, 1) (a share of the items), got {value}")
+        if (d.val_fraction or 0) + (d.test_fraction or 0) >= 1:
+            raise SpecError(
+                f"{where}: 'data.val_fraction' + 'data.test_fraction' must be below 1 so that training items "
+                f"remain, got {d.val_fraction} + {d.test_fraction}"
             )
         if d.kind == "tokens" and (d.vocab_size is None or d.vocab_size < 2):
             raise SpecError(f"{where}: 'data.vocab_size' (an int >= 2) is required when 'data.kind' = 'tokens'")
