@@ -380,7 +380,10 @@ def _read_npz(path: Path, key: str | None, limit: int | None = None) -> tuple[np
             candidates = [k for k in names if k not in ("y", "labels")]
             key = "x" if "x" in names else (candidates[0] if len(candidates) == 1 else None)
             if key is None:
-                raise DataFileError(f"{path}: which array holds the data? pass key=, one of {names}")
+                raise DataFileError(
+                    f"{path}: which array holds the data? the file holds {names}: save the data under the name "
+                    f"'x' (or, loading in Python, pass key=)"
+                )
         if key not in names:
             raise DataFileError(f"{path}: no array {key!r}; the file holds {names}")
         labels_key = next((k for k in ("y", "labels") if k in names and k != key), None)
