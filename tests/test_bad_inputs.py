@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,21 @@ def test_npy_headers_are_checked_before_anything_is_allocated(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object), allow_pickle=True)
     with pytest.raises(DataFileError, match=r"objects\.npy: holds Python objects"):
         load_file(tmp_path / "objects.npy")
+
+
+def test_npz_arrays_have_their_headers_checked_against_the_archive(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**40, 4)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(64))
+    with pytest.raises(
+        DataFileError, match=r"huge\.npz \(array 'x'\): \.npy header declares shape \(1099511627776, 4\)"
+    ):
+        load_file(tmp_path / "huge.npz")
+    values = np.asfortranarray(np.random.default_rng(0).random((30, 4)))
+    np.savez_compressed(tmp_path / "ok.npz", x=values, y=np.arange(30) % 3)
+    loaded, labels = read_array(tmp_path / "ok.npz")
+    assert np.array_equal(loaded, values) and labels.tolist() == [i % 3 for i in range(30)]
 
 
 def test_a_gzipped_npy_file_is_read(tmp_path):

@@ -207,43 +207,50 @@ def _read_npy(path: Path, limit: int | None) -> np.ndarray:
     A plain file must hold exactly the declared bytes after its header; a
     ``.gz`` one may declare at most the decompression limit.
     """
-    fmt = np.lib.format
     if limit is None:
         limit = _default_limit(path)
     with _open(path, limit) as f:
-        try:
-            version = fmt.read_magic(f)
-            if version not in ((1, 0), (2, 0)):
-                raise ValueError(f"format version {version[0]}.{version[1]}, of structured arrays; numbers are needed")
-            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-            shape, fortran_order, dtype = read_header(f)
-        except ValueError as err:
-            raise DataFileError(f"{path}: not a .npy file, or its header is corrupt ({err})") from None
-        if dtype.hasobject:
+        return _npy_from(f, path, None if path.suffix == ".gz" else path.stat().st_size, limit)
+
+
+def _npy_from(f: IO[bytes], path: Path, size: int | None, limit: int | None, what: str = "") -> np.ndarray:
+    """The array of the ``.npy`` stream ``f`` of ``size`` bytes in all (``None``: unknown, then at most
+    ``limit``); ``what`` names an archive member in errors."""
+    fmt = np.lib.format
+    where = f"{path}{what}"
+    try:
+        version = fmt.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"format version {version[0]}.{version[1]}, of structured arrays; numbers are needed")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+    except ValueError as err:
+        raise DataFileError(f"{where}: not a .npy file, or its header is corrupt ({err})") from None
+    if dtype.hasobject:
+        raise DataFileError(
+            f"{where}: holds Python objects ({dtype}), which are not read (loading them would run code "
+            f"from the file); save a numeric array with numpy.save"
+        )
+    count = math.prod(shape)
+    expected = count * dtype.itemsize
+    if size is not None:
+        held = size - f.tell()
+        if held != expected:
             raise DataFileError(
-                f"{path}: holds Python objects ({dtype}), which are not read (loading them would run code "
-                f"from the file); save a numeric array with numpy.save"
+                f"{where}: .npy header declares shape {shape} of {dtype} ({expected} bytes of values) but "
+                f"the file holds {held} bytes after the header; the file is truncated or corrupt"
             )
-        count = math.prod(shape)
-        expected = count * dtype.itemsize
-        if path.suffix != ".gz":
-            held = path.stat().st_size - f.tell()
-            if held != expected:
-                raise DataFileError(
-                    f"{path}: .npy header declares shape {shape} of {dtype} ({expected} bytes of values) but "
-                    f"the file holds {held} bytes after the header; the file is truncated or corrupt"
-                )
-        elif limit is not None and expected > limit:
-            raise _too_large(path, limit, f"declares shape {shape} of {dtype}, {expected / 2**20:.4g} MB,")
-        values = np.empty(count, dtype=dtype)
-        filled = _read_into(f, values)
-        if filled < expected:
-            raise DataFileError(
-                f"{path}: .npy header declares shape {shape} of {dtype} ({expected} bytes of values) "
-                f"but the file ends after {filled}; the file is truncated or corrupt"
-            )
-        if f.read(1):
-            raise DataFileError(f"{path}: holds more bytes than its .npy header declares; the file is corrupt")
+    elif limit is not None and expected > limit:
+        raise _too_large(path, limit, f"declares shape {shape} of {dtype}, {expected / 2**20:.4g} MB,")
+    values = np.empty(count, dtype=dtype)
+    filled = _read_into(f, values)
+    if filled < expected:
+        raise DataFileError(
+            f"{where}: .npy header declares shape {shape} of {dtype} ({expected} bytes of values) "
+            f"but the file ends after {filled}; the file is truncated or corrupt"
+        )
+    if f.read(1):
+        raise DataFileError(f"{where}: holds more bytes than its .npy header declares; the file is corrupt")
     return values.reshape(shape, order="F" if fortran_order else "C")
 
 
@@ -374,20 +381,28 @@ def _check_npz_sizes(path: Path, limit: int | None) -> None:
 
 def _read_npz(path: Path, key: str | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     _check_npz_sizes(path, limit)
-    with np.load(path, allow_pickle=False) as archive:
-        names = list(archive.files)
+    with zipfile.ZipFile(path) as archive:
+        # each array is a .npy member, read with its header checked against the member's size
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        names = list(members)
         if key is None:
             candidates = [k for k in names if k not in ("y", "labels")]
             key = "x" if "x" in names else (candidates[0] if len(candidates) == 1 else None)
             if key is None:
                 raise DataFileError(
-                    f"{path}: which array holds the data? the file holds {names}: save the data under the name "
-                    f"'x' (or, loading in Python, pass key=)"
+                    f"{path}: which array holds the data? save it under the name 'x' (or, loading in Python, "
+                    f"pass key=), one of {names}"
                 )
         if key not in names:
             raise DataFileError(f"{path}: no array {key!r}; the file holds {names}")
         labels_key = next((k for k in ("y", "labels") if k in names and k != key), None)
-        return archive[key], (archive[labels_key] if labels_key else None)
+
+        def read(name: str) -> np.ndarray:
+            info = members[name]
+            with archive.open(info) as f:
+                return _npy_from(f, path, info.file_size, limit, f" (array {name!r})")
+
+        return read(key), (read(labels_key) if labels_key else None)
 
 
 def read_array(
