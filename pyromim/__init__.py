@@ -11,7 +11,7 @@ The public API is what this package and its subpackages list in ``__all__``:
 * :mod:`pyromim.specs`: model specifications (TOML) and the catalogue;
 * :mod:`pyromim.models`: models built from specs, saved and loaded;
 * :mod:`pyromim.data`, :mod:`pyromim.nn`, :mod:`pyromim.distributions`,
-  :mod:`pyromim.priors`, :mod:`pyromim.likelihoods`: the building blocks;
+  :mod:`pyromim.blocks` (priors, likelihoods, marginals): the building blocks;
 * :mod:`pyromim.training` (``pyromim[train]``): Lightning training;
 * :mod:`pyromim.experiments`: train, evaluate and compare runs from specs;
 * :mod:`pyromim.plots` (``pyromim[plots]``): figures of runs.

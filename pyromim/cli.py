@@ -542,9 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from pyromim._run_dir import RunDirectoryError
+    from pyromim.blocks.likelihoods import DataSupportError
     from pyromim.data import DataFileError, DataMismatchError
     from pyromim.infer import GuideInputsError, NonFiniteLossError
-    from pyromim.likelihoods import DataSupportError
     from pyromim.models import CheckpointError
     from pyromim.specs import SpecError
 

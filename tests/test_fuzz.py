@@ -21,15 +21,15 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from pyromim.blocks.likelihoods import LIKELIHOODS
+from pyromim.blocks.priors import PRIORS
 from pyromim.data import ArrayDataset, DataFileError, DataMismatchError, check_data_fits, load_file
 from pyromim.data.dataset import DATA_KINDS, values_fit_kind
 from pyromim.infer.objectives import OBJECTIVES
-from pyromim.likelihoods import LIKELIHOODS
 from pyromim.models import build_model
 from pyromim.models.memory import check_memory
 from pyromim.nn.mlp import ACTIVATIONS, NORMS
 from pyromim.nn.networks import NETWORKS
-from pyromim.priors import PRIORS
 from pyromim.specs import ModelSpec, SpecError, resolve_spec
 from pyromim.specs.schema import ArchitectureSpec, DataSpec, NetworkSpec, TrainingSpec
 from pyromim.specs.toml_io import dumps

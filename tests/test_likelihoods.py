@@ -8,8 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from pyromim.distributions import DiscretizedLogistic
-from pyromim.likelihoods import (
+from pyromim.blocks.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
     CategoricalLikelihood,
@@ -19,6 +18,7 @@ from pyromim.likelihoods import (
     NegativeBinomialLikelihood,
     PoissonLikelihood,
 )
+from pyromim.distributions import DiscretizedLogistic
 
 SHAPE = (2, 3)
 

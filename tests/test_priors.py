@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 import torch
 
-from pyromim.priors import LearnedGaussianPrior, MixturePrior, StandardNormalPrior, VampPrior
+from pyromim.blocks.priors import LearnedGaussianPrior, MixturePrior, StandardNormalPrior, VampPrior
 
 
 def _linear_encoder(in_dim: int, latent_dim: int, seed: int = 0):

@@ -15,9 +15,10 @@ PACKAGES = [
     "pyromim.data",
     "pyromim.nn",
     "pyromim.distributions",
-    "pyromim.priors",
-    "pyromim.likelihoods",
-    "pyromim.decoder_mixture_marginal",
+    "pyromim.blocks",
+    "pyromim.blocks.priors",
+    "pyromim.blocks.likelihoods",
+    "pyromim.blocks.marginals",
     "pyromim.training",
     "pyromim.experiments",
     "pyromim.plots",
@@ -48,9 +49,8 @@ LOWER = (
     "nn",
     "distributions",
     "specs",
-    "priors",
-    "likelihoods",
-    "decoder_mixture_marginal",
+    "blocks",
+    "ops",
 )
 HIGHER = ("models", "training", "experiments", "plots", "cli")
 

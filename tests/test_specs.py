@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pyromim
-from pyromim.priors import StandardNormalPrior, VampPrior
+from pyromim.blocks.priors import StandardNormalPrior, VampPrior
 from pyromim.specs import ModelSpec, SpecError, resolve_spec
 
 
@@ -206,7 +206,7 @@ def test_a_directory_named_like_a_spec_does_not_hide_the_catalogue(tmp_path, mon
 def test_adding_a_prior_is_one_registry_entry_plus_its_class(monkeypatch):
     import pyro.distributions as dist
 
-    from pyromim.priors import PRIORS, Prior
+    from pyromim.blocks.priors import PRIORS, Prior
 
     class LaplacePrior(Prior):
         name = "laplace"
@@ -228,11 +228,11 @@ def test_adding_a_prior_is_one_registry_entry_plus_its_class(monkeypatch):
 
 
 def test_every_vocabulary_is_read_from_its_registry():
+    from pyromim.blocks.likelihoods import LIKELIHOODS
+    from pyromim.blocks.priors import PRIORS
     from pyromim.data import DATA_KINDS
     from pyromim.infer.objectives import OBJECTIVES
-    from pyromim.likelihoods import LIKELIHOODS
     from pyromim.nn import ACTIVATIONS, NETWORKS, NORMS
-    from pyromim.priors import PRIORS
     from pyromim.specs.schema import ArchitectureSpec, DataSpec, NetworkSpec, TrainingSpec
 
     def choices(cls, name):
@@ -266,7 +266,7 @@ def test_old_key_min_logvar_reads_as_the_scale_floor_with_a_deprecation_warning(
 
 
 def test_gaussian_head_and_likelihood_still_take_min_logvar_with_a_warning():
-    from pyromim.likelihoods import GaussianLikelihood
+    from pyromim.blocks.likelihoods import GaussianLikelihood
     from pyromim.nn import GaussianHead
 
     with pytest.warns(DeprecationWarning, match="min_logvar is deprecated"):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from pyromim import build_model, load_model, save_model
+from pyromim.blocks.likelihoods import GaussianLikelihood
 from pyromim.data import toy4_20
 from pyromim.experiments import evaluate_run, run
-from pyromim.likelihoods import GaussianLikelihood
 from pyromim.specs import SpecError, resolve_spec
 
 

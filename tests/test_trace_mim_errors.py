@@ -209,6 +209,22 @@ def test_options_are_type_checked_when_set():
         Trace_MIM(guide_inputs={"x": 1})
 
 
+def test_a_misspelt_option_is_refused_with_the_close_match_named():
+    from pyromim import JitTrace_MIM
+
+    for cls in (Trace_MIM, JitTrace_MIM):
+        loss = cls()
+        with pytest.raises(AttributeError, match=r"no option 'symetric'; did you mean 'symmetric'"):
+            loss.symetric = False
+        assert loss.symmetric is True
+        with pytest.raises(AttributeError, match="'decoder_gradient'"):
+            loss.decoder_gradients = "score"
+    loss = Trace_MIM()
+    loss.beta = 0.5  # options and attributes unlike any option are set as usual
+    loss.my_note = "kept"
+    assert (loss.beta, loss.my_note) == (0.5, "kept")
+
+
 def test_data_anchored_q_x_is_refused_whichever_option_is_set_last():
     symmetric = Trace_MIM(symmetric=True)
     with pytest.raises(ValueError, match="only works with the asymmetric loss"):

@@ -190,7 +190,7 @@ def _plate_model(x):
 def test_the_data_plate_is_the_outermost_plate_around_the_observations():
     from pyro import poutine
 
-    from pyromim.infer.mim_traces import data_plate_of, is_global
+    from pyromim.infer.sites import data_plate_of, is_global
 
     trace = poutine.trace(_plate_model).get_trace(torch.randn(5, 2))
     plate = data_plate_of(trace)

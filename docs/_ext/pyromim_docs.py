@@ -147,8 +147,9 @@ def _exists_in_pyromim(candidates: list[str]) -> bool:
 PUBLIC_MODULES = (
     "pyromim",
     "pyromim.infer",
-    "pyromim.priors",
-    "pyromim.likelihoods",
+    "pyromim.blocks.priors",
+    "pyromim.blocks.likelihoods",
+    "pyromim.blocks.marginals",
     "pyromim.nn",
     "pyromim.distributions",
     "pyromim.specs",

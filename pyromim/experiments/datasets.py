@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pyromim.blocks.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.data import ArrayDataset, DataMismatchError, DataSplits, check_data_fits, load_data
 from pyromim.data.registry import BUILTIN_DATASETS
-from pyromim.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.specs import ModelSpec
 
 logger = logging.getLogger(__name__)

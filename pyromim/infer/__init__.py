@@ -8,16 +8,15 @@ from pyromim._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from pyromim.infer.entropy_ablation import Trace_ELBO_plus_H, Trace_MIM_minus_H
-    from pyromim.infer.guide_inputs import GuideInputsError
-    from pyromim.infer.trace_mim import (
+    from pyromim.infer.errors import (
         CollapsedScaleError,
         CollapsingPriorWarning,
         CompilationError,
-        JitTrace_MIM,
+        GuideInputsError,
         NonFiniteDataError,
         NonFiniteLossError,
-        Trace_MIM,
     )
+    from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 
 __all__ = [
     "Trace_MIM",
@@ -37,16 +36,15 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "pyromim.infer.entropy_ablation": ("Trace_ELBO_plus_H", "Trace_MIM_minus_H"),
-        "pyromim.infer.guide_inputs": ("GuideInputsError",),
-        "pyromim.infer.trace_mim": (
+        "pyromim.infer.errors": (
             "CollapsedScaleError",
             "CollapsingPriorWarning",
             "CompilationError",
-            "JitTrace_MIM",
+            "GuideInputsError",
             "NonFiniteDataError",
             "NonFiniteLossError",
-            "Trace_MIM",
         ),
+        "pyromim.infer.trace_mim": ("JitTrace_MIM", "Trace_MIM"),
     },
     globals(),
 )

@@ -45,8 +45,10 @@ from typing import Any
 
 import torch
 
-from pyromim.infer.mim_traces import MIMTraces, sample_sites
-from pyromim.infer.trace_mim import Trace_MIM, _Side
+from pyromim.infer.mim_traces import MIMTraces
+from pyromim.infer.sides import Side
+from pyromim.infer.sites import sample_sites
+from pyromim.infer.trace_mim import Trace_MIM
 
 __all__ = ["Trace_ELBO_plus_H", "Trace_MIM_minus_H"]
 
@@ -98,9 +100,9 @@ class Trace_MIM_minus_H(Trace_MIM):
         super().__init__(**kwargs)
         _require_marginal(self, "Trace_MIM_minus_H")
 
-    def _sides(self, traces: MIMTraces, beta) -> list[_Side]:
+    def _sides(self, traces: MIMTraces, beta) -> list[Side]:
         half = 0.5 if self.symmetric else 1.0
-        enc = _Side("encoder")
+        enc = Side("encoder")
         # q(z|x) q(x) = p(x, z) at the shared z, so M = p(x, z) and
         # l + log M = -1/2 (1 + beta) log p(x, z) + log p(x, z)
         enc.add_evaluated("model", traces.enc_model, half * 0.5 * (1.0 - beta))
@@ -135,8 +137,8 @@ class Trace_ELBO_plus_H(Trace_MIM):
         super().__init__(**kwargs)
         _require_marginal(self, "Trace_ELBO_plus_H")
 
-    def _sides(self, traces: MIMTraces, beta) -> list[_Side]:
-        enc = _Side("encoder")
+    def _sides(self, traces: MIMTraces, beta) -> list[Side]:
+        enc = Side("encoder")
         enc.add_evaluated("model", traces.enc_model, -2.0)
         enc.add_sampled("guide", traces.enc_guide, 1.0)
         return [enc]

@@ -29,18 +29,24 @@ it), and only parallel enumeration is supported.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyro.poutine as poutine
 import torch
-from pyro.infer.traceenum_elbo import _compute_model_factors  # the summed model factors TraceEnum_ELBO uses
 from pyro.infer.util import Dice
 from pyro.ops import packed
 from pyro.ops.contract import contract_tensor_tree
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+
+from pyromim.infer.sites import all_sample_sites, is_global
+from pyromim.ops import private
+
+if TYPE_CHECKING:
+    from pyromim.infer.mim_traces import MIMTraces
 
 __all__ = [
     "EnumeratedSites",
@@ -53,6 +59,9 @@ __all__ = [
     "marginal_model_costs",
     "expected_cost",
     "summed_model_trace",
+    "local_ordinal",
+    "enumerated_expectation",
+    "summed_local",
 ]
 
 
@@ -144,7 +153,7 @@ def marginal_model_costs(model_trace: Trace, guide_trace: Trace) -> tuple[Any, d
     (log-sum-exp by tensor contraction), by ordinal, and the ordinal of every
     site. Terms keep the guide's enumeration dimensions (if any). Both traces
     must be packed (:func:`pack`)."""
-    costs, log_factors, ordering, sum_dims, scale = _compute_model_factors(model_trace, guide_trace)
+    costs, log_factors, ordering, sum_dims, scale = private.model_factors(model_trace, guide_trace)
     if log_factors:
         for ordinal, terms in contract_tensor_tree(log_factors, sum_dims).items():
             costs.setdefault(ordinal, []).extend(packed.scale_and_mask(term, scale=scale) for term in terms)
@@ -179,3 +188,60 @@ def summed_model_trace(
     trace = prune_subsample_sites(poutine.trace(program).get_trace(*args, **kwargs))
     trace.compute_log_prob()
     return trace
+
+
+def local_ordinal(trace, data_plate: str | None) -> Callable[[frozenset], bool]:
+    """Whether a packed term's ordinal (plate symbols) lies in the data plate."""
+    if data_plate is None:
+        return lambda ordinal: True
+    symbol = trace.plate_to_symbol.get(data_plate)
+    if symbol is None:
+        raise ValueError(
+            f"Trace_MIM sums enumerated sites within vectorised plates: the data plate "
+            f"'{data_plate}' is iterated (a sequential pyro.plate); give it a vectorised plate "
+            f"(with pyro.plate(...)) or drop the 'enumerate' hints."
+        )
+    return lambda ordinal: symbol in ordinal
+
+
+def enumerated_expectation(
+    model_trace: Trace, guide_trace: Trace, data_plate: str | None, model_weight, guide_weight, global_guide_weight=None
+) -> torch.Tensor:
+    """``model_weight * log p + guide_weight * log q``, the model's enumerated latents
+    summed out of ``log p`` and the expectation over the guide's enumerated latents
+    exact. ``global_guide_weight``: the weight of the guide's global sites, whose
+    draw this is (the encoder side); None leaves global terms out, the globals
+    being replayed, not drawn (the re-encoding)."""
+    costs, ordering = marginal_model_costs(model_trace, guide_trace)
+    local = (lambda ordinal: True) if global_guide_weight is not None else local_ordinal(model_trace, data_plate)
+    weighted: Any = OrderedDict(
+        (ordinal, [packed.scale_and_mask(term, scale=model_weight) for term in terms])
+        for ordinal, terms in costs.items()
+        if local(ordinal)
+    )
+    drawn = Trace()  # the guide sites drawn here: only they contribute score-function factors
+    for name, site in all_sample_sites(guide_trace):
+        weight = guide_weight
+        if is_global(site, data_plate):
+            if global_guide_weight is None:
+                continue
+            weight = global_guide_weight
+        drawn.add_node(name, **site)
+        if isinstance(weight, float) and weight == 0.0:
+            continue  # with the one-sample marginal, log q(z|x) cancels on the encoder side
+        weighted.setdefault(ordering[name], []).append(packed.scale_and_mask(site["packed"]["log_prob"], scale=weight))
+    return expected_cost(drawn, ordering, weighted)
+
+
+def summed_local(traces: MIMTraces) -> torch.Tensor:
+    """``log p(z, x)``'s local terms at the decoder side's draw, the model's
+    enumerated latents summed out."""
+    assert traces.dec_summed is not None and traces.dec_guide is not None  # set whenever the model enumerates
+    costs, _ = marginal_model_costs(traces.dec_summed, traces.dec_guide)
+    local = local_ordinal(traces.dec_summed, traces.data_plate)
+    total: Any = 0.0
+    for ordinal, terms in costs.items():
+        if local(ordinal):
+            for term in terms:
+                total = total + term.sum()
+    return torch.as_tensor(total)

@@ -52,6 +52,8 @@ import torch
 from pyro.poutine.trace_struct import Trace
 from pyro.util import get_rng_state, set_rng_state
 
+from pyromim.infer.errors import GuideInputsError
+
 GuideInputsHook = Callable[[Mapping[str, torch.Tensor], tuple, dict], tuple]
 GuideInputs = Mapping[str, str] | GuideInputsHook | None
 
@@ -68,10 +70,6 @@ VECTORIZED_PARTICLES_HINT = (
     "images, or an explicit size), not x.shape[0], and keep leading dimensions in the encoder "
     "(x.reshape(x.shape[:-2] + (-1,)) or x.flatten(-2), not x.reshape(-1, 784))."
 )
-
-
-class GuideInputsError(ValueError):
-    """Generated data cannot be matched unambiguously to the guide's arguments."""
 
 
 def _signature(fn: Callable) -> inspect.Signature | None:

@@ -12,7 +12,7 @@ data, a fresh guide draw ``z' ~ q(z|x, theta)`` (re-encoding) with the model,
 conditioned on the generated data, replayed on it.
 
 Global latents are the model's latent sites outside the data plate, the plate
-that holds every observed site (see :func:`data_plate_of`).
+that holds every observed site (see :func:`pyromim.infer.sites.data_plate_of`).
 """
 
 from __future__ import annotations
@@ -41,23 +41,23 @@ from pyromim.infer.enumeration import (
     pack,
     summed_model_trace,
 )
+from pyromim.infer.errors import NonFiniteDataError
 from pyromim.infer.guide_inputs import VECTORIZED_PARTICLES_HINT, GuideInputs, substitute_generated
+from pyromim.infer.sites import (
+    base_distribution,
+    data_plate_of,
+    infer_option,
+    is_data,
+    is_global,
+    sample_sites,
+)
 
 __all__ = [
     "MIMTraces",
-    "NonFiniteDataError",
     "encoder_traces",
     "decoder_traces",
-    "sample_sites",
     "non_finite_data",
-    "is_global",
-    "is_data",
-    "data_plate_of",
 ]
-
-
-class NonFiniteDataError(ValueError):
-    """The data given to the loss (an observed site's value or an argument) hold NaN or infinite values."""
 
 
 class MIMTraces(NamedTuple):
@@ -78,101 +78,6 @@ class MIMTraces(NamedTuple):
     re_enumerated: bool = False
 
 
-#: the plate Pyro adds around every site under ``vectorize_particles``
-PARTICLE_PLATE = "num_particles_vectorized"
-
-
-def infer_option(site: Mapping[str, Any], key: str) -> bool:
-    """A site's ``infer[key]`` flag (``False`` when the site has no ``infer`` dict)."""
-    return bool((site.get("infer") or {}).get(key, False))
-
-
-def _plate_names(site: Mapping[str, Any]) -> set[str]:
-    return {frame.name for frame in site.get("cond_indep_stack", ()) if frame.name != PARTICLE_PLATE}
-
-
-def is_global(site: Mapping[str, Any], data_plate: str | None) -> bool:
-    """Whether a trace site lies outside the data plate (a global latent, a
-    global factor or a guide's global auxiliary site)."""
-    return data_plate is not None and data_plate not in _plate_names(site)
-
-
-def is_factor(site: Mapping[str, Any]) -> bool:
-    """A ``pyro.factor`` site: an observed auxiliary site (a ``Unit`` distribution)."""
-    return bool(site["is_observed"] and infer_option(site, "is_auxiliary"))
-
-
-def is_data(site: Mapping[str, Any]) -> bool:
-    """An observed site that holds data (not a factor, not ``pyro.deterministic``)."""
-    return bool(
-        (site["is_observed"] or infer_option(site, "was_observed"))
-        and not infer_option(site, "is_auxiliary")
-        and not site["infer"].get("_deterministic", False)
-    )
-
-
-def data_plate_of(model_trace: Trace, data_plate: str | None = None) -> str | None:
-    """The name of the data plate of a model trace, or None when there is none.
-
-    The data plate is the plate that encloses every observed site. A model
-    whose observed sites share no plate describes a single datum: all its
-    latents are local. When the observed sites share several plates, a
-    subsampled one is the data plate; if that still leaves a choice that
-    matters (latents inside some of the candidates but not others), the
-    outermost (leftmost ``dim``) is, as in Pyro's usual layout of a data
-    plate around feature plates; ``data_plate`` overrides all this.
-    """
-    latents = [site for site in sample_sites(model_trace).values() if not site["is_observed"]]
-    all_plates = set().union(*(_plate_names(site) for site in model_trace.nodes.values() if site["type"] == "sample"))
-    if data_plate is not None:
-        if data_plate not in all_plates:
-            raise ValueError(
-                f"Trace_MIM(data_plate={data_plate!r}): the model has no plate of that name; "
-                f"its plates are {sorted(all_plates) or '(none)'}."
-            )
-        return data_plate
-    observed = [site for site in sample_sites(model_trace).values() if is_data(site)]
-    if not observed:
-        return None
-    common = set.intersection(*(_plate_names(site) for site in observed))
-    if len(common) > 1:
-        subsampled = {
-            frame.name
-            for site in observed
-            for frame in site["cond_indep_stack"]
-            if frame.name in common and frame.full_size is not None and frame.full_size != frame.size
-        }
-        common = subsampled or common
-    if len(common) > 1:
-        splits = {frozenset(site["name"] for site in latents if plate in _plate_names(site)) for plate in common}
-        dims = {
-            frame.name: frame.dim for site in observed for frame in site["cond_indep_stack"] if frame.name in common
-        }
-        if len(splits) > 1 and any(dims[name] is None for name in common):
-            raise ValueError(
-                f"Trace_MIM: the observed sites share the plates {sorted(common)}, and the "
-                f"model's latents lie inside some of them but not others, so which latents "
-                f"are global (outside the data plate) is ambiguous. Name the plate over "
-                f"data points: Trace_MIM(data_plate={sorted(common)[0]!r}) (or another of them)."
-            )
-        if len(splits) > 1:  # the outermost (leftmost) of them, as Pyro lays out data plates
-            return min(common, key=lambda name: cast(int, dims[name]))  # every dim is set (checked above)
-    return sorted(common)[0] if common else None
-
-
-def sample_sites(trace: Trace | None, include_auxiliary: bool = False) -> dict[str, Message]:
-    """The sample sites of ``trace`` by name (none for ``None``); auxiliary guide
-    sites (``infer={"is_auxiliary": True}``) only if ``include_auxiliary``, as
-    ``log q`` needs them but the model has no site for them."""
-    if trace is None:
-        return {}
-    return {
-        name: site
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and (include_auxiliary or not infer_option(site, "is_auxiliary"))
-    }
-
-
 def _latent_names(model_trace: Trace) -> list[str]:
     return [
         name
@@ -186,14 +91,6 @@ def _guide_name(guide: Callable) -> str:
     return str(name)
 
 
-def _base_distribution(fn):
-    while True:
-        if hasattr(fn, "base_dist"):
-            fn = fn.base_dist
-        else:
-            return fn
-
-
 def _check_guide_covers(
     model_trace: Trace, guide_trace: Trace, side: str, data_plate: str | None = None, guide_name: str = "guide"
 ) -> None:
@@ -202,7 +99,7 @@ def _check_guide_covers(
         for name, site in sample_sites(guide_trace, include_auxiliary=True).items():
             if is_global(site, data_plate) or site_is_subsample(site) or site["is_observed"]:
                 continue
-            if infer_option(site, "is_auxiliary") or isinstance(_base_distribution(site["fn"]), Delta):
+            if infer_option(site, "is_auxiliary") or isinstance(base_distribution(site["fn"]), Delta):
                 what = "an auxiliary site" if infer_option(site, "is_auxiliary") else "a point mass (Delta)"
                 raise ValueError(
                     f"Trace_MIM(symmetric=True) evaluates log q(z|x) at local latents drawn from the "
@@ -323,9 +220,6 @@ def _subsample_indices(trace: Trace) -> dict:
     return {name: site["value"] for name, site in _subsample_trace(trace).nodes.items()}
 
 
-_PLATE_HINT = VECTORIZED_PARTICLES_HINT
-
-
 def _check_plates_agree(model_trace: Trace, guide_trace: Trace, note: str) -> None:
     """Plates of the same name must have the same full size in model and guide;
     otherwise replayed subsample indices would silently rescale log-probs."""
@@ -340,7 +234,7 @@ def _check_plates_agree(model_trace: Trace, guide_trace: Trace, note: str) -> No
                 raise ValueError(
                     f"Trace_MIM decoder side ({note}): guide site '{site['name']}' is in "
                     f"plate '{frame.name}' of size {full}, but the model's plate "
-                    f"'{frame.name}' has size {sizes[frame.name]}. {_PLATE_HINT}"
+                    f"'{frame.name}' has size {sizes[frame.name]}. {VECTORIZED_PARTICLES_HINT}"
                 )
 
 
@@ -376,7 +270,7 @@ def _run(fn: Callable, side_note: str, *args, **kwargs) -> Trace:
         return poutine.trace(fn).get_trace(*args, **kwargs)
     except (ValueError, RuntimeError, IndexError) as e:
         # the user's own error, with where it happened and the usual cause added
-        note = f"[Trace_MIM decoder side: {side_note}. {_PLATE_HINT}]"
+        note = f"[Trace_MIM decoder side: {side_note}. {VECTORIZED_PARTICLES_HINT}]"
         if hasattr(e, "add_note"):  # Python >= 3.11: the same exception, traceback intact
             e.add_note(note)
             raise

@@ -39,6 +39,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+#: The estimates of ``log q(x)`` that :class:`~pyromim.infer.Trace_MIM` takes by name
+#: (``q_x=``; it also takes a callable).
+Q_X_ESTIMATES: tuple[str, ...] = ("marginal", "data")
+#: What a spec's ``[training] q_x`` and ``--q-x`` may name: an estimate, or ``"learned"``
+#: (the model's own learned marginal).
+Q_X_CHOICES: tuple[str, ...] = (*Q_X_ESTIMATES, "learned")
+#: The estimators of the decoder side's gradient through non-reparameterised draws
+#: (``Trace_MIM(decoder_gradient=...)``), the default first.
+DECODER_GRADIENTS: tuple[str, ...] = ("detach", "score")
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -145,15 +155,18 @@ def make_loss(objective: str, model: Any, *, q_x: str = "marginal", beta: float 
                 "in the spec, or use q_x = 'marginal'"
             )
         estimate: Any = model.marginal
-    elif q_x in ("marginal", "data"):
+    elif q_x in Q_X_ESTIMATES:
         estimate = q_x
     else:
-        raise ValueError(f"unknown q_x {q_x!r}; choose 'marginal', 'data' or 'learned'")
+        raise ValueError(f"unknown q_x {q_x!r}; choose one of {', '.join(map(repr, Q_X_CHOICES))}")
     return OBJECTIVES[name].make(model, estimate, beta, False)
 
 
 __all__ = [
+    "DECODER_GRADIENTS",
     "DEPRECATED_OBJECTIVES",
+    "Q_X_CHOICES",
+    "Q_X_ESTIMATES",
     "OBJECTIVES",
     "Objective",
     "compared_objectives",

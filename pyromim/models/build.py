@@ -7,17 +7,17 @@ from pathlib import Path
 
 from torch import nn
 
-from pyromim.likelihoods import LIKELIHOODS, Likelihood
+from pyromim.blocks.likelihoods import LIKELIHOODS, Likelihood
+from pyromim.blocks.priors import PRIORS, Prior
 from pyromim.models.latent_variable_model import LatentVariableModel
 from pyromim.models.memory import check_memory
 from pyromim.nn import NETWORKS, GaussianHead, GaussianNetwork
 from pyromim.nn.networks import encoder_width
-from pyromim.priors import PRIORS, Prior
 from pyromim.specs import ModelSpec, NetworkSpec, resolve_spec
 
 
 def make_likelihood(spec: ModelSpec) -> Likelihood:
-    """The spec's ``[model] likelihood`` from :data:`pyromim.likelihoods.LIKELIHOODS`."""
+    """The spec's ``[model] likelihood`` from :data:`pyromim.blocks.likelihoods.LIKELIHOODS`."""
     return LIKELIHOODS[spec.model.likelihood].from_spec(spec)
 
 
@@ -34,7 +34,7 @@ def make_decoder(net: NetworkSpec, latent_dim: int, param_shape: tuple[int, ...]
 
 
 def make_prior(spec: ModelSpec, latent_dim: int, encoder: GaussianNetwork, input_shape: tuple[int, ...]) -> Prior:
-    """The spec's ``[model] prior`` from :data:`pyromim.priors.PRIORS`."""
+    """The spec's ``[model] prior`` from :data:`pyromim.blocks.priors.PRIORS`."""
     return PRIORS[spec.model.prior].from_spec(spec, latent_dim, encoder, input_shape)
 
 

@@ -30,13 +30,14 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
-from pyro.nn.module import _is_module_local_param_enabled, to_pyro_module_
+from pyro.nn.module import to_pyro_module_
 from torch import nn
 
-from pyromim.decoder_mixture_marginal import DecoderMixtureMarginal
-from pyromim.likelihoods import Likelihood
+from pyromim.blocks.likelihoods import Likelihood
+from pyromim.blocks.marginals import DecoderMixtureMarginal
+from pyromim.blocks.priors import Prior
 from pyromim.nn import GaussianNetwork
-from pyromim.priors import Prior
+from pyromim.ops import private
 
 if TYPE_CHECKING:
     from pyromim.specs import ModelSpec
@@ -114,7 +115,7 @@ class LatentVariableModel(PyroModule):
 
     def _check_param_store(self) -> None:
         """Refuse to run when Pyro's global store would silently train other tensors."""
-        if _is_module_local_param_enabled():
+        if private.module_local_params():
             return
         store = pyro.get_param_store()
         prefix = self._pyro_name + "." if self._pyro_name else ""

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyromim.likelihoods import LIKELIHOODS
+from pyromim.blocks.likelihoods import LIKELIHOODS
 from pyromim.specs import ModelSpec, SpecError
 from pyromim.specs.schema import NetworkSpec
 

@@ -13,7 +13,7 @@ choice) is all it takes to swap a component: every option has a default.
 
 The names a key may take come from one registry per vocabulary, which the
 builders read too: data kinds (:data:`pyromim.data.DATA_KINDS`), priors
-(:data:`pyromim.priors.PRIORS`), likelihoods (:data:`pyromim.likelihoods.LIKELIHOODS`),
+(:data:`pyromim.blocks.priors.PRIORS`), likelihoods (:data:`pyromim.blocks.likelihoods.LIKELIHOODS`),
 networks (:data:`pyromim.nn.NETWORKS`), activations and norms
 (:data:`pyromim.nn.ACTIVATIONS`, :data:`pyromim.nn.NORMS`) and objectives
 (:data:`pyromim.infer.objectives.OBJECTIVES`). Old spellings still read, with a
@@ -33,19 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyromim.blocks.likelihoods import LIKELIHOODS
+from pyromim.blocks.priors import PRIORS
 from pyromim.data.dataset import DATA_KINDS
-from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES
-from pyromim.likelihoods import LIKELIHOODS
+from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES, Q_X_CHOICES
 from pyromim.nn.gaussian import DEFAULT_MIN_SCALE
 from pyromim.nn.mlp import ACTIVATIONS, NORMS
 from pyromim.nn.networks import NETWORKS
-from pyromim.priors import PRIORS
 from pyromim.specs import toml_io
 from pyromim.specs.validation import SpecError, from_dict, nearest, to_dict
 
 
 def likelihoods_for_kind(kind: str) -> list[str]:
-    """The likelihoods a spec may pair with ``[data] kind`` = ``kind`` (from :data:`~pyromim.likelihoods.LIKELIHOODS`)."""
+    """The likelihoods a spec may pair with ``[data] kind`` = ``kind`` (from :data:`~pyromim.blocks.likelihoods.LIKELIHOODS`)."""
     fitting = [name for name, cls in LIKELIHOODS.items() if kind in cls.spec_kinds]
     return sorted(fitting, key=lambda name: LIKELIHOODS[name].support_kind != kind)  # the exact fit first
 
@@ -106,7 +106,7 @@ class TrainingSpec:
     lr: float = 1e-3  # Adam's peak learning rate
     warmup_epochs: int = 3  # beta and the Noam learning rate rise over these epochs; decoder-side MIM starts after
     patience: int = 3  # early stopping: epochs without a better validation loss
-    q_x: str = _choices(("marginal", "learned", "data"), default="marginal")  # estimate of log q(x) in MIM's loss
+    q_x: str = _choices(Q_X_CHOICES, default="marginal")  # estimate of log q(x) in MIM's loss
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim._integrity import one_line
-from pyromim.infer.trace_mim import NonFiniteLossError
+from pyromim.infer.errors import NonFiniteLossError
 
 __all__ = ["NonFiniteLossError", "describe_invalid_distribution", "describe_nonfinite", "nonfinite_terms"]
 

@@ -47,8 +47,7 @@ from pyro.util import get_rng_state, set_rng_state
 from torch import nn
 
 from pyromim.data.batches import Batch, DataArg, batch_length, call_args
-from pyromim.infer.mim_traces import NonFiniteDataError
-from pyromim.infer.trace_mim import CompilationError
+from pyromim.infer.errors import CompilationError, NonFiniteDataError
 from pyromim.training.diagnostics import (
     NonFiniteLossError,
     describe_invalid_distribution,

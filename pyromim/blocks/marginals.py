@@ -27,7 +27,7 @@ class DecoderMixtureMarginal(PyroModule):
 
     :param decode: maps latents of shape ``(K, latent_dim)`` to a distribution
         with batch shape ``(K,)`` and ``event_shape`` the data shape, e.g.
-        :meth:`LatentVariableModel.decode`. Held by reference, not registered
+        :meth:`pyromim.models.LatentVariableModel.decode`. Held by reference, not registered
         as a submodule (the model that owns the decoder registers it).
     :param latent_dim: size of the latent fed to ``decode``.
     :param n_components: ``K``.

@@ -1,0 +1,132 @@
+"""Every private torch and Pyro entry point pyromim calls, and nothing else.
+
+Private functions change without notice, so each one is reached through this
+module only, and ``tests/test_ops_private.py`` checks that the installed versions
+still have it (a failure there names the function an upgrade removed). Where a
+fallback exists it is taken when the function is missing, and tested that way:
+
+* :func:`tracing_supported` is ``False`` when torch lacks the tracing entry point
+  or compilation units of its own; :class:`~pyromim.infer.JitTrace_MIM` then
+  compiles through Pyro's public :func:`pyro.ops.jit.trace` (graphs in torch's
+  global compilation unit);
+* :func:`simplify_graph` leaves a graph as traced when torch lacks a graph pass;
+* :func:`graph_executor_optimize` and :func:`torch_function_mode_depth` fall back
+  to torch's defaults (optimised execution, no function mode) when missing;
+* :func:`module_local_params` is ``False`` when Pyro lacks its flag (the global
+  param store, Pyro's default);
+* :func:`model_factors` (the summed model factors of Pyro's
+  ``TraceEnum_ELBO``) and :func:`hashable_args_kwargs` (Pyro's compiled-function
+  cache key) have no fallback: they fail with an error naming the Pyro version,
+  which ``pyproject.toml`` caps for that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyro
+import pyro.ops.jit
+import torch
+
+__all__ = [
+    "compile_graph",
+    "create_graph_by_tracing",
+    "graph_executor_optimize",
+    "hashable_args_kwargs",
+    "model_factors",
+    "module_local_params",
+    "simplify_graph",
+    "torch_function_mode_depth",
+    "tracing_supported",
+]
+
+#: The graph passes :func:`simplify_graph` runs, in order.
+GRAPH_PASSES = ("_jit_pass_peephole", "_jit_pass_constant_propagation", "_jit_pass_dce")
+
+
+def _missing(owner: str, name: str) -> RuntimeError:
+    return RuntimeError(
+        f"pyromim needs {owner}.{name}, which this version of {owner.split('.')[0]} "
+        f"(torch {torch.__version__}, pyro {pyro.__version__}) does not have; install "
+        f"the versions pyproject.toml allows."
+    )
+
+
+def tracing_supported() -> bool:
+    """Whether torch can trace a function into a compilation unit of pyromim's own."""
+    return hasattr(torch._C, "_create_graph_by_tracing") and hasattr(torch._C, "CompilationUnit")
+
+
+def _unnamed(value: Any) -> str:
+    """The tracer's name for a traced value: none. torch.jit.trace looks each one up among
+    the Python frames' variables, a tenth of the time tracing toy4's loss takes."""
+    return ""
+
+
+def create_graph_by_tracing(fn: Callable[..., Any], inputs: list, strict: bool, force_outplace: bool) -> Any:
+    """What :func:`torch.jit.trace` does for a function, without registering the result
+    in torch's global compilation unit: the traced graph of ``fn(*inputs)``."""
+    graph, _ = torch._C._create_graph_by_tracing(fn, inputs, _unnamed, strict, force_outplace)
+    return graph
+
+
+def compile_graph(graph: Any, name: str) -> Any:
+    """A callable TorchScript function running ``graph``, in a compilation unit of its own
+    (freed with the function)."""
+    return torch._C.CompilationUnit().create_function(name, graph)
+
+
+def simplify_graph(graph: Any, keep_sizes: bool) -> Any:
+    """``graph`` after peephole (folding sizes unless ``keep_sizes``), constant propagation
+    and dead-code elimination, on a copy; ``graph`` itself where torch lacks a pass or a
+    pass fails."""
+    if not all(hasattr(torch._C, name) for name in GRAPH_PASSES):
+        return graph
+    simplified = graph.copy()
+    try:
+        torch._C._jit_pass_peephole(simplified, keep_sizes)
+        torch._C._jit_pass_constant_propagation(simplified)
+        torch._C._jit_pass_dce(simplified)
+    except RuntimeError:
+        return graph
+    return simplified
+
+
+def graph_executor_optimize() -> bool:
+    """Whether TorchScript's graph executor optimises (a per-thread setting); ``True``,
+    torch's default, where torch does not say."""
+    getter = getattr(torch._C, "_get_graph_executor_optimize", None)
+    return True if getter is None else bool(getter())
+
+
+def torch_function_mode_depth() -> int:
+    """How many torch function modes are active on this thread (0 where torch does not say)."""
+    return int(getattr(torch._C, "_len_torch_function_stack", lambda: 0)())
+
+
+def hashable_args_kwargs(args: tuple, kwargs: dict) -> Any:
+    """The cache key :class:`pyro.ops.jit.CompiledFunction` gives a call's arguments."""
+    key = getattr(pyro.ops.jit, "_hashable_args_kwargs", None)
+    if key is None:
+        raise _missing("pyro.ops.jit", "_hashable_args_kwargs")
+    return key(args, kwargs)
+
+
+def model_factors(model_trace: Any, guide_trace: Any) -> Any:
+    """The model's log-density factors, grouped by plates, that ``TraceEnum_ELBO`` sums
+    enumerated sites out of (Pyro's ``_compute_model_factors``)."""
+    try:
+        from pyro.infer.traceenum_elbo import _compute_model_factors
+    except ImportError as err:
+        raise _missing("pyro.infer.traceenum_elbo", "_compute_model_factors") from err
+    return _compute_model_factors(model_trace, guide_trace)
+
+
+def module_local_params() -> bool:
+    """Whether Pyro keeps ``PyroModule`` parameters in the modules instead of its global store."""
+    try:
+        from pyro.nn.module import _is_module_local_param_enabled
+    except ImportError:
+        return False
+    return bool(_is_module_local_param_enabled())
