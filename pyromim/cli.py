@@ -345,16 +345,7 @@ def _writable_file(path: Path, option: str) -> None:
 def _check_devices(args: argparse.Namespace) -> None:
     """Refuse an accelerator this machine does not have (Lightning would fail only after the data are loaded)."""
     from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
-    from lightning.pytorch.strategies import StrategyRegistry
 
-    from pyromim.specs.validation import nearest
-
-    if args.strategy != "auto" and args.strategy not in StrategyRegistry:
-        names = ["auto", *sorted(n for n in StrategyRegistry if "find_unused" not in n)]
-        raise UsageError(
-            f"--strategy {args.strategy!r} is not a Lightning strategy; use one of: {', '.join(names)}"
-            f"{nearest(args.strategy, names)}"
-        )
     name = args.accelerator
     if name == "auto":
         return
@@ -400,11 +391,26 @@ def _limits(args: argparse.Namespace) -> Iterator[None]:
 MAX_SEED = 2**32 - 1
 
 
-def _check_seeds(first: int | None, n: int = 1) -> None:
-    """Refuse seeds outside ``[0, 2**32 - 1]`` (the range NumPy and Pyro take)."""
-    if first is not None and not (0 <= first and first + n - 1 <= MAX_SEED):
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before any work, option values that could only fail later: seeds outside
+    ``[0, 2**32 - 1]`` (NumPy's and Pyro's range; with ``compare``, every seed of ``--seeds``)
+    and a ``--strategy`` Lightning does not know."""
+    first, n = getattr(args, "seed", None), getattr(args, "seeds", 1)
+    if first is not None and not (0 <= first and first + max(n, 1) - 1 <= MAX_SEED):
         span = f"--seed {first} with --seeds {n} gives seeds up to {first + n - 1}" if n > 1 else f"--seed {first}"
         raise UsageError(f"{span}: seeds must lie in [0, 2**32 - 1]")
+    strategy = getattr(args, "strategy", "auto")
+    if strategy != "auto":
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        from pyromim.specs.validation import nearest
+
+        if strategy not in StrategyRegistry:
+            names = ["auto", *sorted(name for name in StrategyRegistry if "find_unused" not in name)]
+            raise UsageError(
+                f"--strategy {strategy!r} is not a Lightning strategy; use one of: {', '.join(names)}"
+                f"{nearest(strategy, names)}"
+            )
 
 
 def _spec_name(spec: str) -> str:
@@ -416,7 +422,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pyromim.infer.objectives import objective_name
     from pyromim.specs import resolve_spec
 
-    _check_seeds(args.seed)
     spec = resolve_spec(args.spec)
     objective = objective_name(args.objective or spec.training.objective)
     seed = 0 if args.seed is None else args.seed
@@ -442,7 +447,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
-    _check_seeds(args.seed)
     if args.json:
         _writable_file(Path(args.json), "--json")
     elif Path(args.path).exists():
@@ -486,7 +490,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--objectives must name distinct objectives, got {args.objectives!r}")
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    _check_seeds(args.seed, args.seeds)
     first = 0 if args.seed is None else args.seed
     out = Path(args.out) if args.out else Path("runs") / _spec_name(args.spec) / "compare"
     _writable_directory(out, "--out")
@@ -561,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         with _logging_for(args), _limits(args):
+            _check_arguments(args)
             return COMMANDS[args.command](args)
     except NonFiniteLossError as err:
         if args.verbose:
