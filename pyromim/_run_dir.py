@@ -32,6 +32,7 @@ RUN_OUTPUTS = (
     "run.json",
     "metrics.csv",
     "evaluation.json",
+    "vocabulary.json",
     "hparams.yaml",
     "checkpoints",
     "tensorboard",

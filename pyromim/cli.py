@@ -43,8 +43,8 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--data",
         metavar="NAME|PATH",
-        help="built-in data set (toy4, toy4_20, digits, digits_continuous) or a file "
-        "(.npy, .npz, .csv, MNIST IDX, optionally .gz); default: the spec's own",
+        help="built-in data set (toy4, toy4_20, digits, digits_continuous, sentences) or a file "
+        "(.npy, .npz, .csv, MNIST IDX, .txt text one sentence a line; optionally .gz); default: the spec's own",
     )
     group.add_argument("--labels", metavar="PATH", help="file of integer labels, one per item (for a data file)")
     group.add_argument("--binarize", type=float, metavar="T", help="map file values > T to 1 and the rest to 0")
@@ -57,6 +57,14 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"share of a data file's items kept for {'validation' if part == 'val' else 'testing'} "
             f"(default: the spec's [data] {part}_fraction, else 0.1)",
         )
+    group.add_argument(
+        "--vocabulary", metavar="PATH", help="text (.txt) data: read with this vocabulary file (vocabulary.json)"
+    )
+    group.add_argument(
+        "--min-count", type=int, metavar="N", help="text data: words seen fewer than N times become <unk>"
+    )
+    group.add_argument("--lowercase", action="store_true", help="text data: lower-case every line")
+    group.add_argument("--truncate", action="store_true", help="text data: cut sentences longer than the model's width")
     group.add_argument(
         "--seed", type=int, default=None, help="seed of data split, initialisation and training (default 0)"
     )
@@ -273,6 +281,9 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.label_column is not None:
         column = args.label_column
         options["label_column"] = int(column) if column.lstrip("-").isdigit() else column
+    for key in ("vocabulary", "min_count", "lowercase", "truncate"):
+        if getattr(args, key, None) not in (None, False):
+            options[key] = getattr(args, key)
     for part in ("val", "test"):
         value = getattr(args, f"{part}_fraction", None)
         if value is not None:
@@ -283,8 +294,8 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError("--val-fraction plus --test-fraction must be below 1, so that training items remain")
     if options and args.data is None:
         raise UsageError(
-            "--labels, --binarize, --label-column, --val-fraction and --test-fraction apply to a data file: "
-            "give it with --data PATH"
+            "--labels, --binarize, --label-column, --val-fraction, --test-fraction and the text options apply "
+            "to a data file: give it with --data PATH"
         )
     return options
 

@@ -442,6 +442,6 @@ def test_the_split_of_a_data_file_is_a_setting_of_the_spec_and_the_command(tmp_p
         (["--val-fraction", "1.5", *data], "--val-fraction must lie in [0, 1) (a share of the items), got 1.5"),
         (["--val-fraction", "0.6", "--test-fraction", "0.4", *data], "--val-fraction plus --test-fraction must be"),
         (["--data", "toy4", "--test-fraction", "0.2"], "data options ['test_fraction'] (--test-fraction) apply to"),
-        (["--test-fraction", "0.2"], "--val-fraction and --test-fraction apply to a data file"),
+        (["--test-fraction", "0.2"], "--test-fraction and the text options apply to a data file"),
     ):
         assert expected in one_error_line(["train", "toy4", *argv, *TINY], capsys)

@@ -17,10 +17,13 @@ Kinds of data (``DataKind``) and the values they hold:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from pyromim.data.text import Vocabulary
 
 #: A kind of data: binary ({0, 1}), grey ([0, 1]), continuous (real), counts (integers >= 0) or tokens (category ids).
 DataKind = Literal["binary", "grey", "continuous", "counts", "tokens"]
@@ -105,6 +108,9 @@ class ArrayDataset(torch.utils.data.Dataset):
         component of each item), used by evaluation, never by training.
     :param name: where the data came from (a file path or a built-in name); it is
         quoted in every error message about the data.
+    :param vocabulary: for ``"tokens"`` data read from text, the
+        :class:`pyromim.data.Vocabulary` mapping the ids to tokens (kept by
+        :meth:`subset` and :meth:`flatten`, so splits carry it too).
 
     Indexing returns the item tensor only, so a ``DataLoader`` over the dataset
     yields batches ``x`` of shape ``(B, *event_shape)`` ready for ``model(x)``.
@@ -114,6 +120,7 @@ class ArrayDataset(torch.utils.data.Dataset):
     kind: str
     labels: torch.Tensor | None = None
     name: str = "data"
+    vocabulary: Vocabulary | None = None
     _checked: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +138,14 @@ class ArrayDataset(torch.utils.data.Dataset):
                 f"data {self.name!r} declared {self.kind!r} ({KIND_SUPPORT[self.kind]}) "
                 f"but holds {describe_values(self.x)}"
             )
+        if self.vocabulary is not None:
+            if self.kind != "tokens":
+                raise ValueError(f"data {self.name!r}: a vocabulary goes with 'tokens' data, not {self.kind!r}")
+            if self._checked and self.x.numel() and int(self.x.max()) >= len(self.vocabulary):
+                raise ValueError(
+                    f"data {self.name!r} hold token id {int(self.x.max())} but the vocabulary has only "
+                    f"{len(self.vocabulary)} tokens (ids 0..{len(self.vocabulary) - 1})"
+                )
 
     @property
     def event_shape(self) -> tuple[int, ...]:
@@ -147,11 +162,15 @@ class ArrayDataset(torch.utils.data.Dataset):
         """The items at ``indices`` (values and kind unchanged, so no re-check)."""
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         labels = None if self.labels is None else self.labels[idx]
-        return ArrayDataset(self.x[idx], self.kind, labels, name or self.name, _checked=False)
+        return ArrayDataset(
+            self.x[idx], self.kind, labels, name or self.name, vocabulary=self.vocabulary, _checked=False
+        )
 
     def flatten(self) -> ArrayDataset:
         """The same items flattened to vectors of ``prod(event_shape)`` values."""
-        return ArrayDataset(self.x.reshape(len(self), -1), self.kind, self.labels, self.name, _checked=False)
+        return ArrayDataset(
+            self.x.reshape(len(self), -1), self.kind, self.labels, self.name, vocabulary=self.vocabulary, _checked=False
+        )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ number, and ``.gz`` compression is read transparently for ``.npy``, IDX and CSV)
 * ``.csv``: numeric table, one item per row; a first row that does not parse as
   numbers is a header.  ``label_column`` (a header name or column index) moves
   one column into the labels.
+* ``.txt`` (optionally ``.gz``): text, one sentence a line, read by
+  :func:`pyromim.data.load_text` into ``"tokens"`` data with its vocabulary
+  (options ``vocabulary``, ``min_count``, ``lowercase``, ``max_length``,
+  ``truncate``).  A ``.txt`` file of numbers is read as CSV only when a numeric
+  ``kind`` (``binary``, ``grey``, ``continuous``, ``counts``) is declared.
 * IDX (``*-ubyte``, ``*.idx``, ``*.idx3-ubyte`` ... optionally ``.gz``): the
   MNIST format, a 4-byte magic number ``0x00 0x00 type ndim``, then ``ndim``
   big-endian int32 sizes, then the values big-endian.  Unsigned-byte images are
@@ -48,7 +53,12 @@ from pyromim.data.dataset import KIND_SUPPORT, ArrayDataset, describe_values, in
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_FORMATS = ".npy, .npz, .csv (.npy and .csv optionally .gz), MNIST IDX files (optionally .gz)"
+SUPPORTED_FORMATS = (
+    ".npy, .npz, .csv (.npy and .csv optionally .gz), .txt sentences (optionally .gz), MNIST IDX files (optionally .gz)"
+)
+
+#: The options :func:`load_file` passes on to :func:`pyromim.data.load_text` for ``.txt`` files.
+TEXT_OPTIONS = ("vocabulary", "min_count", "lowercase", "max_length", "truncate")
 
 # IDX type byte -> numpy big-endian dtype
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -474,8 +484,14 @@ def load_file(
     scale_bytes: bool = True,
     flatten: bool = False,
     max_decompressed_bytes: int | None = None,
+    **text_options: Any,
 ) -> ArrayDataset:
     """Load a data file (and optionally a separate label file) into an :class:`ArrayDataset`.
+
+    A ``.txt`` file is text, one sentence a line (unless a numeric ``kind`` is
+    declared): it is read by :func:`pyromim.data.load_text`, which takes
+    ``text_options`` (``vocabulary``, ``min_count``, ``lowercase``,
+    ``max_length``, ``truncate``); they apply to text files only.
 
     :param kind: declare the kind instead of inferring it; the values must fit it.
     :param binarize: threshold ``t``: values ``> t`` become 1, others 0 (kind ``binary``).
@@ -486,6 +502,23 @@ def load_file(
     """
     path = Path(path)
     limit = max_decompressed_bytes
+    if _stem_suffix(path) == ".txt" and kind in (None, "tokens"):
+        from pyromim.data.text import load_text  # text builds on this module's errors
+
+        if binarize is not None or flatten or key is not None or label_column is not None:
+            raise DataFileError(f"{path}: a text file takes no binarize, flatten, key or label_column option")
+        unknown = sorted(set(text_options) - set(TEXT_OPTIONS))
+        if unknown:
+            raise DataFileError(f"{path}: unknown options {unknown} for a text file; it takes {list(TEXT_OPTIONS)}")
+        text = load_text(path, max_decompressed_bytes=limit, **text_options)
+        if labels is None:
+            return text
+        label_values, _ = read_array(labels, max_decompressed_bytes=limit)
+        flat = label_values.reshape(-1) if label_values.ndim == 2 and 1 in label_values.shape else label_values
+        text_labels = _as_labels(flat, len(text), str(labels))
+        return ArrayDataset(text.x, "tokens", text_labels, text.name, vocabulary=text.vocabulary, _checked=False)
+    if text_options:
+        raise DataFileError(f"{path}: options {sorted(text_options)} apply to .txt text files only")
     values, file_labels = read_array(path, key=key, label_column=label_column, max_decompressed_bytes=limit)
     if values.dtype.kind not in "biuf":
         raise DataFileError(f"{path}: holds {values.dtype} values; numeric data are needed")

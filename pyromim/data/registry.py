@@ -9,6 +9,7 @@ from typing import Any
 from pyromim.data.dataset import DataSplits
 from pyromim.data.digits import digits
 from pyromim.data.files import load_file
+from pyromim.data.sentences import synthetic_sentences
 from pyromim.data.splits import split_dataset
 from pyromim.data.toy import toy4, toy4_20
 
@@ -19,6 +20,7 @@ BUILTIN_DATASETS: dict[str, Callable[..., DataSplits]] = {
     "digits": lambda **kw: digits("binary", **kw),
     "digits_binary": lambda **kw: digits("binary", **kw),
     "digits_continuous": lambda **kw: digits("continuous", **kw),
+    "sentences": synthetic_sentences,
 }
 
 
@@ -32,10 +34,12 @@ def load_data(
 ) -> DataSplits:
     """Data by built-in name (see :data:`BUILTIN_DATASETS`) or file path, split from ``seed``.
 
-    Built-in sets come with their own splits (toy sets: fresh draws per part;
-    ``val_fraction``/``test_fraction`` are ignored).  A file is loaded with
+    Built-in sets come with their own splits (toy sets and ``sentences``: fresh
+    draws per part; ``val_fraction``/``test_fraction`` are ignored).  A file is loaded with
     :func:`pyromim.data.load_file` (``file_options`` are passed on: ``labels``,
-    ``kind``, ``key``, ``label_column``, ``binarize``, ``flatten`` ...) and split
+    ``kind``, ``key``, ``label_column``, ``binarize``, ``flatten``; for ``.txt``
+    text ``vocabulary``, ``min_count``, ``lowercase``, ``max_length``,
+    ``truncate`` ...) and split
     with :func:`pyromim.data.split_dataset`.
     """
     name = str(source)

@@ -8,7 +8,7 @@ process (each run has a Pyro param store of its own and leaves the caller's as i
 from pyromim.experiments.comparison import CompareResult, compare, seed_summary, summarise
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.datasets import prepare_data
-from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model
+from pyromim.experiments.evaluation import EvaluationResult, evaluate_run, load_run_model, load_run_vocabulary
 from pyromim.experiments.report import comparison_table, metrics_table, render_table, write_json
 from pyromim.experiments.runner import RunResult, run, run_directory, training_spec
 from pyromim.infer.objectives import OBJECTIVES, compared_objectives, make_loss, objective_label, objective_name
@@ -24,6 +24,7 @@ __all__ = [
     "comparison_table",
     "evaluate_run",
     "load_run_model",
+    "load_run_vocabulary",
     "make_loss",
     "metrics_table",
     "objective_label",

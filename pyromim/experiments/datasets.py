@@ -42,7 +42,8 @@ def _cap(part: ArrayDataset | None, n: int | None) -> ArrayDataset | None:
 def _fit_shape(part: ArrayDataset | None, shape: tuple[int, ...]) -> ArrayDataset | None:
     if part is None or part.event_shape == shape or math.prod(part.event_shape) != math.prod(shape):
         return part
-    return ArrayDataset(part.x.reshape((len(part),) + shape), part.kind, part.labels, part.name, _checked=False)
+    x = part.x.reshape((len(part),) + shape)
+    return ArrayDataset(x, part.kind, part.labels, part.name, vocabulary=part.vocabulary, _checked=False)
 
 
 def check_spec_data(spec: ModelSpec, data: ArrayDataset, likelihood: Any = None) -> None:
@@ -53,6 +54,13 @@ def check_spec_data(spec: ModelSpec, data: ArrayDataset, likelihood: Any = None)
     """
     shape, name = tuple(spec.data.shape), spec.model.likelihood
     where = f"spec '{spec.name}' ({name} likelihood over items of shape {list(shape)})"
+    size = spec.data.vocab_size
+    if data.vocabulary is not None and size is not None and len(data.vocabulary) != size:
+        raise DataMismatchError(
+            f"{where}: data {data.name!r} come with a vocabulary of {len(data.vocabulary)} tokens but the spec's "
+            f"[data] vocab_size is {size}; set vocab_size = {len(data.vocabulary)}, or read the text with the "
+            f"vocabulary saved with the model's run"
+        )
     try:
         check_data_fits(data, event_shape=shape, kind=LIKELIHOODS[name].support_kind)
         if likelihood is not None:
@@ -77,7 +85,7 @@ def prepare_data(
     """Load, cap, reshape and check the data for ``spec``.
 
     :param data: a built-in name (``toy4``, ``toy4_20``, ``digits``,
-        ``digits_continuous``), a file path (see :func:`pyromim.data.load_file`),
+        ``digits_continuous``, ``sentences``), a file path (see :func:`pyromim.data.load_file`),
         ready :class:`DataSplits`, or ``None`` for the spec's ``[data] dataset``.
     :param seed: split seed (built-in toy sets: seed of the fresh draws).
     :param n_train: keep at most this many training items (``0`` drops the part); for quick runs.
@@ -86,7 +94,10 @@ def prepare_data(
     :param data_options: passed to :func:`pyromim.data.load_data` for files
         (``labels``, ``binarize``, ``kind``, ``key``, ``label_column``, ``val_fraction``,
         ``test_fraction`` ...); a file's split fractions default to the spec's
-        ``[data] val_fraction`` / ``test_fraction`` (else 0.1 each).
+        ``[data] val_fraction`` / ``test_fraction`` (else 0.1 each).  A
+        text file for a spec of flat token vectors of width ``W`` is read with
+        ``max_length = W - 1`` unless the options say otherwise, so every
+        sentence is padded to the model's width (and a longer one is refused).
     :raises DataMismatchError: no data given and the spec names no built-in data set, or no
         training items are left after the caps.
     """
@@ -109,6 +120,9 @@ def prepare_data(
         for key in ("val_fraction", "test_fraction"):
             if getattr(spec.data, key) is not None:
                 options.setdefault(key, getattr(spec.data, key))
+    is_text = isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz"))
+    if is_text and spec.data.kind == "tokens" and len(spec.data.shape) == 1 and "max_length" not in options:
+        options["max_length"] = spec.data.shape[0] - 1  # room for <eos> in the model's width
     splits = data if isinstance(data, DataSplits) else load_data(data, seed=seed, **options)
     shape = tuple(spec.data.shape)
     parts: dict[str, ArrayDataset | None] = {}

@@ -10,13 +10,14 @@ from typing import Any
 
 import pyro
 
-from pyromim.data import DataMismatchError, DataSplits
+from pyromim.data import DataMismatchError, DataSplits, Vocabulary, VocabularyMismatchError
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.report import read_checked_json
 from pyromim.experiments.runner import (
     MODEL_FILE,
     RUN_FILE,
     SPEC_FILE,
+    VOCABULARY_FILE,
     own_param_store,
     run_directory,
     spec_differences,
@@ -70,6 +71,29 @@ def _spec_text(spec_file: Path) -> str:
 def _run_info(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     return read_checked_json(path) if path.is_file() else {}
+
+
+def load_run_vocabulary(path: str | Path) -> Vocabulary | None:
+    """The vocabulary a run on text saved (``vocabulary.json``), checked against its ``run.json``.
+
+    :param path: a run directory, its ``model.pt`` or one of its checkpoints.
+    :returns: ``None`` for a run that was not trained on text.
+    :raises VocabularyMismatchError: the file is missing, damaged, or not the
+        one the run recorded (size and checksum).
+    """
+    run_dir = run_directory(path)
+    file = run_dir / VOCABULARY_FILE
+    expected = _run_info(run_dir).get("vocabulary") or {}
+    if not file.is_file():
+        if expected:
+            raise VocabularyMismatchError(
+                f"{file}: missing, but the run recorded a vocabulary of {expected.get('size')} tokens; "
+                f"restore the file from the run directory it was trained in"
+            )
+        return None
+    vocabulary = Vocabulary.load(file)
+    vocabulary.check(expected_size=expected.get("size"), expected_checksum=expected.get("checksum"), source=str(file))
+    return vocabulary
 
 
 @own_param_store
@@ -162,6 +186,10 @@ def evaluate_run(
     :param seed: split seed (default: the run's).
     :param n_train: cap the training part (KNN; default: the run's own cap).
     :param n_test: cap the evaluated part (default: the run's own cap).
+
+    A run trained on text keeps its vocabulary (``vocabulary.json``): a text
+    file evaluated here is read with it (unknown words become ``<unk>``), and
+    data that bring another vocabulary are refused.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -178,6 +206,9 @@ def evaluate_run(
     if data is None and info.get("data") not in (None, "DataSplits"):
         data = info["data"]
         data_options = data_options or info.get("data_options") or None
+    vocabulary = load_run_vocabulary(source)
+    if isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz")) and vocabulary is not None:
+        data_options = {"vocabulary": vocabulary, **dict(data_options or {})}
     caps = info.get("caps", {}) if data is None or data == info.get("data") else {}
     n_train = n_train if n_train is not None else caps.get("n_train")
     n_part = n_test if n_test is not None else caps.get(f"n_{split}")
@@ -193,6 +224,9 @@ def evaluate_run(
         **part_caps,
     )
     part = getattr(splits, split)
+    expected = (info.get("vocabulary") or {}).get("checksum")
+    if part is not None and part.vocabulary is not None and expected is not None:
+        part.vocabulary.check(expected_checksum=expected, source=f"data {part.name!r}")
     if part is None:
         raise DataMismatchError(f"the data have no {split!r} part; choose another with split=")
     model.eval()

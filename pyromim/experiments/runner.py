@@ -8,6 +8,7 @@ A run directory ``out_dir`` receives (global rank 0 only for the last five)::
     model.pt               the best parameters with the spec (pyromim.load_model reads it)
     metrics.json           pyromim.metrics.evaluate on the test part (KNN trained on the training part)
     run.json               objective, seed, data, sizes, epochs, timing, file names
+    vocabulary.json        token data read from text only: their Vocabulary (evaluate_run reuses it)
     *.png                  plots (see pyromim.plots.make_run_plots)
 
 Defaults come from the spec's ``[training]`` table, so ``run("toy4")`` is the
@@ -57,6 +58,8 @@ MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "run.json"
 SPEC_FILE = "spec.toml"
+#: The vocabulary of token data read from text, saved so that evaluation reads new text with the same ids.
+VOCABULARY_FILE = "vocabulary.json"
 
 
 def own_param_store(function: Callable[..., T]) -> Callable[..., T]:
@@ -332,8 +335,11 @@ def run(
         else contextlib.nullcontext()
     )
     with claim:
+        vocabulary = splits.train.vocabulary
         if _launcher_rank_zero():
             write_text(out_dir / SPEC_FILE, spec.to_toml())
+            if vocabulary is not None:
+                vocabulary.save(out_dir / VOCABULARY_FILE)
 
         evaluation_part = splits.test or splits.val
         hook = None
@@ -425,10 +431,14 @@ def run(
                 "devices": c.devices,
                 "strategy": c.strategy,
                 "num_samples": c.num_samples,
+                "vocabulary": None
+                if vocabulary is None
+                else {"file": VOCABULARY_FILE, "size": len(vocabulary), "checksum": vocabulary.checksum},
                 "seconds": round(outcome.seconds, 2),
                 "files": sorted(p.name for p in outcome.plots)
                 + [SPEC_FILE, MODEL_FILE]
-                + ([METRICS_FILE] if outcome.metrics is not None else []),
+                + ([METRICS_FILE] if outcome.metrics is not None else [])
+                + ([VOCABULARY_FILE] if vocabulary is not None else []),
             },
             checksum=True,
         )

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
         GuideInputsError,
         NonFiniteDataError,
         NonFiniteLossError,
+        TeacherForcingError,
     )
     from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 
@@ -27,6 +28,7 @@ __all__ = [
     "CollapsedScaleError",
     "CollapsingPriorWarning",
     "GuideInputsError",
+    "TeacherForcingError",
     "Trace_ELBO_plus_H",
     "Trace_MIM_minus_H",
 ]
@@ -43,6 +45,7 @@ __getattr__, __dir__ = lazy_exports(
             "GuideInputsError",
             "NonFiniteDataError",
             "NonFiniteLossError",
+            "TeacherForcingError",
         ),
         "pyromim.infer.trace_mim": ("JitTrace_MIM", "Trace_MIM"),
     },

@@ -5,13 +5,17 @@
   has collapsed to a point;
 * :class:`NonFiniteDataError`: the data given to the loss hold NaN or infinite values;
 * :class:`GuideInputsError`: generated data cannot be handed to the guide unambiguously;
+* :class:`TeacherForcingError`: a model's observed site is computed from the data passed
+  in (teacher forcing), so the decoder side cannot draw from it;
 * :class:`CompilationError`: :class:`~pyromim.infer.JitTrace_MIM` could not compile a pair;
 * :class:`CollapsingPriorWarning`: a learned prior's scale is shrinking towards zero.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,8 +35,11 @@ __all__ = [
     "GuideInputsError",
     "NonFiniteDataError",
     "NonFiniteLossError",
+    "TeacherForcingError",
     "check_not_collapsed",
     "describe_non_finite",
+    "on_side",
+    "side_of",
     "smallest_learned_scale",
     "warn_collapsing_priors",
 ]
@@ -64,6 +71,11 @@ class NonFiniteDataError(ValueError):
 
 class GuideInputsError(ValueError):
     """Generated data cannot be matched unambiguously to the guide's arguments."""
+
+
+class TeacherForcingError(ValueError):
+    """A model computes an observed site's distribution from the observed data passed to it,
+    so un-conditioned it does not draw from ``p(x|z)`` (the message names the site and the fixes)."""
 
 
 class CompilationError(RuntimeError):
@@ -134,3 +146,26 @@ def warn_collapsing_priors(model_trace: Any, warned: set[str]) -> None:
                 CollapsingPriorWarning,
                 stacklevel=2,
             )
+
+
+_SIDE = "_pyromim_side"
+
+
+@contextlib.contextmanager
+def on_side(side: str) -> Iterator[None]:
+    """Tag an exception raised inside with the side of the MIM loss (``"encoder"`` or
+    ``"decoder"``) whose traces were being built; :func:`side_of` reads it back."""
+    try:
+        yield
+    except Exception as err:
+        if getattr(err, _SIDE, None) is None:
+            try:
+                setattr(err, _SIDE, side)
+            except AttributeError:  # an exception type that takes no attributes
+                pass
+        raise
+
+
+def side_of(err: BaseException) -> str | None:
+    """The side of the MIM loss an exception was raised on (see :func:`on_side`), else None."""
+    return getattr(err, _SIDE, None)

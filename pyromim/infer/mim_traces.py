@@ -29,7 +29,7 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.runtime import Message
 from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from pyro.util import check_site_shape, check_traceenum_requirements
+from pyro.util import check_site_shape, check_traceenum_requirements, get_rng_state, set_rng_state
 
 from pyromim.infer.enumeration import (
     EnumeratedSites,
@@ -41,7 +41,7 @@ from pyromim.infer.enumeration import (
     pack,
     summed_model_trace,
 )
-from pyromim.infer.errors import NonFiniteDataError
+from pyromim.infer.errors import GuideInputsError, NonFiniteDataError, TeacherForcingError
 from pyromim.infer.guide_inputs import VECTORIZED_PARTICLES_HINT, GuideInputs, substitute_generated
 from pyromim.infer.sites import (
     base_distribution,
@@ -53,11 +53,40 @@ from pyromim.infer.sites import (
 )
 
 __all__ = [
+    "DecoderTraces",
+    "EncoderTraces",
     "MIMTraces",
+    "TeacherForcingError",
+    "check_ancestral_sampling",
     "encoder_traces",
     "decoder_traces",
     "non_finite_data",
 ]
+
+
+class EncoderTraces(NamedTuple):
+    """The encoder side of one particle: the guide run on the data and the model replayed on it."""
+
+    model: Trace
+    guide: Trace
+    #: the data plate's name (see :func:`~pyromim.infer.sites.data_plate_of`)
+    data_plate: str | None
+    #: the sites marked for enumeration (empty when none are)
+    enumerated: EnumeratedSites
+
+
+class DecoderTraces(NamedTuple):
+    """The decoder side of one particle."""
+
+    #: the model run with its observed sites un-conditioned (``z ~ p(z)``, ``x ~ p(x|z)``)
+    model: Trace
+    #: the guide evaluated at the generated pair
+    guide: Trace
+    #: the re-encoding: a fresh guide draw at the generated data, and the model on it (``q_x="marginal"``)
+    re_guide: Trace | None = None
+    re_model: Trace | None = None
+    #: the model at the generated pair with its enumerated latents enumerated, to be summed out
+    summed: Trace | None = None
 
 
 class MIMTraces(NamedTuple):
@@ -139,9 +168,9 @@ def encoder_traces(
     kwargs,
     data_plate: str | None = None,
     enum: bool = False,
-) -> tuple[Trace, Trace, str | None, EnumeratedSites]:
+) -> EncoderTraces:
     """Guide on the data, model replayed on it; log-probs and score parts; the
-    data plate's name (see :func:`data_plate_of`); the sites marked for
+    data plate's name (see :func:`~pyromim.infer.sites.data_plate_of`); the sites marked for
     enumeration. With ``enum`` they are enumerated and the traces packed
     (see :mod:`pyromim.infer.enumeration`); without it, the caller must run
     again with it when the returned sites are not empty."""
@@ -162,7 +191,7 @@ def encoder_traces(
         if is_validation_enabled():
             check_traceenum_requirements(model_trace, guide_trace)
         pack(model_trace, guide_trace)
-    return model_trace, guide_trace, plate, enumerated
+    return EncoderTraces(model_trace, guide_trace, plate, enumerated)
 
 
 def _non_finite(value) -> str | None:
@@ -337,46 +366,41 @@ def decoder_traces(
     raw_guide: Callable,
     args: tuple,
     kwargs: dict,
-    enc_model: Trace,
-    re_encode: bool,
+    encoder: EncoderTraces,
+    *,
     max_plate_nesting: float,
-    guide_inputs: GuideInputs = None,
-    enc_guide: Trace | None = None,
-    data_plate: str | None = None,
-    enumerated: EnumeratedSites | None = None,
+    re_encode: bool,
     enumerate_re_encoding: bool = False,
-) -> tuple[Trace, Trace, Trace | None, Trace | None, Trace | None]:
+    guide_inputs: GuideInputs = None,
+    check_ancestral: bool = False,
+) -> DecoderTraces:
     """Run the decoder side: ``(z, x) ~ p(z|theta) p(x|z, theta)`` with the global
     latents ``theta`` held at the encoder side's guide draw, the guide at that
     pair, and (if ``re_encode``) a fresh guide draw at ``x`` with the model on it.
     With ``enumerate_re_encoding`` the re-encoding traces are enumerated and
     packed; with model-side enumeration the model at the decoder side's draw
-    is returned with its enumerated latents enumerated, to be summed out
-    (else None)."""
-    if enumerated is not None and enc_guide is not None:
-        _check_enumerated_guide_sites_local(enumerated, enc_guide, data_plate)
-    globals_ = _global_draws(enc_guide, data_plate) if enc_guide is not None else Trace()
+    is returned with its enumerated latents enumerated, to be summed out.
+    ``check_ancestral`` refuses a model whose observed sites' distributions
+    depend on the observed data passed in (see :func:`check_ancestral_sampling`)."""
+    data_plate, enumerated = encoder.data_plate, encoder.enumerated or None
+    if enumerated is not None:
+        _check_enumerated_guide_sites_local(enumerated, encoder.guide, data_plate)
+    globals_ = _global_draws(encoder.guide, data_plate)
     dec_model = poutine.trace(poutine.replay(poutine.uncondition(model), trace=globals_)).get_trace(*args, **kwargs)
-    _check_factors_global(dec_model, enc_model, data_plate)
-    generated_sites = {name: site for name, site in sample_sites(dec_model).items() if is_data(site)}
-    if not generated_sites:
-        raise ValueError(
-            "Trace_MIM(symmetric=True) needs a model with at least one observed "
-            "site (pyro.sample(name, dist, obs=data)) to generate decoder-side "
-            "data; this model has none. Use Trace_MIM(symmetric=False) or add the "
-            "observation."
-        )
+    _check_factors_global(dec_model, encoder.model, data_plate)
+    generated_sites = _generated_sites(dec_model)
     encoder_values: dict[str, Any] = {
-        name: enc_model.nodes[name]["value"] for name in generated_sites if name in enc_model.nodes
+        name: encoder.model.nodes[name]["value"] for name in generated_sites if name in encoder.model.nodes
     }
-    indices = _subsample_indices(dec_model)
+    if check_ancestral:
+        check_ancestral_sampling(model, args, kwargs, dec_model, encoder_values)
     gargs, gkwargs = substitute_generated(
         raw_guide,
         args,
         kwargs,
         generated_sites,
         encoder_values,
-        indices,
+        _subsample_indices(dec_model),
         guide_inputs,
         model=model,
         subsample_trace=_subsample_trace(dec_model),
@@ -388,60 +412,161 @@ def decoder_traces(
         **gkwargs,
     )
     _check_plates_agree(dec_model, dec_guide, "guide at generated data")
-    re_guide = re_model = dec_summed = None
     generated: dict[str, Any] = {name: site["value"] for name, site in generated_sites.items()}
+    re_guide = re_model = summed = None
     if re_encode:
         replayed = _merged(_subsample_trace(dec_model), globals_)
-        if enumerate_re_encoding:
-            # the re-encoding draw with the guide's enumerated sites enumerated (an exact
-            # expectation over them) and the model's summed out, as on the encoder side
-            re_guide = _run(
-                enumerate_first(poutine.replay(guide, trace=replayed), max_plate_nesting),
-                "re-encoding generated data with the guide",
-                *gargs,
-                **gkwargs,
-            )
-            _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
-            re_model = poutine.trace(
-                enumerate_after(poutine.replay(poutine.condition(model, data=generated), trace=re_guide))
-            ).get_trace(*args, **kwargs)
-        else:
-            re_guide = _redrawn_single_latent(dec_guide, data_plate)
-            if re_guide is None:
-                re_guide = _run(
-                    poutine.replay(guide, trace=replayed),
-                    "re-encoding generated data with the guide",
-                    *gargs,
-                    **gkwargs,
-                )
-                _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
-            re_model = poutine.trace(
-                poutine.replay(poutine.condition(model, data=generated), trace=re_guide)
-            ).get_trace(*args, **kwargs)
+        re_guide, re_model = _re_encoding(
+            model, guide, args, kwargs, (gargs, gkwargs), replayed, generated, dec_guide, data_plate,
+            max_plate_nesting if enumerate_re_encoding else None,
+        )  # fmt: skip
+        _check_plates_agree(dec_model, re_guide, "re-encoding generated data")
     if enumerated is not None and enumerated.model:
         # the model at the decoder side's draw, its enumerated latents enumerated to be summed out
-        dec_summed = summed_model_trace(model, args, kwargs, generated, dec_model, enumerated.model, max_plate_nesting)
-    dec_model = prune_subsample_sites(dec_model)
-    dec_guide = prune_subsample_sites(dec_guide)
-    _check_guide_covers(dec_model, dec_guide, "decoder", data_plate, _guide_name(raw_guide))
-    dec_model.compute_score_parts()
-    dec_guide.compute_log_prob()
+        summed = summed_model_trace(model, args, kwargs, generated, dec_model, enumerated.model, max_plate_nesting)
+    traces = DecoderTraces(
+        prune_subsample_sites(dec_model), prune_subsample_sites(dec_guide), re_guide, re_model, summed
+    )
+    _check_guide_covers(traces.model, traces.guide, "decoder", data_plate, _guide_name(raw_guide))
+    return _scored(traces, max_plate_nesting, enumerate_re_encoding)
+
+
+def _generated_sites(dec_model: Trace) -> dict[str, Any]:
+    """The observed sites of the model, un-conditioned: the data the decoder side generates."""
+    generated_sites = {name: site for name, site in sample_sites(dec_model).items() if is_data(site)}
+    if not generated_sites:
+        raise ValueError(
+            "Trace_MIM(symmetric=True) needs a model with at least one observed "
+            "site (pyro.sample(name, dist, obs=data)) to generate decoder-side "
+            "data; this model has none. Use Trace_MIM(symmetric=False) or add the "
+            "observation."
+        )
+    return generated_sites
+
+
+def _re_encoding(
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    guide_args: tuple[tuple, dict],
+    replayed: Trace,
+    generated: dict[str, Any],
+    dec_guide: Trace,
+    data_plate: str | None,
+    enumerate_from: float | None,
+) -> tuple[Trace, Trace]:
+    """A fresh guide draw ``z' ~ q(z|x)`` at the generated data (with the guide's enumerated
+    sites enumerated from ``enumerate_from``, an exact expectation over them, when it is
+    not None) and the model, conditioned on the generated data, replayed on it."""
+    gargs, gkwargs = guide_args
+    re_guide = None
+    if enumerate_from is not None:
+        re_guide = _run(
+            enumerate_first(poutine.replay(guide, trace=replayed), enumerate_from),
+            "re-encoding generated data with the guide",
+            *gargs,
+            **gkwargs,
+        )
+        program = enumerate_after(poutine.replay(poutine.condition(model, data=generated), trace=re_guide))
+        return re_guide, poutine.trace(program).get_trace(*args, **kwargs)
+    re_guide = _redrawn_single_latent(dec_guide, data_plate)
+    if re_guide is None:
+        re_guide = _run(
+            poutine.replay(guide, trace=replayed), "re-encoding generated data with the guide", *gargs, **gkwargs
+        )
+    program = poutine.replay(poutine.condition(model, data=generated), trace=re_guide)
+    return re_guide, poutine.trace(program).get_trace(*args, **kwargs)
+
+
+def _scored(traces: DecoderTraces, max_plate_nesting: float, enumerate_re_encoding: bool) -> DecoderTraces:
+    """The decoder side's traces with their log-probs (score parts where drawn), shapes
+    checked, and enumerated traces packed."""
+    traces.model.compute_score_parts()
+    traces.guide.compute_log_prob()
+    re_guide, re_model = traces.re_guide, traces.re_model
     if re_guide is not None and re_model is not None:
-        re_guide = prune_subsample_sites(re_guide)
-        re_model = prune_subsample_sites(re_model)
+        re_guide, re_model = prune_subsample_sites(re_guide), prune_subsample_sites(re_model)
         re_guide.compute_score_parts()
         re_model.compute_log_prob()
+    traces = traces._replace(re_guide=re_guide, re_model=re_model)
     if is_validation_enabled():
-        for trace in (dec_model, dec_guide, re_guide, re_model):
-            if trace is None:
-                continue
+        for trace in (traces.model, traces.guide, re_guide, re_model):
             for site in sample_sites(trace).values():
                 check_site_shape(site, cast(int, max_plate_nesting))  # Pyro compares it with sizes: inf works
-    if dec_summed is not None:
-        pack(dec_summed, dec_guide)
+    if traces.summed is not None:
+        pack(traces.summed, traces.guide)
     if enumerate_re_encoding and re_guide is not None and re_model is not None:
         pack(re_model, re_guide)
-    return dec_model, dec_guide, re_guide, re_model, dec_summed
+    return traces
+
+
+def check_ancestral_sampling(
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    dec_model: Trace,
+    encoder_values: Mapping[str, torch.Tensor],
+    what: str = "Trace_MIM(symmetric=True)",
+) -> None:
+    """Refuse a model whose observed sites' distributions are computed from the observed data passed to it.
+
+    Written "teacher-forced" (all of an autoregressive decoder's logits computed in one
+    pass from the observed sequence or image), such a model run with its observed
+    sites un-conditioned does not draw from ``p(x|z)``: its draws copy the data it was
+    given. The check replays the model at the decoder side's draw ``dec_model`` twice,
+    from the same random state (so dropout masks agree): once with its arguments as
+    given and once with the generated data in place of the observed data. A model that
+    draws its observed sites ancestrally gives each site the same distribution both
+    times; a teacher-forced one does not, and :class:`TeacherForcingError` names the
+    site. A model to whose arguments the data cannot be traced (data in a closure, or
+    conditioned with ``pyro.condition``), or that does not run with the generated data in
+    their place, is not checked.
+    """
+    generated_sites = _generated_sites(dec_model)
+    try:
+        margs, mkwargs = substitute_generated(
+            model,
+            args,
+            kwargs,
+            generated_sites,
+            encoder_values,
+            _subsample_indices(dec_model),
+            model=model,
+            subsample_trace=_subsample_trace(dec_model),
+        )
+    except GuideInputsError:
+        return  # the observed data are not among the model's arguments: nothing passed in to copy
+    replay = poutine.trace(poutine.replay(poutine.uncondition(model), trace=dec_model))
+    state = get_rng_state()
+    try:
+        with torch.no_grad():
+            given = replay.get_trace(*args, **kwargs)
+            set_rng_state(state)
+            swapped = replay.get_trace(*margs, **mkwargs)
+    except Exception:
+        # the model does not run on the generated data in place of the observed data (e.g. it
+        # indexes the full data set with subsample indices): it cannot be checked this way
+        return
+    finally:
+        set_rng_state(state)
+    for name in generated_sites:
+        value = dec_model.nodes[name]["value"]
+        with torch.no_grad():
+            first = cast(Any, given.nodes[name]["fn"]).log_prob(value)
+            second = cast(Any, swapped.nodes[name]["fn"]).log_prob(value)
+        if not torch.allclose(first, second, rtol=1e-5, atol=1e-5, equal_nan=True):
+            gap = float((first - second).abs().max().item())
+            raise TeacherForcingError(
+                f"{what}: the distribution of observed site '{name}' is computed from the observed data "
+                f"passed to the model (teacher forcing): with the data swapped for the generated draw, "
+                f"log p(x|z) of that draw changes by up to {gap:.3g} nats, so the decoder side's draws are "
+                f"not samples of p(x|z) and copy the data. Fix it with one of: an autoregressive "
+                f"distribution from pyromim.distributions (MADEDistribution, PixelCNNDistribution, "
+                f"TokenSequenceDistribution: log_prob in one teacher-forced pass, sample() ancestral); "
+                f"an ancestral loop, one sample site per step fed the previous step's value; "
+                f"or {what.split('(')[0]}(symmetric=False), which draws no data."
+            )
 
 
 def _check_enumerated_guide_sites_local(enumerated: EnumeratedSites, enc_guide: Trace, data_plate: str | None) -> None:

@@ -60,8 +60,10 @@ from pyromim.infer.errors import (
     CompilationError,
     NonFiniteDataError,
     NonFiniteLossError,
+    TeacherForcingError,
     check_not_collapsed,
     describe_non_finite,
+    on_side,
     warn_collapsing_priors,
 )
 from pyromim.infer.guide_inputs import GuideInputs
@@ -170,6 +172,8 @@ class Trace_MIM(MIMOptions, ELBO):
         #: arguments, e.g. a label enumerated only when it is not given)
         self._enumerated_pairs: set = set()
         self._plain_pairs: set = set()
+        #: pairs whose model was checked to draw its observed sites ancestrally (decoder side)
+        self._ancestral_pairs: set = set()
 
     def __call__(self, model: torch.nn.Module, guide: torch.nn.Module) -> ELBOModule:
         return _MIMModule(model, guide, self)
@@ -204,17 +208,19 @@ class Trace_MIM(MIMOptions, ELBO):
             traces = encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate)
         for caught_warning in caught:
             # Pyro's "Found vars in model but not guide" names the model's enumerated sites
-            if not (traces[3].model and str(caught_warning.message).startswith("Found vars in model but not guide")):
+            if not (
+                traces.enumerated.model and str(caught_warning.message).startswith("Found vars in model but not guide")
+            ):
                 warnings.warn_explicit(
                     caught_warning.message, caught_warning.category, caught_warning.filename, caught_warning.lineno
                 )
-        if not traces[3]:
+        if not traces.enumerated:
             self._plain_pairs.add(pair)
             return traces
-        if self.symmetric and traces[3].model and self.decoder_gradient == "score":
+        if self.symmetric and traces.enumerated.model and self.decoder_gradient == "score":
             raise NotImplementedError(
                 f"Trace_MIM(decoder_gradient='score') does not sum out enumerated model latents "
-                f"{traces[3].model}: their score-function terms on the decoder side are not "
+                f"{traces.enumerated.model}: their score-function terms on the decoder side are not "
                 f"implemented. Use the default decoder_gradient='detach' (the decoder side's draws "
                 f"held fixed), or drop the 'enumerate' hint and give the site a guide site."
             )
@@ -226,40 +232,43 @@ class Trace_MIM(MIMOptions, ELBO):
         return encoder_traces(self.max_plate_nesting, model, guide, args, kwargs, self.data_plate, enum=True)
 
     def _mim_traces(self, model, guide, raw_guide, args, kwargs, pair) -> MIMTraces:
-        enc_model, enc_guide, data_plate, enumerated = self._encoder_traces(model, guide, args, kwargs, pair)
-        enumerated = enumerated or None  # None: the traces are not enumerated (nor packed)
+        with on_side("encoder"):
+            enc = self._encoder_traces(model, guide, args, kwargs, pair)
+        enumerated = enc.enumerated or None  # None: the traces are not enumerated (nor packed)
         if not self.symmetric:
-            return MIMTraces(enc_model, enc_guide, data_plate=data_plate, enumerated=enumerated)
+            return MIMTraces(enc.model, enc.guide, data_plate=enc.data_plate, enumerated=enumerated)
         # The re-encoding draw is enumerated as well, except under the score decoder gradient
         # with enumeration in the guide only: the prior draws' score-function terms need the
         # re-encoding's cost per datum, which the exact expectation does not keep apart.
         enumerate_re_encoding = enumerated is not None and (bool(enumerated.model) or self.decoder_gradient == "detach")
-        dec = decoder_traces(
-            model,
-            guide,
-            raw_guide,
-            args,
-            kwargs,
-            enc_model,
-            re_encode=isinstance(self.q_x, str) and self.q_x == "marginal",
-            max_plate_nesting=self.max_plate_nesting,
-            guide_inputs=self.guide_inputs,
-            enc_guide=enc_guide,
-            data_plate=data_plate,
-            enumerated=enumerated,
-            enumerate_re_encoding=enumerate_re_encoding,
-        )
-        dec_model, dec_guide, re_guide, re_model, dec_summed = dec
+        # a pair's first symmetric run checks that the model draws its data ancestrally
+        check_ancestral = pair not in self._ancestral_pairs and not torch.jit.is_tracing()
+        with on_side("decoder"):
+            dec = decoder_traces(
+                model,
+                guide,
+                raw_guide,
+                args,
+                kwargs,
+                enc,
+                max_plate_nesting=self.max_plate_nesting,
+                re_encode=isinstance(self.q_x, str) and self.q_x == "marginal",
+                enumerate_re_encoding=enumerate_re_encoding,
+                guide_inputs=self.guide_inputs,
+                check_ancestral=check_ancestral,
+            )
+        if check_ancestral:
+            self._ancestral_pairs.add(pair)
         return MIMTraces(
-            enc_model,
-            enc_guide,
-            dec_model,
-            dec_guide,
-            re_guide,
-            re_model,
-            data_plate=data_plate,
+            enc.model,
+            enc.guide,
+            dec.model,
+            dec.guide,
+            dec.re_guide,
+            dec.re_model,
+            data_plate=enc.data_plate,
             enumerated=enumerated,
-            dec_summed=dec_summed,
+            dec_summed=dec.summed,
             re_enumerated=enumerate_re_encoding,
         )
 
@@ -539,7 +548,7 @@ class JitTrace_MIM(Trace_MIM):
                     set_rng_state(after)
                 return outputs
             on_fresh_stack(self._compiled, *args, beta, **kwargs)
-        except (NonFiniteLossError, NonFiniteDataError):
+        except (NonFiniteLossError, NonFiniteDataError, TeacherForcingError):
             set_rng_state(state)
             raise
         except Exception as err:

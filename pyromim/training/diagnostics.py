@@ -11,7 +11,7 @@ import pyro.poutine as poutine
 import torch
 
 from pyromim._integrity import one_line
-from pyromim.infer.errors import NonFiniteLossError
+from pyromim.infer.errors import NonFiniteLossError, side_of
 
 __all__ = ["NonFiniteLossError", "describe_invalid_distribution", "describe_nonfinite", "nonfinite_terms"]
 
@@ -72,8 +72,8 @@ def describe_invalid_distribution(err: BaseException, params: Iterable[tuple[str
     what = f"a {match.group(2)} distribution got invalid (NaN/inf) values of its '{match.group(1)}'" if match else ""
     frames = _frames(err.__traceback__)
     program = next((name for name in reversed(frames) if name in ("model", "guide")), None)
-    side = next((name for name in reversed(frames) if name in ("encoder_traces", "decoder_traces")), None)
-    where = [f"in the {program}" if program else "", f"on the {side.split('_')[0]} side" if side else ""]
+    side = side_of(err)
+    where = [f"in the {program}" if program else "", f"on the {side} side" if side else ""]
     # Pyro appends the sites traced so far: the failing one comes after the last
     traced = (
         re.findall(r"^\s*(\S+) dist\b", text.split("Sample Sites:")[-1], flags=re.M) if "Sample Sites:" in text else []
