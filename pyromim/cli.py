@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import sys
 import warnings
@@ -48,6 +49,14 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", metavar="PATH", help="file of integer labels, one per item (for a data file)")
     group.add_argument("--binarize", type=float, metavar="T", help="map file values > T to 1 and the rest to 0")
     group.add_argument("--label-column", metavar="NAME|INDEX", help="CSV column holding the labels")
+    for part in ("val", "test"):
+        group.add_argument(
+            f"--{part}-fraction",
+            type=float,
+            metavar="F",
+            help=f"share of a data file's items kept for {'validation' if part == 'val' else 'testing'} "
+            f"(default: the spec's [data] {part}_fraction, else 0.1)",
+        )
     group.add_argument(
         "--vocabulary", metavar="PATH", help="text (.txt) data: read with this vocabulary file (vocabulary.json)"
     )
@@ -266,6 +275,8 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.labels:
         options["labels"] = args.labels
     if args.binarize is not None:
+        if not math.isfinite(args.binarize):
+            raise UsageError(f"--binarize takes a finite threshold (values above it become 1), got {args.binarize}")
         options["binarize"] = args.binarize
     if args.label_column is not None:
         column = args.label_column
@@ -273,9 +284,18 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("vocabulary", "min_count", "lowercase", "truncate"):
         if getattr(args, key, None) not in (None, False):
             options[key] = getattr(args, key)
+    for part in ("val", "test"):
+        value = getattr(args, f"{part}_fraction", None)
+        if value is not None:
+            if not 0 <= value < 1:
+                raise UsageError(f"--{part}-fraction must lie in [0, 1) (a share of the items), got {value:g}")
+            options[f"{part}_fraction"] = value
+    if options.get("val_fraction", 0) + options.get("test_fraction", 0) >= 1:
+        raise UsageError("--val-fraction plus --test-fraction must be below 1, so that training items remain")
     if options and args.data is None:
         raise UsageError(
-            "--labels, --binarize, --label-column and the text options apply to a data file: give it with --data PATH"
+            "--labels, --binarize, --label-column, --val-fraction, --test-fraction and the text options apply "
+            "to a data file: give it with --data PATH"
         )
     return options
 
@@ -365,8 +385,8 @@ def _limits(args: argparse.Namespace) -> Iterator[None]:
     if mb is None:
         yield
         return
-    if not mb > 0:
-        raise UsageError(f"--max-decompressed-mb must be > 0, got {mb:g}")
+    if not (mb > 0 and math.isfinite(mb)):
+        raise UsageError(f"--max-decompressed-mb must be a finite number of megabytes > 0, got {mb:g}")
     saved = os.environ.get(MAX_DECOMPRESSED_ENV)
     os.environ[MAX_DECOMPRESSED_ENV] = repr(mb)
     try:
@@ -376,6 +396,32 @@ def _limits(args: argparse.Namespace) -> Iterator[None]:
             os.environ.pop(MAX_DECOMPRESSED_ENV, None)
         else:
             os.environ[MAX_DECOMPRESSED_ENV] = saved
+
+
+#: The largest seed: NumPy's and Pyro's seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before any work, option values that could only fail later: seeds outside
+    ``[0, 2**32 - 1]`` (NumPy's and Pyro's range; with ``compare``, every seed of ``--seeds``)
+    and a ``--strategy`` Lightning does not know."""
+    first, n = getattr(args, "seed", None), getattr(args, "seeds", 1)
+    if first is not None and not (0 <= first and first + max(n, 1) - 1 <= MAX_SEED):
+        span = f"--seed {first} with --seeds {n} gives seeds up to {first + n - 1}" if n > 1 else f"--seed {first}"
+        raise UsageError(f"{span}: seeds must lie in [0, 2**32 - 1]")
+    strategy = getattr(args, "strategy", "auto")
+    if strategy != "auto":
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        from pyromim.specs.validation import nearest
+
+        if strategy not in StrategyRegistry:
+            names = ["auto", *sorted(name for name in StrategyRegistry if "find_unused" not in name)]
+            raise UsageError(
+                f"--strategy {strategy!r} is not a Lightning strategy; use one of: {', '.join(names)}"
+                f"{nearest(strategy, names)}"
+            )
 
 
 def _spec_name(spec: str) -> str:
@@ -529,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         with _logging_for(args), _limits(args):
+            _check_arguments(args)
             return COMMANDS[args.command](args)
     except NonFiniteLossError as err:
         if args.verbose:

@@ -25,7 +25,14 @@ import numpy as np
 
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.console import ProgressBar, run_details_hidden
-from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
+from pyromim.experiments.report import (
+    METRIC_NOTES,
+    UNRELIABLE_MARK,
+    UNRELIABLE_NOTE,
+    comparison_table,
+    write_json,
+    write_text,
+)
 from pyromim.experiments.runner import run
 from pyromim.infer.objectives import compared_objectives, objective_label, objective_name
 from pyromim.metrics import EVALUATE_KEYS
@@ -169,6 +176,8 @@ def compare(
     outcome.table = comparison_table(summary, metrics, labels={o: objective_label(o) for o in names})
     seeds_text = ", ".join(map(str, seed_list))
     notes = "\n".join(f"* `{m}`: {METRIC_NOTES[m]}" for m in metrics)
+    if UNRELIABLE_MARK in outcome.table:
+        notes += f"\n\n{UNRELIABLE_NOTE}."
     markdown = (
         f"# {spec.name}: {', '.join(objective_label(o) for o in names)}\n\n"
         f"Mean ± sample std over seeds {seeds_text} (test part; KNN trained on the training part).\n\n"

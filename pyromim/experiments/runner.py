@@ -37,6 +37,7 @@ import torch
 
 from pyromim._run_dir import claim_run_directory
 from pyromim.data import DataMismatchError, DataSplits
+from pyromim.data.splits import DEFAULT_FRACTION, items_for_part
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.console import ProgressBar, quiet_lightning
 from pyromim.experiments.datasets import prepare_data
@@ -48,6 +49,7 @@ from pyromim.specs import ModelSpec, resolve_spec
 from pyromim.specs.toml_io import loads as toml_loads
 from pyromim.training import FitResult, fit, load_checkpoint
 from pyromim.training.fit import CHECKPOINT_DIR, RUN_INFO_KEY
+from pyromim.training.lightning_checkpoints import check_training_layout
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,9 +155,18 @@ def check_run_preconditions(spec: ModelSpec, config: RunConfig, splits: DataSpli
     batch = min(spec.training.batch_size, len(splits.train))
     check_memory(spec, batch_size=batch, training=True)
     part = splits.test or splits.val
-    if not config.evaluate or part is None:
+    if not config.evaluate:
         return
     from pyromim.metrics.evaluate import evaluation_size_problem
+
+    if part is None:
+        needed = next(n for n in range(1, 2**16) if evaluation_size_problem(n) is None)
+        raise DataMismatchError(
+            f"{splits.train.name}: {len(splits.train)} item(s) and no test or validation part, but the metrics "
+            f"need at least {needed} items in one; give a data file of at least {items_for_part(needed)} items "
+            f"({DEFAULT_FRACTION:.0%} of them are kept for testing unless --test-fraction says otherwise) or, if --n-test/--n-val capped the parts, "
+            f"raise a cap to {needed} or more, so that the run is not trained only to write no metrics"
+        )
 
     labelled = part.labels is not None and splits.train.labels is not None
     problem = evaluation_size_problem(len(part), len(splits.train) if labelled else None)
@@ -203,7 +214,7 @@ def check_resume(checkpoint: str | Path, run_info: Mapping[str, Any]) -> None:
     :raises FileNotFoundError: no such file.
     :raises pyromim.models.CheckpointError: a damaged checkpoint, one no run wrote, or other settings.
     """
-    saved = load_checkpoint(checkpoint).get(RUN_INFO_KEY)
+    saved = check_training_layout(checkpoint, load_checkpoint(checkpoint)).get(RUN_INFO_KEY)
     if not isinstance(saved, Mapping) or not isinstance(saved.get("spec_toml"), str):
         raise CheckpointError(
             f"cannot resume from {checkpoint}: it records no run settings (not written by 'pyromim train' "
@@ -284,6 +295,7 @@ def run(
     )
     if c.resume is not None:  # before anything is built or written
         check_resume(c.resume, run_info)
+    check_memory(spec, training=True)  # the weights with Adam's state, before any is allocated
     pyro.set_rng_seed(seed)  # the networks' initial weights come from the global RNG
     model = build_model(spec)
     splits = prepare_data(
@@ -354,8 +366,6 @@ def run(
                     splits.train.labels if evaluation_part.labels is not None else None,
                     num_samples=c.num_samples,
                 )
-        elif c.evaluate:
-            logger.warning("no test or validation part: metrics.json is not written")
 
         # the run directory already holds spec.toml, which Lightning's CSV logger warns about (quiet_lightning)
         with quiet_lightning(), ProgressBar(t.epochs, enabled=c.progress) as bar:

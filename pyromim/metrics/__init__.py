@@ -18,7 +18,7 @@ from pyromim.metrics.classification import knn_accuracy
 from pyromim.metrics.consistency import GenerationConsistency, generation_consistency
 from pyromim.metrics.evaluate import EVALUATE_KEYS, OPTIONAL_KEYS, evaluate
 from pyromim.metrics.ksg import ksg_mutual_information
-from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
+from pyromim.metrics.likelihood import LogLikelihood, log_likelihood, nll_unreliable
 from pyromim.metrics.marginal_entropy import MarginalEntropy, marginal_entropy
 from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
 
@@ -39,6 +39,7 @@ __all__ = [
     "log_likelihood",
     "marginal_entropy",
     "mutual_information",
+    "nll_unreliable",
     "reconstruction_error",
     "to_inference_data",
 ]
