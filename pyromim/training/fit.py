@@ -237,6 +237,44 @@ class _EpochRecords(LearningRateMonitor):
                 epoch_loop._batches_that_stepped += 1
 
 
+@contextmanager
+def _console(c: TrainConfig, epochs: int) -> Iterator[list[Callback]]:
+    """What a :func:`fit` call prints: with ``c.verbose`` Lightning's own output and bars; else
+    Lightning's banner, notices and unactionable warnings dropped, and (with ``c.progress``)
+    one bar over the epochs, whose callback is yielded."""
+    if c.verbose:
+        yield []
+        return
+    from pyromim.experiments.console import ProgressBar, quiet_lightning  # pyromim.experiments imports this module
+
+    with quiet_lightning(), ProgressBar(epochs, enabled=c.progress) as bar:
+        yield [bar.start_run("training", epochs)] if c.progress else []
+
+
+def _trainer(
+    c: TrainConfig, epochs: int, callbacks: list[Callback], loggers: list[Any], out_dir: Path, validates: bool
+) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs,
+        min_epochs=min(c.warmup_epochs, epochs) if c.patience is not None else None,
+        accelerator=c.accelerator,
+        devices=c.devices,
+        num_nodes=c.num_nodes,
+        strategy=_strategy(c.strategy),
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=c.progress and c.verbose,  # else one bar of pyromim's own (_console)
+        enable_model_summary=c.verbose,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        inference_mode=False,
+        limit_val_batches=None if validates else 0,
+        log_every_n_steps=1,
+        default_root_dir=out_dir,
+    )
+
+
 def _rows_before(path: Path, global_step: int) -> list[dict[str, Any]]:
     """The rows of the log ``path`` logged before optimiser step ``global_step`` (those a resumed run keeps)."""
     if not path.is_file():
@@ -299,6 +337,10 @@ def fit(
         logged per-datum loss divides by.
     :param settings: :class:`~pyromim.training.TrainConfig` fields by name, overriding
         ``config``'s (``fit(model, guide, loss, x, out_dir="run", epochs=5)`` needs no config).
+
+    Console: one bar over the epochs on stderr (none with ``progress=False``); Lightning's
+    banner, notices, per-batch bars and the warnings a user cannot act on are not shown
+    unless ``verbose=True``.
 
     Multi-device: ``devices=N, strategy="ddp"`` (``ddp`` allows parameters without
     gradient in some steps). ``resume`` continues from a checkpoint to the same
@@ -397,26 +439,11 @@ def fit(
     if importlib.util.find_spec("tensorboard") is not None:
         # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
         loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        min_epochs=min(c.warmup_epochs, epochs) if c.patience is not None else None,
-        accelerator=c.accelerator,
-        devices=c.devices,
-        num_nodes=c.num_nodes,
-        strategy=_strategy(c.strategy),
-        callbacks=all_callbacks,
-        logger=loggers,
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=c.progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        inference_mode=False,
-        limit_val_batches=None if val is not None else 0,
-        log_every_n_steps=1,
-        default_root_dir=out_dir,
-    )
-    trainer.fit(module, datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size), ckpt_path=resume)
+    with _console(c, epochs) as bar_callbacks:
+        trainer = _trainer(c, epochs, [*all_callbacks, *bar_callbacks], loggers, out_dir, val is not None)
+        trainer.fit(
+            module, datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size), ckpt_path=resume
+        )
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     last = Path(latest.best_model_path) if latest.best_model_path else None
