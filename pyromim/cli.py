@@ -4,6 +4,8 @@ Also runnable as ``python -m pyromim``.  Every subcommand logs what it does to
 stderr and prints its result table to stdout; bad input (an unknown spec, an
 unreadable data file, data that do not fit the model) ends with a one-line
 error and exit status 2, a failed training (non-finite loss) with status 1.
+Ctrl-C stops training at the next batch, keeps the last epoch's checkpoint and
+prints the command that resumes it (status 130); a second Ctrl-C exits at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -383,6 +386,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(out) if out else Path("runs") / spec.name / f"{objective}-seed{seed}"
     _writable_directory(out, "--out")
     _check_devices(args)
+    args.run_dir = out  # where a resume goes on from after Ctrl-C
     result = run(spec, _run_config(args), objective=objective, seed=seed, out_dir=out, resume=args.resume)
     if not result.is_global_zero:
         return 0
@@ -486,6 +490,28 @@ def _missing_extra(err: ImportError) -> str | None:
     return _EXTRAS.get((err.name or "").split(".")[0])
 
 
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report a process ended by it).
+INTERRUPTED_STATUS = 130
+
+
+def _interrupted(args: argparse.Namespace, argv: Sequence[str] | None, err: KeyboardInterrupt) -> str:
+    """The line printed after Ctrl-C: what is kept and the command that goes on from it."""
+    if args.command == "compare":
+        again = shlex.join(["pyromim", *(sys.argv[1:] if argv is None else argv)])
+        return f"interrupted; finished runs are kept; continue with the same command: {again}"
+    if args.command != "train":
+        return "interrupted"
+    checkpoint = getattr(err, "checkpoint", None)
+    out = getattr(args, "run_dir", None)
+    if checkpoint is None and out is not None and (out / "checkpoints" / "last.ckpt").is_file():
+        checkpoint = out / "checkpoints" / "last.ckpt"
+    if checkpoint is None:
+        return "interrupted before the first epoch ended; nothing to resume (start the run again)"
+    epochs = getattr(err, "epochs_completed", None)
+    held = f"{checkpoint} holds epoch {epochs}" if epochs else f"{checkpoint} is kept"
+    return f"interrupted; {held}; resume with: pyromim train --resume {shlex.quote(str(checkpoint))}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
@@ -527,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"pyromim {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line saying how to go on
+        print(f"pyromim {args.command}: {_interrupted(args, argv, err)}", file=sys.stderr)
+        return INTERRUPTED_STATUS
     except ImportError as err:
         extra = _missing_extra(err)
         if extra is None or args.verbose:
@@ -542,4 +571,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:  # pragma: no cover - the console-script wrapper
     """Entry point of the ``pyromim`` console script."""
-    sys.exit(main())
+    status = main()
+    if status == INTERRUPTED_STATUS:
+        # every file is written and closed: skip the interpreter's teardown of torch and Lightning
+        # (seconds), so that Ctrl-C ends the command at once
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -37,7 +37,7 @@ class TrainConfig:
     :ivar verbose: print Lightning's own output instead: its banner and notices
         (``GPU available``, tips), its per-batch and validation bars, and the warnings
         pyromim otherwise drops as ones a user cannot act on (see
-        :func:`pyromim.experiments.console.quiet_lightning`).
+        ``pyromim.experiments.console.quiet_lightning``).
     :ivar lr_schedule: ``"noam"`` (warm-up then ``1/sqrt`` decay) or ``"constant"``.
     :ivar lr_warmup_epochs: the Noam warm-up's length (``None``: ``warmup_epochs``).
     :ivar restore_best: load the best checkpoint's parameters before the ``evaluate`` hook.

@@ -41,6 +41,7 @@ from pyromim.data.batches import Batch, DataArg, call
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule, TensorItems
+from pyromim.training.interrupts import StopOnInterrupt, StopRequested, TrainingInterrupted, stop_on_sigint
 from pyromim.training.lightning_checkpoints import (
     AtomicCheckpointIO,
     BestCheckpoint,
@@ -352,6 +353,8 @@ def fit(
     without touching it at all, call ``fit`` inside ``with pyro.get_param_store().scope():``.
 
     :raises pyromim.models.CheckpointError: ``resume`` is damaged or not a pyromim checkpoint.
+    :raises pyromim.training.TrainingInterrupted: Ctrl-C (SIGINT) stopped training at a batch
+        boundary; ``last.ckpt`` holds the last finished epoch (see ``pyromim.training.interrupts``).
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
         (the message names the non-finite terms; the last good checkpoint is kept).
     """
@@ -439,11 +442,21 @@ def fit(
     if importlib.util.find_spec("tensorboard") is not None:
         # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
         loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
+    stop = StopOnInterrupt()
     with _console(c, epochs) as bar_callbacks:
-        trainer = _trainer(c, epochs, [*all_callbacks, *bar_callbacks], loggers, out_dir, val is not None)
-        trainer.fit(
-            module, datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size), ckpt_path=resume
-        )
+        trainer = _trainer(c, epochs, [*all_callbacks, *bar_callbacks, stop], loggers, out_dir, val is not None)
+        try:
+            with stop_on_sigint(stop):
+                trainer.fit(
+                    module,
+                    datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size),
+                    ckpt_path=resume,
+                )
+        except StopRequested:
+            last_file = ckpt_dir / "last.ckpt"
+            if not last_file.is_file():
+                raise TrainingInterrupted(None, 0) from None
+            raise TrainingInterrupted(last_file, int(load_checkpoint(last_file)["epoch"]) + 1) from None
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     last = Path(latest.best_model_path) if latest.best_model_path else None
