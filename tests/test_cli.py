@@ -152,9 +152,9 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "toy4", "--objective", "elbo", "--no-plots", *TINY, "--resume", last]) == 2
     err = capsys.readouterr().err
-    assert "objective: checkpoint 'amim', now 'elbo'" in err and _one_line(err)
+    assert "--objective elbo (the run's: amim)" in err and _one_line(err)
     assert main(["train", "toy4", "--objective", "amim", "--no-plots", *TINY, "--lr", "0.5", "--resume", last]) == 2
-    assert "spec [training] lr: 0.001 -> 0.5" in capsys.readouterr().err
+    assert "--lr 0.5 (the run's: 0.001)" in capsys.readouterr().err
 
 
 def test_resume_of_a_missing_checkpoint_writes_nothing(tmp_path, capsys):

@@ -39,6 +39,7 @@ from torch.utils.data import default_collate
 from pyromim._atomic import atomic_write
 from pyromim.data.batches import Batch, DataArg, call
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
+from pyromim.training.cluster import check_num_nodes
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule, TensorItems
 from pyromim.training.interrupts import StopOnInterrupt, StopRequested, TrainingInterrupted, stop_on_sigint
@@ -367,6 +368,7 @@ def fit(
     else:
         c = config.replace(**settings)
     epochs, batch_size, seed, resume = c.epochs, c.batch_size, c.seed, c.resume
+    check_num_nodes(c.num_nodes)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if resume is not None and not Path(resume).is_file():
