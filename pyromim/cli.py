@@ -1,4 +1,4 @@
-"""The ``pyromim`` command line: ``train``, ``evaluate`` and ``compare`` models from specs.
+"""The ``pyromim`` command line: ``train``, ``evaluate``, ``encode`` and ``compare`` models from specs.
 
 Also runnable as ``python -m pyromim``.  Every subcommand logs what it does to
 stderr and prints its result table to stdout; bad input (an unknown spec, an
@@ -39,6 +39,7 @@ examples:
   pyromim train toy4 --devices 2 --strategy ddp      # two processes (CPU here, GPUs where present)
   pyromim train --resume runs/toy4/mim-seed0/checkpoints/last.ckpt  # continue it, nothing repeated
   pyromim evaluate runs/toy4/mim-seed0
+  pyromim encode runs/toy4/mim-seed0 --out codes.csv --samples 5   # latent codes of the test part
   pyromim compare toy4 --objectives elbo,amim,mim --seeds 3 --epochs 30 --n-train 5000
 """
 
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print every message and warning, Lightning's own included, and tracebacks of errors",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,compare}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,encode,compare}", required=True)
 
     train = sub.add_parser(
         "train",
@@ -184,6 +185,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="importance samples per item for the NLL (default 1000)",
     )
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
+
+    encode = sub.add_parser(
+        "encode",
+        parents=[common],
+        help="write the latent codes of data under a trained model",
+        description="Encode data with the model of a run directory, its model.pt or a training checkpoint: "
+        "the posterior means E[z|x] and, with --samples K, K draws z ~ q(z|x) per item, with the data's "
+        "labels where it has them. A data file is encoded whole, in file order; a built-in data set "
+        "(or the run's own data) is split as the run split it and --part is encoded.",
+    )
+    encode.add_argument("path", metavar="RUN_DIR_OR_CKPT")
+    _data_arguments(encode)
+    encode.add_argument(
+        "--out",
+        metavar="PATH",
+        required=True,
+        help=".npy (the means alone), .npz (means, samples, labels) or .csv (a header, one row per item)",
+    )
+    encode.add_argument("--samples", type=int, default=0, metavar="K", help="posterior draws per item (default 0)")
+    encode.add_argument(
+        "--part", choices=("test", "val", "train"), default="test", help="part of a split data set (default test)"
+    )
 
     compare = sub.add_parser(
         "compare",
@@ -530,6 +553,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from pyromim.experiments import encode_run, write_codes
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".npy", ".npz", ".csv"):
+        raise UsageError(f"--out {out}: give a file name ending in .npy, .npz or .csv")
+    if args.samples < 0:
+        raise UsageError(f"--samples must be at least 0, got {args.samples}")
+    if args.samples and out.suffix.lower() == ".npy":
+        raise UsageError(f"--out {out}: a .npy file holds the means alone; write --samples to a .npz or .csv file")
+    _writable_file(out, "--out")
+    codes = encode_run(
+        args.path,
+        data=args.data,
+        data_options=_data_options(args) or None,
+        part=args.part,
+        samples=args.samples,
+        seed=args.seed,
+    )
+    write_codes(codes, out)
+    n, d = codes.means.shape
+    extras = [f"{args.samples} draws each" if args.samples else "", "labels" if codes.labels is not None else ""]
+    shown = ", ".join(e for e in extras if e)
+    print(f"wrote {out}: {n} items of {codes.data_name}, {d} latent dimensions{f' ({shown})' if shown else ''}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from pyromim.experiments import compare
     from pyromim.infer.objectives import objective_name
@@ -563,7 +613,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode, "compare": cmd_compare}
 
 
 class UsageError(Exception):
