@@ -379,6 +379,11 @@ def _check_devices(args: argparse.Namespace) -> None:
         check_num_nodes(args.num_nodes, "--num-nodes")
     except ValueError as err:
         raise UsageError(str(err)) from None
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    strategies = ["auto", *sorted(StrategyRegistry.available_strategies())]
+    if args.strategy not in strategies:
+        raise UsageError(f"--strategy {args.strategy!r} is not one of: {', '.join(strategies)}")
     name = args.accelerator
     if name == "auto":
         return

@@ -83,6 +83,7 @@ def test_resume_never_takes_over_another_run_directory(trained, tmp_path, capsys
     [
         (["--num-nodes", "2"], "--num-nodes 2: no cluster environment"),
         (["--accelerator", "tpu"], "--accelerator tpu"),
+        (["--strategy", "bogus"], "--strategy 'bogus' is not one of: auto, ddp"),
     ],
 )
 def test_device_flags_are_refused_before_the_data(tmp_path, capsys, monkeypatch, argv, words):
@@ -144,3 +145,11 @@ def test_compare_keeps_finished_runs_and_resumes_unfinished_ones(tmp_path, capsy
     (cut / "elbo" / "seed1" / "checkpoints" / "last.ckpt").unlink()
     line = refusal([*COMPARE, "--out", str(cut)], capsys, monkeypatch)
     assert "already holds files" in line and "--overwrite" in line and "--resume" not in line
+
+
+def test_a_memory_refusal_comes_before_the_data(tmp_path, capsys, monkeypatch):
+    import pyromim.models.memory as memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 1000)  # bytes: no spec's parameters fit
+    line = refusal(["train", "toy4", "--out", str(tmp_path / "o")], capsys, monkeypatch)
+    assert "toy4" in line and "needs at least" in line and not (tmp_path / "o").exists()
