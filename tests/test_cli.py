@@ -74,9 +74,9 @@ def test_pyproject_declares_the_console_script():
         assert any(dep.startswith("matplotlib") for dep in project["project"]["optional-dependencies"][extra])
 
 
-def test_parser_lists_the_three_subcommands():
+def test_parser_lists_the_four_subcommands():
     usage = build_parser().format_help()
-    assert "{train,evaluate,compare}" in usage
+    assert "{train,evaluate,encode,compare}" in usage
     args = build_parser().parse_args(["train", "toy4", "--objective", "amim", "--devices", "2", "--strategy", "ddp"])
     assert (args.spec, args.objective, args.devices, args.strategy) == ("toy4", "amim", "2", "ddp")
     # every registered objective is a choice; compare's default is the compared ones
