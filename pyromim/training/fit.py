@@ -39,6 +39,7 @@ from torch.utils.data import default_collate
 from pyromim._atomic import atomic_write
 from pyromim.data.batches import Batch, DataArg, call
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
+from pyromim.ops import private
 from pyromim.training.cluster import check_num_nodes
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule, TensorItems
@@ -230,13 +231,7 @@ class _EpochRecords(LearningRateMonitor):
         epoch_loop = trainer.fit_loop.epoch_loop
         if not trainer.training or not epoch_loop.batch_progress.is_last_batch:
             return  # only at the end of an epoch, when its training metrics are complete
-        pending = epoch_loop._results.metrics(False)["log"]
-        if pending:  # logged at the step Lightning uses for epoch-end metrics, as its fit loop does
-            epoch_loop._batches_that_stepped -= 1
-            try:
-                trainer._logger_connector.log_metrics(pending)
-            finally:
-                epoch_loop._batches_that_stepped += 1
+        private.log_pending_epoch_metrics(trainer)
 
 
 @contextmanager
