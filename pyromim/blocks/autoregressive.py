@@ -43,7 +43,7 @@ __all__ = ["AutoregressiveLikelihood", "GRULikelihood", "MADELikelihood", "Pixel
 class AutoregressiveLikelihood(Likelihood):
     """Base class: ``p(x | z)`` from a network conditioned on ``z`` (the decoder's output is ``z``).
 
-    Subclasses build ``self.net`` and implement :meth:`distribution`.
+    Subclasses build ``self.net`` and implement ``distribution(z)``.
     """
 
     #: the model's decoder is the identity: this likelihood's network reads ``z``

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from torch import nn
+
 from pyromim.blocks.likelihoods import LIKELIHOODS
+from pyromim.nn import NETWORKS
 from pyromim.specs import ModelSpec, SpecError
 from pyromim.specs.schema import NetworkSpec
 
@@ -122,12 +127,28 @@ def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
     data_key = "data.shape"
     enc, dec = spec.encoder, spec.decoder
     head = (2 * top, top_key)
+    autoregressive = bool(getattr(LIKELIHOODS[m.likelihood], "owns_decoder", False))
     if enc.network == "conv":
-        _add_conv_encoder(estimate, enc, list(d.shape), head)
+        _add_conv_encoder(estimate, enc, list(d.shape) if len(d.shape) == 3 else [1, *d.shape], head)
+    elif enc.network == "gru":
+        width = enc.hidden[-1]
+        body = NETWORKS["gru"].encoder_body
+        _add(estimate, "encoder.hidden", _meta_count(lambda: body(enc, (data_size, d.vocab_size or 1), width)))
+        estimate.outputs_per_item += data_size * (enc.embedding_dim + 2 * enc.hidden[0]) + width
+        estimate.add_mlp([(width, "encoder.hidden"), head])
     else:
         estimate.add_mlp([(features, data_key), *[(w, "encoder.hidden") for w in enc.hidden], head])
         _add(estimate, "encoder.hidden", _norm_weights(enc.norm, enc.hidden[:-1]))
-    if dec.network == "conv":
+    if autoregressive:
+        # the likelihood's own network reads z; counted exactly, built on the meta device (no memory)
+        key = "decoder.channels" if m.likelihood == "pixelcnn" else "decoder.hidden"
+        if m.likelihood == "made":  # its masks are built from values, so not on the meta device
+            _add(estimate, key, _made_weights(data_size, m.latent_dim, dec.hidden))
+        else:
+            _add(estimate, key, _meta_count(lambda: LIKELIHOODS[m.likelihood].from_spec(spec)))
+        layer_widths = dec.channels if m.likelihood == "pixelcnn" else dec.hidden
+        estimate.outputs_per_item += data_size * (sum(layer_widths) + _n_params(spec))
+    elif dec.network == "conv":
         _add_conv_decoder(estimate, dec, (m.latent_dim, "model.latent_dim"), list(d.shape), _n_params(spec))
     else:
         widths = [(m.latent_dim, "model.latent_dim"), *[(w, "decoder.hidden") for w in dec.hidden]]
@@ -149,6 +170,22 @@ def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
         joint = (features + top, top_key if top > features else data_key)
         estimate.add_mlp([joint, *hidden, (2 * m.latent_dim, "model.latent_dim")])
     return estimate
+
+
+def _made_weights(dim: int, context_dim: int, hidden: list[int]) -> int:
+    """A binary MADE's weights: masked layers ``D -> hidden -> D`` with biases, and a bias-free
+    map of the context into every hidden layer."""
+    n, previous = 0, dim
+    for width in hidden:
+        n += (previous + 1) * width + context_dim * width
+        previous = width
+    return n + (previous + 1) * dim
+
+
+def _meta_count(build: Callable[[], nn.Module]) -> int:
+    """The number of parameters of the module ``build()`` makes, built on the meta device (no memory)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build().parameters())
 
 
 def _add(estimate: MemoryEstimate, key: str, n: int) -> None:
