@@ -16,7 +16,16 @@ import torch
 from ar_families import sharpen
 
 from pyromim.distributions import MADEDistribution, TokenSequenceDistribution
-from pyromim.metrics import code_reliance, corpus_bleu, greedy_reconstruction, rate, token_likelihood
+from pyromim.metrics import (
+    EVALUATE_KEYS,
+    SEQUENCE_KEYS,
+    code_reliance,
+    corpus_bleu,
+    evaluate,
+    greedy_reconstruction,
+    rate,
+    token_likelihood,
+)
 from pyromim.nn import MADE, GRULanguageModel
 
 W, B, SP = 2.0, 0.5, 0.7
@@ -38,7 +47,7 @@ def test_bleu_equals_hand_computed_precisions_and_brevity_penalty():
 def test_bleu_pools_counts_over_the_corpus():
     hyps = [list("abcde"), list("xyz")]
     refs = [list("abcdf"), list("xyzw")]
-    # unigrams 7/8, bigrams 5/6, trigrams 3/4, 4-grams 1/2 (only "abcd"); c = 8 = r = 9? r is 5 + 4 = 9
+    # unigrams 7/8, bigrams 5/6, trigrams 3/4, 4-grams 1/2 (only "abcd"); c = 5 + 3 = 8 < r = 5 + 4 = 9
     p = [7 / 8, 5 / 6, 3 / 4, 1 / 2]
     expected = math.exp(1 - 9 / 8) * math.exp(sum(math.log(v) for v in p) / 4)
     assert corpus_bleu(hyps, refs) == pytest.approx(expected, rel=1e-12)
@@ -298,3 +307,59 @@ def test_binary_image_pixel_error_rate_is_of_the_greedy_decode():
     assert torch.equal(result.decodes["x"], greedy)
     assert result.element_error_rate == pytest.approx((greedy != x).float().mean().item(), rel=1e-12)
     assert math.isnan(result.token_accuracy)
+
+
+# ------------------------------------------------------------------ evaluate
+
+
+def test_evaluate_reports_token_metrics_consistently_for_a_sentence_model():
+    net = _language_model(7)
+
+    def mean(x):
+        return (x.float() - 3.0).mean(-1, keepdim=True) * 3.0
+
+    model, guide = _sentence_pair(net, mean)
+    result = evaluate(model, guide, SENTENCES, num_samples=50)
+    assert tuple(result) == EVALUATE_KEYS + tuple(k for k in SEQUENCE_KEYS if k != "pixel_error_rate")
+    decoded = greedy_reconstruction(model, guide, SENTENCES)
+    assert result["recon_error"] == decoded.wrong_tokens  # no longer NaN for token data
+    assert result["token_accuracy"] == decoded.token_accuracy and result["bleu4"] == decoded.bleu
+    # the same importance-sampled estimate: nll * N = nll_per_token * (tokens in the corpus)
+    tokens = _lengths_by_hand(SENTENCES).sum().item()
+    assert result["nll_per_token"] * tokens == pytest.approx(result["nll"] * len(SENTENCES), rel=1e-9)
+    assert result["perplexity"] == pytest.approx(math.exp(result["nll_per_token"]), rel=1e-12)
+    m, s = mean(SENTENCES), torch.tensor(0.5)
+    assert result["rate"] == pytest.approx(_kl_to_standard_normal(m, s).mean().item(), abs=1e-6)
+    assert math.isfinite(result["code_gap"])
+
+
+def test_evaluate_reports_pixel_error_rate_and_greedy_recon_error_for_an_autoregressive_image_decoder():
+    net = sharpen(MADE(4, 2, hidden=(16,), order=(2, 0, 3, 1)), 1)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            pyro.sample("x", MADEDistribution(net, z), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(x[:, :2] * 2 - 1, 0.3).to_event(1))
+
+    x = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1], [1, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]).float()
+    result = evaluate(model, guide, x, num_samples=20)
+    assert tuple(result) == EVALUATE_KEYS + ("rate", "code_gap", "pixel_error_rate")
+    with torch.no_grad():
+        greedy = MADEDistribution(net, x[:, :2] * 2 - 1).greedy()
+    wrong = (greedy != x).double().sum(-1)
+    assert result["pixel_error_rate"] == pytest.approx(wrong.sum().item() / x.numel(), rel=1e-12)
+    assert result["recon_error"] == pytest.approx(wrong.sqrt().mean().item(), rel=1e-9)  # ||x - greedy||_2
+
+
+def test_evaluate_keeps_the_keys_of_other_models_and_gives_nan_where_a_sequence_metric_does_not_apply():
+    model, guide = _linear_gaussian(W)
+    x = torch.linspace(-3, 3, 8)
+    assert tuple(evaluate(model, guide, x, num_samples=20)) == EVALUATE_KEYS
+    result = evaluate(model, guide, x, keys=("nll_per_token", "token_accuracy", "pixel_error_rate", "rate"))
+    assert math.isnan(result["nll_per_token"]) and math.isnan(result["token_accuracy"])
+    assert math.isnan(result["pixel_error_rate"])
+    assert result["rate"] == pytest.approx(rate(model, guide, x).mean, abs=1e-9)
