@@ -1,9 +1,11 @@
-"""The ``pyromim`` command line: ``train``, ``evaluate`` and ``compare`` models from specs.
+"""The ``pyromim`` command line: ``train``, ``evaluate``, ``encode`` and ``compare`` models from specs.
 
 Also runnable as ``python -m pyromim``.  Every subcommand logs what it does to
 stderr and prints its result table to stdout; bad input (an unknown spec, an
 unreadable data file, data that do not fit the model) ends with a one-line
 error and exit status 2, a failed training (non-finite loss) with status 1.
+Ctrl-C stops training at the next batch, keeps the last epoch's checkpoint and
+prints the command that resumes it (status 130); a second Ctrl-C exits at once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -25,14 +29,18 @@ from pyromim.infer.objectives import OBJECTIVES, compared_objectives
 
 logger = logging.getLogger("pyromim.cli")
 
+#: The options a resume may change (``pyromim train --resume CKPT``); the others come from the run.
+RESUME_MAY_CHANGE = ("--epochs", "--devices", "--strategy", "--accelerator", "--num-nodes")
+
 EXAMPLES = """\
 examples:
   pyromim train toy4                                 # the MIM paper's toy reference run
   pyromim train toy4 --objective elbo --epochs 20 --out runs/toy4-vae
   pyromim train digits_normal --data images.npz --binarize 0.5
   pyromim train toy4 --devices 2 --strategy ddp      # two processes (CPU here, GPUs where present)
-  pyromim train toy4 --resume runs/toy4/mim-seed0/checkpoints/last.ckpt
+  pyromim train --resume runs/toy4/mim-seed0/checkpoints/last.ckpt  # continue it, nothing repeated
   pyromim evaluate runs/toy4/mim-seed0
+  pyromim encode runs/toy4/mim-seed0 --out codes.csv --samples 5   # latent codes of the test part
   pyromim compare toy4 --objectives elbo,amim,mim --seeds 3 --epochs 30 --n-train 5000
 """
 
@@ -48,6 +56,14 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", metavar="PATH", help="file of integer labels, one per item (for a data file)")
     group.add_argument("--binarize", type=float, metavar="T", help="map file values > T to 1 and the rest to 0")
     group.add_argument("--label-column", metavar="NAME|INDEX", help="CSV column holding the labels")
+    for part in ("val", "test"):
+        group.add_argument(
+            f"--{part}-fraction",
+            type=float,
+            metavar="F",
+            help=f"share of a data file's items kept for {'validation' if part == 'val' else 'testing'} "
+            f"(default: the spec's [data] {part}_fraction, else 0.1)",
+        )
     group.add_argument(
         "--vocabulary", metavar="PATH", help="text (.txt) data: read with this vocabulary file (vocabulary.json)"
     )
@@ -75,9 +91,8 @@ def _cap_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--num-samples",
         type=int,
-        default=1000,
         metavar="S",
-        help="importance samples per item for the test NLL (default 1000)",
+        help="importance samples per item for the test NLL (default 1000; on --resume, the run's)",
     )
 
 
@@ -90,7 +105,8 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
             help="elbo: Trace_ELBO (VAE); amim: asymmetric MIM; mim: symmetric MIM; "
             "mim_score: symmetric MIM with the unbiased decoder-side gradient",
         )
-    group.add_argument("--epochs", type=int, metavar="N", help="maximum number of epochs")
+    resumable = " (may change on --resume)" if objective else ""  # train's options; compare has no --resume
+    group.add_argument("--epochs", type=int, metavar="N", help=f"maximum number of epochs{resumable}")
     group.add_argument("--batch-size", type=int, metavar="B")
     group.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of the Noam schedule")
     group.add_argument("--warmup-epochs", type=int, metavar="N", help="epochs of beta (and learning-rate) warm-up")
@@ -139,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print every message and warning, Lightning's own included, and tracebacks of errors",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,compare}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,encode,compare}", required=True)
 
     train = sub.add_parser(
         "train",
@@ -148,12 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train SPEC on its data (or --data), then write checkpoints, metrics.csv, "
         "metrics.json, model.pt, spec.toml, run.json and plots into --out.",
     )
-    train.add_argument("spec", metavar="SPEC", help="a spec name from the catalogue (e.g. toy4) or a .toml file")
+    train.add_argument(
+        "spec",
+        metavar="SPEC",
+        nargs="?",
+        help="a spec name from the catalogue (e.g. toy4) or a .toml file (not needed with --resume)",
+    )
     _training_arguments(train)
     _data_arguments(train)
     _cap_arguments(train)
     train.add_argument("--out", metavar="DIR", help="run directory (default runs/SPEC/OBJECTIVE-seedS)")
-    train.add_argument("--resume", metavar="CKPT", help="continue from a last.ckpt (default --out: its run directory)")
+    train.add_argument(
+        "--resume",
+        metavar="CKPT",
+        help="continue the run that wrote CKPT (a last.ckpt) with its own spec, objective, seed, data, caps "
+        f"and epoch budget; only {', '.join(RESUME_MAY_CHANGE)} and the output options may differ "
+        "(other options, if given, must equal the run's); default --out: the checkpoint's run directory",
+    )
 
     evaluate = sub.add_parser(
         "evaluate",
@@ -176,6 +203,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
 
+    encode = sub.add_parser(
+        "encode",
+        parents=[common],
+        help="write the latent codes of data under a trained model",
+        description="Encode data with the model of a run directory, its model.pt or a training checkpoint: "
+        "the posterior means E[z|x] and, with --samples K, K draws z ~ q(z|x) per item, with the data's "
+        "labels where it has them. A data file is encoded whole, in file order; a built-in data set "
+        "(or the run's own data) is split as the run split it and --part is encoded.",
+    )
+    encode.add_argument("path", metavar="RUN_DIR_OR_CKPT")
+    _data_arguments(encode)
+    encode.add_argument(
+        "--out",
+        metavar="PATH",
+        required=True,
+        help=".npy (the means alone), .npz (means, samples, labels) or .csv (a header, one row per item)",
+    )
+    encode.add_argument("--samples", type=int, default=0, metavar="K", help="posterior draws per item (default 0)")
+    encode.add_argument(
+        "--part", choices=("test", "val", "train"), default="test", help="part of a split data set (default test)"
+    )
+
     compare = sub.add_parser(
         "compare",
         parents=[common],
@@ -196,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     _cap_arguments(compare)
     compare.add_argument("--out", metavar="DIR", help="comparison directory (default runs/SPEC/compare)")
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of one subcommand (its errors print its own usage line)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[command]
+    raise KeyError(command)
 
 
 def _version() -> str:
@@ -266,6 +323,8 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.labels:
         options["labels"] = args.labels
     if args.binarize is not None:
+        if not math.isfinite(args.binarize):
+            raise UsageError(f"--binarize takes a finite threshold (values above it become 1), got {args.binarize}")
         options["binarize"] = args.binarize
     if args.label_column is not None:
         column = args.label_column
@@ -273,9 +332,18 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("vocabulary", "min_count", "lowercase", "truncate"):
         if getattr(args, key, None) not in (None, False):
             options[key] = getattr(args, key)
+    for part in ("val", "test"):
+        value = getattr(args, f"{part}_fraction", None)
+        if value is not None:
+            if not 0 <= value < 1:
+                raise UsageError(f"--{part}-fraction must lie in [0, 1) (a share of the items), got {value:g}")
+            options[f"{part}_fraction"] = value
+    if options.get("val_fraction", 0) + options.get("test_fraction", 0) >= 1:
+        raise UsageError("--val-fraction plus --test-fraction must be below 1, so that training items remain")
     if options and args.data is None:
         raise UsageError(
-            "--labels, --binarize, --label-column and the text options apply to a data file: give it with --data PATH"
+            "--labels, --binarize, --label-column, --val-fraction, --test-fraction and the text options apply "
+            "to a data file: give it with --data PATH"
         )
     return options
 
@@ -334,9 +402,17 @@ def _writable_file(path: Path, option: str) -> None:
 
 
 def _check_devices(args: argparse.Namespace) -> None:
-    """Refuse an accelerator this machine does not have (Lightning would fail only after the data are loaded)."""
+    """Refuse an accelerator this machine does not have (Lightning would fail only after the data are
+    loaded), and ``--num-nodes`` above 1 outside a cluster (Lightning would wait forever)."""
     from lightning.pytorch.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator
 
+    from pyromim.training.cluster import check_num_nodes
+
+    try:
+        check_num_nodes(args.num_nodes, "--num-nodes")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    # (an unknown --strategy is refused in _check_arguments, before any command runs)
     name = args.accelerator
     if name == "auto":
         return
@@ -365,8 +441,8 @@ def _limits(args: argparse.Namespace) -> Iterator[None]:
     if mb is None:
         yield
         return
-    if not mb > 0:
-        raise UsageError(f"--max-decompressed-mb must be > 0, got {mb:g}")
+    if not (mb > 0 and math.isfinite(mb)):
+        raise UsageError(f"--max-decompressed-mb must be a finite number of megabytes > 0, got {mb:g}")
     saved = os.environ.get(MAX_DECOMPRESSED_ENV)
     os.environ[MAX_DECOMPRESSED_ENV] = repr(mb)
     try:
@@ -378,8 +454,97 @@ def _limits(args: argparse.Namespace) -> Iterator[None]:
             os.environ[MAX_DECOMPRESSED_ENV] = saved
 
 
+#: The largest seed: NumPy's and Pyro's seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before any work, option values that could only fail later: seeds outside
+    ``[0, 2**32 - 1]`` (NumPy's and Pyro's range; with ``compare``, every seed of ``--seeds``)
+    and a ``--strategy`` Lightning does not know."""
+    first, n = getattr(args, "seed", None), getattr(args, "seeds", 1)
+    if first is not None and not (0 <= first and first + max(n, 1) - 1 <= MAX_SEED):
+        span = f"--seed {first} with --seeds {n} gives seeds up to {first + n - 1}" if n > 1 else f"--seed {first}"
+        raise UsageError(f"{span}: seeds must lie in [0, 2**32 - 1]")
+    strategy = getattr(args, "strategy", "auto")
+    if strategy != "auto":
+        from lightning.pytorch.strategies import StrategyRegistry
+
+        from pyromim.specs.validation import nearest
+
+        if strategy not in StrategyRegistry:
+            names = ["auto", *sorted(name for name in StrategyRegistry if "find_unused" not in name)]
+            raise UsageError(
+                f"--strategy {strategy!r} is not a Lightning strategy; use one of: {', '.join(names)}"
+                f"{nearest(strategy, names)}"
+            )
+
+
 def _spec_name(spec: str) -> str:
     return Path(spec).stem if spec.endswith(".toml") else spec
+
+
+#: The command line's ``[training]`` options, by the spec field each sets.
+TRAINING_OPTIONS = {
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "warmup_epochs": "--warmup-epochs",
+    "patience": "--patience",
+    "q_x": "--q-x",
+}
+
+
+def _resume_differences(args: argparse.Namespace, saved: Any) -> list[str]:
+    """``"--option given (the run's: value)"`` for each option given that differs from the run's own."""
+    from pyromim.experiments.runner import spec_differences
+    from pyromim.infer.objectives import objective_name
+    from pyromim.specs import resolve_spec
+
+    run = saved.settings
+    found: list[str] = []
+
+    def differs(option: str, given: Any, own: Any) -> None:
+        if given is not None and given != own:
+            found.append(f"{option} {given} (the run's: {own})")
+
+    if args.spec is not None:
+        training_keys = tuple(f.name for f in dataclasses.fields(saved.spec.training))
+        changes = spec_differences(saved.spec.to_toml(), resolve_spec(args.spec).to_toml(), ignore=training_keys)
+        if changes:
+            found.append(f"SPEC {args.spec} is not the run's spec ({'; '.join(changes[:3])})")
+    differs("--objective", objective_name(args.objective) if args.objective else None, run["objective"])
+    differs("--seed", args.seed, run["seed"])
+    own_data = run["data"] if run["data"] is not None else saved.spec.data.dataset
+    if args.data is not None and os.path.normpath(args.data) != os.path.normpath(str(own_data)):
+        found.append(f"--data {args.data} (the run's: {own_data})")
+    for key, value in _data_options(args).items():
+        differs(f"--{key.replace('_', '-')}", value, (run["data_options"] or {}).get(key))
+    for part in ("train", "val", "test"):
+        differs(f"--n-{part}", getattr(args, f"n_{part}"), run[f"n_{part}"])
+    for key, option in TRAINING_OPTIONS.items():
+        differs(option, getattr(args, key), getattr(saved.spec.training, key))
+    return found
+
+
+def _resumed_run(args: argparse.Namespace) -> tuple[Any, str, int, Any]:
+    """The spec, objective, seed and run configuration that continue the run of ``--resume``:
+    the run's own, with the options that may change on resume (:data:`RESUME_MAY_CHANGE`)."""
+    from pyromim.experiments.runner import run_directory, saved_run
+
+    saved = saved_run(args.resume)
+    differences = _resume_differences(args, saved)
+    if differences:
+        raise UsageError(
+            f"--resume {args.resume}: the run was trained with other settings: {'; '.join(differences)}; "
+            f"leave these options out to continue the run as it was (only {', '.join(RESUME_MAY_CHANGE)} "
+            "may change), or start a new run with another --out"
+        )
+    own = {k: v for k, v in saved.settings.items() if not (k == "num_samples" and args.num_samples is not None)}
+    config = _run_config(args).replace(**own)
+    epochs = args.epochs if args.epochs is not None else saved.spec.training.epochs
+    if not saved.stopped and saved.epochs_done < epochs:
+        logger.info("resuming %s at epoch %d of %d", run_directory(args.resume), saved.epochs_done + 1, epochs)
+    return saved.spec, saved.settings["objective"], saved.settings["seed"], config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -387,16 +552,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pyromim.infer.objectives import objective_name
     from pyromim.specs import resolve_spec
 
-    spec = resolve_spec(args.spec)
-    objective = objective_name(args.objective or spec.training.objective)
-    seed = 0 if args.seed is None else args.seed
+    if args.resume:
+        spec, objective, seed, config = _resumed_run(args)
+    else:
+        spec = resolve_spec(args.spec)
+        objective = objective_name(args.objective or spec.training.objective)
+        seed = 0 if args.seed is None else args.seed
+        config = _run_config(args)
     out = args.out
     if out is None and args.resume:
         out = run_directory(args.resume)
     out = Path(out) if out else Path("runs") / spec.name / f"{objective}-seed{seed}"
     _writable_directory(out, "--out")
     _check_devices(args)
-    result = run(spec, _run_config(args), objective=objective, seed=seed, out_dir=out, resume=args.resume)
+    args.run_dir = out  # where a resume goes on from after Ctrl-C
+    result = run(spec, config, objective=objective, seed=seed, out_dir=out, resume=args.resume)
     if not result.is_global_zero:
         return 0
     if result.metrics is not None:
@@ -443,6 +613,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encode(args: argparse.Namespace) -> int:
+    from pyromim.experiments import encode_run, write_codes
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".npy", ".npz", ".csv"):
+        raise UsageError(f"--out {out}: give a file name ending in .npy, .npz or .csv")
+    if args.samples < 0:
+        raise UsageError(f"--samples must be at least 0, got {args.samples}")
+    if args.samples and out.suffix.lower() == ".npy":
+        raise UsageError(f"--out {out}: a .npy file holds the means alone; write --samples to a .npz or .csv file")
+    _writable_file(out, "--out")
+    codes = encode_run(
+        args.path,
+        data=args.data,
+        data_options=_data_options(args) or None,
+        part=args.part,
+        samples=args.samples,
+        seed=args.seed,
+    )
+    write_codes(codes, out)
+    n, d = codes.means.shape
+    extras = [f"{args.samples} draws each" if args.samples else "", "labels" if codes.labels is not None else ""]
+    shown = ", ".join(e for e in extras if e)
+    print(f"wrote {out}: {n} items of {codes.data_name}, {d} latent dimensions{f' ({shown})' if shown else ''}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from pyromim.experiments import compare
     from pyromim.infer.objectives import objective_name
@@ -476,7 +673,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "encode": cmd_encode, "compare": cmd_compare}
 
 
 class UsageError(Exception):
@@ -499,6 +696,28 @@ def _missing_extra(err: ImportError) -> str | None:
     return _EXTRAS.get((err.name or "").split(".")[0])
 
 
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report a process ended by it).
+INTERRUPTED_STATUS = 130
+
+
+def _interrupted(args: argparse.Namespace, argv: Sequence[str] | None, err: KeyboardInterrupt) -> str:
+    """The line printed after Ctrl-C: what is kept and the command that goes on from it."""
+    if args.command == "compare":
+        again = shlex.join(["pyromim", *(sys.argv[1:] if argv is None else argv)])
+        return f"interrupted; finished runs are kept; continue with the same command: {again}"
+    if args.command != "train":
+        return "interrupted"
+    checkpoint = getattr(err, "checkpoint", None)
+    out = getattr(args, "run_dir", None)
+    if checkpoint is None and out is not None and (out / "checkpoints" / "last.ckpt").is_file():
+        checkpoint = out / "checkpoints" / "last.ckpt"
+    if checkpoint is None:
+        return "interrupted before the first epoch ended; nothing to resume (start the run again)"
+    epochs = getattr(err, "epochs_completed", None)
+    held = f"{checkpoint} holds epoch {epochs}" if epochs else f"{checkpoint} is kept"
+    return f"interrupted; {held}; resume with: pyromim train --resume {shlex.quote(str(checkpoint))}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pyromim`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
@@ -509,6 +728,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train" and args.spec is None and args.resume is None:
+        _subparser(parser, "train").error("give a SPEC to train (e.g. toy4, or a .toml file), or --resume CKPT")
     from pyromim._run_dir import RunDirectoryError
     from pyromim.blocks.likelihoods import DataSupportError
     from pyromim.data import DataFileError, DataMismatchError
@@ -529,6 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         with _logging_for(args), _limits(args):
+            _check_arguments(args)
             return COMMANDS[args.command](args)
     except NonFiniteLossError as err:
         if args.verbose:
@@ -540,6 +762,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"pyromim {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: one line saying how to go on
+        print(f"pyromim {args.command}: {_interrupted(args, argv, err)}", file=sys.stderr)
+        return INTERRUPTED_STATUS
     except ImportError as err:
         extra = _missing_extra(err)
         if extra is None or args.verbose:
@@ -555,4 +780,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:  # pragma: no cover - the console-script wrapper
     """Entry point of the ``pyromim`` console script."""
-    sys.exit(main())
+    status = main()
+    if status == INTERRUPTED_STATUS:
+        # every file is written and closed: skip the interpreter's teardown of torch and Lightning
+        # (seconds), so that Ctrl-C ends the command at once
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

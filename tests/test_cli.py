@@ -74,9 +74,9 @@ def test_pyproject_declares_the_console_script():
         assert any(dep.startswith("matplotlib") for dep in project["project"]["optional-dependencies"][extra])
 
 
-def test_parser_lists_the_three_subcommands():
+def test_parser_lists_the_four_subcommands():
     usage = build_parser().format_help()
-    assert "{train,evaluate,compare}" in usage
+    assert "{train,evaluate,encode,compare}" in usage
     args = build_parser().parse_args(["train", "toy4", "--objective", "amim", "--devices", "2", "--strategy", "ddp"])
     assert (args.spec, args.objective, args.devices, args.strategy) == ("toy4", "amim", "2", "ddp")
     # every registered objective is a choice; compare's default is the compared ones
@@ -152,9 +152,9 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "toy4", "--objective", "elbo", "--no-plots", *TINY, "--resume", last]) == 2
     err = capsys.readouterr().err
-    assert "objective: checkpoint 'amim', now 'elbo'" in err and _one_line(err)
+    assert "--objective elbo (the run's: amim)" in err and _one_line(err)
     assert main(["train", "toy4", "--objective", "amim", "--no-plots", *TINY, "--lr", "0.5", "--resume", last]) == 2
-    assert "spec [training] lr: 0.001 -> 0.5" in capsys.readouterr().err
+    assert "--lr 0.5 (the run's: 0.001)" in capsys.readouterr().err
 
 
 def test_resume_of_a_missing_checkpoint_writes_nothing(tmp_path, capsys):

@@ -31,7 +31,12 @@ def test_keys_and_deterministic_entries(autoencoder, caplog):
         "knn5_accuracy",
         "recon_error",
         "consistency",
+        "mi_aggregate_se",
+        "consistency_se",
     }
+    # the standard errors over 150 items: positive and well below the estimates they qualify
+    assert 0 < result["mi_aggregate_se"] < 0.2 * abs(result["mi_aggregate"])
+    assert 0 < result["consistency_se"] < 1
     assert math.isnan(result["knn5_accuracy"])
     assert "knn5_accuracy is NaN: no labels" in caplog.text
     assert result["active_units"] == active_units(autoencoder.guide, x).num_active == 2

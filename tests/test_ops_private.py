@@ -25,12 +25,22 @@ ENTRY_POINTS = [
     ("pyro.ops.jit", "_hashable_args_kwargs"),
     ("pyro.infer.traceenum_elbo", "_compute_model_factors"),
     ("pyro.nn.module", "_is_module_local_param_enabled"),
+    ("lightning.pytorch.callbacks.ModelCheckpoint", "_save_checkpoint"),
 ]
+
+
+def _import(dotted):
+    """A module, or a class inside one (``lightning.pytorch.callbacks.ModelCheckpoint``)."""
+    try:
+        return importlib.import_module(dotted)
+    except ImportError:
+        module, _, name = dotted.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
 
 @pytest.mark.parametrize(("module", "name"), ENTRY_POINTS)
 def test_every_private_entry_point_exists_in_the_installed_versions(module, name):
-    assert hasattr(importlib.import_module(module), name), (
+    assert hasattr(_import(module), name), (
         f"{module}.{name} is gone in this version (torch {torch.__version__}, pyro {pyro.__version__}): "
         f"update pyromim.ops.private and its fallback"
     )
@@ -41,7 +51,10 @@ def test_only_pyromim_ops_private_calls_private_torch_and_pyro_functions():
     import re
 
     root = pathlib.Path(private.__file__).resolve().parents[1]
-    pattern = re.compile(r"\b(torch\._C\._|torch\.jit\._|pyro(\.\w+)*\._\w|from pyro(\.\w+)* import _)")
+    pattern = re.compile(
+        r"\b(torch\._C\._|torch\.jit\._|pyro(\.\w+)*\._\w|from pyro(\.\w+)* import _"
+        r"|_logger_connector|_batches_that_stepped|epoch_loop\._results)"
+    )
     offenders = [
         str(path.relative_to(root.parent))
         for path in root.rglob("*.py")
@@ -127,3 +140,48 @@ def test_module_local_params_follow_pyros_switch(monkeypatch):
         assert private.module_local_params() is True
     monkeypatch.delattr(pyro.nn.module, "_is_module_local_param_enabled")
     assert private.module_local_params() is False
+
+
+def test_pending_epoch_metrics_are_logged_at_the_fit_loops_epoch_step(tmp_path):
+    """Through a real Lightning run: the checkpoint of an epoch's end carries that epoch's
+    training metrics into the logger at the step Lightning logs epoch-end metrics at."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def training_step(self, batch, _):
+            loss = (self.w * batch[0]).pow(2).mean()
+            self.log("loss", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=2)
+
+    logged = []
+
+    class Logger(CSVLogger):
+        def log_metrics(self, metrics, step=None):
+            logged.append((dict(metrics), step))
+
+    class Hook(pl.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            private.log_pending_epoch_metrics(trainer)
+
+    trainer = pl.Trainer(
+        max_epochs=1, logger=Logger(tmp_path), callbacks=[Hook()], enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+    )  # fmt: skip
+    trainer.fit(Tiny())
+    ours = [(metrics, step) for metrics, step in logged if "loss" in metrics]
+    # logged by the hook, then once more by Lightning itself after the epoch (which fit's
+    # writer skips), both at Lightning's epoch-end step: two batches stepped, 2 - 1
+    assert [step for _, step in ours] == [1, 1]
+    # w = 1, then 1 - 0.1 * 2 = 0.8: the epoch's mean loss is (1 + 0.64) / 2
+    assert ours[0][0]["loss"] == pytest.approx(0.82)

@@ -3,12 +3,14 @@
 * :mod:`pyromim.blocks.priors`: priors ``p(z)`` (:data:`~pyromim.blocks.priors.PRIORS`);
 * :mod:`pyromim.blocks.likelihoods`: likelihoods ``p(x|z)``
   (:data:`~pyromim.blocks.likelihoods.LIKELIHOODS`);
+* :mod:`pyromim.blocks.autoregressive`: the autoregressive likelihoods (strong decoders);
 * :mod:`pyromim.blocks.marginals`: learned encoder marginals ``q(x)`` for
   ``Trace_MIM(q_x=...)``.
 
 A spec's ``[model]`` table names its prior and likelihood from these registries.
 """
 
+from pyromim.blocks.autoregressive import AutoregressiveLikelihood, GRULikelihood, MADELikelihood, PixelCNNLikelihood
 from pyromim.blocks.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -24,6 +26,10 @@ from pyromim.blocks.marginals import DecoderMixtureMarginal
 from pyromim.blocks.priors import PRIORS, LearnedGaussianPrior, MixturePrior, Prior, StandardNormalPrior, VampPrior
 
 __all__ = [
+    "AutoregressiveLikelihood",
+    "GRULikelihood",
+    "MADELikelihood",
+    "PixelCNNLikelihood",
     "LIKELIHOODS",
     "PRIORS",
     "BernoulliLikelihood",

@@ -11,8 +11,10 @@ from pyromim.data.dataset import DATA_KINDS, KIND_SUPPORT, ArrayDataset, describ
 
 # A hint on how to fix each (data kind -> expected kind) mismatch that has a usual fix.
 _KIND_HINTS = {
-    ("grey", "binary"): "binarise the data (load_file(..., binarize=0.5)) or use a grey-level/continuous likelihood",
-    ("continuous", "binary"): "binarise the data (load_file(..., binarize=t)) or use a continuous likelihood",
+    ("grey", "binary"): "binarise the data (--binarize 0.5 on the command line, load_file(..., binarize=0.5) "
+    "in Python) or use a grey-level/continuous likelihood",
+    ("continuous", "binary"): "binarise the data at a threshold T (--binarize T on the command line, "
+    "load_file(..., binarize=T) in Python) or use a continuous likelihood",
     ("continuous", "grey"): "rescale the data to [0, 1] or use a continuous likelihood",
     ("continuous", "counts"): "the data are not integers: use a continuous likelihood",
     ("grey", "counts"): "the data are not integers: use a grey-level or continuous likelihood",
@@ -31,6 +33,11 @@ def _kind_hint(data: ArrayDataset, kind: str) -> str:
                 f"{kind} are non-negative, so shift or clip the data, or use a continuous likelihood"
             )
     return _KIND_HINTS.get((data.kind, kind), f"use data of kind {kind!r} or a likelihood for {data.kind!r} data")
+
+
+def _shape_line(data: ArrayDataset) -> str:
+    """The spec line giving a model ``data``'s item shape, e.g. ``shape = [20]``."""
+    return f"shape = [{', '.join(str(d) for d in data.event_shape)}]"
 
 
 class DataMismatchError(ValueError):
@@ -53,7 +60,9 @@ def check_data_fits(data: ArrayDataset, *, event_shape: Sequence[int], kind: str
         hint = (
             " The sizes agree when flattened: load the data with flatten=True (or reshape them)."
             if size == math.prod(expected) and len(expected) == 1
-            else f" Give the model an input of shape {data.event_shape} or use data of shape {expected}."
+            else f" Give the model items of shape {data.event_shape}: in a copy of the spec's TOML file (every "
+            f"run directory holds one, spec.toml) write `{_shape_line(data)}` under [data] and train that file; "
+            f"or use data of shape {expected}."
         )
         raise DataMismatchError(
             f"data {data.name!r} do not fit the model's input size: the data hold items of shape "

@@ -40,11 +40,23 @@ KIND_SUPPORT: dict[str, str] = {
 }
 
 
+#: Values checked at a time by :func:`values_fit_kind`, so that its temporaries stay small.
+CHECK_CHUNK = 2**21
+
+
 def values_fit_kind(values: torch.Tensor | np.ndarray, kind: str) -> bool:
-    """Whether every value lies in the support of ``kind`` (all must be finite)."""
-    v = torch.as_tensor(values)
-    if v.numel() == 0:
-        return True
+    """Whether every value lies in the support of ``kind`` (all must be finite).
+
+    The values are checked :data:`CHECK_CHUNK` at a time: the temporaries take
+    a few megabytes, not several copies of the data.
+    """
+    if kind not in DATA_KINDS:
+        raise ValueError(f"unknown data kind {kind!r}; choose one of {DATA_KINDS}")
+    flat = torch.as_tensor(values).reshape(-1)
+    return all(_chunk_fits(flat[i : i + CHECK_CHUNK], kind) for i in range(0, flat.numel(), CHECK_CHUNK))
+
+
+def _chunk_fits(v: torch.Tensor, kind: str) -> bool:
     if not v.is_floating_point():
         v = v.to(torch.float64)
     if not bool(torch.isfinite(v).all()):
@@ -55,9 +67,7 @@ def values_fit_kind(values: torch.Tensor | np.ndarray, kind: str) -> bool:
         return bool(((v == 0) | (v == 1)).all())
     if kind == "grey":
         return bool(((v >= 0) & (v <= 1)).all())
-    if kind in ("counts", "tokens"):
-        return bool(((v >= 0) & (v == torch.round(v))).all())
-    raise ValueError(f"unknown data kind {kind!r}; choose one of {DATA_KINDS}")
+    return bool(((v >= 0) & (v == torch.round(v))).all())  # counts, tokens
 
 
 def infer_kind(values: torch.Tensor | np.ndarray) -> str:

@@ -1,7 +1,7 @@
 """Loading user data files: ``.npy``, ``.npz``, ``.csv`` and MNIST-format IDX files.
 
 Formats (chosen by the file name; IDX files are also recognised by their magic
-number, and ``.gz`` compression is read transparently for IDX and CSV):
+number, and ``.gz`` compression is read transparently for ``.npy``, IDX and CSV):
 
 * ``.npy``: one array of shape ``(N, ...)``.
 * ``.npz``: the array under ``key`` (default: ``"x"``, else the only array in
@@ -38,6 +38,7 @@ import array
 import csv
 import gzip
 import io
+import logging
 import math
 import os
 import zipfile
@@ -50,8 +51,10 @@ import torch
 
 from pyromim.data.dataset import KIND_SUPPORT, ArrayDataset, describe_values, infer_kind, values_fit_kind
 
+logger = logging.getLogger(__name__)
+
 SUPPORTED_FORMATS = (
-    ".npy, .npz, .csv (optionally .gz), .txt sentences (optionally .gz), MNIST IDX files (optionally .gz)"
+    ".npy, .npz, .csv (.npy and .csv optionally .gz), .txt sentences (optionally .gz), MNIST IDX files (optionally .gz)"
 )
 
 #: The options :func:`load_file` passes on to :func:`pyromim.data.load_text` for ``.txt`` files.
@@ -88,6 +91,8 @@ def max_decompressed_bytes() -> int:
         mb = float("nan")
     if not mb > 0:
         raise DataFileError(f"{MAX_DECOMPRESSED_ENV}={text!r} must be a number of megabytes > 0")
+    if not math.isfinite(mb):
+        raise DataFileError(f"{MAX_DECOMPRESSED_ENV}={text!r} must be a finite number of megabytes")
     return int(mb * 2**20)
 
 
@@ -175,16 +180,88 @@ def read_idx(path: str | Path, *, max_decompressed_bytes: int | None = None) -> 
         limit = max_decompressed_bytes if max_decompressed_bytes is not None else _default_limit(path)
         if limit is not None and expected > limit:
             raise _too_large(path, limit, f"declares shape {shape} of {dtype.name}, {expected / 2**20:.4g} MB,")
-        raw = f.read(expected) if available is None or available == expected else b""
-        extra = f.read(1) if len(raw) == expected else b""
-    held = available if available is not None else len(raw) + len(extra)
-    if len(raw) != expected or extra:
+        values = np.empty(math.prod(shape), dtype=dtype)  # read in place: no second copy of the bytes
+        filled = _read_into(f, values) if available is None or available == expected else 0
+        extra = f.read(1) if filled == expected else b""
+    held = available if available is not None else filled + len(extra)
+    if filled != expected or extra:
         raise DataFileError(
             f"{path}: IDX header declares shape {shape} of {dtype.name} ({expected} bytes of values) "
             f"but the file holds {'more than ' if extra else ''}{held} bytes after the header; "
             f"the file is truncated or corrupt"
         )
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    if dtype.itemsize > 1:
+        values = values.byteswap(inplace=True).view(dtype.newbyteorder("=")) if dtype.byteorder != "=" else values
+    return values.reshape(shape)
+
+
+#: Bytes asked of a file at a time: a decompressor's output for one request is a temporary of this size.
+READ_CHUNK = 2**20
+
+
+def _read_into(f: IO[bytes], values: np.ndarray) -> int:
+    """Fill ``values``'s bytes from ``f``; the number of bytes read (fewer when the file ends first)."""
+    view = values.reshape(-1).view(np.uint8).data  # the bytes of values, writable in place
+    filled = 0
+    while filled < len(view):
+        n = f.readinto(view[filled : filled + READ_CHUNK])  # type: ignore[attr-defined]
+        if not n:
+            break
+        filled += n
+    return filled
+
+
+def _read_npy(path: Path, limit: int | None) -> np.ndarray:
+    """Read a ``.npy`` file, gzipped or not, checking its header's declared size before allocating.
+
+    A plain file must hold exactly the declared bytes after its header; a
+    ``.gz`` one may declare at most the decompression limit.
+    """
+    if limit is None:
+        limit = _default_limit(path)
+    with _open(path, limit) as f:
+        return _npy_from(f, path, None if path.suffix == ".gz" else path.stat().st_size, limit)
+
+
+def _npy_from(f: IO[bytes], path: Path, size: int | None, limit: int | None, what: str = "") -> np.ndarray:
+    """The array of the ``.npy`` stream ``f`` of ``size`` bytes in all (``None``: unknown, then at most
+    ``limit``); ``what`` names an archive member in errors."""
+    fmt = np.lib.format
+    where = f"{path}{what}"
+    try:
+        version = fmt.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"format version {version[0]}.{version[1]}, of structured arrays; numbers are needed")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+    except ValueError as err:
+        raise DataFileError(f"{where}: not a .npy file, or its header is corrupt ({err})") from None
+    if dtype.hasobject:
+        raise DataFileError(
+            f"{where}: holds Python objects ({dtype}), which are not read (loading them would run code "
+            f"from the file); save a numeric array with numpy.save"
+        )
+    count = math.prod(shape)
+    expected = count * dtype.itemsize
+    if size is not None:
+        held = size - f.tell()
+        if held != expected:
+            raise DataFileError(
+                f"{where}: .npy header declares shape {shape} of {dtype} ({expected} bytes of values) but "
+                f"the file holds {held} bytes after the header; the file is truncated or corrupt"
+            )
+    elif limit is not None and expected > limit:
+        raise _too_large(path, limit, f"declares shape {shape} of {dtype}, {expected / 2**20:.4g} MB,")
+    values = np.empty(count, dtype=dtype)
+    filled = _read_into(f, values)
+    if filled < expected:
+        raise DataFileError(
+            f"{where}: .npy header declares shape {shape} of {dtype} ({expected} bytes of values) "
+            f"but the file ends after {filled}; the file is truncated or corrupt"
+        )
+    if f.read(1):
+        raise DataFileError(f"{where}: holds more bytes than its .npy header declares; the file is corrupt")
+    return values.reshape(shape, order="F" if fortran_order else "C")
 
 
 def _default_limit(path: Path) -> int | None:
@@ -202,7 +279,20 @@ def _read_csv(
     if limit is None:
         limit = _default_limit(path)
     with _open(path, limit) as f:
-        for line, row in enumerate(csv.reader(io.TextIOWrapper(f, encoding="utf-8")), start=1):
+        # utf-8-sig: a byte-order mark is dropped, not read into the first value (which would turn a
+        # header-less file's first row into a header)
+        reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig"))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                raise DataFileError(
+                    f"{path}: line {reader.line_num} is not a table row of numbers ({err}); "
+                    f"a data CSV holds one item per line, its numbers separated by commas"
+                ) from None
+            line = reader.line_num
             if not row or not any(cell.strip() for cell in row):
                 continue
             try:
@@ -211,7 +301,7 @@ def _read_csv(
                 if n_rows == 0 and header is None:
                     header = [c.strip() for c in row]
                     continue
-                raise DataFileError(f"{path}: CSV holds a value that is not a number on line {line} ({err})") from err
+                raise DataFileError(_not_a_number(path, line, row, header, label_column)) from err
             if width is None:
                 width = len(numbers)
             elif len(numbers) != width:
@@ -229,6 +319,8 @@ def _read_csv(
         raise DataFileError(f"{path}: the CSV file holds a header and no rows of numbers")
     table = np.frombuffer(values, dtype=np.float64).reshape(n_rows, width)
     if label_column is None:
+        if header is not None:
+            _suggest_label_column(path, header, table)
         return table, None
     if isinstance(label_column, str):
         if header is None or label_column not in header:
@@ -239,6 +331,53 @@ def _read_csv(
     if not -table.shape[1] <= col < table.shape[1]:
         raise DataFileError(f"{path}: label column {col} out of range for {table.shape[1]} columns")
     return np.delete(table, col, axis=1), table[:, col]
+
+
+#: Header names that usually mean a column of class labels.
+_LABEL_NAMES = ("label", "labels", "class", "target", "y", "digit", "category")
+
+
+def _suggest_label_column(path: Path, header: list[str], table: np.ndarray) -> None:
+    """Warn when a CSV with a header keeps a column that looks like labels among its data columns:
+    one named like labels, or the only column of integers among non-integer ones."""
+    integral = [bool(np.all(table[:, i] == np.round(table[:, i]))) for i in range(table.shape[1])]
+    named = [i for i, name in enumerate(header[: table.shape[1]]) if name.lower() in _LABEL_NAMES]
+    lone = [i for i, flag in enumerate(integral) if flag] if sum(integral) == 1 and len(integral) > 2 else []
+    candidates = named or lone
+    if candidates:
+        col = candidates[0]
+        name = header[col] if col < len(header) else str(col)
+        logger.warning(
+            "%s: column %r holds %s and is read as data; if it holds the labels, pass --label-column %s "
+            "(label_column= when loading)",
+            path,
+            name,
+            "integers" if integral[col] else "numbers",
+            name,
+        )
+
+
+def _not_a_number(path: Path, line: int, row: list[str], header: list[str] | None, label_column: object) -> str:
+    """Why a CSV row does not parse: the first cell that is not a number, its column named, with the fix."""
+    col = next(i for i, cell in enumerate(row) if not _is_number(cell))
+    name = header[col] if header is not None and col < len(header) else None
+    where = f"column {col}" + (f" ({name!r})" if name else "")
+    text = f"{path}: CSV holds a value that is not a number on line {line}: {where} holds {row[col][:40]!r}"
+    if label_column is None:
+        option = name if name else str(col)
+        return (
+            f"{text}; remove the column, or, if it holds the class labels, write them as integers "
+            f"and pass --label-column {option} (label_column= when loading)"
+        )
+    return f"{text}; every value of a data CSV must be a number"
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_npz_sizes(path: Path, limit: int | None) -> None:
@@ -252,17 +391,28 @@ def _check_npz_sizes(path: Path, limit: int | None) -> None:
 
 def _read_npz(path: Path, key: str | None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     _check_npz_sizes(path, limit)
-    with np.load(path, allow_pickle=False) as archive:
-        names = list(archive.files)
+    with zipfile.ZipFile(path) as archive:
+        # each array is a .npy member, read with its header checked against the member's size
+        members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        names = list(members)
         if key is None:
             candidates = [k for k in names if k not in ("y", "labels")]
             key = "x" if "x" in names else (candidates[0] if len(candidates) == 1 else None)
             if key is None:
-                raise DataFileError(f"{path}: which array holds the data? pass key=, one of {names}")
+                raise DataFileError(
+                    f"{path}: which array holds the data? save it under the name 'x' (or, loading in Python, "
+                    f"pass key=), one of {names}"
+                )
         if key not in names:
             raise DataFileError(f"{path}: no array {key!r}; the file holds {names}")
         labels_key = next((k for k in ("y", "labels") if k in names and k != key), None)
-        return archive[key], (archive[labels_key] if labels_key else None)
+
+        def read(name: str) -> np.ndarray:
+            info = members[name]
+            with archive.open(info) as f:
+                return _npy_from(f, path, info.file_size, limit, f" (array {name!r})")
+
+        return read(key), (read(labels_key) if labels_key else None)
 
 
 def read_array(
@@ -284,7 +434,7 @@ def read_array(
     suffix = _stem_suffix(path)
     try:
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False), None
+            return _read_npy(path, limit), None
         if suffix == ".npz":
             return _read_npz(path, key, limit)
         if suffix in (".csv", ".txt"):
@@ -299,6 +449,10 @@ def read_array(
     raise DataFileError(f"{path}: unknown data file format; supported formats: {SUPPORTED_FORMATS}")
 
 
+#: The largest label size: every integer up to 2**53 is exact as a float64 and as an int64.
+MAX_LABEL = 2**53
+
+
 def _as_labels(values: np.ndarray, n: int, source: str) -> torch.Tensor:
     values = np.asarray(values)
     if values.ndim != 1 or values.shape[0] != n:
@@ -306,8 +460,16 @@ def _as_labels(values: np.ndarray, n: int, source: str) -> torch.Tensor:
             f"{source}: labels of shape {values.shape} do not match {n} data items; "
             f"a label file must hold one integer per item"
         )
+    if values.dtype.kind not in "biuf":
+        raise DataFileError(f"{source}: labels must be integers, got {values.dtype} values")
     if values.dtype.kind == "f" and not np.all(values == np.round(values)):
         raise DataFileError(f"{source}: labels must be integers, got non-integer values")
+    if values.size and not np.all(np.abs(values.astype(np.float64)) <= MAX_LABEL):
+        worst = values.reshape(-1)[np.argmax(np.abs(values.astype(np.float64)))]
+        raise DataFileError(
+            f"{source}: labels must be class numbers of at most 2**53 in size (exact as integers), got {worst:g}; "
+            f"renumber the classes 0, 1, 2 ..."
+        )
     return torch.as_tensor(values.astype(np.int64))
 
 
@@ -365,12 +527,18 @@ def load_file(
     if values.ndim == 1:
         values = values[:, None]
     if scale_bytes and values.dtype == np.uint8 and _stem_suffix(path) not in (".npy", ".npz", ".csv"):
-        values = values.astype(np.float32) / 255.0
+        values = values.astype(np.float32)
+        values /= 255.0  # in place: one float copy of the bytes, not two
     if binarize is not None:
+        if isinstance(binarize, bool) or not isinstance(binarize, (int, float)) or not math.isfinite(binarize):
+            raise DataFileError(
+                f"{path}: the binarisation threshold must be a finite number (--binarize T, binarize=T), "
+                f"got {binarize!r}"
+            )
         values = (values > binarize).astype(np.float32)
         kind = kind or "binary"
     x = torch.as_tensor(np.ascontiguousarray(values))
-    if not torch.isfinite(x.to(torch.float64)).all():
+    if not values_fit_kind(x, "continuous"):  # every value finite (checked a chunk at a time)
         raise DataFileError(f"{path}: holds {describe_values(x)}; remove or impute them before training")
     if kind is None:
         kind = infer_kind(x)

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from pyromim.data.dataset import ArrayDataset, DataSplits
 
+#: The share of a data file's items kept for validation, and for testing, unless set otherwise.
+DEFAULT_FRACTION = 0.1
+
+
+def items_for_part(n_part: int, fraction: float = DEFAULT_FRACTION) -> int:
+    """The fewest items whose split (:func:`split_dataset`) keeps at least ``n_part`` in a part of ``fraction``."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+    n = max(1, math.floor((n_part - 0.5) / fraction) - 1)
+    while int(round(fraction * n)) < n_part:
+        n += 1
+    return n
+
 
 def split_dataset(
-    data: ArrayDataset, *, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+    data: ArrayDataset,
+    *,
+    val_fraction: float = DEFAULT_FRACTION,
+    test_fraction: float = DEFAULT_FRACTION,
+    seed: int = 0,
 ) -> DataSplits:
     """Shuffle the items with ``numpy.random.default_rng(seed)`` and cut them in three.
 

@@ -7,12 +7,18 @@
     compare.md     the side-by-side table (metrics as rows, objectives as columns)
     compare.png    one bar panel per metric, error bars = std over seeds
 
+Called again with the same ``out_dir``, it goes on where it stopped: a run that finished
+with the same settings is kept as it is, an unfinished one continues from its
+``checkpoints/last.ckpt`` (to the same result as if never interrupted), and a run
+directory holding anything else is refused before anything trains, unless ``overwrite``.
+
 The std is the sample standard deviation (``ddof=1``); with one seed it is
 not defined and the tables show the mean alone.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -23,12 +29,22 @@ from typing import Any
 
 import numpy as np
 
+from pyromim._run_dir import RunDirectoryError, check_run_directory
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.console import ProgressBar, run_details_hidden
-from pyromim.experiments.report import METRIC_NOTES, comparison_table, write_json, write_text
-from pyromim.experiments.runner import run
+from pyromim.experiments.report import (
+    METRIC_NOTES,
+    UNRELIABLE_MARK,
+    UNRELIABLE_NOTE,
+    comparison_table,
+    read_checked_json,
+    write_json,
+    write_text,
+)
+from pyromim.experiments.runner import METRICS_FILE, RUN_FILE, check_resume, run, run_settings
 from pyromim.infer.objectives import compared_objectives, objective_label, objective_name
 from pyromim.metrics import EVALUATE_KEYS
+from pyromim.models import CheckpointError
 from pyromim.specs import ModelSpec, resolve_spec
 
 logger = logging.getLogger(__name__)
@@ -96,6 +112,64 @@ def run_summary(record: Mapping[str, Any]) -> str:
     return f"{record['epochs']} epochs in {record['seconds']:.0f} s" + (f"; {', '.join(shown)}" if shown else "")
 
 
+@dataclass
+class _Plan:
+    """What :func:`compare` does with one run directory: keep a finished run, resume one, or train anew."""
+
+    out_dir: Path
+    config: RunConfig
+    resume: Path | None = None
+    kept: dict[str, Any] | None = None  # run.json of a finished run
+    metrics: dict[str, float] | None = None  # and its metrics.json
+
+
+def _plan(spec: ModelSpec, config: RunConfig, out_dir: Path) -> _Plan:
+    """Decide, before anything trains, what to do with ``out_dir``: a finished run of the same
+    settings is kept, an unfinished one goes on from its ``last.ckpt``; a directory holding
+    anything else is refused (unless ``overwrite``) with advice in the command's own words."""
+    plan = _Plan(out_dir, config)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if config.overwrite or not last.is_file():
+        check_run_directory(out_dir, overwrite=config.overwrite, resume_hint=False)
+        return plan
+    trained, _, run_info = run_settings(spec, config)
+    try:
+        check_resume(last, run_info)
+    except CheckpointError:
+        raise RunDirectoryError(
+            f"{out_dir} holds a run of other settings (or a damaged checkpoint, {last}); pass --overwrite "
+            "to train it again, or choose another --out"
+        ) from None
+    try:
+        done = read_checked_json(out_dir / RUN_FILE)
+    except (OSError, CheckpointError):
+        done = None
+    budget = trained.training.epochs
+    if done is not None and (done.get("stopped_early") or done.get("epochs_completed", 0) >= budget):
+        try:  # the metrics a finished run wrote (none if it was not evaluated)
+            metrics_file = out_dir / METRICS_FILE
+            plan.metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+            plan.kept = done
+            return plan
+        except (OSError, ValueError):
+            pass  # unreadable: the resume below evaluates again
+    plan.resume = last
+    return plan
+
+
+def _kept_run(plan: _Plan, objective: str, seed: int) -> dict[str, Any]:
+    """The record of a run finished by an earlier ``compare`` (its run.json and metrics.json)."""
+    assert plan.kept is not None
+    return {
+        "objective": objective,
+        "seed": seed,
+        "out_dir": plan.out_dir,
+        "epochs": plan.kept.get("epochs_completed"),
+        "seconds": plan.kept.get("seconds", 0.0),
+        "metrics": plan.metrics,
+    }
+
+
 def compare(
     spec: str | Path | ModelSpec,
     *,
@@ -130,35 +204,37 @@ def compare(
     total = len(names) * len(seed_list)
     c = (config or RunConfig()).replace(**run_options)
     max_epochs = c.epochs if c.epochs is not None else spec.training.epochs
+    pairs = [(s, o) for s in seed_list for o in names]
+    # every run directory is looked at before anything trains: finished runs are kept, unfinished ones resumed
+    plans = [
+        _plan(spec, c.replace(objective=o, seed=s, plots=plots, progress=False), out_dir / o / f"seed{s}")
+        for s, o in pairs
+    ]
     # one bar over every run's epochs and one line per finished run, instead of each run's own
     with ProgressBar(total * max_epochs, enabled=c.progress) as bar, run_details_hidden():
-        for i, (seed, objective) in enumerate((s, o) for s in seed_list for o in names):
+        for i, ((seed, objective), plan) in enumerate(zip(pairs, plans)):
             label = f"{objective_label(objective)}, seed {seed}"
             ticks = bar.start_run(f"{label} ({i + 1}/{total})", max_epochs)
-            result = run(
-                spec,
-                c,
-                objective=objective,
-                seed=seed,
-                out_dir=out_dir / objective / f"seed{seed}",
-                plots=plots,
-                progress=False,
-                callbacks=[ticks],
-            )
+            if plan.kept is not None:
+                runs.append(_kept_run(plan, objective, seed))
+                how = "kept (finished earlier)"
+            else:
+                result = run(spec, plan.config, out_dir=plan.out_dir, resume=plan.resume, callbacks=[ticks])
+                is_global_zero = result.is_global_zero
+                runs.append(
+                    {
+                        "objective": objective,
+                        "seed": seed,
+                        "out_dir": result.out_dir,
+                        "epochs": result.fit.epochs_completed,
+                        "seconds": round(result.seconds, 2),
+                        "metrics": result.metrics,
+                    }
+                )
+                how = "resumed" if plan.resume is not None else ""
             bar.end_run()
-            is_global_zero = result.is_global_zero
-            runs.append(
-                {
-                    "objective": objective,
-                    "seed": seed,
-                    "out_dir": result.out_dir,
-                    "epochs": result.fit.epochs_completed,
-                    "seconds": round(result.seconds, 2),
-                    "metrics": result.metrics,
-                }
-            )
             if is_global_zero:
-                logger.info("%d/%d %s: %s", i + 1, total, label, run_summary(runs[-1]))
+                logger.info("%d/%d %s: %s%s", i + 1, total, label, f"{how}; " if how else "", run_summary(runs[-1]))
     # runs are listed seed by seed; report objectives in the order asked
     runs.sort(key=lambda r: (names.index(r["objective"]), r["seed"]))
     summary = summarise(runs)
@@ -169,6 +245,8 @@ def compare(
     outcome.table = comparison_table(summary, metrics, labels={o: objective_label(o) for o in names})
     seeds_text = ", ".join(map(str, seed_list))
     notes = "\n".join(f"* `{m}`: {METRIC_NOTES[m]}" for m in metrics)
+    if UNRELIABLE_MARK in outcome.table:
+        notes += f"\n\n{UNRELIABLE_NOTE}."
     markdown = (
         f"# {spec.name}: {', '.join(objective_label(o) for o in names)}\n\n"
         f"Mean ± sample std over seeds {seeds_text} (test part; KNN trained on the training part).\n\n"

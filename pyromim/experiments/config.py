@@ -108,8 +108,10 @@ class RunConfig:
             raise SpecError(f"{where}: 'q_x' = {self.q_x!r} is not one of: marginal, data, learned")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
             raise SpecError(f"{where}: 'devices' must be an int >= 1 or 'auto', got {self.devices!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise SpecError(f"{where}: 'seed' must be an int, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= 2**32 - 1:
+            raise SpecError(
+                f"{where}: 'seed' must be an int in [0, 2**32 - 1] (NumPy's and Pyro's range), got {self.seed!r}"
+            )
         return self
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -25,6 +25,7 @@ from typing import Any
 
 from pyromim.blocks.likelihoods import LIKELIHOODS, DataSupportError
 from pyromim.data import ArrayDataset, DataMismatchError, DataSplits, check_data_fits, load_data
+from pyromim.data.registry import BUILTIN_DATASETS
 from pyromim.specs import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ def prepare_data(
     :param n_val: the same for the validation part.
     :param n_test: the same for the test part.
     :param data_options: passed to :func:`pyromim.data.load_data` for files
-        (``labels``, ``binarize``, ``kind``, ``key``, ``label_column`` ...).  A
+        (``labels``, ``binarize``, ``kind``, ``key``, ``label_column``, ``val_fraction``,
+        ``test_fraction`` ...); a file's split fractions default to the spec's
+        ``[data] val_fraction`` / ``test_fraction`` (else 0.1 each).  A
         text file for a spec of flat token vectors of width ``W`` is read with
         ``max_length = W - 1`` unless the options say otherwise, so every
         sentence is padded to the model's width (and a longer one is refused).
@@ -106,6 +109,17 @@ def prepare_data(
             )
         data = spec.data.dataset
     options = dict(data_options or {})
+    if not isinstance(data, DataSplits) and str(data) in BUILTIN_DATASETS and options:
+        flags = ", ".join(f"--{key.replace('_', '-')}" for key in sorted(options))
+        raise DataMismatchError(
+            f"data options {sorted(options)} ({flags}) apply to data files, not to the built-in data set "
+            f"{str(data)!r}, which has its own split and values; leave them out or give a file with --data PATH"
+        )
+    if not isinstance(data, DataSplits) and str(data) not in BUILTIN_DATASETS:
+        # the spec's split of a data file; the data options (--val-fraction, --test-fraction) override it
+        for key in ("val_fraction", "test_fraction"):
+            if getattr(spec.data, key) is not None:
+                options.setdefault(key, getattr(spec.data, key))
     is_text = isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz"))
     if is_text and spec.data.kind == "tokens" and len(spec.data.shape) == 1 and "max_length" not in options:
         options["max_length"] = spec.data.shape[0] - 1  # room for <eos> in the model's width

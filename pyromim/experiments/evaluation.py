@@ -25,8 +25,11 @@ from pyromim.experiments.runner import (
 from pyromim.infer.objectives import make_loss
 from pyromim.models import CheckpointError, LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec, SpecError
+from pyromim.specs.toml_io import TOMLDecodeError
+from pyromim.specs.toml_io import loads as toml_loads
 from pyromim.training import load_checkpoint, load_trained
 from pyromim.training.fit import CHECKPOINT_DIR, RUN_INFO_KEY
+from pyromim.training.lightning_checkpoints import check_training_layout
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,20 @@ class EvaluationResult:
     source: Path
     data_name: str
     n_items: int
+
+
+def _spec_text(spec_file: Path) -> str:
+    """The text of a run directory's ``spec.toml``, refused in one line when it is not a readable spec."""
+    try:
+        text = spec_file.read_text(encoding="utf-8")
+        toml_loads(text)
+    except UnicodeDecodeError as err:
+        raise SpecError(
+            f"{spec_file}: not a spec file: byte {err.start} is not UTF-8 text; restore the run's spec"
+        ) from None
+    except TOMLDecodeError as err:
+        raise SpecError(f"{spec_file}: not valid TOML ({err}); restore the run's spec") from None
+    return text
 
 
 def _run_info(run_dir: Path) -> dict[str, Any]:
@@ -108,13 +125,13 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
     run_dir = run_directory(path)
     info = _run_info(run_dir)
     # a run's checkpoints carry its spec and objective (checksummed); others need spec.toml
-    saved = load_checkpoint(path).get(RUN_INFO_KEY)
+    saved = check_training_layout(path, load_checkpoint(path)).get(RUN_INFO_KEY)
     spec_file = run_dir / SPEC_FILE
     if isinstance(saved, dict) and isinstance(saved.get("spec_toml"), str):
         spec = ModelSpec.from_toml(saved["spec_toml"], where=f"{path} (embedded spec)")
         objective = str(saved.get("objective", spec.training.objective))
         if spec_file.is_file():  # an edited spec.toml is not silently ignored
-            changed = spec_differences(saved["spec_toml"], spec_file.read_text(encoding="utf-8"), ignore=("epochs",))
+            changed = spec_differences(saved["spec_toml"], _spec_text(spec_file), ignore=("epochs",))
             if changed:
                 raise CheckpointError(
                     f"{path}: its weights do not fit the spec in {spec_file} ({'; '.join(changed)}); the spec was "

@@ -11,6 +11,7 @@ from typing import Any
 
 from pyromim._atomic import atomic_write_text
 from pyromim._integrity import CheckpointError, one_line, verify
+from pyromim.metrics.likelihood import KHAT_THRESHOLD, NLL_KEYS, UNRELIABLE_FRACTION, nll_unreliable
 
 #: The field of a checked JSON file (``run.json``) holding the SHA-256 of the others.
 CHECKSUM_FIELD = "sha256"
@@ -26,7 +27,30 @@ METRIC_NOTES = {
     "knn5_accuracy": "5-NN label accuracy on posterior means, higher is better",
     "recon_error": "mean ||x - x_hat||, lower is better",
     "consistency": "share of latent variance the encoder recovers from data the model generates, higher is better",
+    "mi_aggregate_se": "standard error of mi_aggregate over the items (the MI itself is never below 0)",
+    "consistency_se": "standard error of consistency over the items",
 }
+
+#: What follows an unreliable NLL in tables.
+UNRELIABLE_MARK = "(unreliable)"
+#: The note explaining :data:`UNRELIABLE_MARK`.
+UNRELIABLE_NOTE = (
+    f"{UNRELIABLE_MARK}: more than {UNRELIABLE_FRACTION:.0%} of the items have a PSIS k-hat above "
+    f"{KHAT_THRESHOLD} (psis_khat_bad_fraction), so this importance-sampled NLL is not a valid estimate "
+    f"and must not be compared"
+)
+
+
+def _estimate_note(key: str, value: float | None, stderr: float | None) -> str:
+    """What a negative ``mi_aggregate`` or ``consistency`` means, given its standard error."""
+    if value is None or not math.isfinite(value) or value >= 0 or key not in ("mi_aggregate", "consistency"):
+        return ""
+    se = f"standard error {stderr:.2g}" if stderr is not None and math.isfinite(stderr) else "no standard error"
+    if key == "mi_aggregate":
+        return f"; below 0 only by estimator noise around 0 ({se}): the MI itself is never negative"
+    if stderr is not None and math.isfinite(stderr) and value >= -2 * stderr:
+        return f"; below 0 by estimator noise ({se}): the encoder recovers no latent variance"
+    return f"; below 0 beyond its noise ({se}): the encoder's means are worse than the constant mean of z"
 
 
 def _plain(value: Any) -> Any:
@@ -116,8 +140,23 @@ def render_table(
 
 
 def metrics_table(metrics: Mapping[str, float], *, markdown: bool = False) -> str:
-    """A two-column table ``metric | value`` with a short note on each metric."""
-    rows = [[k, format_value(v), METRIC_NOTES.get(k, "")] for k, v in metrics.items()]
+    """A table ``metric | value | meaning`` with a short note on each metric.
+
+    An NLL whose ``psis_khat_bad_fraction`` exceeds 0.3 is marked unreliable
+    (:func:`pyromim.metrics.nll_unreliable`); a negative ``mi_aggregate`` or
+    ``consistency`` is explained with its standard error (``*_se``).
+    """
+    unreliable = nll_unreliable(metrics.get("psis_khat_bad_fraction"))
+    rows = []
+    for k, v in metrics.items():
+        value, note = format_value(v), METRIC_NOTES.get(k, "")
+        if unreliable and k in NLL_KEYS:
+            value = f"{value} {UNRELIABLE_MARK}"
+            note = (
+                f"not a valid estimate: {metrics['psis_khat_bad_fraction']:.0%} of the items have a PSIS k-hat "
+                f"above {KHAT_THRESHOLD} (more than {UNRELIABLE_FRACTION:.0%}); do not compare it"
+            )
+        rows.append([k, value, note + _estimate_note(k, v, metrics.get(f"{k}_se"))])
     return render_table(["metric", "value", "meaning"], rows, markdown=markdown, left=(0, 2))
 
 
@@ -128,7 +167,11 @@ def comparison_table(
     labels: Mapping[str, str] | None = None,
     markdown: bool = False,
 ) -> str:
-    """Metrics as rows, objectives as columns, cells ``mean ± std`` over seeds."""
+    """Metrics as rows, objectives as columns, cells ``mean ± std`` over seeds.
+
+    An objective's NLL cells are marked :data:`UNRELIABLE_MARK` when its mean
+    ``psis_khat_bad_fraction`` exceeds 0.3 (see :data:`UNRELIABLE_NOTE`).
+    """
     labels = dict(labels or {})
     objectives = list(summary)
     header = ["metric"] + [labels.get(o, o) for o in objectives]
@@ -137,6 +180,9 @@ def comparison_table(
         cells = [metric]
         for o in objectives:
             stats = summary[o].get(metric, {})
-            cells.append(format_value(stats.get("mean"), stats.get("std")))
+            cell = format_value(stats.get("mean"), stats.get("std"))
+            if metric in NLL_KEYS and nll_unreliable(summary[o].get("psis_khat_bad_fraction", {}).get("mean")):
+                cell += f" {UNRELIABLE_MARK}"
+            cells.append(cell)
         rows.append(cells)
     return render_table(header, rows, markdown=markdown)

@@ -35,8 +35,9 @@ from typing import Any, TypeVar
 import pyro
 import torch
 
-from pyromim._run_dir import claim_run_directory
+from pyromim._run_dir import check_run_directory, claim_run_directory
 from pyromim.data import DataMismatchError, DataSplits
+from pyromim.data.splits import DEFAULT_FRACTION, items_for_part
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.console import ProgressBar, quiet_lightning
 from pyromim.experiments.datasets import prepare_data
@@ -47,7 +48,9 @@ from pyromim.models.memory import check_memory
 from pyromim.specs import ModelSpec, resolve_spec
 from pyromim.specs.toml_io import loads as toml_loads
 from pyromim.training import FitResult, fit, load_checkpoint
+from pyromim.training.cluster import check_num_nodes
 from pyromim.training.fit import CHECKPOINT_DIR, RUN_INFO_KEY
+from pyromim.training.lightning_checkpoints import check_training_layout
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,9 +156,18 @@ def check_run_preconditions(spec: ModelSpec, config: RunConfig, splits: DataSpli
     batch = min(spec.training.batch_size, len(splits.train))
     check_memory(spec, batch_size=batch, training=True)
     part = splits.test or splits.val
-    if not config.evaluate or part is None:
+    if not config.evaluate:
         return
     from pyromim.metrics.evaluate import evaluation_size_problem
+
+    if part is None:
+        needed = next(n for n in range(1, 2**16) if evaluation_size_problem(n) is None)
+        raise DataMismatchError(
+            f"{splits.train.name}: {len(splits.train)} item(s) and no test or validation part, but the metrics "
+            f"need at least {needed} items in one; give a data file of at least {items_for_part(needed)} items "
+            f"({DEFAULT_FRACTION:.0%} of them are kept for testing unless --test-fraction says otherwise) or, if --n-test/--n-val capped the parts, "
+            f"raise a cap to {needed} or more, so that the run is not trained only to write no metrics"
+        )
 
     labelled = part.labels is not None and splits.train.labels is not None
     problem = evaluation_size_problem(len(part), len(splits.train) if labelled else None)
@@ -194,25 +206,94 @@ def spec_differences(old: str, new: str, ignore: tuple[str, ...] = ()) -> list[s
     ]
 
 
-def check_resume(checkpoint: str | Path, run_info: Mapping[str, Any]) -> None:
-    """Refuse to resume from ``checkpoint`` unless it was written by a run of the same settings.
+def saved_run_info(checkpoint: str | Path) -> dict[str, Any]:
+    """The settings :func:`run` stored in ``checkpoint`` (its checksum verified).
 
-    ``run_info`` is what :func:`run` stores in its checkpoints (spec, objective,
-    seed, data, caps); every difference but the number of epochs (a resume may go
-    on to more) is named.
     :raises FileNotFoundError: no such file.
-    :raises pyromim.models.CheckpointError: a damaged checkpoint, one no run wrote, or other settings.
+    :raises pyromim.models.CheckpointError: a damaged checkpoint, or one no run wrote.
     """
-    saved = load_checkpoint(checkpoint).get(RUN_INFO_KEY)
+    return _saved(check_training_layout(checkpoint, load_checkpoint(checkpoint)), checkpoint)
+
+
+def _saved(state: Mapping[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+    saved = state.get(RUN_INFO_KEY)
     if not isinstance(saved, Mapping) or not isinstance(saved.get("spec_toml"), str):
         raise CheckpointError(
             f"cannot resume from {checkpoint}: it records no run settings (not written by 'pyromim train' "
             "or pyromim.experiments.run); continue it with pyromim.training.fit(..., resume=...)"
         )
+    return dict(saved)
+
+
+@dataclass
+class SavedRun:
+    """The run a training checkpoint belongs to: what a resume continues.
+
+    :ivar spec: the spec as trained (its ``[training]`` table holds the settings used).
+    :ivar settings: the :class:`~pyromim.experiments.RunConfig` fields of the run
+        (``objective``, ``seed``, ``inverse_h``, ``data``, ``data_options``, ``n_train``,
+        ``n_val``, ``n_test``, and ``num_samples`` where the checkpoint records it).
+    :ivar epochs_done: epochs finished and saved in the checkpoint.
+    :ivar stopped: whether the run had stopped early (it trains no further).
+    """
+
+    spec: ModelSpec
+    settings: dict[str, Any]
+    epochs_done: int
+    stopped: bool
+
+
+def saved_run(checkpoint: str | Path) -> SavedRun:
+    """The :class:`SavedRun` that wrote ``checkpoint``, so that ``run(saved.spec, **saved.settings,
+    resume=checkpoint, out_dir=...)`` continues it with nothing repeated.
+
+    :raises FileNotFoundError: no such file.
+    :raises pyromim.models.CheckpointError: a damaged checkpoint, one no run wrote, or a run
+        trained on data given in memory (which a checkpoint cannot name).
+    """
+    from pyromim.specs import SpecError
+    from pyromim.training.module import STOPPED_KEY
+
+    state = check_training_layout(checkpoint, load_checkpoint(checkpoint))
+    info = _saved(state, checkpoint)
+    try:
+        spec = ModelSpec.from_toml(info["spec_toml"], where=f"{checkpoint}: the run's spec")
+    except SpecError as err:
+        raise CheckpointError(f"cannot resume from {checkpoint}: {err}") from None
+    data = info.get("data")
+    if data == "DataSplits":
+        raise CheckpointError(
+            f"cannot resume from {checkpoint} alone: the run trained on data given in memory; resume it "
+            "from Python with run(..., data=<the same DataSplits>, resume=...)"
+        )
+    caps = info.get("caps") or {}
+    settings = {
+        "objective": info["objective"],
+        "seed": info["seed"],
+        "inverse_h": bool(info.get("inverse_h", False)),
+        "data": None if data in (None, spec.data.dataset) else data,
+        "data_options": dict(info.get("data_options") or {}) or None,
+        **{key: caps.get(key) for key in ("n_train", "n_val", "n_test")},
+    }
+    if isinstance(info.get("num_samples"), int):
+        settings["num_samples"] = info["num_samples"]
+    return SavedRun(spec, settings, int(state.get("epoch", -1)) + 1, bool(state.get(STOPPED_KEY)))
+
+
+def check_resume(checkpoint: str | Path, run_info: Mapping[str, Any]) -> None:
+    """Refuse to resume from ``checkpoint`` unless it was written by a run of the same settings.
+
+    ``run_info`` is what :func:`run` stores in its checkpoints (spec, objective,
+    seed, data, caps, evaluation samples); every difference but the number of epochs
+    (a resume may go on to more) and of evaluation samples is named.
+    :raises FileNotFoundError: no such file.
+    :raises pyromim.models.CheckpointError: a damaged checkpoint, one no run wrote, or other settings.
+    """
+    saved = saved_run_info(checkpoint)
     differences = [
         f"{key}: checkpoint {saved.get(key)!r}, now {value!r}"
         for key, value in run_info.items()
-        if key != "spec_toml" and saved.get(key) != value
+        if key not in ("spec_toml", "num_samples") and saved.get(key) != value
     ]
     differences += [
         f"spec {change}"
@@ -224,6 +305,32 @@ def check_resume(checkpoint: str | Path, run_info: Mapping[str, Any]) -> None:
             "resume with the run's own spec and options (only the number of epochs may change), "
             "or start a new run in another output directory"
         )
+
+
+def run_settings(spec: str | Path | ModelSpec, config: RunConfig) -> tuple[ModelSpec, str, dict[str, Any]]:
+    """The spec as :func:`run` trains it, the objective, and the settings it stores in every
+    checkpoint (plain JSON data; a resume must match them, see :func:`check_resume`)."""
+    c = config
+    spec, objective = training_spec(spec, c.objective, **c.training_overrides())
+    data_label = (
+        str(c.data) if isinstance(c.data, (str, Path)) else (spec.data.dataset if c.data is None else "DataSplits")
+    )
+    run_info = json.loads(
+        json.dumps(
+            {
+                "spec_toml": spec.to_toml(),
+                "objective": objective,
+                "inverse_h": c.inverse_h,
+                "seed": c.seed,
+                "data": data_label,
+                "data_options": dict(c.data_options or {}),
+                "caps": {"n_train": c.n_train, "n_val": c.n_val, "n_test": c.n_test},
+                "num_samples": c.num_samples,  # restored on resume, never compared (evaluation only)
+            },
+            default=str,
+        )
+    )
+    return spec, objective, run_info
 
 
 @own_param_store
@@ -260,30 +367,19 @@ def run(
     c = (config or RunConfig()).replace(**settings)
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    spec, objective = training_spec(spec, c.objective, **c.training_overrides())
+    spec, objective, run_info = run_settings(spec, c)
     seed = c.seed
     t = spec.training
-    data_label = (
-        str(c.data) if isinstance(c.data, (str, Path)) else (spec.data.dataset if c.data is None else "DataSplits")
-    )
-    caps = {"n_train": c.n_train, "n_val": c.n_val, "n_test": c.n_test}
-    # stored in every checkpoint (plain JSON data); a resume must match it
-    run_info = json.loads(
-        json.dumps(
-            {
-                "spec_toml": spec.to_toml(),
-                "objective": objective,
-                "inverse_h": c.inverse_h,
-                "seed": seed,
-                "data": data_label,
-                "data_options": dict(c.data_options or {}),
-                "caps": caps,
-            },
-            default=str,
-        )
-    )
-    if c.resume is not None:  # before anything is built or written
+    data_label, caps = run_info["data"], run_info["caps"]
+    # every check that needs no data, before the data are loaded or the model is built
+    if c.resume is not None:
         check_resume(c.resume, run_info)
+    # a resume from another run's checkpoint claims out_dir as a new run does (never over a run unasked)
+    continues_here = c.resume is not None and run_directory(c.resume).resolve() == out_dir.resolve()
+    if _launcher_rank_zero():
+        check_run_directory(out_dir, resume=continues_here, overwrite=c.overwrite)
+    check_memory(spec, batch_size=1, training=True)  # the parameters alone; with a real batch once sizes are known
+    check_num_nodes(c.num_nodes)
     pyro.set_rng_seed(seed)  # the networks' initial weights come from the global RNG
     model = build_model(spec)
     splits = prepare_data(
@@ -318,7 +414,7 @@ def run(
     )
     # the launcher's process holds the directory; the extra processes of a multi-device run write nothing there
     claim = (
-        claim_run_directory(out_dir, resume=c.resume is not None, overwrite=c.overwrite)
+        claim_run_directory(out_dir, resume=continues_here, overwrite=c.overwrite)
         if _launcher_rank_zero()
         else contextlib.nullcontext()
     )
@@ -354,8 +450,6 @@ def run(
                     splits.train.labels if evaluation_part.labels is not None else None,
                     num_samples=c.num_samples,
                 )
-        elif c.evaluate:
-            logger.warning("no test or validation part: metrics.json is not written")
 
         # the run directory already holds spec.toml, which Lightning's CSV logger warns about (quiet_lightning)
         with quiet_lightning(), ProgressBar(t.epochs, enabled=c.progress) as bar:

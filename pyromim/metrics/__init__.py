@@ -21,7 +21,7 @@ from pyromim.metrics.consistency import GenerationConsistency, generation_consis
 from pyromim.metrics.decoding import Decoding, greedy_reconstruction
 from pyromim.metrics.evaluate import EVALUATE_KEYS, OPTIONAL_KEYS, SEQUENCE_KEYS, evaluate
 from pyromim.metrics.ksg import ksg_mutual_information
-from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
+from pyromim.metrics.likelihood import LogLikelihood, log_likelihood, nll_unreliable
 from pyromim.metrics.marginal_entropy import MarginalEntropy, marginal_entropy
 from pyromim.metrics.rate import Rate, rate
 from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
@@ -52,6 +52,7 @@ __all__ = [
     "log_likelihood",
     "marginal_entropy",
     "mutual_information",
+    "nll_unreliable",
     "rate",
     "reconstruction_error",
     "to_inference_data",

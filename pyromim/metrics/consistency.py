@@ -10,11 +10,20 @@ un-conditioned, encode the generated ``x`` with the guide's posterior mean
 decoder, what symmetric MIM trains for; near 0: generated data carry no
 information about ``z`` that the encoder can read (a collapsed code, or a
 decoder that ignores ``z``). It can be negative when the encoder's means are
-worse than the constant ``E z``.
+worse than the constant ``E z``, and an estimate from ``N`` draws scatters
+around the true value: its standard error (the delta method for the ratio of
+the item means ``e_i = ||z_i - mu(x_i)||^2`` and ``v_i = ||z_i - mean z||^2``)
+is
+
+    SE = sqrt( Var_i(e_i - r v_i) / N ) / mean_i v_i,   r = mean e / mean v,
+
+so a negative ``R^2`` within about two standard errors of 0 says only that the
+encoder recovers no latent variance (noise around 0).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,11 +40,13 @@ from pyromim.metrics.trace_layout import inspect_layout, sample_sites
 
 @dataclass(frozen=True)
 class GenerationConsistency:
-    """``r2``: fraction of latent variance recovered from generated data; ``per_dim``: the same per latent dimension."""
+    """``r2``: fraction of latent variance recovered from generated data; ``per_dim``: the same per latent
+    dimension; ``stderr``: the standard error of ``r2`` (see the module docstring)."""
 
     r2: float
     per_dim: torch.Tensor
     num_samples: int
+    stderr: float = float("nan")
 
 
 @torch.no_grad()
@@ -75,10 +86,21 @@ def generation_consistency(
         recovered.append(encode(guide, rebuild(x, new_args, new_kwargs), layout, "mean", memory_budget))
     z = torch.cat(drawn).double()
     mu = torch.cat(recovered).double()
-    error = ((z - mu) ** 2).sum(0)
-    spread = ((z - z.mean(0)) ** 2).sum(0)
+    errors = (z - mu) ** 2  # (N, D)
+    spreads = (z - z.mean(0)) ** 2
+    error, spread = errors.sum(0), spreads.sum(0)
     return GenerationConsistency(
         r2=float(1 - error.sum() / spread.sum()),
         per_dim=(1 - error / spread).float(),
         num_samples=len(z),
+        stderr=_ratio_stderr(errors.sum(1), spreads.sum(1)),
     )
+
+
+def _ratio_stderr(e: torch.Tensor, v: torch.Tensor) -> float:
+    """Delta-method standard error of ``mean e / mean v`` over ``N`` items (the error of ``1 - r`` too)."""
+    n = len(e)
+    if n < 2:
+        return float("nan")
+    r = e.mean() / v.mean()
+    return float((e - r * v).std() / math.sqrt(n) / v.mean())

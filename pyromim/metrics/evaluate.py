@@ -40,6 +40,8 @@ EVALUATE_KEYS = (
     "knn5_accuracy",
     "recon_error",
     "consistency",
+    "mi_aggregate_se",
+    "consistency_se",
 )
 
 #: Keys :func:`evaluate` computes only when asked for by ``keys`` (the MIM
@@ -161,6 +163,10 @@ def evaluate(
       generates (one draw per item of ``data``); NaN (logged) when the generated
       data cannot be routed to the guide's arguments (e.g. two observed sites
       on one argument).
+    * ``mi_aggregate_se``, ``consistency_se``: the standard errors of those two
+      estimates over the items (the mutual information is never below 0, and a
+      negative ``consistency`` within about two standard errors of 0 means no
+      latent variance is recovered: both are then estimator noise around 0).
 
     Only when named in ``keys`` (:data:`OPTIONAL_KEYS`):
 
@@ -217,6 +223,16 @@ def evaluate(
             cache["recon"] = reconstruction_error(model, guide, data, **budget, sampled="recon_error_sampled" in wanted)
         return cache["recon"]
 
+    def aggregate_mi() -> Any:
+        if "mi" not in cache:
+            cache["mi"] = mutual_information(guide, data, **budget)
+        return cache["mi"]
+
+    def consistency() -> tuple[float, float]:
+        if "consistency" not in cache:
+            cache["consistency"] = _consistency(model, guide, data, **budget)
+        return cache["consistency"]
+
     def decoding() -> Any:
         if "decoding" not in cache:
             cache["decoding"] = greedy_reconstruction(model, guide, data, **budget)
@@ -247,11 +263,13 @@ def evaluate(
         "nll_bits_per_dim": lambda: likelihood().nll_bits_per_dim,
         "psis_khat_bad_fraction": lambda: likelihood().khat_bad_fraction,
         "mi_ksg": mi_ksg,
-        "mi_aggregate": lambda: mutual_information(guide, data, **budget).mi,
+        "mi_aggregate": lambda: aggregate_mi().mi,
+        "mi_aggregate_se": lambda: aggregate_mi().stderr,
         "active_units": lambda: active_units(guide, data, active_threshold, **budget).num_active,
         "knn5_accuracy": lambda: _knn5(*knn_args, **budget),
         "recon_error": recon_error,
-        "consistency": lambda: _consistency(model, guide, data, **budget),
+        "consistency": lambda: consistency()[0],
+        "consistency_se": lambda: consistency()[1],
         "h_q_x": lambda: marginal_entropy(model, guide, data, **budget).entropy,
         "recon_error_sampled": lambda: reconstruction().sampled_error,
         "knn5_accuracy_sampled": lambda: _knn5(*knn_args, **budget, latents="sample"),
@@ -267,9 +285,10 @@ def evaluate(
     return {key: compute[key]() for key in wanted}
 
 
-def _consistency(model: Callable, guide: Callable, data: Batch, **budget) -> float:
+def _consistency(model: Callable, guide: Callable, data: Batch, **budget) -> tuple[float, float]:
     try:
-        return generation_consistency(model, guide, data, **budget).r2
+        result = generation_consistency(model, guide, data, **budget)
     except ValueError as err:
         logger.warning("consistency not measured: %s", err)
-        return math.nan
+        return math.nan, math.nan
+    return result.r2, result.stderr

@@ -33,6 +33,18 @@ from pyromim.metrics.trace_layout import inspect_layout
 
 #: Pareto shape above which importance weights are unreliable (Vehtari et al.).
 KHAT_THRESHOLD = 0.7
+#: The metrics of :func:`~pyromim.metrics.evaluate` that are an NLL (see :func:`nll_unreliable`).
+NLL_KEYS = ("nll", "nll_bits_per_dim", "nll_per_token", "perplexity")
+#: An NLL is reported as unreliable when more than this share of its items has ``k > KHAT_THRESHOLD``.
+UNRELIABLE_FRACTION = 0.3
+
+
+def nll_unreliable(khat_bad_fraction: float | None) -> bool:
+    """Whether an NLL whose ``psis_khat_bad_fraction`` is this value must not be trusted or compared:
+    more than :data:`UNRELIABLE_FRACTION` of its items have a Pareto ``k`` above :data:`KHAT_THRESHOLD`."""
+    return (
+        khat_bad_fraction is not None and math.isfinite(khat_bad_fraction) and khat_bad_fraction > UNRELIABLE_FRACTION
+    )
 
 
 @dataclass(frozen=True)

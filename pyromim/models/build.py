@@ -54,7 +54,10 @@ def build_model(spec: str | Path | ModelSpec) -> LatentVariableModel:
     features = likelihood.feature_shape
     top_dim = m.top_latent_dim if m.levels == 2 and m.top_latent_dim is not None else m.latent_dim
     encoder = make_encoder(spec.encoder, features, top_dim, m.min_scale)
-    decoder = make_decoder(spec.decoder, m.latent_dim, likelihood.param_shape)
+    # an autoregressive likelihood's own network reads z: the decoder hands it over unchanged
+    decoder = (
+        nn.Identity() if likelihood.owns_decoder else make_decoder(spec.decoder, m.latent_dim, likelihood.param_shape)
+    )
     prior = make_prior(spec, top_dim, encoder, features)
     extra: dict[str, GaussianNetwork] = {}
     if m.levels == 2:

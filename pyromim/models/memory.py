@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pyromim.blocks.likelihoods import LIKELIHOODS
 from pyromim.specs import ModelSpec, SpecError
+from pyromim.specs.schema import NetworkSpec
 
 __all__ = ["MemoryEstimate", "available_memory", "check_memory", "estimate_memory"]
 
@@ -66,38 +67,93 @@ def _n_params(spec: ModelSpec) -> int:
     return int(getattr(cls, "n_params", 1))
 
 
+def _norm_weights(norm: str, widths: list[int]) -> int:
+    """Weights of the normalisation layers after hidden layers of ``widths`` (a scale and a shift each)."""
+    return 0 if norm == "none" else 2 * sum(widths)
+
+
+def _add_conv_encoder(estimate: MemoryEstimate, net: NetworkSpec, shape: list[int], head: tuple[int, str]) -> None:
+    """Stride-2 3x3 convolutions (``H -> ceil(H / 2)``), then a dense map to ``hidden[-1]`` and the head."""
+    c, h, w = shape
+    for c_out in net.channels:
+        h, w = (h + 1) // 2, (w + 1) // 2
+        estimate.weights["encoder.channels"] = estimate.weights.get("encoder.channels", 0) + (9 * c + 1) * c_out
+        estimate.outputs_per_item += c_out * h * w
+        c = c_out
+    estimate.add_mlp([(c * h * w, "encoder.channels"), (net.hidden[-1], "encoder.hidden"), head])
+
+
+def _add_conv_decoder(
+    estimate: MemoryEstimate, net: NetworkSpec, latent: tuple[int, str], shape: list[int], n_params: int
+) -> None:
+    """A dense map to ``channels[0]`` maps, then stride-2 transposed convolutions up to the data's ``H x W``."""
+    n = len(net.channels)
+    heights, widths = [shape[1]], [shape[2]]
+    for _ in range(n):
+        heights.append((heights[-1] + 1) // 2)
+        widths.append((widths[-1] + 1) // 2)
+    heights, widths = heights[::-1], widths[::-1]
+    estimate.add_mlp([latent, (net.channels[0] * heights[0] * widths[0], "decoder.channels")])
+    chans = [*net.channels, n_params * shape[0]]
+    for i in range(n):
+        key = "decoder.channels" if i < n - 1 else "data.shape"
+        estimate.weights[key] = estimate.weights.get(key, 0) + (9 * chans[i] + 1) * chans[i + 1]
+        estimate.outputs_per_item += chans[i + 1] * heights[i + 1] * widths[i + 1]
+
+
 def estimate_memory(spec: ModelSpec) -> MemoryEstimate:
-    """The weights (by key) and per-item layer outputs of the model ``spec`` describes."""
+    """The weights (by the key that sets their number) and per-item layer outputs of the model ``spec`` describes.
+
+    Every parameter :func:`~pyromim.models.build_model` creates is counted: the
+    encoder (an MLP, or convolutions and a dense layer) and its Gaussian head,
+    the decoder, normalisation layers, a learned Gaussian scale, the prior's own
+    parameters (a learned normal's ``2 d``; a mixture's ``K (2 d + 1)``; a
+    VampPrior's ``K`` pseudo-inputs of the data's size and ``K d`` scales), the
+    learned marginal's ``K d`` pseudo-latents and, for two levels, the
+    conditional networks of ``p(z | z2)`` and ``q(z | x, z2)``.
+    """
     m, d = spec.model, spec.data
     data_size = math.prod(d.shape)
     features = data_size * ((d.vocab_size or 1) if d.kind == "tokens" else 1)
-    top = m.top_latent_dim if m.levels == 2 and m.top_latent_dim else m.latent_dim
+    two_levels = m.levels == 2 and m.top_latent_dim is not None
+    top = m.top_latent_dim if two_levels and m.top_latent_dim else m.latent_dim
+    top_key = "model.top_latent_dim" if two_levels else "model.latent_dim"
     estimate = MemoryEstimate()
     data_key = "data.shape"
-    for table, net in (("encoder", spec.encoder), ("decoder", spec.decoder)):
-        hidden_key = f"{table}.{'hidden' if net.network == 'mlp' else 'channels'}"
-        if net.network == "conv":
-            channels = [d.shape[0], *net.channels]
-            for c_in, c_out in zip(channels, channels[1:]):
-                estimate.add_layer(9 * c_in, c_out, hidden_key, hidden_key)
-            hidden = [(w, f"{table}.hidden") for w in net.hidden[-1:]]
-        else:
-            hidden = [(w, hidden_key) for w in net.hidden]
-        if table == "encoder":
-            estimate.add_mlp([(features, data_key), *hidden, (2 * top, "model.latent_dim")])
-        else:
-            estimate.add_mlp([(m.latent_dim, "model.latent_dim"), *hidden, (_n_params(spec) * data_size, data_key)])
-    if m.prior == "vampprior":
-        estimate.weights["model.prior_components"] = m.prior_components * features
-    elif m.prior != "normal":
-        estimate.weights["model.prior_components"] = 2 * m.prior_components * top
+    enc, dec = spec.encoder, spec.decoder
+    head = (2 * top, top_key)
+    if enc.network == "conv":
+        _add_conv_encoder(estimate, enc, list(d.shape), head)
+    else:
+        estimate.add_mlp([(features, data_key), *[(w, "encoder.hidden") for w in enc.hidden], head])
+        _add(estimate, "encoder.hidden", _norm_weights(enc.norm, enc.hidden[:-1]))
+    if dec.network == "conv":
+        _add_conv_decoder(estimate, dec, (m.latent_dim, "model.latent_dim"), list(d.shape), _n_params(spec))
+    else:
+        widths = [(m.latent_dim, "model.latent_dim"), *[(w, "decoder.hidden") for w in dec.hidden]]
+        estimate.add_mlp([*widths, (_n_params(spec) * data_size, data_key)])
+        _add(estimate, "decoder.hidden", _norm_weights(dec.norm, dec.hidden))
+    if m.likelihood == "gaussian" and m.likelihood_scale == "learned":
+        _add(estimate, data_key, data_size)
+    if m.prior == "learned_normal":
+        _add(estimate, top_key, 2 * top)
+    elif m.prior == "mixture":
+        _add(estimate, "model.prior_components", m.prior_components * (2 * top + 1))
+    elif m.prior == "vampprior":
+        _add(estimate, "model.prior_components", m.prior_components * (features + top))
     if m.marginal_components:
-        estimate.weights["model.marginal_components"] = m.marginal_components * m.latent_dim
-    if m.levels == 2:
+        _add(estimate, "model.marginal_components", m.marginal_components * m.latent_dim)
+    if two_levels:
         hidden = [(w, "model.conditional_hidden") for w in m.conditional_hidden]
-        estimate.add_mlp([(top, "model.top_latent_dim"), *hidden, (2 * m.latent_dim, "model.latent_dim")])
-        estimate.add_mlp([(features + top, data_key), *hidden, (2 * m.latent_dim, "model.latent_dim")])
+        estimate.add_mlp([(top, top_key), *hidden, (2 * m.latent_dim, "model.latent_dim")])
+        joint = (features + top, top_key if top > features else data_key)
+        estimate.add_mlp([joint, *hidden, (2 * m.latent_dim, "model.latent_dim")])
     return estimate
+
+
+def _add(estimate: MemoryEstimate, key: str, n: int) -> None:
+    if n:
+        estimate.weights[key] = estimate.weights.get(key, 0) + n
 
 
 def available_memory() -> int | None:

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from pyromim.nn.conv import ConvDecoder, ConvEncoder
 from pyromim.nn.mlp import MLP
+from pyromim.nn.recurrent import SequenceEncoder
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,39 @@ def _conv_decoder(net: Any, latent_dim: int, param_shape: tuple[int, ...]) -> nn
     )
 
 
+class _TokenEncoder(nn.Module):
+    """One-hot token sequences ``(..., L, V)`` -> ids -> :class:`~pyromim.nn.SequenceEncoder` features."""
+
+    def __init__(self, net: Any, in_shape: tuple[int, ...], width: int) -> None:
+        super().__init__()
+        self.encoder = SequenceEncoder(
+            in_shape[-1], width, embedding_dim=net.embedding_dim, hidden_size=net.hidden[0], num_layers=len(net.hidden)
+        )
+
+    def forward(self, one_hot_tokens: torch.Tensor) -> torch.Tensor:
+        return self.encoder(one_hot_tokens.argmax(-1))
+
+
+def _gru_body(net: Any, in_shape: tuple[int, ...], width: int) -> nn.Module:
+    if len(in_shape) != 2:
+        raise ValueError(
+            f"the gru encoder reads token sequences (one-hot features of shape [L, V], as the categorical and "
+            f"gru likelihoods give them), got features of shape {list(in_shape)}"
+        )
+    return _TokenEncoder(net, in_shape, width)
+
+
+def _no_decoder(net: Any, latent_dim: int, param_shape: tuple[int, ...]) -> nn.Module:
+    raise ValueError(
+        "the gru network is an encoder for token sequences; for a recurrent decoder set [model] likelihood = 'gru'"
+    )
+
+
 #: Network kinds by name.
 NETWORKS: dict[str, Network] = {
     "mlp": Network(_mlp_body, _mlp_decoder),
     "conv": Network(_conv_body, _conv_decoder),
+    "gru": Network(_gru_body, _no_decoder),
 }
 
 

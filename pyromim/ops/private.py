@@ -1,4 +1,4 @@
-"""Every private torch and Pyro entry point pyromim calls, and nothing else.
+"""Every private torch, Pyro and Lightning entry point pyromim calls, and nothing else.
 
 Private functions change without notice, so each one is reached through this
 module only, and ``tests/test_ops_private.py`` checks that the installed versions
@@ -17,7 +17,13 @@ fallback exists it is taken when the function is missing, and tested that way:
 * :func:`model_factors` (the summed model factors of Pyro's
   ``TraceEnum_ELBO``) and :func:`hashable_args_kwargs` (Pyro's compiled-function
   cache key) have no fallback: they fail with an error naming the Pyro version,
-  which ``pyproject.toml`` caps for that reason.
+  which ``pyproject.toml`` caps for that reason;
+* :func:`log_pending_epoch_metrics` reaches into Lightning's fit loop (its pending
+  epoch metrics, step counter and logger connector) and has no fallback either:
+  the ``train`` extra caps Lightning for it. The checkpoint callbacks of
+  :mod:`pyromim.training.lightning_checkpoints` override Lightning's protected
+  ``ModelCheckpoint._save_checkpoint`` and its bookkeeping attributes; the same test
+  file checks that they still exist.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = [
     "create_graph_by_tracing",
     "graph_executor_optimize",
     "hashable_args_kwargs",
+    "log_pending_epoch_metrics",
     "model_factors",
     "module_local_params",
     "simplify_graph",
@@ -130,3 +137,17 @@ def module_local_params() -> bool:
     except ImportError:
         return False
     return bool(_is_module_local_param_enabled())
+
+
+def log_pending_epoch_metrics(trainer: Any) -> None:
+    """Log the metrics Lightning holds for the epoch that is ending, at the step its fit loop
+    logs epoch-end metrics at (one before the current count), as it would after the epoch's
+    checkpoint; ``trainer`` is a ``lightning.pytorch.Trainer``."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    pending = epoch_loop._results.metrics(False)["log"]
+    if pending:
+        epoch_loop._batches_that_stepped -= 1
+        try:
+            trainer._logger_connector.log_metrics(pending)
+        finally:
+            epoch_loop._batches_that_stepped += 1

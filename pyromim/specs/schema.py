@@ -64,6 +64,8 @@ class DataSpec:
     dataset: str | None = None  # built-in data set the spec was made for (toy4, toy4_20, digits)
     vocab_size: int | None = None  # tokens only: number of distinct tokens
     standardize: bool = False  # gaussian only: networks see data scaled by the training mean and std
+    val_fraction: float | None = None  # data files: share of items kept for validation (default 0.1)
+    test_fraction: float | None = None  # data files: share of items kept for testing (default 0.1)
 
 
 @dataclass
@@ -85,13 +87,18 @@ class ArchitectureSpec:
 
 @dataclass
 class NetworkSpec:
-    """``[encoder]`` / ``[decoder]``: an MLP or a small conv net."""
+    """``[encoder]`` / ``[decoder]``: an MLP, a small conv net or a GRU over tokens (encoder).
+
+    With an autoregressive likelihood (``made``, ``pixelcnn``, ``gru``) the
+    ``[decoder]`` table sizes that likelihood's network (``hidden``,
+    ``channels``, ``embedding_dim``) and ``network`` is not used."""
 
     network: str = _choices(NETWORKS, default="mlp")  # conv needs data.shape = [C, H, W]
     hidden: list[int] = field(default_factory=lambda: [50])  # MLP hidden widths; conv: feature width
     activation: str = _choices(ACTIVATIONS, default="tanh")  # between hidden layers
     norm: str = _choices(NORMS, default="none")  # normalisation between hidden layers
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv only
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # conv; pixelcnn decoder: one width per layer
+    embedding_dim: int = 64  # gru encoder and gru decoder: token embedding width
 
 
 @dataclass
@@ -151,6 +158,15 @@ class ModelSpec:
                 f"{where}: 'data.standardize' = true needs 'model.likelihood' = 'gaussian' (got "
                 f"'{m.likelihood}'); other likelihoods see the data as they are, so remove the key"
             )
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(d, key)
+            if value is not None and not 0 <= value < 1:
+                raise SpecError(f"{where}: 'data.{key}' must lie in [0, 1) (a share of the items), got {value}")
+        if (d.val_fraction or 0) + (d.test_fraction or 0) >= 1:
+            raise SpecError(
+                f"{where}: 'data.val_fraction' + 'data.test_fraction' must be below 1 so that training items "
+                f"remain, got {d.val_fraction} + {d.test_fraction}"
+            )
         if d.kind == "tokens" and (d.vocab_size is None or d.vocab_size < 2):
             raise SpecError(f"{where}: 'data.vocab_size' (an int >= 2) is required when 'data.kind' = 'tokens'")
         for key, value in (("model.latent_dim", m.latent_dim), ("model.prior_components", m.prior_components)):
@@ -167,6 +183,11 @@ class ModelSpec:
             raise SpecError(f"{where}: 'model.marginal_components' must be >= 0, got {m.marginal_components}")
         if m.likelihood_scale == "fixed" and not m.likelihood_fixed_scale > 0:
             raise SpecError(f"{where}: 'model.likelihood_fixed_scale' must be > 0, got {m.likelihood_fixed_scale}")
+        if m.likelihood_scale == "fixed" and not math.isfinite(m.likelihood_fixed_scale):
+            raise SpecError(
+                f"{where}: 'model.likelihood_fixed_scale' must be finite (the Gaussian likelihood's standard "
+                f"deviation), got {m.likelihood_fixed_scale}"
+            )
         if not (m.min_scale > 0 and math.isfinite(m.min_scale)):
             raise SpecError(f"{where}: 'model.min_scale' must be a finite number > 0, got {m.min_scale}")
         sizes = [("model.conditional_hidden", m.conditional_hidden)] + [
@@ -177,13 +198,28 @@ class ModelSpec:
         for key, values in sizes:
             if any(v < 1 for v in values):
                 raise SpecError(f"{where}: '{key}' must hold sizes >= 1, got {values}")
+        autoregressive = bool(getattr(LIKELIHOODS[m.likelihood], "owns_decoder", False))
         for table, net in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if table == "decoder" and autoregressive:
+                continue  # the likelihood's own network: [decoder] sizes it, its 'network' is not used
+            if table == "encoder" and net.network == "gru" and d.kind != "tokens":
+                raise SpecError(
+                    f"{where}: 'encoder.network' = 'gru' reads token sequences and needs 'data.kind' = 'tokens', "
+                    f"got '{d.kind}'; use network = 'mlp' or 'conv'"
+                )
+            if table == "decoder" and net.network == "gru":
+                raise SpecError(
+                    f"{where}: 'decoder.network' = 'gru' is not a decoder network; for a recurrent decoder set "
+                    "'model.likelihood' = 'gru'"
+                )
             if table == "encoder" and net.network == "conv" and d.kind == "tokens":
                 raise SpecError(
                     f"{where}: 'encoder.network' = 'conv' does not take 'data.kind' = 'tokens' "
                     "(the encoder sees tokens one-hot, one more dimension than [C, H, W]); use network = 'mlp'"
                 )
-            if net.network == "conv" and len(d.shape) != 3:
+            # a pixelcnn likelihood hands [H, W] images to the encoder with a channel axis
+            image_like = len(d.shape) == 3 or (len(d.shape) == 2 and m.likelihood == "pixelcnn")
+            if net.network == "conv" and not image_like:
                 raise SpecError(
                     f"{where}: '{table}.network' = 'conv' needs 'data.shape' = [C, H, W], got {d.shape}; "
                     "use network = 'mlp' for flat data"
@@ -230,6 +266,11 @@ class ModelSpec:
             data = toml_io.loads(text)
         except toml_io.TOMLDecodeError as err:
             raise SpecError(f"{where}: not valid TOML: {err}") from err
+        except RecursionError:
+            raise SpecError(
+                f"{where}: not a spec: its arrays or tables are nested too deeply to read (a spec holds tables "
+                f"of keys whose values are numbers, strings, booleans or flat lists)"
+            ) from None
         return cls.from_dict(data, where)
 
     def to_toml(self) -> str:

@@ -71,7 +71,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str, prefix: str = "") 
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
-            raise SpecError(f"{where}: unknown key '{prefix}{key}'{nearest(key, fields)}")
+            hint = (
+                nearest(key, fields) or f"; the keys{f' of [{prefix[:-1]}]' if prefix else ''} are: {', '.join(fields)}"
+            )
+            raise SpecError(f"{where}: unknown key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, f in fields.items():
         key = prefix + name

@@ -4,6 +4,7 @@ from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule
 from pyromim.training.diagnostics import NonFiniteLossError, nonfinite_terms
 from pyromim.training.fit import FitResult, fit, load_trained
+from pyromim.training.interrupts import TrainingInterrupted
 from pyromim.training.lightning_checkpoints import AtomicCheckpointIO, load_checkpoint, save_atomically
 from pyromim.training.module import PyroLightningModule
 from pyromim.training.params import StoreParameters
@@ -18,6 +19,7 @@ __all__ = [
     "SeededDataModule",
     "StoreParameters",
     "TrainConfig",
+    "TrainingInterrupted",
     "beta_factor",
     "fit",
     "load_checkpoint",

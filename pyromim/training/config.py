@@ -33,7 +33,11 @@ class TrainConfig:
     :ivar seed: seeds parameter initialisation, shuffling and every sample.
     :ivar devices: passed to ``lightning.Trainer``, as are ``strategy``, ``accelerator`` and ``num_nodes``.
     :ivar resume: checkpoint to continue from (normally ``OUT/checkpoints/last.ckpt``).
-    :ivar progress: show Lightning's progress bar.
+    :ivar progress: show one progress bar over the epochs (on stderr; ``False``: none).
+    :ivar verbose: print Lightning's own output instead: its banner and notices
+        (``GPU available``, tips), its per-batch and validation bars, and the warnings
+        pyromim otherwise drops as ones a user cannot act on (see
+        ``pyromim.experiments.console.quiet_lightning``).
     :ivar lr_schedule: ``"noam"`` (warm-up then ``1/sqrt`` decay) or ``"constant"``.
     :ivar lr_warmup_epochs: the Noam warm-up's length (``None``: ``warmup_epochs``).
     :ivar restore_best: load the best checkpoint's parameters before the ``evaluate`` hook.
@@ -62,6 +66,7 @@ class TrainConfig:
     num_nodes: int = 1
     resume: str | Path | None = None
     progress: bool = True
+    verbose: bool = False
     lr_schedule: str = "noam"
     lr_warmup_epochs: int | None = None
     restore_best: bool = True

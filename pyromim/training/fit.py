@@ -39,8 +39,11 @@ from torch.utils.data import default_collate
 from pyromim._atomic import atomic_write
 from pyromim.data.batches import Batch, DataArg, call
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
+from pyromim.ops import private
+from pyromim.training.cluster import check_num_nodes
 from pyromim.training.config import TrainConfig
 from pyromim.training.data_module import SeededDataModule, TensorItems
+from pyromim.training.interrupts import StopOnInterrupt, StopRequested, TrainingInterrupted, stop_on_sigint
 from pyromim.training.lightning_checkpoints import (
     AtomicCheckpointIO,
     BestCheckpoint,
@@ -228,13 +231,45 @@ class _EpochRecords(LearningRateMonitor):
         epoch_loop = trainer.fit_loop.epoch_loop
         if not trainer.training or not epoch_loop.batch_progress.is_last_batch:
             return  # only at the end of an epoch, when its training metrics are complete
-        pending = epoch_loop._results.metrics(False)["log"]
-        if pending:  # logged at the step Lightning uses for epoch-end metrics, as its fit loop does
-            epoch_loop._batches_that_stepped -= 1
-            try:
-                trainer._logger_connector.log_metrics(pending)
-            finally:
-                epoch_loop._batches_that_stepped += 1
+        private.log_pending_epoch_metrics(trainer)
+
+
+@contextmanager
+def _console(c: TrainConfig, epochs: int) -> Iterator[list[Callback]]:
+    """What a :func:`fit` call prints: with ``c.verbose`` Lightning's own output and bars; else
+    Lightning's banner, notices and unactionable warnings dropped, and (with ``c.progress``)
+    one bar over the epochs, whose callback is yielded."""
+    if c.verbose:
+        yield []
+        return
+    from pyromim.experiments.console import ProgressBar, quiet_lightning  # pyromim.experiments imports this module
+
+    with quiet_lightning(), ProgressBar(epochs, enabled=c.progress) as bar:
+        yield [bar.start_run("training", epochs)] if c.progress else []
+
+
+def _trainer(
+    c: TrainConfig, epochs: int, callbacks: list[Callback], loggers: list[Any], out_dir: Path, validates: bool
+) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs,
+        min_epochs=min(c.warmup_epochs, epochs) if c.patience is not None else None,
+        accelerator=c.accelerator,
+        devices=c.devices,
+        num_nodes=c.num_nodes,
+        strategy=_strategy(c.strategy),
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=c.progress and c.verbose,  # else one bar of pyromim's own (_console)
+        enable_model_summary=c.verbose,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        inference_mode=False,
+        limit_val_batches=None if validates else 0,
+        log_every_n_steps=1,
+        default_root_dir=out_dir,
+    )
 
 
 def _rows_before(path: Path, global_step: int) -> list[dict[str, Any]]:
@@ -300,6 +335,10 @@ def fit(
     :param settings: :class:`~pyromim.training.TrainConfig` fields by name, overriding
         ``config``'s (``fit(model, guide, loss, x, out_dir="run", epochs=5)`` needs no config).
 
+    Console: one bar over the epochs on stderr (none with ``progress=False``); Lightning's
+    banner, notices, per-batch bars and the warnings a user cannot act on are not shown
+    unless ``verbose=True``.
+
     Multi-device: ``devices=N, strategy="ddp"`` (``ddp`` allows parameters without
     gradient in some steps). ``resume`` continues from a checkpoint to the same
     parameters as an uninterrupted run; its checksum is verified before anything is
@@ -310,6 +349,8 @@ def fit(
     without touching it at all, call ``fit`` inside ``with pyro.get_param_store().scope():``.
 
     :raises pyromim.models.CheckpointError: ``resume`` is damaged or not a pyromim checkpoint.
+    :raises pyromim.training.TrainingInterrupted: Ctrl-C (SIGINT) stopped training at a batch
+        boundary; ``last.ckpt`` holds the last finished epoch (see ``pyromim.training.interrupts``).
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
         (the message names the non-finite terms; the last good checkpoint is kept).
     """
@@ -322,6 +363,7 @@ def fit(
     else:
         c = config.replace(**settings)
     epochs, batch_size, seed, resume = c.epochs, c.batch_size, c.seed, c.resume
+    check_num_nodes(c.num_nodes)
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if resume is not None and not Path(resume).is_file():
@@ -397,26 +439,21 @@ def fit(
     if importlib.util.find_spec("tensorboard") is not None:
         # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
         loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        min_epochs=min(c.warmup_epochs, epochs) if c.patience is not None else None,
-        accelerator=c.accelerator,
-        devices=c.devices,
-        num_nodes=c.num_nodes,
-        strategy=_strategy(c.strategy),
-        callbacks=all_callbacks,
-        logger=loggers,
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=c.progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,
-        inference_mode=False,
-        limit_val_batches=None if val is not None else 0,
-        log_every_n_steps=1,
-        default_root_dir=out_dir,
-    )
-    trainer.fit(module, datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size), ckpt_path=resume)
+    stop = StopOnInterrupt()
+    with _console(c, epochs) as bar_callbacks:
+        trainer = _trainer(c, epochs, [*all_callbacks, *bar_callbacks, stop], loggers, out_dir, val is not None)
+        try:
+            with stop_on_sigint(stop):
+                trainer.fit(
+                    module,
+                    datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size),
+                    ckpt_path=resume,
+                )
+        except StopRequested:
+            last_file = ckpt_dir / "last.ckpt"
+            if not last_file.is_file():
+                raise TrainingInterrupted(None, 0) from None
+            raise TrainingInterrupted(last_file, int(load_checkpoint(last_file)["epoch"]) + 1) from None
 
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     last = Path(latest.best_model_path) if latest.best_model_path else None

@@ -67,6 +67,30 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return state
 
 
+def check_training_layout(path: str | Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Raise :class:`~pyromim.models.CheckpointError` unless ``state`` (a loaded checkpoint) has a training
+    checkpoint's layout: a ``state_dict`` of named tensors and whole-number ``epoch`` and ``global_step``.
+
+    The checksum proves that a file is intact, not that whoever signed it wrote these entries.
+    """
+    weights = state.get("state_dict")
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise CheckpointError(
+            f"{path}: not a training checkpoint: it holds no 'state_dict' of named tensors; give a last.ckpt or "
+            f"best.ckpt that training wrote"
+        )
+    for key in ("epoch", "global_step"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CheckpointError(
+                f"{path}: not a training checkpoint: its '{key}' is {value!r}, not a whole number >= 0; give a "
+                f"last.ckpt or best.ckpt that training wrote"
+            )
+    return state
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint plugin: atomic saves, ``weights_only=True`` loads."""
 
