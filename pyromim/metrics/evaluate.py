@@ -182,11 +182,12 @@ def evaluate(
       from the same importance-sampled estimate as ``nll``: corpus NLL per token
       (tokens up to and including ``<eos>``) and its ``exp``.
     * ``rate``: mean ``KL(q(z|x) || p(z))``, :func:`~pyromim.metrics.rate`
-      (analytic for Gaussian pairs, else ``num_samples`` Monte Carlo draws).
+      (analytic for Gaussian pairs, else ``min(num_samples, 100)`` Monte Carlo draws).
     * ``code_gap``: :func:`~pyromim.metrics.code_reliance`'s gap, mean
       ``log p(x | mu(x)) - E_{p(z)} log p(x | z)`` in nats per datum. A collapse
       signal: ``~0`` when the decoder ignores the code, large when ``x`` is far
-      more likely at its own posterior mean than at a random prior code. Read it
+      more likely at its own posterior mean than at a random prior code
+      (``min(num_samples, 100)`` prior draws per datum). Read it
       with ``active_units``; ``knn5_accuracy`` can stay high for a collapsed model.
     * ``token_accuracy``, ``wrong_tokens``, ``bleu4``: greedy decodes from the
       posterior mean with no observed token fed in
