@@ -15,13 +15,17 @@ from pyromim.metrics.active_units import active_units
 from pyromim.metrics.aggregate_mi import mutual_information
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.classification import knn_accuracy
+from pyromim.metrics.code_reliance import code_reliance
 from pyromim.metrics.consistency import generation_consistency
+from pyromim.metrics.decoding import greedy_reconstruction, is_autoregressive, is_token_sequence
 from pyromim.metrics.encodings import encode
 from pyromim.metrics.ksg import ksg_mutual_information
 from pyromim.metrics.likelihood import log_likelihood
 from pyromim.metrics.marginal_entropy import marginal_entropy
+from pyromim.metrics.rate import rate
 from pyromim.metrics.reconstruction import reconstruction_error
-from pyromim.metrics.trace_layout import inspect_layout
+from pyromim.metrics.token_likelihood import token_likelihood
+from pyromim.metrics.trace_layout import inspect_layout, run_pair
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,23 @@ EVALUATE_KEYS = (
 #: Keys :func:`evaluate` computes only when asked for by ``keys`` (the MIM
 #: reference code's variants, and the data entropy under the encoder).
 OPTIONAL_KEYS = ("h_q_x", "recon_error_sampled", "knn5_accuracy_sampled")
+
+#: Keys :func:`evaluate` adds after :data:`EVALUATE_KEYS` (when ``keys`` is not given) for a model
+#: whose observed site holds token sequences (all but ``pixel_error_rate``) or another autoregressive
+#: distribution (``rate``, ``code_gap``, ``pixel_error_rate``); any model may name them in ``keys``
+#: (NaN, logged, where one does not apply).
+SEQUENCE_KEYS = (
+    "nll_per_token",
+    "perplexity",
+    "rate",
+    "code_gap",
+    "token_accuracy",
+    "wrong_tokens",
+    "bleu4",
+    "pixel_error_rate",
+)
+_TOKEN_KEYS = tuple(k for k in SEQUENCE_KEYS if k != "pixel_error_rate")
+_AUTOREGRESSIVE_KEYS = ("rate", "code_gap", "pixel_error_rate")
 
 
 def _knn5(
@@ -85,6 +106,16 @@ def evaluation_size_problem(n_items: int, n_train: int | None = None, *, ksg_k: 
     return None
 
 
+def observed_kind(model: Callable, guide: Callable, data: Batch) -> Literal["tokens", "autoregressive", "other"]:
+    """``"tokens"`` when an observed site holds token sequences, ``"autoregressive"`` when one has another
+    autoregressive distribution, else ``"other"`` (one run of the pair on two data points)."""
+    _, sites = run_pair(model, guide, take(data, slice(2)))
+    observed = [site["fn"] for site in sites.values() if site["is_observed"]]
+    if any(is_token_sequence(fn) for fn in observed):
+        return "tokens"
+    return "autoregressive" if any(is_autoregressive(fn) for fn in observed) else "other"
+
+
 @torch.no_grad()
 def evaluate(
     model: Callable,
@@ -123,7 +154,10 @@ def evaluate(
     * ``knn5_accuracy``: 5-NN accuracy on posterior means, trained on
       ``train_data`` / ``train_labels`` when given, else leave-one-out on ``data``;
       NaN (logged) when ``labels`` is None.
-    * ``recon_error``: mean ``||x - x_hat||`` through the posterior mean.
+    * ``recon_error``: mean ``||x - x_hat||`` through the posterior mean
+      (``x_hat`` the greedy decode for an autoregressive distribution); for token
+      sequences, where a Euclidean distance between ids means nothing, the mean
+      number of wrong tokens per sequence of the greedy decode (``wrong_tokens``).
     * ``consistency``: :func:`~pyromim.metrics.generation_consistency`'s ``r2``,
       the fraction of latent variance the encoder recovers from data the model
       generates (one draw per item of ``data``); NaN (logged) when the generated
@@ -141,13 +175,42 @@ def evaluate(
     * ``knn5_accuracy_sampled``: 5-NN accuracy on one draw ``z ~ q(z|x)`` per item
       (training and test parts alike).
 
-    :param keys: the metrics to compute, in the order wanted (default :data:`EVALUATE_KEYS`);
-        the others are not computed, so ``keys=("mi_ksg",)`` skips the costly NLL.
+    For token sequences and autoregressive decoders (:data:`SEQUENCE_KEYS`, added
+    to the defaults for such models):
+
+    * ``nll_per_token``, ``perplexity``: :func:`~pyromim.metrics.token_likelihood`
+      from the same importance-sampled estimate as ``nll``: corpus NLL per token
+      (tokens up to and including ``<eos>``) and its ``exp``.
+    * ``rate``: mean ``KL(q(z|x) || p(z))``, :func:`~pyromim.metrics.rate`
+      (analytic for Gaussian pairs, else ``min(num_samples, 100)`` Monte Carlo draws).
+    * ``code_gap``: :func:`~pyromim.metrics.code_reliance`'s gap, mean
+      ``log p(x | mu(x)) - E_{p(z)} log p(x | z)`` in nats per datum. A collapse
+      signal: ``~0`` when the decoder ignores the code, large when ``x`` is far
+      more likely at its own posterior mean than at a random prior code
+      (``min(num_samples, 100)`` prior draws per datum). Read it
+      with ``active_units``; ``knn5_accuracy`` can stay high for a collapsed model.
+    * ``token_accuracy``, ``wrong_tokens``, ``bleu4``: greedy decodes from the
+      posterior mean with no observed token fed in
+      (:func:`~pyromim.metrics.greedy_reconstruction`): share of the data's
+      positions (to ``<eos>``) decoded right, wrong tokens per sequence, corpus BLEU-4.
+    * ``pixel_error_rate``: the share of elements (pixels) where the greedy
+      decode of a discrete, non-token site differs from the data.
+
+    :param keys: the metrics to compute, in the order wanted (default
+        :data:`EVALUATE_KEYS`, plus the :data:`SEQUENCE_KEYS` that apply to
+        the model's observed site); the others are not computed, so
+        ``keys=("mi_ksg",)`` skips the costly NLL.
     """
-    wanted = EVALUATE_KEYS if keys is None else tuple(keys)
-    unknown = [key for key in wanted if key not in EVALUATE_KEYS + OPTIONAL_KEYS]
+    known = EVALUATE_KEYS + OPTIONAL_KEYS + SEQUENCE_KEYS
+    kind = observed_kind(model, guide, data)
+    if keys is None:
+        extra = {"tokens": _TOKEN_KEYS, "autoregressive": _AUTOREGRESSIVE_KEYS, "other": ()}[kind]
+        wanted = EVALUATE_KEYS + extra
+    else:
+        wanted = tuple(keys)
+    unknown = [key for key in wanted if key not in known]
     if unknown:
-        raise ValueError(f"evaluate: unknown metric(s) {unknown}; the metrics are {EVALUATE_KEYS + OPTIONAL_KEYS}")
+        raise ValueError(f"evaluate: unknown metric(s) {unknown}; the metrics are {known}")
     budget: dict[str, Any] = {"plate_name": plate_name, "memory_budget": memory_budget}
     cache: dict[str, Any] = {}
 
@@ -171,6 +234,25 @@ def evaluate(
             cache["consistency"] = _consistency(model, guide, data, **budget)
         return cache["consistency"]
 
+    def decoding() -> Any:
+        if "decoding" not in cache:
+            cache["decoding"] = greedy_reconstruction(model, guide, data, **budget)
+        return cache["decoding"]
+
+    def tokens() -> Any:
+        if "tokens" not in cache:
+            if kind != "tokens":
+                logger.info("nll_per_token and perplexity are NaN: no observed site holds token sequences")
+                return None
+            cache["tokens"] = token_likelihood(model, guide, data, likelihood=likelihood(), **budget)
+        return cache["tokens"]
+
+    def recon_error() -> float:
+        if kind == "tokens":
+            logger.info("recon_error of token sequences: mean wrong tokens per sequence of the greedy decode")
+            return decoding().wrong_tokens
+        return reconstruction().error
+
     def mi_ksg() -> float:
         subset = take(data, slice(ksg_max_points))
         z = encode(guide, subset, inspect_layout(None, guide, data, plate_name), "sample", memory_budget)
@@ -186,12 +268,20 @@ def evaluate(
         "mi_aggregate_se": lambda: aggregate_mi().stderr,
         "active_units": lambda: active_units(guide, data, active_threshold, **budget).num_active,
         "knn5_accuracy": lambda: _knn5(*knn_args, **budget),
-        "recon_error": lambda: reconstruction().error,
+        "recon_error": recon_error,
         "consistency": lambda: consistency()[0],
         "consistency_se": lambda: consistency()[1],
         "h_q_x": lambda: marginal_entropy(model, guide, data, **budget).entropy,
         "recon_error_sampled": lambda: reconstruction().sampled_error,
         "knn5_accuracy_sampled": lambda: _knn5(*knn_args, **budget, latents="sample"),
+        "nll_per_token": lambda: math.nan if tokens() is None else tokens().nll_per_token,
+        "perplexity": lambda: math.nan if tokens() is None else tokens().perplexity,
+        "rate": lambda: rate(model, guide, data, num_samples=max(2, min(num_samples, 100)), **budget).mean,
+        "code_gap": lambda: code_reliance(model, guide, data, num_samples=max(2, min(num_samples, 100)), **budget).gap,
+        "token_accuracy": lambda: decoding().token_accuracy,
+        "wrong_tokens": lambda: decoding().wrong_tokens,
+        "bleu4": lambda: decoding().bleu,
+        "pixel_error_rate": lambda: decoding().element_error_rate,
     }
     return {key: compute[key]() for key in wanted}
 

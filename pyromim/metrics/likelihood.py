@@ -34,7 +34,7 @@ from pyromim.metrics.trace_layout import inspect_layout
 #: Pareto shape above which importance weights are unreliable (Vehtari et al.).
 KHAT_THRESHOLD = 0.7
 #: The metrics of :func:`~pyromim.metrics.evaluate` that are an NLL (see :func:`nll_unreliable`).
-NLL_KEYS = ("nll", "nll_bits_per_dim")
+NLL_KEYS = ("nll", "nll_bits_per_dim", "nll_per_token", "perplexity")
 #: An NLL is reported as unreliable when more than this share of its items has ``k > KHAT_THRESHOLD``.
 UNRELIABLE_FRACTION = 0.3
 

@@ -2,8 +2,10 @@
 
 * ``error``: ``mean_i || x_i - x_hat_i ||_2`` with ``x_hat_i`` the mean of the
   model's observed distribution at ``z = E_q[z | x_i]`` (the latent sites at
-  their guide means; model-only latents at their prior means).  Several
-  observed sites are stacked into one vector per datum.
+  their guide means; model-only latents at their prior means), or its greedy
+  decode for an :class:`~pyromim.distributions.AutoregressiveDistribution`
+  (which has no mean in closed form).  Several observed sites are stacked into
+  one vector per datum.
 * ``expected_nll``: ``-mean_i E_{z ~ q(z|x_i)} log p(x_i | z)`` in nats, the
   reconstruction term of the ELBO, from ``num_samples`` draws per datum.
 * ``sampled_error``: ``mean_i || x_i - x~_i ||_2`` with one joint draw
@@ -11,7 +13,9 @@
   reconstruction; a wide decoder makes it much larger than ``error``).
 
 Distributions whose mean is undefined (a categorical over token ids: torch
-returns NaN) give a NaN error, with a warning naming the site.
+returns NaN; a token-sequence distribution) give a NaN error, with a warning
+naming the site: score token sequences with
+:func:`~pyromim.metrics.greedy_reconstruction` instead.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from pyromim.data.batches import Batch, batch_length, get_trace, take
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
+from pyromim.metrics.decoding import is_autoregressive, is_token_sequence, point_decode
 from pyromim.metrics.encodings import bytes_per_pair, guide_sites
 from pyromim.metrics.per_datum import (
     PosteriorMeanMessenger,
@@ -60,7 +65,7 @@ def reconstruct(model: Callable, guide: Callable, x: Batch, layout: TraceLayout)
     for name in layout.observed_sites:
         site = sites[name]
         try:
-            mean = site["fn"].mean
+            mean = _point_estimate(name, site["fn"])
         except NotImplementedError as err:
             raise NotImplementedError(
                 f"observed site '{name}': {type(site['fn']).__name__} has no .mean, so there "
@@ -69,13 +74,23 @@ def reconstruct(model: Callable, guide: Callable, x: Batch, layout: TraceLayout)
         if not bool(torch.isfinite(mean).all()):
             logger.warning(
                 "reconstruction error is NaN: observed site '%s' (%s) has no finite mean to "
-                "compare x with (token ids have no meaningful Euclidean error)",
+                "compare x with (token ids have no meaningful Euclidean error: use greedy_reconstruction's "
+                "token_accuracy / wrong_tokens / bleu)",
                 name,
                 type(getattr(site["fn"], "base_dist", site["fn"])).__name__,
             )
         observed.append(site_values(name, site, layout)[0])
         predicted.append(site_values(name, {**site, "value": mean}, layout)[0])
     return torch.cat(observed, -1), torch.cat(predicted, -1)
+
+
+def _point_estimate(name: str, fn) -> torch.Tensor:
+    """The mean of ``fn``; the greedy decode of an autoregressive distribution; NaN for token sequences."""
+    if is_token_sequence(fn):
+        return torch.full(fn.batch_shape + fn.event_shape, math.nan)
+    if is_autoregressive(fn):
+        return point_decode(name, fn)
+    return fn.mean
 
 
 @torch.no_grad()

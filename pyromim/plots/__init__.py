@@ -10,6 +10,7 @@ from pyromim.plots.images import image_shape, plot_reconstructions, plot_samples
 from pyromim.plots.latents import plot_latent_space
 from pyromim.plots.model_comparison import plot_image_model_rows, plot_setting_runs
 from pyromim.plots.run_plots import make_run_plots
+from pyromim.plots.sentences import write_sentence_table
 
 __all__ = [
     "image_shape",
@@ -23,4 +24,5 @@ __all__ = [
     "plot_setting_runs",
     "plot_training_curves",
     "read_metrics_csv",
+    "write_sentence_table",
 ]
