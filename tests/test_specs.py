@@ -49,7 +49,7 @@ def test_unknown_prior_lists_the_allowed_priors():
 def test_likelihood_that_does_not_fit_the_data_kind():
     with pytest.raises(
         SpecError,
-        match=r"'model.likelihood' = 'poisson' does not fit 'data.kind' = 'binary'; for binary data use one of: bernoulli, gaussian",
+        match=r"'model.likelihood' = 'poisson' does not fit 'data.kind' = 'binary'; for binary data use one of: bernoulli, made, pixelcnn, gaussian",
     ):
         ModelSpec.from_toml(_toml(**{'likelihood = "bernoulli"': 'likelihood = "poisson"'}))
 

@@ -129,13 +129,21 @@ class ModelSpec:
     # ----------------------------------------------------------- validation
     def validate(self, where: str = "spec") -> ModelSpec:
         """Check combinations the per-key checks cannot see; return ``self``."""
-        d, m, t = self.data, self.model, self.training
         problem = unsafe_name_problem(self.name)
         if problem is not None:
             raise SpecError(
                 f"{where}: 'name' = {self.name!r} {problem}; the name becomes a folder of the run directory, "
                 "so write a plain name such as 'my_model' (letters, digits, '_', '-', '.')"
             )
+        self._check_data(where)
+        self._check_model(where)
+        self._check_networks(where)
+        self._check_training(where)
+        return self
+
+    def _check_data(self, where: str) -> None:
+        """``[data]``, and which likelihoods and options fit its kind."""
+        d, m = self.data, self.model
         if not d.shape or any(s < 1 for s in d.shape):
             raise SpecError(f"{where}: 'data.shape' must be a non-empty list of positive sizes, got {d.shape}")
         allowed = likelihoods_for_kind(d.kind)
@@ -169,6 +177,10 @@ class ModelSpec:
             )
         if d.kind == "tokens" and (d.vocab_size is None or d.vocab_size < 2):
             raise SpecError(f"{where}: 'data.vocab_size' (an int >= 2) is required when 'data.kind' = 'tokens'")
+
+    def _check_model(self, where: str) -> None:
+        """``[model]``: sizes, levels, scales."""
+        m = self.model
         for key, value in (("model.latent_dim", m.latent_dim), ("model.prior_components", m.prior_components)):
             if value < 1:
                 raise SpecError(f"{where}: '{key}' must be >= 1, got {value}")
@@ -190,10 +202,18 @@ class ModelSpec:
             )
         if not (m.min_scale > 0 and math.isfinite(m.min_scale)):
             raise SpecError(f"{where}: 'model.min_scale' must be a finite number > 0, got {m.min_scale}")
+
+    def _check_networks(self, where: str) -> None:
+        """``[encoder]`` and ``[decoder]``: sizes, and which networks take the data."""
+        d, m = self.data, self.model
         sizes = [("model.conditional_hidden", m.conditional_hidden)] + [
             (f"{table}.{key}", getattr(net, key))
             for table, net in (("encoder", self.encoder), ("decoder", self.decoder))
             for key in ("hidden", "channels")
+        ]
+        sizes += [
+            (f"{table}.embedding_dim", [net.embedding_dim])
+            for table, net in (("encoder", self.encoder), ("decoder", self.decoder))
         ]
         for key, values in sizes:
             if any(v < 1 for v in values):
@@ -232,6 +252,10 @@ class ModelSpec:
                 )
             if net.network == "conv" and (not net.hidden or not net.channels):
                 raise SpecError(f"{where}: '{table}.network' = 'conv' needs non-empty 'hidden' and 'channels'")
+
+    def _check_training(self, where: str) -> None:
+        """``[training]``: ranges, and ``q_x`` against the objective and the model."""
+        m, t = self.model, self.training
         if t.q_x == "learned" and m.marginal_components < 1:
             raise SpecError(f"{where}: 'training.q_x' = 'learned' needs 'model.marginal_components' >= 1")
         if t.q_x == "data" and t.objective != "amim":
@@ -247,7 +271,6 @@ class ModelSpec:
                 raise SpecError(f"{where}: 'training.{key}' must be >= 0, got {getattr(t, key)}")
         if not (t.lr > 0 and math.isfinite(t.lr)):
             raise SpecError(f"{where}: 'training.lr' must be > 0 and finite, got {t.lr}")
-        return self
 
     # ------------------------------------------------------------ round trip
     @classmethod
