@@ -235,7 +235,7 @@ def test_bad_data_file_is_named(tmp_path, capsys):
     bad = tmp_path / "broken.npy"
     bad.write_bytes(b"this is not an array")
     code, err = run_error(["train", "toy4", "--data", str(bad), "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and "broken.npy" in err and "could not read" in err
+    assert code == 2 and "broken.npy" in err and "not a .npy file" in err
     code, err = run_error(
         ["train", "toy4", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")], capsys
     )
@@ -516,7 +516,7 @@ def test_decompression_limit_option(tmp_path, capsys, monkeypatch):
     assert code == 2 and "bomb.csv.gz" in _one_line(err) and "more than 1 MB" in err
     assert "PYROMIM_MAX_DECOMPRESSED_MB" not in os.environ  # the option does not outlive the command
     code, err = run_error(["train", "toy4", "--max-decompressed-mb", "0", "--out", str(tmp_path / "o")], capsys)
-    assert code == 2 and "--max-decompressed-mb must be > 0" in _one_line(err)
+    assert code == 2 and "--max-decompressed-mb must be a finite number of megabytes > 0" in _one_line(err)
 
 
 def test_a_run_directory_is_never_overwritten_unless_asked(tmp_path, capsys):
