@@ -25,7 +25,7 @@ from typing import Any
 
 # Only light modules at the top: help and argument errors come back without importing
 # torch, Pyro or Lightning (the commands import what they need when they run).
-from pyromim.infer.objectives import OBJECTIVES, compared_objectives
+from pyromim.infer.objectives import OBJECTIVES, Q_X_CHOICES, compared_objectives
 
 logger = logging.getLogger("pyromim.cli")
 
@@ -111,7 +111,7 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
     group.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of the Noam schedule")
     group.add_argument("--warmup-epochs", type=int, metavar="N", help="epochs of beta (and learning-rate) warm-up")
     group.add_argument("--patience", type=int, metavar="N", help="early stopping patience in epochs (0: off)")
-    group.add_argument("--q-x", choices=("marginal", "data", "learned"), help="log q(x) estimate of the MIM objectives")
+    group.add_argument("--q-x", choices=Q_X_CHOICES, help="log q(x) estimate of the MIM objectives")
     group.add_argument(
         "--no-compile",
         action="store_true",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyromim.data import DataSplits
-from pyromim.infer.objectives import objective_name
+from pyromim.infer.objectives import Q_X_CHOICES, objective_name
 from pyromim.specs import SpecError
 from pyromim.specs.validation import MAX_INT, nearest
 
@@ -104,8 +104,8 @@ class RunConfig:
                 raise SpecError(f"{where}: '{key}' must be an int in [{low}, 2**63 - 1], got {value!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise SpecError(f"{where}: 'lr' must be > 0 and finite, got {self.lr!r}")
-        if self.q_x not in (None, "marginal", "data", "learned"):
-            raise SpecError(f"{where}: 'q_x' = {self.q_x!r} is not one of: marginal, data, learned")
+        if self.q_x is not None and self.q_x not in Q_X_CHOICES:
+            raise SpecError(f"{where}: 'q_x' = {self.q_x!r} is not one of: {', '.join(Q_X_CHOICES)}")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
             raise SpecError(f"{where}: 'devices' must be an int >= 1 or 'auto', got {self.devices!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= 2**32 - 1:
