@@ -28,7 +28,7 @@ import torch
 from pyromim.data.batches import Batch, batch_length, take
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.encodings import bytes_per_pair
-from pyromim.metrics.per_datum import log_weights
+from pyromim.metrics.per_datum import defensive_log_weights, log_weights
 from pyromim.metrics.trace_layout import inspect_layout
 
 #: Pareto shape above which importance weights are unreliable (Vehtari et al.).
@@ -91,6 +91,19 @@ def pareto_k(log_w: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
+def _prior_counts(num_samples: int, sizes: list[int], defensive: float) -> list[int]:
+    """How many of each block's draws come from the prior: a share ``defensive`` of all the
+    draws (at least one, and at least one from the guide), spread over the blocks."""
+    total = min(num_samples - 1, max(1, round(defensive * num_samples))) if defensive > 0 else 0
+    counts, done, start = [], 0, 0
+    for size in sizes:
+        start += size
+        upto = round(total * start / num_samples)
+        counts.append(upto - done)
+        done = upto
+    return counts
+
+
 def log_likelihood(
     model: Callable,
     guide: Callable,
@@ -100,6 +113,7 @@ def log_likelihood(
     plate_name: str | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     khat_threshold: float = KHAT_THRESHOLD,
+    defensive: float = 0.0,
 ) -> LogLikelihood:
     """Importance-sampled ``log p(x)`` per datum of ``data``, guide as proposal.
 
@@ -111,15 +125,30 @@ def log_likelihood(
     :param plate_name: name of the data plate, when it cannot be found automatically.
     :param memory_budget: bytes one vectorised block may use (work is split into blocks that fit it).
     :param khat_threshold: Pareto ``k`` above which a datum counts as unreliable.
+    :param defensive: the share of the samples drawn from the model's prior instead of
+        the guide, a defensive mixture proposal (see
+        :func:`pyromim.metrics.per_datum.defensive_log_weights`); for a sharp encoder
+        (A-MIM, MIM) whose guide alone gives heavy-tailed weights. ``0`` (default): the
+        guide alone.
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if not 0.0 <= defensive < 1.0:
+        raise ValueError(f"defensive must lie in [0, 1) (the share of prior draws), got {defensive}")
     layout = inspect_layout(model, guide, data, plate_name)
     data_chunk, sample_chunk = block_shape(memory_budget, bytes_per_pair(layout), batch_length(data), num_samples)
     estimates, errors, ks = [], [], []
     for span in spans(batch_length(data), data_chunk):
         x = take(data, span)
-        blocks = [log_weights(model, guide, x, s.stop - s.start, layout) for s in spans(num_samples, sample_chunk)]
+        sizes = [s.stop - s.start for s in spans(num_samples, sample_chunk)]
+        priors = _prior_counts(num_samples, sizes, defensive)
+        share = 1.0 - sum(priors) / num_samples
+        blocks = [
+            defensive_log_weights(model, guide, x, size - prior, prior, layout, share)
+            if share < 1.0
+            else log_weights(model, guide, x, size, layout)
+            for size, prior in zip(sizes, priors)
+        ]
         log_w = torch.cat(blocks, 0).T.double().detach()  # (C, S); estimates, not a loss
         lse = torch.logsumexp(log_w, -1)
         estimates.append(lse - math.log(num_samples))

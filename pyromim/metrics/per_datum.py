@@ -15,6 +15,7 @@ evaluates densities, it does not reweight a training objective.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -103,6 +104,63 @@ def log_weights(model: Callable, guide: Callable, x: Batch, num_samples: int, la
     log_p = sum_log_prob(model_sites, layout.observed_sites + layout.latent_sites, layout, n)
     log_q = sum_log_prob(guide_sites, layout.latent_sites, layout, n)
     return log_p - log_q
+
+
+def defensive_log_weights(
+    model: Callable,
+    guide: Callable,
+    x: Batch,
+    num_guide: int,
+    num_prior: int,
+    layout: TraceLayout,
+    share: float | None = None,
+) -> torch.Tensor:
+    """``(num_guide + num_prior, C)`` log-weights of a defensive mixture proposal.
+
+    ``num_guide`` draws from the guide and ``num_prior`` from the model's prior over the
+    latent sites, each weighted by the mixture they were drawn from (the balance
+    heuristic of multiple importance sampling)::
+
+        log w = log p(x, z) - log( a q(z | x) + (1 - a) p(z) ),   a = num_guide / (num_guide + num_prior),
+
+    whose mean over all the draws is an unbiased estimate of ``p(x)`` when ``a`` is the
+    guide's share of all the draws (``share``, for draws made in several blocks;
+    default: this block's). Where the guide is
+    sharp, or misses part of the posterior, the prior's draws bound the weights by
+    ``p(x | z) / (1 - a)``, so their tail stays light. Model latent sites absent from the
+    guide are drawn from their prior by both parts and cancel, as in :func:`log_weights`.
+    """
+    n = batch_length(x)
+    parts = []
+    latents = layout.latent_sites
+    if num_guide:
+        guide_sites, model_sites = importance_block(model, guide, x, num_guide, layout)
+        parts.append(
+            (
+                sum_log_prob(model_sites, layout.observed_sites + latents, layout, n),
+                sum_log_prob(guide_sites, latents, layout, n),
+                sum_log_prob(model_sites, latents, layout, n),
+            )
+        )
+    if num_prior:
+        with torch.no_grad(), poutine.block():
+            model_trace = get_trace(vectorized(model, num_prior, layout), x)  # latents from the prior
+            guide_trace = get_trace(poutine.replay(vectorized(guide, num_prior, layout), trace=model_trace), x)
+        model_sites, guide_sites = sample_sites(model_trace), sample_sites(guide_trace)
+        parts.append(
+            (
+                sum_log_prob(model_sites, layout.observed_sites + latents, layout, n),
+                sum_log_prob(guide_sites, latents, layout, n),
+                sum_log_prob(model_sites, latents, layout, n),
+            )
+        )
+    share = num_guide / (num_guide + num_prior) if share is None else share
+    log_w = []
+    for log_joint, log_q, log_prior in parts:
+        terms = [t for t in ((share, log_q), (1.0 - share, log_prior)) if t[0] > 0]
+        log_mixture = torch.logsumexp(torch.stack([math.log(a) + t for a, t in terms]), 0)
+        log_w.append(log_joint - log_mixture)
+    return torch.cat(log_w, 0)
 
 
 class PosteriorMeanMessenger(Messenger):
