@@ -3,6 +3,8 @@
 the same decoder written as an ancestral loop runs, as does every model that draws its data
 ancestrally (dropout included)."""
 
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -150,3 +152,15 @@ def test_the_check_runs_once_per_pair():
         per_step.append(len(calls))
     # the decoder's feature net runs once per pixel step; the first step replays the model twice more
     assert per_step[0] == per_step[1] + 2 * D and per_step[1] == per_step[2]
+
+
+@pytest.mark.parametrize("tokens", [False, True], ids=["pixels", "tokens"])
+def test_generation_consistency_refuses_a_teacher_forced_decoder_and_measures_an_ancestral_one(tokens):
+    from pyromim.metrics import generation_consistency
+
+    decoder = TokenDecoder() if tokens else PixelDecoder()
+    forced = pair(decoder, "teacher_forced", tokens)
+    with pytest.raises(TeacherForcingError, match="generation_consistency: the distribution of observed site 'x'"):
+        generation_consistency(*forced, data(tokens))
+    result = generation_consistency(*pair(decoder, "ancestral", tokens), data(tokens))
+    assert result.num_samples == 16 and math.isfinite(result.r2)

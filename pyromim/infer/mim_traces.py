@@ -508,6 +508,7 @@ def check_ancestral_sampling(
     dec_model: Trace,
     encoder_values: Mapping[str, torch.Tensor],
     what: str = "Trace_MIM(symmetric=True)",
+    otherwise: str = "Trace_MIM(symmetric=False), which draws no data",
 ) -> None:
     """Refuse a model whose observed sites' distributions are computed from the observed data passed to it.
 
@@ -565,7 +566,7 @@ def check_ancestral_sampling(
                 f"distribution from pyromim.distributions (MADEDistribution, PixelCNNDistribution, "
                 f"TokenSequenceDistribution: log_prob in one teacher-forced pass, sample() ancestral); "
                 f"an ancestral loop, one sample site per step fed the previous step's value; "
-                f"or {what.split('(')[0]}(symmetric=False), which draws no data."
+                f"or {otherwise}."
             )
 
 

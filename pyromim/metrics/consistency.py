@@ -32,6 +32,7 @@ import torch
 
 from pyromim.data.batches import Batch, batch_length, call_args, get_trace, rebuild, take
 from pyromim.infer.guide_inputs import GuideInputs, substitute_generated
+from pyromim.infer.mim_traces import check_ancestral_sampling
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET, block_shape, spans
 from pyromim.metrics.encodings import bytes_per_pair, encode
 from pyromim.metrics.per_datum import site_values
@@ -68,6 +69,10 @@ def generation_consistency(
     (a view ``x.reshape(-1, 784)`` goes back in ``x``'s shape; see
     :mod:`pyromim.infer.guide_inputs`, whose ``guide_inputs`` override is
     accepted here too). Latents are compared in the order of the guide's sites.
+
+    :raises pyromim.infer.TeacherForcingError: the model computes an observed site's
+        distribution from the observed data passed to it, so its draws copy the data
+        (see :func:`pyromim.infer.mim_traces.check_ancestral_sampling`).
     """
     layout = inspect_layout(model, guide, data, plate_name)
     chunk, _ = block_shape(memory_budget, bytes_per_pair(layout), batch_length(data), 1)
@@ -79,6 +84,10 @@ def generation_consistency(
         sites = sample_sites(trace)
         generated = {name: sites[name] for name in layout.observed_sites}
         args, kwargs = call_args(x)
+        if span.start == 0:  # draws that copy the data passed in would bias R^2 upwards
+            check_ancestral_sampling(
+                model, args, kwargs, trace, {}, "generation_consistency", "leave this metric out for this model"
+            )
         new_args, new_kwargs = substitute_generated(
             guide, args, kwargs, generated, {}, {}, guide_inputs, model=model, subsample_trace=None
         )
