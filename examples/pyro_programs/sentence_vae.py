@@ -22,7 +22,7 @@ mean with no observed token fed in (over each sentence's words and its
 ``<eos>``), and the training cost per step.
 
     python examples/pyro_programs/sentence_vae.py                # ELBO, MIM, A-MIM; 1200 steps each
-    python examples/pyro_programs/sentence_vae.py --steps 30 --num-test 100 --num-samples 10   # quick
+    python examples/pyro_programs/sentence_vae.py --quick        # 30 steps each, small test set
 
 The measured table is in the README, next to the other Pyro programs.
 """
@@ -174,6 +174,10 @@ def row(name, m, step_s, elbo_step_s):
     )
 
 
+#: What ``--quick`` changes (options given explicitly win).
+QUICK = {"steps": 30, "num_test": 100, "num_samples": 10, "num_train_knn": 200}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1200, help="SVI steps per objective")
@@ -186,7 +190,12 @@ def main(argv=None):
     parser.add_argument("--num-train-knn", type=int, default=2000, help="training sentences the KNN-5 fits on")
     parser.add_argument("--num-samples", type=int, default=100, help="importance samples per test sentence")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK} unless given")
     args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     for flag in ("steps", "num_test", "num_train_knn", "num_samples", "batch_size", "hidden", "threads"):
         if getattr(args, flag) < 1:
             raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
