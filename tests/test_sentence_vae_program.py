@@ -45,6 +45,13 @@ def test_quick_mode_prints_a_finite_row_per_objective(one_thread, capsys):
         assert 0 <= m["active_units"] <= sentence_vae.Z_DIM and m["step_s"] > 0
 
 
+def test_cost_rounds_time_each_objective_on_the_same_batches(one_thread, capsys):
+    costs = sentence_vae.main(["--cost-rounds", "2", "--hidden", "8", "--objectives", "ELBO", "A-MIM"])
+    assert list(costs) == ["ELBO", "A-MIM"] and all(0 < c < math.inf for c in costs.values())
+    out = capsys.readouterr().out
+    assert "ELBO: " in out and "A-MIM: " in out and "x the ELBO's" in out
+
+
 def test_every_parameter_has_one_name_of_its_own_in_the_param_store(one_thread):
     """Each network parameter is registered once, under its own path: no two modules share a name."""
     train_x = sentence_vae.sentences(0, n_train=64, n_test=1)[0]
