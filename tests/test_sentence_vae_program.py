@@ -85,6 +85,19 @@ def test_greedy_accuracy_counts_words_and_eos_of_each_sentence(one_thread):
     assert sentence_vae.greedy_token_accuracy(vae, x) == pytest.approx(right / total)
 
 
+def test_rate_is_the_mean_gaussian_kl_to_the_prior(one_thread):
+    """Against ``KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1) / 2 - log s``, summed over the 16 units."""
+    torch.manual_seed(0)
+    x, _, _ = SentenceGenerator().sample(30, seed=4)
+    vae = sentence_vae.SentenceVAE(len(SentenceGenerator().vocabulary), x.shape[1], hidden_dim=8)
+    with torch.no_grad():
+        vae.encoder.fc_loc.bias.fill_(0.5)  # a rate well away from zero
+        loc, scale = vae.encoder(x)
+    per_sentence = (0.5 * (scale.double() ** 2 + loc.double() ** 2 - 1) - scale.double().log()).sum(-1)
+    assert per_sentence.mean().item() > 1.0
+    assert sentence_vae.rate(vae, x) == pytest.approx(per_sentence.mean().item(), rel=1e-5)
+
+
 @pytest.mark.slow
 def test_the_elbo_collapses_on_the_synthetic_sentences(one_thread):
     """The yardstick of the sentence benchmark: measured at 1200 steps (lr 1e-3, batch 64,
