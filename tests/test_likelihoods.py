@@ -163,6 +163,9 @@ def test_registry_names_match_classes():
         "categorical",
         "poisson",
         "negative_binomial",
+        "made",
+        "pixelcnn",
+        "gru",
     }
 
 
