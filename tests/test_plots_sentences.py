@@ -59,3 +59,19 @@ def test_table_refuses_a_model_without_token_sequences(tmp_path):
 
     with pytest.raises(ValueError, match="no observed site holds token sequences"):
         write_sentence_table(model, guide, torch.zeros(3), VOCABULARY, tmp_path / "s.md")
+
+
+def test_a_sentence_runs_plots_include_its_sentence_table(tmp_path):
+    from pyromim import build_model
+    from pyromim.data import load_data
+    from pyromim.plots import make_run_plots
+
+    model = build_model("sentences_gru")
+    data = load_data("sentences", seed=0)
+    test = data.test.subset(torch.arange(6))
+    splits = type(data)(train=test, val=None, test=test)
+    paths = make_run_plots(model, model.spec, splits, tmp_path)
+    table = tmp_path / "sentences.md"
+    assert table in paths
+    first = " ".join(test.vocabulary.decode(test.x[0].tolist()))
+    assert f"| {first} |" in table.read_text()

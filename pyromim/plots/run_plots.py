@@ -12,6 +12,7 @@ from pyromim.plots.curves import plot_training_curves, read_metrics_csv
 from pyromim.plots.data2d import plot_data_2d
 from pyromim.plots.images import image_shape, plot_reconstructions, plot_samples
 from pyromim.plots.latents import plot_latent_space
+from pyromim.plots.sentences import write_sentence_table
 from pyromim.specs import ModelSpec
 
 if TYPE_CHECKING:
@@ -31,14 +32,16 @@ def make_run_plots(
     warmup_epochs: int = 0,
     title: str = "",
 ) -> list[Path]:
-    """Write the run's PNGs into ``out_dir`` and return their paths.
+    """Write the run's PNGs (and, for sentences, a markdown table) into ``out_dir`` and return their paths.
 
     * ``training_curves.png``: losses per epoch, ``beta`` and learning rate
       (from ``metrics_csv`` when it exists, which also covers resumed runs; else ``history``);
     * ``latent_space.png``: posterior means of the test items (validation, else
       training items, when there is no test part) coloured by label, ellipses for 2-D latents;
     * images (see :func:`pyromim.plots.images.image_shape`): ``reconstructions.png``, ``samples.png``;
-    * 2-D data: ``data_reconstructions.png`` (data, reconstructions, samples).
+    * 2-D data: ``data_reconstructions.png`` (data, reconstructions, samples);
+    * sentences (a ``gru`` likelihood on text): ``sentences.md``, data beside their greedy
+      reconstructions and decodes of prior draws (:func:`pyromim.plots.write_sentence_table`).
     """
     out_dir = Path(out_dir)
     prefix = f"{title}: " if title else ""
@@ -78,6 +81,10 @@ def make_run_plots(
                 plot_samples(
                     model, out_dir / "samples.png", shape, title=f"{prefix}samples: decoder means E[x|z] at z ~ p(z)"
                 )
+            )
+        if spec.model.likelihood == "gru" and shown.vocabulary is not None:
+            paths.append(
+                write_sentence_table(model.model, model.guide, shown.x, shown.vocabulary, out_dir / "sentences.md")
             )
         if tuple(spec.data.shape) == (2,):
             paths.append(
