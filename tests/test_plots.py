@@ -144,3 +144,19 @@ def test_images_keep_their_layout(tmp_path):
     assert np.allclose(rgb[1, 2, 3], x[1, :, 2, 3].numpy())  # channel-first storage to HWC
     grey = ArrayDataset(torch.rand(3, 64), "grey")
     assert _as_images(grey.x, (8, 8)).shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("name", ["digits_made", "digits_pixelcnn"])
+def test_an_autoregressive_image_models_run_plots_show_greedy_decodes(tmp_path, name):
+    """Such a decoder has no mean in closed form: its samples and reconstructions are greedy decodes."""
+    from pyromim import build_model
+    from pyromim.data import load_data
+    from pyromim.plots import make_run_plots
+
+    model = build_model(name)
+    data = load_data("digits", seed=0)
+    test = data.test.subset(torch.arange(12))
+    test = ArrayDataset(test.x.reshape((12, *model.spec.data.shape)), test.kind, test.labels, name=test.name)
+    splits = type(data)(train=test, val=None, test=test)
+    names = {p.name for p in make_run_plots(model, model.spec, splits, tmp_path)}
+    assert {"samples.png", "reconstructions.png"} <= names

@@ -97,9 +97,14 @@ def plot_samples(
     title: str = "",
 ) -> Path:
     """``n`` draws ``z ~ p(z)`` shown as the decoder's mean ``E[x | z]`` (for Bernoulli pixels
-    the probabilities, which show more than one binary draw)."""
+    the probabilities, which show more than one binary draw); for an autoregressive decoder,
+    which has no mean in closed form, its greedy decode (see ``title``)."""
     plt = pyplot()
-    images = _as_images(model.decode(model.sample_latent(n)).mean, shape)
+    z = model.sample_latent(n)
+    if model.likelihood.owns_decoder:
+        images = _as_images(model.likelihood.point_estimate(model.decoder(z)), shape)
+    else:
+        images = _as_images(model.decode(z).mean, shape)
     rows = math.ceil(n / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(1.0 * columns, 1.0 * rows + 0.4), squeeze=False)
     _grid(axes, images, *_range(images))

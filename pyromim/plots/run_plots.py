@@ -79,7 +79,12 @@ def make_run_plots(
             )
             paths.append(
                 plot_samples(
-                    model, out_dir / "samples.png", shape, title=f"{prefix}samples: decoder means E[x|z] at z ~ p(z)"
+                    model,
+                    out_dir / "samples.png",
+                    shape,
+                    title=f"{prefix}samples: "
+                    + ("greedy decodes" if model.likelihood.owns_decoder else "decoder means E[x|z]")
+                    + " at z ~ p(z)",
                 )
             )
         if spec.model.likelihood == "gru" and shown.vocabulary is not None:
