@@ -730,9 +730,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "train" and args.spec is None and args.resume is None:
         _subparser(parser, "train").error("give a SPEC to train (e.g. toy4, or a .toml file), or --resume CKPT")
+    from pyromim._run_dir import RunDirectoryError
     from pyromim.blocks.likelihoods import DataSupportError
     from pyromim.data import DataFileError, DataMismatchError
-    from pyromim.experiments.run_dir import RunDirectoryError
     from pyromim.infer import GuideInputsError, NonFiniteLossError
     from pyromim.models import CheckpointError
     from pyromim.specs import SpecError

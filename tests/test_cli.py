@@ -538,7 +538,7 @@ def test_a_run_directory_is_never_overwritten_unless_asked(tmp_path, capsys):
 
 
 def test_two_processes_cannot_share_a_run_directory(tmp_path, capsys):
-    from pyromim.experiments.run_dir import claim_run_directory
+    from pyromim._run_dir import claim_run_directory
 
     out = tmp_path / "run"
     with claim_run_directory(out):  # as another process holding it would

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import pyromim.experiments.runner as runner
+from pyromim._run_dir import claim_run_directory
 from pyromim.cli import build_parser, main
-from pyromim.experiments.run_dir import claim_run_directory
 
 TINY = ["--n-train", "256", "--n-val", "128", "--n-test", "128", "--num-samples", "20", "--no-progress"]
 #: A run whose settings all differ from toy4's defaults: objective, seed, caps, [training] values.

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from pyromim._run_dir import RunDirectoryError, check_run_directory
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.console import ProgressBar, run_details_hidden
 from pyromim.experiments.report import (
@@ -40,7 +41,6 @@ from pyromim.experiments.report import (
     write_json,
     write_text,
 )
-from pyromim.experiments.run_dir import RunDirectoryError, check_run_directory
 from pyromim.experiments.runner import METRICS_FILE, RUN_FILE, check_resume, run, run_settings
 from pyromim.infer.objectives import compared_objectives, objective_label, objective_name
 from pyromim.metrics import EVALUATE_KEYS

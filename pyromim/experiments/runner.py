@@ -35,13 +35,13 @@ from typing import Any, TypeVar
 import pyro
 import torch
 
+from pyromim._run_dir import check_run_directory, claim_run_directory
 from pyromim.data import DataMismatchError, DataSplits
 from pyromim.data.splits import DEFAULT_FRACTION, items_for_part
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.console import ProgressBar, quiet_lightning
 from pyromim.experiments.datasets import prepare_data
 from pyromim.experiments.report import write_json, write_text
-from pyromim.experiments.run_dir import check_run_directory, claim_run_directory
 from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.models import CheckpointError, LatentVariableModel, build_model, save_model
 from pyromim.models.memory import check_memory
