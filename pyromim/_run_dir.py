@@ -5,6 +5,10 @@ records the holder's pid) for as long as a run writes into its directory; the
 operating system releases it when the process ends, however it ends, so a
 killed run leaves no stale lock.  Locks are advisory ``flock`` locks on POSIX
 systems; elsewhere no lock is taken.
+
+This module sits at the package's top level, not in :mod:`pyromim.experiments`, because
+the command line needs it before any command runs, and importing that package loads
+Lightning and torch.
 """
 
 from __future__ import annotations
