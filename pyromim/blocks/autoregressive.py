@@ -31,9 +31,8 @@ from typing import Any
 
 import torch
 from pyro.distributions import TorchDistribution
-from torch.nn.functional import one_hot
 
-from pyromim.blocks.likelihood_base import DataSupportError, Likelihood, is_integer
+from pyromim.blocks.likelihood_base import BinaryValues, DataSupportError, Likelihood, OneHotTokens, is_integer
 from pyromim.distributions import MADEDistribution, PixelCNNDistribution, TokenSequenceDistribution
 from pyromim.nn import MADE, GatedPixelCNN, GRULanguageModel
 
@@ -73,13 +72,10 @@ class AutoregressiveLikelihood(Likelihood):
         return self.distribution(params).greedy()
 
 
-class MADELikelihood(AutoregressiveLikelihood):
+class MADELikelihood(BinaryValues, AutoregressiveLikelihood):
     """Binary vectors ``[D]`` from a conditional :class:`~pyromim.nn.MADE`."""
 
     name = "made"
-    support_text = "exactly 0 or 1"
-    support_kind = "binary"
-    spec_kinds = ("binary",)
 
     @classmethod
     def from_spec(cls, spec: Any) -> Likelihood:
@@ -97,17 +93,11 @@ class MADELikelihood(AutoregressiveLikelihood):
     def distribution(self, params):
         return MADEDistribution(self.net, params)
 
-    def in_support(self, x):
-        return bool(((x == 0) | (x == 1)).all())
 
-
-class PixelCNNLikelihood(AutoregressiveLikelihood):
+class PixelCNNLikelihood(BinaryValues, AutoregressiveLikelihood):
     """Binary images ``[H, W]`` from a conditional :class:`~pyromim.nn.GatedPixelCNN`."""
 
     name = "pixelcnn"
-    support_text = "exactly 0 or 1"
-    support_kind = "binary"
-    spec_kinds = ("binary",)
 
     @classmethod
     def from_spec(cls, spec: Any) -> Likelihood:
@@ -138,11 +128,8 @@ class PixelCNNLikelihood(AutoregressiveLikelihood):
     def distribution(self, params):
         return PixelCNNDistribution(self.net, params)
 
-    def in_support(self, x):
-        return bool(((x == 0) | (x == 1)).all())
 
-
-class GRULikelihood(AutoregressiveLikelihood):
+class GRULikelihood(OneHotTokens, AutoregressiveLikelihood):
     """Token sequences ``[L]`` (ids, ``<eos>``, ``<pad>``) from a conditional GRU language model."""
 
     name = "gru"
@@ -182,13 +169,6 @@ class GRULikelihood(AutoregressiveLikelihood):
         self.net = GRULanguageModel(
             self.vocab_size, self.latent_dim, embedding_dim=embedding_dim, hidden_size=hidden[0], num_layers=len(hidden)
         )
-
-    @property
-    def feature_shape(self):
-        return self.data_shape + (self.vocab_size,)
-
-    def encoder_input(self, x):
-        return one_hot(x.long(), self.vocab_size).to(torch.get_default_dtype())
 
     def distribution(self, params):
         return TokenSequenceDistribution(self.net, params, self.data_shape[0])

@@ -7,8 +7,9 @@ from typing import Any
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
+from torch.nn.functional import one_hot
 
-__all__ = ["DataSupportError", "Likelihood", "is_integer"]
+__all__ = ["BinaryValues", "DataSupportError", "Likelihood", "OneHotTokens", "is_integer"]
 
 
 class DataSupportError(ValueError):
@@ -119,3 +120,29 @@ class Likelihood(PyroModule):
 
 def is_integer(x: torch.Tensor) -> bool:
     return bool((x == x.round()).all()) if x.is_floating_point() else True
+
+
+class BinaryValues:
+    """Mixin of the likelihoods over binary data (values exactly 0 or 1)."""
+
+    support_text = "exactly 0 or 1"
+    support_kind = "binary"
+    spec_kinds: tuple[str, ...] = ("binary",)
+
+    def in_support(self, x: torch.Tensor) -> bool:
+        return bool(((x == 0) | (x == 1)).all())
+
+
+class OneHotTokens:
+    """Mixin of the likelihoods over token ids ``0 .. vocab_size - 1``: an encoder sees them
+    one-hot (feature shape ``data_shape + (vocab_size,)``)."""
+
+    data_shape: tuple[int, ...]
+    vocab_size: int
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return self.data_shape + (self.vocab_size,)
+
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        return one_hot(x.long(), self.vocab_size).to(torch.get_default_dtype())

@@ -40,27 +40,20 @@ from typing import Any
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.nn.functional import one_hot
 
 from pyromim.blocks.autoregressive import GRULikelihood, MADELikelihood, PixelCNNLikelihood
-from pyromim.blocks.likelihood_base import DataSupportError, Likelihood, is_integer
+from pyromim.blocks.likelihood_base import BinaryValues, DataSupportError, Likelihood, OneHotTokens, is_integer
 from pyromim.distributions import DiscretizedLogistic
 from pyromim.nn.gaussian import DEFAULT_MIN_SCALE, floored_scale, resolve_min_scale
 
 
-class BernoulliLikelihood(Likelihood):
+class BernoulliLikelihood(BinaryValues, Likelihood):
     """``x_i ~ Bernoulli(sigmoid(logit_i))`` for binary data."""
 
     name = "bernoulli"
-    support_text = "exactly 0 or 1"
-    support_kind = "binary"
-    spec_kinds = ("binary",)
 
     def distribution(self, params):
         return dist.Bernoulli(logits=params.squeeze(params.dim() - self.event_dims - 1))
-
-    def in_support(self, x):
-        return bool(((x == 0) | (x == 1)).all())
 
 
 class GaussianLikelihood(Likelihood):
@@ -217,7 +210,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
         return bool((x >= 0).all() and (x <= 1).all() and ((grid - grid.round()).abs() < 1e-3).all())
 
 
-class CategoricalLikelihood(Likelihood):
+class CategoricalLikelihood(OneHotTokens, Likelihood):
     """``x_i ~ Categorical(softmax(logits_i))`` for integer tokens ``0 .. vocab_size - 1``.
 
     The encoder sees tokens one-hot encoded (feature shape ``data_shape + (V,)``);
@@ -239,13 +232,6 @@ class CategoricalLikelihood(Likelihood):
         self.vocab_size = int(vocab_size)
         self.n_params = self.vocab_size
         self.support_text = f"integers 0 .. {self.vocab_size - 1}"
-
-    @property
-    def feature_shape(self):
-        return self.data_shape + (self.vocab_size,)
-
-    def encoder_input(self, x):
-        return one_hot(x.long(), self.vocab_size).to(torch.get_default_dtype())
 
     def distribution(self, params):
         return dist.Categorical(logits=params.movedim(params.dim() - self.event_dims - 1, -1))

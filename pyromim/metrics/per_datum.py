@@ -131,29 +131,25 @@ def defensive_log_weights(
     guide are drawn from their prior by both parts and cancel, as in :func:`log_weights`.
     """
     n = batch_length(x)
+
+    def densities(model_sites: dict, guide_sites: dict) -> tuple[torch.Tensor, ...]:
+        """``log p(x, z)``, ``log q(z | x)`` and ``log p(z)`` of each draw, ``(S, C)`` each."""
+        latents = layout.latent_sites
+        return (
+            sum_log_prob(model_sites, layout.observed_sites + latents, layout, n),
+            sum_log_prob(guide_sites, latents, layout, n),
+            sum_log_prob(model_sites, latents, layout, n),
+        )
+
     parts = []
-    latents = layout.latent_sites
     if num_guide:
         guide_sites, model_sites = importance_block(model, guide, x, num_guide, layout)
-        parts.append(
-            (
-                sum_log_prob(model_sites, layout.observed_sites + latents, layout, n),
-                sum_log_prob(guide_sites, latents, layout, n),
-                sum_log_prob(model_sites, latents, layout, n),
-            )
-        )
+        parts.append(densities(model_sites, guide_sites))
     if num_prior:
         with torch.no_grad(), poutine.block():
             model_trace = get_trace(vectorized(model, num_prior, layout), x)  # latents from the prior
             guide_trace = get_trace(poutine.replay(vectorized(guide, num_prior, layout), trace=model_trace), x)
-        model_sites, guide_sites = sample_sites(model_trace), sample_sites(guide_trace)
-        parts.append(
-            (
-                sum_log_prob(model_sites, layout.observed_sites + latents, layout, n),
-                sum_log_prob(guide_sites, latents, layout, n),
-                sum_log_prob(model_sites, latents, layout, n),
-            )
-        )
+        parts.append(densities(sample_sites(model_trace), sample_sites(guide_trace)))
     share = num_guide / (num_guide + num_prior) if share is None else share
     log_w = []
     for log_joint, log_q, log_prior in parts:
