@@ -124,3 +124,11 @@ def test_the_comparison_figure_hatches_and_labels_an_unreliable_nll(tmp_path, mo
     assert [text.get_text() for text in nll_axis.texts] == ["unreliable"]
     assert not any(bar.get_hatch() for bar in mi_axis.patches) and not mi_axis.texts
     assert any("psis_khat_bad_fraction > 0.3" in text.get_text() for text in fig.texts)
+
+
+def test_every_metric_evaluate_reports_has_a_note_in_the_run_table():
+    from pyromim.experiments.report import METRIC_NOTES
+    from pyromim.metrics import EVALUATE_KEYS
+    from pyromim.metrics.evaluate import SEQUENCE_KEYS
+
+    assert set(EVALUATE_KEYS) | set(SEQUENCE_KEYS) <= set(METRIC_NOTES)

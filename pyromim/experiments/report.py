@@ -29,6 +29,14 @@ METRIC_NOTES = {
     "consistency": "share of latent variance the encoder recovers from data the model generates, higher is better",
     "mi_aggregate_se": "standard error of mi_aggregate over the items (the MI itself is never below 0)",
     "consistency_se": "standard error of consistency over the items",
+    "nll_per_token": "nats per token (each sequence's tokens up to and including <eos>), lower is better",
+    "perplexity": "exp(total NLL / total tokens), lower is better",
+    "rate": "mean KL(q(z|x) || p(z)), nats; about 0 when the code has collapsed",
+    "code_gap": "log p(x|z) at the posterior mean minus its mean over prior draws, nats; about 0 when z is ignored",
+    "token_accuracy": "share of tokens right in the greedy decode from the posterior mean (no data fed in)",
+    "wrong_tokens": "wrong tokens per sequence in that decode, lower is better",
+    "bleu4": "corpus BLEU-4 of that decode against the data, higher is better",
+    "pixel_error_rate": "share of pixels wrong in the greedy decode from the posterior mean, lower is better",
 }
 
 #: What follows an unreliable NLL in tables.
