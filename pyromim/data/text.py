@@ -315,7 +315,8 @@ def load_text(
             if not truncate:
                 raise TextFileError(
                     f"{path}: line {number} holds {len(tokens)} tokens, more than max_length={max_length}; "
-                    f"raise max_length, or pass truncate=True to cut such sentences"
+                    f"raise max_length (from a spec: its [data] shape, one more than the longest sentence), or "
+                    f"cut such sentences with truncate=True (--truncate on the command line)"
                 )
             tokens, cut = tokens[:max_length], cut + 1
         sentences.append(tokens)
