@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pyro.util import get_rng_state, set_rng_state
 
 from pyromim.data.batches import Batch, DataArg, batch_length, data_tensor, take
 from pyromim.metrics.active_units import active_units
@@ -108,8 +109,13 @@ def evaluation_size_problem(n_items: int, n_train: int | None = None, *, ksg_k: 
 
 def observed_kind(model: Callable, guide: Callable, data: Batch) -> Literal["tokens", "autoregressive", "other"]:
     """``"tokens"`` when an observed site holds token sequences, ``"autoregressive"`` when one has another
-    autoregressive distribution, else ``"other"`` (one run of the pair on two data points)."""
-    _, sites = run_pair(model, guide, take(data, slice(2)))
+    autoregressive distribution, else ``"other"`` (one run of the pair on two data points, from a
+    random state then set back, so the metrics that follow draw what they drew without it)."""
+    state = get_rng_state()
+    try:
+        _, sites = run_pair(model, guide, take(data, slice(2)))
+    finally:
+        set_rng_state(state)
     observed = [site["fn"] for site in sites.values() if site["is_observed"]]
     if any(is_token_sequence(fn) for fn in observed):
         return "tokens"
