@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         NonFiniteLossError,
         TeacherForcingError,
     )
+    from pyromim.infer.terms import LossTerm, loss_terms
     from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "TeacherForcingError",
     "Trace_ELBO_plus_H",
     "Trace_MIM_minus_H",
+    "LossTerm",
+    "loss_terms",
 ]
 
 # imported on first use, so that the objective registry (pyromim.infer.objectives) needs no torch
@@ -47,6 +50,7 @@ __getattr__, __dir__ = lazy_exports(
             "NonFiniteLossError",
             "TeacherForcingError",
         ),
+        "pyromim.infer.terms": ("LossTerm", "loss_terms"),
         "pyromim.infer.trace_mim": ("JitTrace_MIM", "Trace_MIM"),
     },
     globals(),

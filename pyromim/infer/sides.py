@@ -37,6 +37,8 @@ class Side:
         self.value: Any = 0.0
         self.surrogate: Any = 0.0
         self.terms: list[tuple[str, torch.Tensor]] = []
+        #: each term's weighted total and its part of the surrogate: ``(label, value, surrogate)``
+        self.parts: list[tuple[str, Any, Any]] = []
         self.sampled: list[tuple[str, dict]] = []
         self._cost_terms: list[tuple[Any, torch.Tensor]] = []
 
@@ -50,11 +52,14 @@ class Side:
         total = term.sum()
         self.terms.append((label, log_prob))
         self.value = self.value + total
+        surrogate: Any = 0.0
         if differentiable is None or differentiable is log_prob:
             # a reparameterised draw's entropy term is its log-prob: the same sum
-            self.surrogate = self.surrogate + total
+            surrogate = total
         elif not is_identically_zero(differentiable):
-            self.surrogate = self.surrogate + (weight * differentiable).sum()
+            surrogate = (weight * differentiable).sum()
+        self.surrogate = self.surrogate + surrogate
+        self.parts.append((label, total, surrogate))
         if in_cost:
             self._cost_terms.append((stack, term))
 
@@ -63,6 +68,7 @@ class Side:
         log-density with enumerated sites summed out): value and surrogate at once,
         outside the score-function costs."""
         self.terms.append((label, total))
+        self.parts.append((label, total, total))
         self.value = self.value + total
         self.surrogate = self.surrogate + total
 
@@ -101,13 +107,21 @@ class Side:
         and mean cost used by the baseline."""
         surrogate: Any = 0.0
         stats = []
-        costs = self.cost if self.sampled else None
+        for key, site_surrogate, score_sum, cost_mean in self.score_parts():
+            surrogate = surrogate + site_surrogate
+            stats.append((key, score_sum, cost_mean))
+        return surrogate, stats
+
+    def score_parts(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per site drawn without reparameterisation: its key, its score-function surrogate
+        ``sum(cost * score)`` (no baseline), the summed score and the mean cost."""
+        if not self.sampled:
+            return
+        costs = self.cost
         for key, site in self.sampled:
             cost = costs.sum_to(site["cond_indep_stack"])
             score = site["score_parts"].score_function
-            surrogate = surrogate + (cost * score).sum()
-            stats.append((key, score.sum(), torch.as_tensor(cost).mean().detach()))
-        return surrogate, stats
+            yield key, (cost * score).sum(), score.sum(), torch.as_tensor(cost).mean().detach()
 
     def add_learned_qx(self, q_x: Callable[..., torch.Tensor], observed: Mapping[str, Any], weight, in_cost):
         """``weight * log q(x)`` from a callable ``q_x`` at the observed (or generated) data,
