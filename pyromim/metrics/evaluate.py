@@ -225,27 +225,33 @@ class _Evaluation:
 
     @functools.cached_property
     def likelihood(self) -> LogLikelihood:
+        """The importance-sampled likelihood (``nll``, its bits per dimension, the PSIS diagnostic)."""
         return log_likelihood(self.model, self.guide, self.data, self.num_samples, **self.budget)
 
     @functools.cached_property
     def reconstruction(self) -> Reconstruction:
+        """The reconstruction errors through the posterior mean (and sampled, when asked for)."""
         sampled = "recon_error_sampled" in self.wanted
         return reconstruction_error(self.model, self.guide, self.data, **self.budget, sampled=sampled)
 
     @functools.cached_property
     def aggregate_mi(self) -> AggregateMI:
+        """The aggregate-posterior mutual information and its standard error."""
         return mutual_information(self.guide, self.data, **self.budget)
 
     @functools.cached_property
     def consistency(self) -> _ConsistencyEstimate:
+        """The generation consistency and its standard error."""
         return _consistency(self.model, self.guide, self.data, **self.budget)
 
     @functools.cached_property
     def decoding(self) -> Decoding:
+        """The greedy decodes from the posterior mean, scored against the data."""
         return greedy_reconstruction(self.model, self.guide, self.data, **self.budget)
 
     @functools.cached_property
     def _token_likelihood(self) -> TokenLikelihood:
+        """The per-token likelihood, from the same estimate as ``nll``."""
         return token_likelihood(self.model, self.guide, self.data, likelihood=self.likelihood, **self.budget)
 
     def tokens(self) -> TokenLikelihood | None:
@@ -261,18 +267,21 @@ class _Evaluation:
         return math.nan if tokens is None else float(getattr(tokens, name))
 
     def recon_error(self) -> float:
+        """``recon_error``: wrong tokens per sequence for token data, else the distance to the reconstruction."""
         if self.kind == "tokens":
             logger.info("recon_error of token sequences: mean wrong tokens per sequence of the greedy decode")
             return self.decoding.wrong_tokens
         return self.reconstruction.error
 
     def mi_ksg(self) -> float:
+        """``mi_ksg``: the KSG estimate between the data and one draw of the code each."""
         subset = take(self.data, slice(self.ksg_max_points))
         layout = inspect_layout(None, self.guide, self.data, self.plate_name)
         z = encode(self.guide, subset, layout, "sample", self.memory_budget)
         return ksg_mutual_information(data_tensor(subset, self.data_arg).reshape(len(z), -1), z, k=self.ksg_k)
 
     def knn5(self, latents: Literal["mean", "sample"] = "mean") -> float:
+        """The 5-NN accuracy on the posterior means (or on one draw each)."""
         knn_args = (self.guide, self.data, self.labels, self.train_data, self.train_labels)
         return _knn5(*knn_args, **self.budget, latents=latents)
 
