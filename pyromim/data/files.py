@@ -503,20 +503,8 @@ def load_file(
     path = Path(path)
     limit = max_decompressed_bytes
     if _stem_suffix(path) == ".txt" and kind in (None, "tokens"):
-        from pyromim.data.text import load_text  # text builds on this module's errors
-
-        if binarize is not None or flatten or key is not None or label_column is not None:
-            raise DataFileError(f"{path}: a text file takes no binarize, flatten, key or label_column option")
-        unknown = sorted(set(text_options) - set(TEXT_OPTIONS))
-        if unknown:
-            raise DataFileError(f"{path}: unknown options {unknown} for a text file; it takes {list(TEXT_OPTIONS)}")
-        text = load_text(path, max_decompressed_bytes=limit, **text_options)
-        if labels is None:
-            return text
-        label_values, _ = read_array(labels, max_decompressed_bytes=limit)
-        flat = label_values.reshape(-1) if label_values.ndim == 2 and 1 in label_values.shape else label_values
-        text_labels = _as_labels(flat, len(text), str(labels))
-        return ArrayDataset(text.x, "tokens", text_labels, text.name, vocabulary=text.vocabulary, _checked=False)
+        numeric_options = binarize is not None or flatten or key is not None or label_column is not None
+        return _load_text_file(path, labels, limit, text_options, numeric_options=numeric_options)
     if text_options:
         raise DataFileError(f"{path}: options {sorted(text_options)} apply to .txt text files only")
     values, file_labels = read_array(path, key=key, label_column=label_column, max_decompressed_bytes=limit)
@@ -530,32 +518,69 @@ def load_file(
         values = values.astype(np.float32)
         values /= 255.0  # in place: one float copy of the bytes, not two
     if binarize is not None:
-        if isinstance(binarize, bool) or not isinstance(binarize, (int, float)) or not math.isfinite(binarize):
-            raise DataFileError(
-                f"{path}: the binarisation threshold must be a finite number (--binarize T, binarize=T), "
-                f"got {binarize!r}"
-            )
-        values = (values > binarize).astype(np.float32)
+        values = _binarized(path, values, binarize)
         kind = kind or "binary"
     x = torch.as_tensor(np.ascontiguousarray(values))
-    if not values_fit_kind(x, "continuous"):  # every value finite (checked a chunk at a time)
-        raise DataFileError(f"{path}: holds {describe_values(x)}; remove or impute them before training")
-    if kind is None:
-        kind = infer_kind(x)
-    elif kind in KIND_SUPPORT and not values_fit_kind(x, kind):
-        raise DataFileError(
-            f"{path}: declared kind {kind!r} needs {KIND_SUPPORT[kind]} but the file holds {describe_values(x)}"
-        )
+    kind = _checked_kind(path, x, kind)
     x = x.to(torch.long) if kind == "tokens" else x.to(torch.float32)
     label_tensor = None
     if labels is not None:
-        label_values, _ = read_array(labels, max_decompressed_bytes=limit)
-        label_tensor = _as_labels(
-            label_values.reshape(-1) if label_values.ndim == 2 and 1 in label_values.shape else label_values,
-            x.shape[0],
-            str(labels),
-        )
+        label_tensor = _label_file(labels, x.shape[0], limit)
     elif file_labels is not None:
         label_tensor = _as_labels(file_labels, x.shape[0], str(path))
     data = ArrayDataset(x, kind, label_tensor, str(path))
     return data.flatten() if flatten else data
+
+
+def _load_text_file(
+    path: Path,
+    labels: str | Path | None,
+    limit: int | None,
+    text_options: dict[str, Any],
+    *,
+    numeric_options: bool,
+) -> ArrayDataset:
+    """:func:`load_file` of a text file (see :func:`pyromim.data.load_text`), refusing the options of
+    numeric files (``numeric_options``: any was given) and unknown ones."""
+    from pyromim.data.text import load_text  # text builds on this module's errors
+
+    if numeric_options:
+        raise DataFileError(f"{path}: a text file takes no binarize, flatten, key or label_column option")
+    unknown = sorted(set(text_options) - set(TEXT_OPTIONS))
+    if unknown:
+        raise DataFileError(f"{path}: unknown options {unknown} for a text file; it takes {list(TEXT_OPTIONS)}")
+    text = load_text(path, max_decompressed_bytes=limit, **text_options)
+    if labels is None:
+        return text
+    text_labels = _label_file(labels, len(text), limit)
+    return ArrayDataset(text.x, "tokens", text_labels, text.name, vocabulary=text.vocabulary, _checked=False)
+
+
+def _label_file(labels: str | Path, n_items: int, limit: int | None) -> torch.Tensor:
+    """The labels of a separate label file, one per item (a single row or column read as a vector)."""
+    label_values, _ = read_array(labels, max_decompressed_bytes=limit)
+    flat = label_values.reshape(-1) if label_values.ndim == 2 and 1 in label_values.shape else label_values
+    return _as_labels(flat, n_items, str(labels))
+
+
+def _binarized(path: Path, values: np.ndarray, binarize: float) -> np.ndarray:
+    """``values > binarize`` as 0/1 floats; a threshold that is not a finite number is refused."""
+    if isinstance(binarize, bool) or not isinstance(binarize, (int, float)) or not math.isfinite(binarize):
+        raise DataFileError(
+            f"{path}: the binarisation threshold must be a finite number (--binarize T, binarize=T), got {binarize!r}"
+        )
+    return (values > binarize).astype(np.float32)
+
+
+def _checked_kind(path: Path, x: torch.Tensor, kind: str | None) -> str:
+    """The kind of the values ``x`` of the file ``path``: ``kind`` if they fit it, else inferred from them;
+    non-finite values, or values outside a declared kind's support, are refused."""
+    if not values_fit_kind(x, "continuous"):  # every value finite (checked a chunk at a time)
+        raise DataFileError(f"{path}: holds {describe_values(x)}; remove or impute them before training")
+    if kind is None:
+        return infer_kind(x)
+    if kind in KIND_SUPPORT and not values_fit_kind(x, kind):
+        raise DataFileError(
+            f"{path}: declared kind {kind!r} needs {KIND_SUPPORT[kind]} but the file holds {describe_values(x)}"
+        )
+    return kind

@@ -39,7 +39,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -261,6 +261,44 @@ def _read_lines(path: Path, limit: int | None) -> list[str]:
     return text.splitlines()
 
 
+class _Sentences(NamedTuple):
+    """The sentences of a text file, and how many empty lines were skipped and long sentences cut."""
+
+    sentences: list[list[str]]
+    empty: int
+    cut: int
+
+
+def _read_sentences(
+    path: Path, max_decompressed_bytes: int | None, *, lowercase: bool, max_length: int | None, truncate: bool
+) -> _Sentences:
+    """The tokens of each non-empty line of ``path`` (see :func:`load_text`): a line holding a token only
+    the tensor layout may use is refused, and one longer than ``max_length`` cut or refused."""
+    sentences: list[list[str]] = []
+    empty = cut = 0
+    for number, line in enumerate(_read_lines(path, max_decompressed_bytes), start=1):
+        tokens = tokenize(line, lowercase=lowercase)
+        if not tokens:
+            empty += 1
+            continue
+        marker = next((t for t in tokens if t in _LAYOUT_TOKENS), None)
+        if marker is not None:
+            raise TextFileError(
+                f"{path}: line {number} holds the special token {marker!r}, which only the tensor layout may use; "
+                f"remove it (each line is one sentence, its end needs no marker)"
+            )
+        if max_length is not None and len(tokens) > max_length:
+            if not truncate:
+                raise TextFileError(
+                    f"{path}: line {number} holds {len(tokens)} tokens, more than max_length={max_length}; "
+                    f"raise max_length (from a spec: its [data] shape, one more than the longest sentence), or "
+                    f"cut such sentences with truncate=True (--truncate on the command line)"
+                )
+            tokens, cut = tokens[:max_length], cut + 1
+        sentences.append(tokens)
+    return _Sentences(sentences, empty, cut)
+
+
 def load_text(
     path: str | Path,
     *,
@@ -298,28 +336,8 @@ def load_text(
         raise TextFileError(f"{path}: max_length must be at least 1 token, got {max_length}")
     if truncate and max_length is None:
         raise TextFileError(f"{path}: truncate=True needs max_length= (the number of tokens to keep)")
-    sentences: list[list[str]] = []
-    empty = cut = 0
-    for number, line in enumerate(_read_lines(path, max_decompressed_bytes), start=1):
-        tokens = tokenize(line, lowercase=lowercase)
-        if not tokens:
-            empty += 1
-            continue
-        marker = next((t for t in tokens if t in _LAYOUT_TOKENS), None)
-        if marker is not None:
-            raise TextFileError(
-                f"{path}: line {number} holds the special token {marker!r}, which only the tensor layout may use; "
-                f"remove it (each line is one sentence, its end needs no marker)"
-            )
-        if max_length is not None and len(tokens) > max_length:
-            if not truncate:
-                raise TextFileError(
-                    f"{path}: line {number} holds {len(tokens)} tokens, more than max_length={max_length}; "
-                    f"raise max_length (from a spec: its [data] shape, one more than the longest sentence), or "
-                    f"cut such sentences with truncate=True (--truncate on the command line)"
-                )
-            tokens, cut = tokens[:max_length], cut + 1
-        sentences.append(tokens)
+    read = _read_sentences(path, max_decompressed_bytes, lowercase=lowercase, max_length=max_length, truncate=truncate)
+    sentences, empty, cut = read.sentences, read.empty, read.cut
     if not sentences:
         raise TextFileError(f"{path}: holds no sentences ({empty} empty lines); give one sentence a line")
     if empty:

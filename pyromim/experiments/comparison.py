@@ -199,9 +199,6 @@ def compare(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("give at least one seed")
-    runs: list[dict[str, Any]] = []
-    is_global_zero = True
-    total = len(names) * len(seed_list)
     c = (config or RunConfig()).replace(**run_options)
     max_epochs = c.epochs if c.epochs is not None else spec.training.epochs
     pairs = [(s, o) for s in seed_list for o in names]
@@ -210,8 +207,37 @@ def compare(
         _plan(spec, c.replace(objective=o, seed=s, plots=plots, progress=False), out_dir / o / f"seed{s}")
         for s, o in pairs
     ]
-    # one bar over every run's epochs and one line per finished run, instead of each run's own
-    with ProgressBar(total * max_epochs, enabled=c.progress) as bar, run_details_hidden():
+    trained = _train_all(spec, pairs, plans, max_epochs, progress=c.progress)
+    runs = trained.runs
+    # runs are listed seed by seed; report objectives in the order asked
+    runs.sort(key=lambda r: (names.index(r["objective"]), r["seed"]))
+    summary = summarise(runs)
+    outcome = CompareResult(out_dir, spec.name, runs, summary, is_global_zero=trained.is_global_zero)
+    if not trained.is_global_zero:
+        return outcome
+    _write_comparison(outcome, names, seed_list, plots, start)
+    logger.info("compared %d runs in %.0f s; wrote %s", len(pairs), time.perf_counter() - start, out_dir)
+    return outcome
+
+
+@dataclass
+class _Trained:
+    """The runs :func:`compare` trained or kept, one record each, seed by seed; ``is_global_zero``
+    is ``False`` in the extra processes of a multi-device run."""
+
+    runs: list[dict[str, Any]]
+    is_global_zero: bool
+
+
+def _train_all(
+    spec: ModelSpec, pairs: list[tuple[int, str]], plans: list[_Plan], max_epochs: int, *, progress: bool
+) -> _Trained:
+    """Carry out each ``(seed, objective)`` pair's plan: keep a finished run, or train (or resume) it;
+    one bar over every run's epochs and one line per finished run, instead of each run's own."""
+    runs: list[dict[str, Any]] = []
+    is_global_zero = True
+    total = len(pairs)
+    with ProgressBar(total * max_epochs, enabled=progress) as bar, run_details_hidden():
         for i, ((seed, objective), plan) in enumerate(zip(pairs, plans)):
             label = f"{objective_label(objective)}, seed {seed}"
             ticks = bar.start_run(f"{label} ({i + 1}/{total})", max_epochs)
@@ -235,12 +261,14 @@ def compare(
             bar.end_run()
             if is_global_zero:
                 logger.info("%d/%d %s: %s%s", i + 1, total, label, f"{how}; " if how else "", run_summary(runs[-1]))
-    # runs are listed seed by seed; report objectives in the order asked
-    runs.sort(key=lambda r: (names.index(r["objective"]), r["seed"]))
-    summary = summarise(runs)
-    outcome = CompareResult(out_dir, spec.name, runs, summary, is_global_zero=is_global_zero)
-    if not is_global_zero:
-        return outcome
+    return _Trained(runs, is_global_zero)
+
+
+def _write_comparison(
+    outcome: CompareResult, names: list[str], seed_list: list[int], plots: bool, start: float
+) -> None:
+    """Write ``compare.md``, ``compare.json`` and (``plots``) ``compare.png``; set ``outcome``'s table and files."""
+    out_dir, summary, runs, spec_name = outcome.out_dir, outcome.summary, outcome.runs, outcome.spec
     metrics = [m for m in EVALUATE_KEYS if any(summary[o][m]["n"] for o in summary)]
     outcome.table = comparison_table(summary, metrics, labels={o: objective_label(o) for o in names})
     seeds_text = ", ".join(map(str, seed_list))
@@ -248,7 +276,7 @@ def compare(
     if UNRELIABLE_MARK in outcome.table:
         notes += f"\n\n{UNRELIABLE_NOTE}."
     markdown = (
-        f"# {spec.name}: {', '.join(objective_label(o) for o in names)}\n\n"
+        f"# {spec_name}: {', '.join(objective_label(o) for o in names)}\n\n"
         f"Mean ± sample std over seeds {seeds_text} (test part; KNN trained on the training part).\n\n"
         + comparison_table(summary, metrics, labels={o: objective_label(o) for o in names}, markdown=True)
         + f"\n{notes}\n"
@@ -257,7 +285,7 @@ def compare(
     outcome.files["json"] = write_json(
         out_dir / "compare.json",
         {
-            "spec": spec.name,
+            "spec": spec_name,
             "objectives": names,
             "seeds": seed_list,
             "summary": summary,
@@ -273,7 +301,5 @@ def compare(
             out_dir / "compare.png",
             metrics=[m for m in FIGURE_METRICS if m in metrics],
             labels={o: objective_label(o) for o in names},
-            title=f"{spec.name}: mean and std over {len(seed_list)} seed(s)",
+            title=f"{spec_name}: mean and std over {len(seed_list)} seed(s)",
         )
-    logger.info("compared %d runs in %.0f s; wrote %s", total, time.perf_counter() - start, out_dir)
-    return outcome

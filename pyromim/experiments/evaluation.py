@@ -164,6 +164,42 @@ def load_run_model(path: str | Path) -> tuple[LatentVariableModel, Path, dict[st
     return model, path, info
 
 
+def _evaluation_data(
+    spec: ModelSpec,
+    model: LatentVariableModel,
+    source: Path,
+    info: Mapping[str, Any],
+    data: str | Path | DataSplits | None,
+    data_options: Mapping[str, Any] | None,
+    split: str,
+    seed: int | None,
+    n_train: int | None,
+    n_test: int | None,
+) -> DataSplits:
+    """The data :func:`evaluate_run` evaluates on (its arguments by the same names; ``info``: the run's
+    ``run.json``): the run's own data, caps and vocabulary unless others are given."""
+    if data is None and info.get("data") not in (None, "DataSplits"):
+        data = info["data"]
+        data_options = data_options or info.get("data_options") or None
+    vocabulary = load_run_vocabulary(source)
+    if isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz")) and vocabulary is not None:
+        data_options = {"vocabulary": vocabulary, **dict(data_options or {})}
+    caps = info.get("caps", {}) if data is None or data == info.get("data") else {}
+    n_train = n_train if n_train is not None else caps.get("n_train")
+    n_part = n_test if n_test is not None else caps.get(f"n_{split}")
+    part_caps = {"n_train": n_train}
+    if split != "train":
+        part_caps[f"n_{split}"] = n_part
+    return prepare_data(
+        spec,
+        data,
+        seed=seed if seed is not None else int(info.get("seed", 0)),
+        data_options=data_options,
+        likelihood=model.likelihood,
+        **part_caps,
+    )
+
+
 @own_param_store
 def evaluate_run(
     path: str | Path,
@@ -203,26 +239,7 @@ def evaluate_run(
     model, source, info = load_run_model(path)
     spec = model.spec
     assert spec is not None  # models built from specs, and so loaded from run directories, carry theirs
-    if data is None and info.get("data") not in (None, "DataSplits"):
-        data = info["data"]
-        data_options = data_options or info.get("data_options") or None
-    vocabulary = load_run_vocabulary(source)
-    if isinstance(data, (str, Path)) and str(data).endswith((".txt", ".txt.gz")) and vocabulary is not None:
-        data_options = {"vocabulary": vocabulary, **dict(data_options or {})}
-    caps = info.get("caps", {}) if data is None or data == info.get("data") else {}
-    n_train = n_train if n_train is not None else caps.get("n_train")
-    n_part = n_test if n_test is not None else caps.get(f"n_{split}")
-    part_caps = {"n_train": n_train}
-    if split != "train":
-        part_caps[f"n_{split}"] = n_part
-    splits = prepare_data(
-        spec,
-        data,
-        seed=seed if seed is not None else int(info.get("seed", 0)),
-        data_options=data_options,
-        likelihood=model.likelihood,
-        **part_caps,
-    )
+    splits = _evaluation_data(spec, model, source, info, data, data_options, split, seed, n_train, n_test)
     part = getattr(splits, split)
     expected = (info.get("vocabulary") or {}).get("checksum")
     if part is not None and part.vocabulary is not None and expected is not None:

@@ -333,6 +333,163 @@ def run_settings(spec: str | Path | ModelSpec, config: RunConfig) -> tuple[Model
     return spec, objective, run_info
 
 
+def _check_before_data(spec: ModelSpec, c: RunConfig, run_info: Mapping[str, Any], out_dir: Path) -> bool:
+    """Every check of :func:`run` that needs no data, before the data are loaded or the model is built;
+    whether the run continues one in ``out_dir`` itself."""
+    if c.resume is not None:
+        check_resume(c.resume, run_info)
+    # a resume from another run's checkpoint claims out_dir as a new run does (never over a run unasked)
+    continues_here = c.resume is not None and run_directory(c.resume).resolve() == out_dir.resolve()
+    if _launcher_rank_zero():
+        check_run_directory(out_dir, resume=continues_here, overwrite=c.overwrite)
+    check_memory(spec, batch_size=1, training=True)  # the parameters alone; with a real batch once sizes are known
+    check_num_nodes(c.num_nodes)
+    return continues_here
+
+
+def _run_data(spec: ModelSpec, c: RunConfig, model: LatentVariableModel) -> DataSplits:
+    """The data splits :func:`run` trains on, checked against the spec and the run's needs; the model's
+    likelihood given the training part's statistics where ``[data] standardize`` asks for them."""
+    splits = prepare_data(
+        spec,
+        c.data,
+        seed=c.seed,
+        n_train=c.n_train,
+        n_val=c.n_val,
+        n_test=c.n_test,
+        data_options=c.data_options,
+        likelihood=model.likelihood,
+    )
+    check_run_preconditions(spec, c, splits)
+    if spec.data.standardize:
+        model.likelihood.set_data_statistics(splits.train.x)
+        logger.info("standardising the data by the training part's mean and standard deviation ([data] standardize)")
+    return splits
+
+
+def _log_run_start(spec: ModelSpec, objective: str, seed: int, splits: DataSplits, out_dir: Path) -> None:
+    """Log what :func:`run` is about to train, on which data, with which settings."""
+    t = spec.training
+    sizes = {k: len(v) for k, v in splits.parts().items()}
+    logger.info(
+        "spec %s: %s, seed %d, data %s (%s); up to %d epochs, batch %d, lr %g, warm-up %d, patience %s -> %s",
+        spec.name,
+        objective_label(objective),
+        seed,
+        splits.train.name.removesuffix(" (train)"),
+        ", ".join(f"{k} {n}" for k, n in sizes.items()),
+        t.epochs,
+        t.batch_size,
+        t.lr,
+        t.warmup_epochs,
+        t.patience or "off",
+        out_dir,
+    )
+
+
+def _write_run_inputs(out_dir: Path, spec: ModelSpec, splits: DataSplits) -> None:
+    """Write the spec as trained and, for token data read from text, their vocabulary."""
+    write_text(out_dir / SPEC_FILE, spec.to_toml())
+    if splits.train.vocabulary is not None:
+        splits.train.vocabulary.save(out_dir / VOCABULARY_FILE)
+
+
+def _evaluation_hook(
+    model: LatentVariableModel, splits: DataSplits, c: RunConfig
+) -> Callable[[Any, Any], dict[str, float]] | None:
+    """The function :func:`pyromim.training.fit` calls to evaluate the best model on the test part
+    (the validation part without one); ``None`` when the run evaluates nothing."""
+    evaluation_part = splits.test or splits.val
+    if not c.evaluate or evaluation_part is None:
+        return None
+
+    def hook(model_fn: Any, guide_fn: Any) -> dict[str, float]:
+        from pyromim.metrics import evaluate as evaluate_metrics
+
+        model.eval()
+        logger.info(
+            "evaluating on %s (%d items, %d importance samples for the NLL)",
+            evaluation_part.name,
+            len(evaluation_part),
+            c.num_samples,
+        )
+        # seeded as evaluate_run seeds: a resumed run's metrics equal the uninterrupted run's
+        pyro.set_rng_seed(c.seed)
+        return evaluate_metrics(
+            model_fn,
+            guide_fn,
+            evaluation_part.x,
+            evaluation_part.labels,
+            splits.train.x if splits.train.labels is not None and evaluation_part.labels is not None else None,
+            splits.train.labels if evaluation_part.labels is not None else None,
+            num_samples=c.num_samples,
+        )
+
+    return hook
+
+
+def _write_run_outputs(outcome: RunResult, c: RunConfig) -> None:
+    """Log how the training ended, then write the best model, the metrics and (``c.plots``) the plots."""
+    result, model, spec, splits = outcome.fit, outcome.model, outcome.spec, outcome.data
+    how = "stopped early" if result.stopped_early else "finished"
+    logger.info(
+        "%s after %d epochs; best %s %.4f",
+        how,
+        result.epochs_completed,
+        "val_loss" if splits.val is not None else "train_loss",
+        result.best_score if result.best_score is not None else float("nan"),
+    )
+    model.eval()
+    save_model(model, outcome.out_dir / MODEL_FILE)
+    if outcome.metrics is not None:
+        write_json(outcome.out_dir / METRICS_FILE, outcome.metrics)
+    if c.plots:
+        from pyromim.plots import make_run_plots
+
+        with torch.no_grad():
+            outcome.plots = make_run_plots(
+                model,
+                spec,
+                splits,
+                outcome.out_dir,
+                history=result.history,
+                metrics_csv=result.metrics_csv,
+                warmup_epochs=spec.training.warmup_epochs if outcome.objective != "elbo" else 0,
+                title=f"{spec.name}, {objective_label(outcome.objective)}, seed {outcome.seed}",
+            )
+
+
+def _run_record(outcome: RunResult, c: RunConfig, run_info: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``run.json`` records of a finished run."""
+    result, vocabulary = outcome.fit, outcome.data.train.vocabulary
+    return {
+        "spec": outcome.spec.name,
+        "objective": outcome.objective,
+        "inverse_h": c.inverse_h,
+        "seed": outcome.seed,
+        "data": run_info["data"],
+        "data_options": dict(c.data_options or {}),
+        "sizes": {k: len(v) for k, v in outcome.data.parts().items()},
+        "caps": run_info["caps"],
+        "training": dataclasses.asdict(outcome.spec.training),
+        "epochs_completed": result.epochs_completed,
+        "stopped_early": result.stopped_early,
+        "best_score": result.best_score,
+        "resumed_from": c.resume,
+        "devices": c.devices,
+        "strategy": c.strategy,
+        "num_samples": c.num_samples,
+        "vocabulary": None
+        if vocabulary is None
+        else {"file": VOCABULARY_FILE, "size": len(vocabulary), "checksum": vocabulary.checksum},
+        "seconds": round(outcome.seconds, 2),
+        "files": sorted(p.name for p in outcome.plots)
+        + [SPEC_FILE, MODEL_FILE]
+        + ([METRICS_FILE] if outcome.metrics is not None else [])
+        + ([VOCABULARY_FILE] if vocabulary is not None else []),
+    }
+
+
 @own_param_store
 def run(
     spec: str | Path | ModelSpec,
@@ -370,48 +527,12 @@ def run(
     spec, objective, run_info = run_settings(spec, c)
     seed = c.seed
     t = spec.training
-    data_label, caps = run_info["data"], run_info["caps"]
-    # every check that needs no data, before the data are loaded or the model is built
-    if c.resume is not None:
-        check_resume(c.resume, run_info)
-    # a resume from another run's checkpoint claims out_dir as a new run does (never over a run unasked)
-    continues_here = c.resume is not None and run_directory(c.resume).resolve() == out_dir.resolve()
-    if _launcher_rank_zero():
-        check_run_directory(out_dir, resume=continues_here, overwrite=c.overwrite)
-    check_memory(spec, batch_size=1, training=True)  # the parameters alone; with a real batch once sizes are known
-    check_num_nodes(c.num_nodes)
+    continues_here = _check_before_data(spec, c, run_info, out_dir)
     pyro.set_rng_seed(seed)  # the networks' initial weights come from the global RNG
     model = build_model(spec)
-    splits = prepare_data(
-        spec,
-        c.data,
-        seed=seed,
-        n_train=c.n_train,
-        n_val=c.n_val,
-        n_test=c.n_test,
-        data_options=c.data_options,
-        likelihood=model.likelihood,
-    )
-    check_run_preconditions(spec, c, splits)
-    if spec.data.standardize:
-        model.likelihood.set_data_statistics(splits.train.x)
-        logger.info("standardising the data by the training part's mean and standard deviation ([data] standardize)")
+    splits = _run_data(spec, c, model)
     loss = make_loss(objective, model, q_x=t.q_x, inverse_h=c.inverse_h)
-    sizes = {k: len(v) for k, v in splits.parts().items()}
-    logger.info(
-        "spec %s: %s, seed %d, data %s (%s); up to %d epochs, batch %d, lr %g, warm-up %d, patience %s -> %s",
-        spec.name,
-        objective_label(objective),
-        seed,
-        splits.train.name.removesuffix(" (train)"),
-        ", ".join(f"{k} {n}" for k, n in sizes.items()),
-        t.epochs,
-        t.batch_size,
-        t.lr,
-        t.warmup_epochs,
-        t.patience or "off",
-        out_dir,
-    )
+    _log_run_start(spec, objective, seed, splits, out_dir)
     # the launcher's process holds the directory; the extra processes of a multi-device run write nothing there
     claim = (
         claim_run_directory(out_dir, resume=continues_here, overwrite=c.overwrite)
@@ -419,38 +540,9 @@ def run(
         else contextlib.nullcontext()
     )
     with claim:
-        vocabulary = splits.train.vocabulary
         if _launcher_rank_zero():
-            write_text(out_dir / SPEC_FILE, spec.to_toml())
-            if vocabulary is not None:
-                vocabulary.save(out_dir / VOCABULARY_FILE)
-
-        evaluation_part = splits.test or splits.val
-        hook = None
-        if c.evaluate and evaluation_part is not None:
-
-            def hook(model_fn: Any, guide_fn: Any) -> dict[str, float]:
-                from pyromim.metrics import evaluate as evaluate_metrics
-
-                model.eval()
-                logger.info(
-                    "evaluating on %s (%d items, %d importance samples for the NLL)",
-                    evaluation_part.name,
-                    len(evaluation_part),
-                    c.num_samples,
-                )
-                # seeded as evaluate_run seeds: a resumed run's metrics equal the uninterrupted run's
-                pyro.set_rng_seed(seed)
-                return evaluate_metrics(
-                    model_fn,
-                    guide_fn,
-                    evaluation_part.x,
-                    evaluation_part.labels,
-                    splits.train.x if splits.train.labels is not None and evaluation_part.labels is not None else None,
-                    splits.train.labels if evaluation_part.labels is not None else None,
-                    num_samples=c.num_samples,
-                )
-
+            _write_run_inputs(out_dir, spec, splits)
+        hook = _evaluation_hook(model, splits, c)
         # the run directory already holds spec.toml, which Lightning's CSV logger warns about (quiet_lightning)
         with quiet_lightning(), ProgressBar(t.epochs, enabled=c.progress) as bar:
             ticks = bar.start_run(f"{spec.name}, {objective_label(objective)}, seed {seed}", t.epochs)
@@ -469,62 +561,8 @@ def run(
         outcome = RunResult(out_dir, spec, objective, seed, result.evaluation, result, model, splits)
         if not result.is_global_zero:
             return outcome
-        how = "stopped early" if result.stopped_early else "finished"
-        logger.info(
-            "%s after %d epochs; best %s %.4f",
-            how,
-            result.epochs_completed,
-            "val_loss" if splits.val is not None else "train_loss",
-            result.best_score if result.best_score is not None else float("nan"),
-        )
-        model.eval()
-        save_model(model, out_dir / MODEL_FILE)
-        if outcome.metrics is not None:
-            write_json(out_dir / METRICS_FILE, outcome.metrics)
-        if c.plots:
-            from pyromim.plots import make_run_plots
-
-            with torch.no_grad():
-                outcome.plots = make_run_plots(
-                    model,
-                    spec,
-                    splits,
-                    out_dir,
-                    history=result.history,
-                    metrics_csv=result.metrics_csv,
-                    warmup_epochs=t.warmup_epochs if objective != "elbo" else 0,
-                    title=f"{spec.name}, {objective_label(objective)}, seed {seed}",
-                )
+        _write_run_outputs(outcome, c)
         outcome.seconds = time.perf_counter() - start
-        write_json(
-            out_dir / RUN_FILE,
-            {
-                "spec": spec.name,
-                "objective": objective,
-                "inverse_h": c.inverse_h,
-                "seed": seed,
-                "data": data_label,
-                "data_options": dict(c.data_options or {}),
-                "sizes": sizes,
-                "caps": caps,
-                "training": dataclasses.asdict(t),
-                "epochs_completed": result.epochs_completed,
-                "stopped_early": result.stopped_early,
-                "best_score": result.best_score,
-                "resumed_from": c.resume,
-                "devices": c.devices,
-                "strategy": c.strategy,
-                "num_samples": c.num_samples,
-                "vocabulary": None
-                if vocabulary is None
-                else {"file": VOCABULARY_FILE, "size": len(vocabulary), "checksum": vocabulary.checksum},
-                "seconds": round(outcome.seconds, 2),
-                "files": sorted(p.name for p in outcome.plots)
-                + [SPEC_FILE, MODEL_FILE]
-                + ([METRICS_FILE] if outcome.metrics is not None else [])
-                + ([VOCABULARY_FILE] if vocabulary is not None else []),
-            },
-            checksum=True,
-        )
+        write_json(out_dir / RUN_FILE, _run_record(outcome, c, run_info), checksum=True)
         logger.info("wrote %s", out_dir)
         return outcome

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -13,19 +15,19 @@ from pyro.util import get_rng_state, set_rng_state
 
 from pyromim.data.batches import Batch, DataArg, batch_length, data_tensor, take
 from pyromim.metrics.active_units import active_units
-from pyromim.metrics.aggregate_mi import mutual_information
+from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.classification import knn_accuracy
 from pyromim.metrics.code_reliance import code_reliance
 from pyromim.metrics.consistency import generation_consistency
-from pyromim.metrics.decoding import greedy_reconstruction, is_autoregressive, is_token_sequence
+from pyromim.metrics.decoding import Decoding, greedy_reconstruction, is_autoregressive, is_token_sequence
 from pyromim.metrics.encodings import encode
 from pyromim.metrics.ksg import ksg_mutual_information
-from pyromim.metrics.likelihood import log_likelihood
+from pyromim.metrics.likelihood import LogLikelihood, log_likelihood
 from pyromim.metrics.marginal_entropy import marginal_entropy
 from pyromim.metrics.rate import rate
-from pyromim.metrics.reconstruction import reconstruction_error
-from pyromim.metrics.token_likelihood import token_likelihood
+from pyromim.metrics.reconstruction import Reconstruction, reconstruction_error
+from pyromim.metrics.token_likelihood import TokenLikelihood, token_likelihood
 from pyromim.metrics.trace_layout import inspect_layout, run_pair
 
 logger = logging.getLogger(__name__)
@@ -150,65 +152,39 @@ def evaluate(
     (its position or key; default the first tensor): the KSG estimate pairs
     that tensor, flattened per datum, with the code.
 
-    * ``nll``, ``nll_bits_per_dim``, ``psis_khat_bad_fraction``:
-      :func:`~pyromim.metrics.log_likelihood` with ``num_samples`` draws per datum.
-    * ``mi_ksg``: :func:`~pyromim.metrics.ksg_mutual_information` between the
-      flattened data and one draw ``z ~ q(z | x)`` each, on the first
-      ``ksg_max_points`` points (the reference code used up to 10,000).
-    * ``mi_aggregate``: :func:`~pyromim.metrics.mutual_information` (one draw per datum).
-    * ``active_units``: the count from :func:`~pyromim.metrics.active_units`.
-    * ``knn5_accuracy``: 5-NN accuracy on posterior means, trained on
-      ``train_data`` / ``train_labels`` when given, else leave-one-out on ``data``;
-      NaN (logged) when ``labels`` is None.
-    * ``recon_error``: mean ``||x - x_hat||`` through the posterior mean
-      (``x_hat`` the greedy decode for an autoregressive distribution); for token
-      sequences, where a Euclidean distance between ids means nothing, the mean
-      number of wrong tokens per sequence of the greedy decode (``wrong_tokens``).
-    * ``consistency``: :func:`~pyromim.metrics.generation_consistency`'s ``r2``,
-      the fraction of latent variance the encoder recovers from data the model
-      generates (one draw per item of ``data``); NaN (logged) when the generated
-      data cannot be routed to the guide's arguments (e.g. two observed sites
-      on one argument).
-    * ``mi_aggregate_se``, ``consistency_se``: the standard errors of those two
-      estimates over the items (the mutual information is never below 0, and a
-      negative ``consistency`` within about two standard errors of 0 means no
-      latent variance is recovered: both are then estimator noise around 0).
-
-    Only when named in ``keys`` (:data:`OPTIONAL_KEYS`):
-
-    * ``h_q_x``: :func:`~pyromim.metrics.marginal_entropy`, ``-mean log q(x)``.
-    * ``recon_error_sampled``: mean ``||x - x~||`` with ``z ~ q(z|x)``, ``x~ ~ p(x|z)``.
-    * ``knn5_accuracy_sampled``: 5-NN accuracy on one draw ``z ~ q(z|x)`` per item
-      (training and test parts alike).
-
-    For token sequences and autoregressive decoders (:data:`SEQUENCE_KEYS`, added
-    to the defaults for such models):
-
-    * ``nll_per_token``, ``perplexity``: :func:`~pyromim.metrics.token_likelihood`
-      from the same importance-sampled estimate as ``nll``: corpus NLL per token
-      (tokens up to and including ``<eos>``) and its ``exp``.
-    * ``rate``: mean ``KL(q(z|x) || p(z))``, :func:`~pyromim.metrics.rate`
-      (analytic for Gaussian pairs, else ``min(num_samples, 100)`` Monte Carlo draws).
-    * ``code_gap``: :func:`~pyromim.metrics.code_reliance`'s gap, mean
-      ``log p(x | mu(x)) - E_{p(z)} log p(x | z)`` in nats per datum. A collapse
-      signal: ``~0`` when the decoder ignores the code, large when ``x`` is far
-      more likely at its own posterior mean than at a random prior code
-      (``min(num_samples, 100)`` prior draws per datum). Read it
-      with ``active_units``; ``knn5_accuracy`` can stay high for a collapsed model.
-    * ``token_accuracy``, ``wrong_tokens``, ``bleu4``: greedy decodes from the
-      posterior mean with no observed token fed in
-      (:func:`~pyromim.metrics.greedy_reconstruction`): share of the data's
-      positions (to ``<eos>``) decoded right, wrong tokens per sequence, corpus BLEU-4.
-    * ``pixel_error_rate``: the share of elements (pixels) where the greedy
-      decode of a discrete, non-token site differs from the data.
+    Each metric is described in :ref:`evaluate-metrics`.
 
     :param keys: the metrics to compute, in the order wanted (default
         :data:`EVALUATE_KEYS`, plus the :data:`SEQUENCE_KEYS` that apply to
         the model's observed site); the others are not computed, so
         ``keys=("mi_ksg",)`` skips the costly NLL.
     """
-    known = EVALUATE_KEYS + OPTIONAL_KEYS + SEQUENCE_KEYS
     kind = observed_kind(model, guide, data)
+    wanted = _wanted_keys(keys, kind)
+    metrics = _Evaluation(
+        model,
+        guide,
+        data,
+        labels,
+        train_data,
+        train_labels,
+        num_samples=num_samples,
+        ksg_k=ksg_k,
+        ksg_max_points=ksg_max_points,
+        active_threshold=active_threshold,
+        plate_name=plate_name,
+        memory_budget=memory_budget,
+        data_arg=data_arg,
+        kind=kind,
+        wanted=wanted,
+    )
+    return {key: metrics.value(key) for key in wanted}
+
+
+def _wanted_keys(keys: Sequence[str] | None, kind: str) -> tuple[str, ...]:
+    """The metrics :func:`evaluate` computes, in order: ``keys``, else the defaults for the ``kind`` of
+    observed site (see :func:`observed_kind`); an unknown key is refused, naming the known ones."""
+    known = EVALUATE_KEYS + OPTIONAL_KEYS + SEQUENCE_KEYS
     if keys is None:
         extra = {"tokens": _TOKEN_KEYS, "autoregressive": _AUTOREGRESSIVE_KEYS, "other": ()}[kind]
         wanted = EVALUATE_KEYS + extra
@@ -217,85 +193,140 @@ def evaluate(
     unknown = [key for key in wanted if key not in known]
     if unknown:
         raise ValueError(f"evaluate: unknown metric(s) {unknown}; the metrics are {known}")
-    budget: dict[str, Any] = {"plate_name": plate_name, "memory_budget": memory_budget}
-    cache: dict[str, Any] = {}
+    return wanted
 
-    def likelihood() -> Any:
-        if "ll" not in cache:
-            cache["ll"] = log_likelihood(model, guide, data, num_samples, **budget)
-        return cache["ll"]
 
-    def reconstruction() -> Any:
-        if "recon" not in cache:
-            cache["recon"] = reconstruction_error(model, guide, data, **budget, sampled="recon_error_sampled" in wanted)
-        return cache["recon"]
+@dataclass
+class _Evaluation:
+    """The metrics of one :func:`evaluate` call (its arguments by the same names), each computed when
+    asked for; the estimates several metrics read (likelihood, reconstruction, aggregate MI,
+    consistency, greedy decoding, token likelihood) are computed once, by the first of them."""
 
-    def aggregate_mi() -> Any:
-        if "mi" not in cache:
-            cache["mi"] = mutual_information(guide, data, **budget)
-        return cache["mi"]
+    model: Callable
+    guide: Callable
+    data: Batch
+    labels: np.ndarray | torch.Tensor | None
+    train_data: Batch | None
+    train_labels: np.ndarray | torch.Tensor | None
+    num_samples: int
+    ksg_k: int
+    ksg_max_points: int
+    active_threshold: float
+    plate_name: str | None
+    memory_budget: int
+    data_arg: DataArg
+    kind: str
+    wanted: tuple[str, ...]
 
-    def consistency() -> tuple[float, float]:
-        if "consistency" not in cache:
-            cache["consistency"] = _consistency(model, guide, data, **budget)
-        return cache["consistency"]
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The plate and memory budget every metric takes."""
+        return {"plate_name": self.plate_name, "memory_budget": self.memory_budget}
 
-    def decoding() -> Any:
-        if "decoding" not in cache:
-            cache["decoding"] = greedy_reconstruction(model, guide, data, **budget)
-        return cache["decoding"]
+    @functools.cached_property
+    def likelihood(self) -> LogLikelihood:
+        """The importance-sampled likelihood (``nll``, its bits per dimension, the PSIS diagnostic)."""
+        return log_likelihood(self.model, self.guide, self.data, self.num_samples, **self.budget)
 
-    def tokens() -> Any:
-        if "tokens" not in cache:
-            if kind != "tokens":
-                logger.info("nll_per_token and perplexity are NaN: no observed site holds token sequences")
-                return None
-            cache["tokens"] = token_likelihood(model, guide, data, likelihood=likelihood(), **budget)
-        return cache["tokens"]
+    @functools.cached_property
+    def reconstruction(self) -> Reconstruction:
+        """The reconstruction errors through the posterior mean (and sampled, when asked for)."""
+        sampled = "recon_error_sampled" in self.wanted
+        return reconstruction_error(self.model, self.guide, self.data, **self.budget, sampled=sampled)
 
-    def recon_error() -> float:
-        if kind == "tokens":
+    @functools.cached_property
+    def aggregate_mi(self) -> AggregateMI:
+        """The aggregate-posterior mutual information and its standard error."""
+        return mutual_information(self.guide, self.data, **self.budget)
+
+    @functools.cached_property
+    def consistency(self) -> _ConsistencyEstimate:
+        """The generation consistency and its standard error."""
+        return _consistency(self.model, self.guide, self.data, **self.budget)
+
+    @functools.cached_property
+    def decoding(self) -> Decoding:
+        """The greedy decodes from the posterior mean, scored against the data."""
+        return greedy_reconstruction(self.model, self.guide, self.data, **self.budget)
+
+    @functools.cached_property
+    def _token_likelihood(self) -> TokenLikelihood:
+        """The per-token likelihood, from the same estimate as ``nll``."""
+        return token_likelihood(self.model, self.guide, self.data, likelihood=self.likelihood, **self.budget)
+
+    def tokens(self) -> TokenLikelihood | None:
+        """The token likelihood; ``None`` (logged) when no observed site holds token sequences."""
+        if self.kind != "tokens":
+            logger.info("nll_per_token and perplexity are NaN: no observed site holds token sequences")
+            return None
+        return self._token_likelihood
+
+    def token_metric(self, name: Literal["nll_per_token", "perplexity"]) -> float:
+        """The token likelihood's ``name``; NaN (logged) when no observed site holds token sequences."""
+        tokens = self.tokens()
+        return math.nan if tokens is None else float(getattr(tokens, name))
+
+    def recon_error(self) -> float:
+        """``recon_error``: wrong tokens per sequence for token data, else the distance to the reconstruction."""
+        if self.kind == "tokens":
             logger.info("recon_error of token sequences: mean wrong tokens per sequence of the greedy decode")
-            return decoding().wrong_tokens
-        return reconstruction().error
+            return self.decoding.wrong_tokens
+        return self.reconstruction.error
 
-    def mi_ksg() -> float:
-        subset = take(data, slice(ksg_max_points))
-        z = encode(guide, subset, inspect_layout(None, guide, data, plate_name), "sample", memory_budget)
-        return ksg_mutual_information(data_tensor(subset, data_arg).reshape(len(z), -1), z, k=ksg_k)
+    def mi_ksg(self) -> float:
+        """``mi_ksg``: the KSG estimate between the data and one draw of the code each."""
+        subset = take(self.data, slice(self.ksg_max_points))
+        layout = inspect_layout(None, self.guide, self.data, self.plate_name)
+        z = encode(self.guide, subset, layout, "sample", self.memory_budget)
+        return ksg_mutual_information(data_tensor(subset, self.data_arg).reshape(len(z), -1), z, k=self.ksg_k)
 
-    knn_args = (guide, data, labels, train_data, train_labels)
-    compute: dict[str, Callable[[], float]] = {
-        "nll": lambda: likelihood().nll,
-        "nll_bits_per_dim": lambda: likelihood().nll_bits_per_dim,
-        "psis_khat_bad_fraction": lambda: likelihood().khat_bad_fraction,
-        "mi_ksg": mi_ksg,
-        "mi_aggregate": lambda: aggregate_mi().mi,
-        "mi_aggregate_se": lambda: aggregate_mi().stderr,
-        "active_units": lambda: active_units(guide, data, active_threshold, **budget).num_active,
-        "knn5_accuracy": lambda: _knn5(*knn_args, **budget),
-        "recon_error": recon_error,
-        "consistency": lambda: consistency()[0],
-        "consistency_se": lambda: consistency()[1],
-        "h_q_x": lambda: marginal_entropy(model, guide, data, **budget).entropy,
-        "recon_error_sampled": lambda: reconstruction().sampled_error,
-        "knn5_accuracy_sampled": lambda: _knn5(*knn_args, **budget, latents="sample"),
-        "nll_per_token": lambda: math.nan if tokens() is None else tokens().nll_per_token,
-        "perplexity": lambda: math.nan if tokens() is None else tokens().perplexity,
-        "rate": lambda: rate(model, guide, data, num_samples=max(2, min(num_samples, 100)), **budget).mean,
-        "code_gap": lambda: code_reliance(model, guide, data, num_samples=max(2, min(num_samples, 100)), **budget).gap,
-        "token_accuracy": lambda: decoding().token_accuracy,
-        "wrong_tokens": lambda: decoding().wrong_tokens,
-        "bleu4": lambda: decoding().bleu,
-        "pixel_error_rate": lambda: decoding().element_error_rate,
-    }
-    return {key: compute[key]() for key in wanted}
+    def knn5(self, latents: Literal["mean", "sample"] = "mean") -> float:
+        """The 5-NN accuracy on the posterior means (or on one draw each)."""
+        knn_args = (self.guide, self.data, self.labels, self.train_data, self.train_labels)
+        return _knn5(*knn_args, **self.budget, latents=latents)
+
+    def value(self, key: str) -> float:
+        """The metric ``key`` (one of :data:`EVALUATE_KEYS`, :data:`OPTIONAL_KEYS`, :data:`SEQUENCE_KEYS`)."""
+        model, guide, data, budget = self.model, self.guide, self.data, self.budget
+        few_samples = max(2, min(self.num_samples, 100))
+        compute: dict[str, Callable[[], float]] = {
+            "nll": lambda: self.likelihood.nll,
+            "nll_bits_per_dim": lambda: self.likelihood.nll_bits_per_dim,
+            "psis_khat_bad_fraction": lambda: self.likelihood.khat_bad_fraction,
+            "mi_ksg": self.mi_ksg,
+            "mi_aggregate": lambda: self.aggregate_mi.mi,
+            "mi_aggregate_se": lambda: self.aggregate_mi.stderr,
+            "active_units": lambda: active_units(guide, data, self.active_threshold, **budget).num_active,
+            "knn5_accuracy": self.knn5,
+            "recon_error": self.recon_error,
+            "consistency": lambda: self.consistency.r2,
+            "consistency_se": lambda: self.consistency.stderr,
+            "h_q_x": lambda: marginal_entropy(model, guide, data, **budget).entropy,
+            "recon_error_sampled": lambda: self.reconstruction.sampled_error,
+            "knn5_accuracy_sampled": lambda: self.knn5("sample"),
+            "nll_per_token": lambda: self.token_metric("nll_per_token"),
+            "perplexity": lambda: self.token_metric("perplexity"),
+            "rate": lambda: rate(model, guide, data, num_samples=few_samples, **budget).mean,
+            "code_gap": lambda: code_reliance(model, guide, data, num_samples=few_samples, **budget).gap,
+            "token_accuracy": lambda: self.decoding.token_accuracy,
+            "wrong_tokens": lambda: self.decoding.wrong_tokens,
+            "bleu4": lambda: self.decoding.bleu,
+            "pixel_error_rate": lambda: self.decoding.element_error_rate,
+        }
+        return compute[key]()
 
 
-def _consistency(model: Callable, guide: Callable, data: Batch, **budget) -> tuple[float, float]:
+class _ConsistencyEstimate(NamedTuple):
+    """:func:`~pyromim.metrics.generation_consistency`'s ``r2`` and its standard error (NaN when not measured)."""
+
+    r2: float
+    stderr: float
+
+
+def _consistency(model: Callable, guide: Callable, data: Batch, **budget) -> _ConsistencyEstimate:
     try:
         result = generation_consistency(model, guide, data, **budget)
     except ValueError as err:
         logger.warning("consistency not measured: %s", err)
-        return math.nan, math.nan
-    return result.r2, result.stderr
+        return _ConsistencyEstimate(math.nan, math.nan)
+    return _ConsistencyEstimate(result.r2, result.stderr)

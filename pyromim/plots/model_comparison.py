@@ -92,9 +92,10 @@ def plot_image_model_rows(
     grid = fig.add_gridspec(len(models), 3, width_ratios=[1.2, 1.0, 1.0], hspace=0.45, wspace=0.3)
     for row, (label, model) in enumerate(models.items()):
         model.eval()
-        loc = model.posterior(x[:max_points])[0].numpy()
-        centred = loc - loc.mean(0)
-        points = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+        loc, _ = model.posterior(x[:max_points])
+        centred = loc.numpy() - loc.numpy().mean(0)
+        _, _, right_vectors = np.linalg.svd(centred, full_matrices=False)
+        points = centred @ right_vectors[:2].T
         ax = fig.add_subplot(grid[row, 0])
         for v in values:
             mask = labels[:max_points].numpy() == v

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyromim.data import DataSplits
+from pyromim.data import ArrayDataset, DataSplits
 from pyromim.plots.curves import plot_training_curves, read_metrics_csv
 from pyromim.plots.data2d import plot_data_2d
 from pyromim.plots.images import image_shape, plot_reconstructions, plot_samples
@@ -68,25 +68,7 @@ def make_run_plots(
         )
         shape = image_shape(spec)
         if shape is not None:
-            paths.append(
-                plot_reconstructions(
-                    model,
-                    shown,
-                    out_dir / "reconstructions.png",
-                    shape,
-                    title=f"{prefix}reconstructions of {shown.name}",
-                )
-            )
-            paths.append(
-                plot_samples(
-                    model,
-                    out_dir / "samples.png",
-                    shape,
-                    title=f"{prefix}samples: "
-                    + ("greedy decodes" if model.likelihood.owns_decoder else "decoder means E[x|z]")
-                    + " at z ~ p(z)",
-                )
-            )
+            paths += _image_plots(model, shown, out_dir, shape, prefix)
         if spec.model.likelihood == "gru" and shown.vocabulary is not None:
             paths.append(
                 write_sentence_table(model.model, model.guide, shown.x, shown.vocabulary, out_dir / "sentences.md")
@@ -104,3 +86,25 @@ def make_run_plots(
         model.train(was_training)
     logger.info("plots: %s", ", ".join(p.name for p in paths))
     return paths
+
+
+def _image_plots(
+    model: LatentVariableModel, shown: ArrayDataset, out_dir: Path, shape: tuple[int, ...], prefix: str
+) -> list[Path]:
+    """``reconstructions.png`` of the items ``shown`` and ``samples.png`` of the model, as images of ``shape``."""
+    reconstructions = plot_reconstructions(
+        model,
+        shown,
+        out_dir / "reconstructions.png",
+        shape,
+        title=f"{prefix}reconstructions of {shown.name}",
+    )
+    samples = plot_samples(
+        model,
+        out_dir / "samples.png",
+        shape,
+        title=f"{prefix}samples: "
+        + ("greedy decodes" if model.likelihood.owns_decoder else "decoder means E[x|z]")
+        + " at z ~ p(z)",
+    )
+    return [reconstructions, samples]

@@ -288,6 +288,197 @@ def _rows_before(path: Path, global_step: int) -> list[dict[str, Any]]:
     return kept
 
 
+def _fit_config(val_data: Any, config: TrainConfig | None, settings: dict[str, Any]) -> tuple[Any, TrainConfig]:
+    """:func:`fit`'s validation data and settings: ``config`` with ``settings`` replaced (or
+    ``settings`` alone), and a config given in the place of the validation data moved to its own."""
+    if isinstance(val_data, TrainConfig) and config is None:  # fit(model, guide, loss, train, config)
+        val_data, config = None, val_data
+    if config is None:
+        if "epochs" not in settings:
+            raise TypeError("fit() needs a TrainConfig or at least epochs=N (e.g. fit(..., out_dir='run', epochs=10))")
+        return val_data, TrainConfig(**settings)
+    return val_data, config.replace(**settings)
+
+
+def _verified_resume(resume: str | Path | None) -> dict[str, Any] | None:
+    """The checkpoint a run resumes from, verified before anything is written (a damaged checkpoint
+    is refused, never trained on); ``None`` for a new run."""
+    if resume is not None and not Path(resume).is_file():
+        raise FileNotFoundError(f"cannot resume: checkpoint {resume} does not exist")
+    return load_checkpoint(resume) if resume is not None else None
+
+
+def _lightning_module(
+    model: Callable, guide: Callable, loss: Any, train: torch.utils.data.Dataset, c: TrainConfig, data_arg: DataArg
+) -> PyroLightningModule:
+    """The Lightning module that trains ``model``/``guide`` with ``loss`` (the compiled loss for
+    :class:`~pyromim.infer.Trace_MIM` when ``c.compile``), its parameters created by one call."""
+    if c.compile and type(loss) is Trace_MIM:
+        loss = JitTrace_MIM.like(loss)
+    elbo_module = loss(model, guide)
+    # ELBOModule.parameters() needs the parameters to exist: create them with one
+    # call (through the Python loss: a compiled one hides its param sites)
+    with torch.no_grad(), _uncompiled(loss):
+        names = param_sites_used(lambda: call(elbo_module, _first_batch(train, c.batch_size)))
+    store_params = StoreParameters.adopt(names, elbo_module)
+    return PyroLightningModule(
+        elbo_module,
+        store_params,
+        lr=c.lr,
+        warmup_epochs=c.warmup_epochs,
+        lr_schedule=c.lr_schedule,
+        lr_warmup_epochs=c.lr_warmup_epochs,
+        seed=c.seed,
+        owners=_method_owners(model, guide),
+        data_arg=data_arg,
+    )
+
+
+def _log_nothing_left(resumed: Mapping[str, Any], c: TrainConfig) -> None:
+    """Say so when the checkpoint resumed from ends a run that trains no further."""
+    done = int(resumed.get("epoch", -1)) + 1
+    if resumed.get(STOPPED_KEY):
+        logger.info("%s: the run stopped early after epoch %d; nothing left to train", c.resume, done)
+    elif done >= c.epochs:
+        logger.info("%s: the run has done its %d epochs; nothing left to train", c.resume, done)
+
+
+@dataclass
+class _FitCallbacks:
+    """The callbacks every :func:`fit` run has, by what their results are read for.
+
+    :ivar best: the checkpoint of the lowest monitored loss (``best.ckpt``).
+    :ivar latest: the checkpoint of every epoch's end (``last.ckpt``).
+    :ivar history: the per-epoch records.
+    :ivar early: early stopping, ``None`` without patience or validation data.
+    """
+
+    best: BestCheckpoint
+    latest: LatestCheckpoint
+    history: _EpochRecords
+    early: EarlyStopping | None
+
+    @classmethod
+    def make(cls, ckpt_dir: Path, validates: bool, patience: int | None) -> _FitCallbacks:
+        """The callbacks of a run writing its checkpoints into ``ckpt_dir``."""
+        checkpoint = BestCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor="val_loss" if validates else "train_loss",
+            mode="min",
+            save_top_k=1,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        )
+        # Lightning's save_last only refreshes last.ckpt when a top-k save happened;
+        # a second, unmonitored callback writes it after every epoch (after "best",
+        # so it records the best-so-far state too), and writes best.ckpt with it
+        latest = LatestCheckpoint(
+            checkpoint,
+            dirpath=ckpt_dir,
+            filename="last",
+            save_top_k=1,
+            every_n_epochs=1,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        )
+        history = _EpochRecords()
+        early = None
+        if patience is not None and validates:
+            early = EarlyStopping(monitor="val_loss", patience=patience, mode="min", check_finite=True)
+        return cls(checkpoint, latest, history, early)
+
+    def callbacks(self) -> list[Callback]:
+        """The callbacks in the order Lightning calls them: best, then latest, then the records."""
+        return [self.best, self.latest, self.history] + ([self.early] if self.early is not None else [])
+
+
+def _loggers(csv_log: _RunLog, out_dir: Path) -> list[Any]:
+    """The CSV log and, when the tensorboard package is installed, a TensorBoard log beside it."""
+    loggers: list[Any] = [csv_log]
+    if importlib.util.find_spec("tensorboard") is not None:
+        # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
+        loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
+    return loggers
+
+
+def _train(
+    c: TrainConfig,
+    module: PyroLightningModule,
+    train: torch.utils.data.Dataset,
+    val: torch.utils.data.Dataset | None,
+    callbacks: list[Callback],
+    loggers: list[Any],
+    out_dir: Path,
+) -> pl.Trainer:
+    """Run Lightning's training of ``module``, stopping at a batch boundary on Ctrl-C; the trainer.
+
+    :raises pyromim.training.TrainingInterrupted: Ctrl-C stopped the training.
+    """
+    stop = StopOnInterrupt()
+    with _console(c, c.epochs) as bar_callbacks:
+        trainer = _trainer(c, c.epochs, [*callbacks, *bar_callbacks, stop], loggers, out_dir, val is not None)
+        try:
+            with stop_on_sigint(stop):
+                trainer.fit(
+                    module,
+                    datamodule=SeededDataModule(train, val, c.batch_size, c.seed, c.val_batch_size),
+                    ckpt_path=c.resume,
+                )
+        except StopRequested:
+            last_file = out_dir / CHECKPOINT_DIR / "last.ckpt"
+            if not last_file.is_file():
+                raise TrainingInterrupted(None, 0) from None
+            raise TrainingInterrupted(last_file, int(load_checkpoint(last_file)["epoch"]) + 1) from None
+    return trainer
+
+
+def _evaluation(
+    trainer: pl.Trainer,
+    module: PyroLightningModule,
+    best: BestCheckpoint,
+    c: TrainConfig,
+    evaluate: Callable[[Callable, Callable], Any] | None,
+    model: Callable,
+    guide: Callable,
+) -> Any:
+    """What ``evaluate(model, guide)`` returns on global rank 0, after the best checkpoint's
+    parameters are restored if ``c.restore_best``; ``None`` elsewhere or without ``evaluate``."""
+    if not trainer.is_global_zero or evaluate is None:
+        return None
+    if c.restore_best and best.best_model_path:
+        module.load_state_dict(load_checkpoint(Path(best.best_model_path))["state_dict"])
+    return evaluate(model, guide)
+
+
+def _fit_result(
+    out_dir: Path,
+    trainer: pl.Trainer,
+    records: _FitCallbacks,
+    csv_log: _RunLog,
+    resumed: Mapping[str, Any] | None,
+    evaluation: Any,
+) -> FitResult:
+    """The :class:`FitResult` of a finished training."""
+    best, latest = records.best, records.latest
+    score = best.best_model_score
+    epochs_completed = trainer.current_epoch
+    if resumed is not None:  # a run resumed after its end trains no epoch; it had done these
+        epochs_completed = max(epochs_completed, int(resumed.get("epoch", -1)) + 1)
+    return FitResult(
+        out_dir=out_dir,
+        best_checkpoint=Path(best.best_model_path) if best.best_model_path else None,
+        last_checkpoint=Path(latest.best_model_path) if latest.best_model_path else None,
+        metrics_csv=Path(csv_log.log_dir) / "metrics.csv",
+        epochs_completed=epochs_completed,
+        stopped_early=bool(records.early is not None and records.early.stopped_epoch > 0),
+        best_score=None if score is None or not math.isfinite(float(score)) else float(score),
+        history=[records.history.rows[k] for k in sorted(records.history.rows)],
+        evaluation=evaluation,
+        is_global_zero=trainer.is_global_zero,
+    )
+
+
 def fit(
     model: Callable,
     guide: Callable,
@@ -335,18 +526,7 @@ def fit(
     :param settings: :class:`~pyromim.training.TrainConfig` fields by name, overriding
         ``config``'s (``fit(model, guide, loss, x, out_dir="run", epochs=5)`` needs no config).
 
-    Console: one bar over the epochs on stderr (none with ``progress=False``); Lightning's
-    banner, notices, per-batch bars and the warnings a user cannot act on are not shown
-    unless ``verbose=True``.
-
-    Multi-device: ``devices=N, strategy="ddp"`` (``ddp`` allows parameters without
-    gradient in some steps). ``resume`` continues from a checkpoint to the same
-    parameters as an uninterrupted run; its checksum is verified before anything is
-    written, and a run that had stopped early (or done its ``epochs``) trains no
-    further, it only evaluates. Pyro's global param store is left as the
-    caller has it unless ``clear_param_store=True`` (parameters already there keep
-    their values and go on training, as with :class:`pyro.infer.SVI`); to train
-    without touching it at all, call ``fit`` inside ``with pyro.get_param_store().scope():``.
+    What it prints, many devices, resuming and Pyro's param store: see :ref:`fit-behaviour`.
 
     :raises pyromim.models.CheckpointError: ``resume`` is damaged or not a pyromim checkpoint.
     :raises pyromim.training.TrainingInterrupted: Ctrl-C (SIGINT) stopped training at a batch
@@ -354,130 +534,28 @@ def fit(
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf
         (the message names the non-finite terms; the last good checkpoint is kept).
     """
-    if isinstance(val_data, TrainConfig) and config is None:  # fit(model, guide, loss, train, config)
-        val_data, config = None, val_data
-    if config is None:
-        if "epochs" not in settings:
-            raise TypeError("fit() needs a TrainConfig or at least epochs=N (e.g. fit(..., out_dir='run', epochs=10))")
-        c = TrainConfig(**settings)
-    else:
-        c = config.replace(**settings)
-    epochs, batch_size, seed, resume = c.epochs, c.batch_size, c.seed, c.resume
+    val_data, c = _fit_config(val_data, config, settings)
     check_num_nodes(c.num_nodes)
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / CHECKPOINT_DIR
-    if resume is not None and not Path(resume).is_file():
-        raise FileNotFoundError(f"cannot resume: checkpoint {resume} does not exist")
-    # verified before anything is written: a damaged checkpoint is refused, never trained on
-    resumed = load_checkpoint(resume) if resume is not None else None
+    resumed = _verified_resume(c.resume)
     train = _as_dataset(train_data, "train_data")
     val = None if val_data is None else _as_dataset(val_data, "val_data")
 
-    pl.seed_everything(seed, verbose=False)
+    pl.seed_everything(c.seed, verbose=False)
     if c.clear_param_store:
         pyro.clear_param_store()
-    if c.compile and type(loss) is Trace_MIM:
-        loss = JitTrace_MIM.like(loss)
-    elbo_module = loss(model, guide)
-    # ELBOModule.parameters() needs the parameters to exist: create them with one
-    # call (through the Python loss: a compiled one hides its param sites)
-    with torch.no_grad(), _uncompiled(loss):
-        names = param_sites_used(lambda: call(elbo_module, _first_batch(train, batch_size)))
-    store_params = StoreParameters.adopt(names, elbo_module)
-    module = PyroLightningModule(
-        elbo_module,
-        store_params,
-        lr=c.lr,
-        warmup_epochs=c.warmup_epochs,
-        lr_schedule=c.lr_schedule,
-        lr_warmup_epochs=c.lr_warmup_epochs,
-        seed=seed,
-        owners=_method_owners(model, guide),
-        data_arg=data_arg,
-    )
+    module = _lightning_module(model, guide, loss, train, c, data_arg)
     module.run_info = dict(run_info or {})
     if resumed is not None:
-        done = int(resumed.get("epoch", -1)) + 1
-        if resumed.get(STOPPED_KEY):
-            logger.info("%s: the run stopped early after epoch %d; nothing left to train", resume, done)
-        elif done >= epochs:
-            logger.info("%s: the run has done its %d epochs; nothing left to train", resume, done)
-
-    monitor = "val_loss" if val is not None else "train_loss"
-    checkpoint = BestCheckpoint(
-        dirpath=ckpt_dir,
-        filename="best",
-        monitor=monitor,
-        mode="min",
-        save_top_k=1,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    # Lightning's save_last only refreshes last.ckpt when a top-k save happened;
-    # a second, unmonitored callback writes it after every epoch (after "best",
-    # so it records the best-so-far state too), and writes best.ckpt with it
-    latest = LatestCheckpoint(
-        checkpoint,
-        dirpath=ckpt_dir,
-        filename="last",
-        save_top_k=1,
-        every_n_epochs=1,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    history = _EpochRecords()
-    all_callbacks: list[Callback] = [checkpoint, latest, history]
-    early = None
-    if c.patience is not None and val is not None:
-        early = EarlyStopping(monitor="val_loss", patience=c.patience, mode="min", check_finite=True)
-        all_callbacks.append(early)
-    all_callbacks.extend(callbacks)
+        _log_nothing_left(resumed, c)
+    records = _FitCallbacks.make(out_dir / CHECKPOINT_DIR, val is not None, c.patience)
     # a resumed run keeps the rows logged before its checkpoint (those after it are logged again)
     kept = _rows_before(out_dir / "metrics.csv", int(resumed["global_step"])) if resumed is not None else []
     csv_log = _RunLog(out_dir, kept)
-    loggers: list[Any] = [csv_log]
-    if importlib.util.find_spec("tensorboard") is not None:
-        # TensorBoard when installed, next to the CSV log: `tensorboard --logdir out_dir/tensorboard`
-        loggers.append(TensorBoardLogger(save_dir=out_dir, name="tensorboard", version=""))
-    stop = StopOnInterrupt()
-    with _console(c, epochs) as bar_callbacks:
-        trainer = _trainer(c, epochs, [*all_callbacks, *bar_callbacks, stop], loggers, out_dir, val is not None)
-        try:
-            with stop_on_sigint(stop):
-                trainer.fit(
-                    module,
-                    datamodule=SeededDataModule(train, val, batch_size, seed, c.val_batch_size),
-                    ckpt_path=resume,
-                )
-        except StopRequested:
-            last_file = ckpt_dir / "last.ckpt"
-            if not last_file.is_file():
-                raise TrainingInterrupted(None, 0) from None
-            raise TrainingInterrupted(last_file, int(load_checkpoint(last_file)["epoch"]) + 1) from None
+    trainer = _train(c, module, train, val, [*records.callbacks(), *callbacks], _loggers(csv_log, out_dir), out_dir)
 
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
-    last = Path(latest.best_model_path) if latest.best_model_path else None
-    evaluation = None
-    if trainer.is_global_zero and evaluate is not None:
-        if c.restore_best and best is not None:
-            module.load_state_dict(load_checkpoint(best)["state_dict"])
-        evaluation = evaluate(model, guide)
-    score = checkpoint.best_model_score
-    epochs_completed = trainer.current_epoch
-    if resumed is not None:  # a run resumed after its end trains no epoch; it had done these
-        epochs_completed = max(epochs_completed, int(resumed.get("epoch", -1)) + 1)
-    return FitResult(
-        out_dir=out_dir,
-        best_checkpoint=best,
-        last_checkpoint=last,
-        metrics_csv=Path(csv_log.log_dir) / "metrics.csv",
-        epochs_completed=epochs_completed,
-        stopped_early=bool(early is not None and early.stopped_epoch > 0),
-        best_score=None if score is None or not math.isfinite(float(score)) else float(score),
-        history=[history.rows[k] for k in sorted(history.rows)],
-        evaluation=evaluation,
-        is_global_zero=trainer.is_global_zero,
-    )
+    evaluation = _evaluation(trainer, module, records.best, c, evaluate, model, guide)
+    return _fit_result(out_dir, trainer, records, csv_log, resumed, evaluation)
 
 
 def load_trained(
