@@ -197,5 +197,29 @@ def test_evaluate_draws_what_each_metric_draws_alone(autoencoder):
     pyro.set_rng_seed(5)
     alone = log_likelihood(autoencoder.model, autoencoder.guide, x, num_samples=50).nll
     pyro.set_rng_seed(5)
-    result = evaluate(autoencoder.model, autoencoder.guide, x, num_samples=50, keys=("nll",))
+    result = evaluate(autoencoder.model, autoencoder.guide, x, num_samples=50, keys=("nll",), nll_refit_steps=0)
     assert result["nll"] == alone
+
+
+def test_an_unreliable_nll_is_re_estimated_with_refitted_proposals(caplog):
+    """The sharp, shifted guide of the linear-Gaussian test: with it as the proposal most items
+    have k > 0.7 and the NLL is over 1 nat too high; evaluate's default re-estimates it with
+    refitted proposals (exact within its standard error's reach) and says so in the log;
+    nll_refit_steps=0 keeps the guide's estimate."""
+    from test_metrics_likelihood import _sharp_shifted_linear_gaussian
+
+    model, guide, exact_dist = _sharp_shifted_linear_gaussian()
+    x = torch.randn(60, 3) * 1.5
+    exact_nll = float(-exact_dist.log_prob(x).double().mean())
+    keys = ("nll", "psis_khat_bad_fraction")
+    pyro.set_rng_seed(0)
+    with caplog.at_level(logging.INFO, logger="pyromim.metrics.evaluate"):
+        auto = evaluate(model, guide, x, num_samples=500, keys=keys)
+    assert "re-estimated with per-datum proposals refitted" in caplog.text
+    assert auto["psis_khat_bad_fraction"] < 0.3
+    # 60 items, per-item standard errors about 0.02-0.05 nats: the mean is within 0.03
+    assert abs(auto["nll"] - exact_nll) < 0.03
+    guide_only = evaluate(model, guide, x, num_samples=500, keys=keys, nll_refit_steps=0)
+    assert guide_only["psis_khat_bad_fraction"] > 0.5 and guide_only["nll"] > exact_nll + 1.0
+    with pytest.raises(ValueError, match="nll_refit_steps"):
+        evaluate(model, guide, x, keys=keys, nll_refit_steps=-2)
