@@ -138,7 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="print every message and warning, Lightning's own included, and tracebacks of errors",
     )
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,encode,compare}", required=True)
+    _train_parser(sub, common)
+    _evaluate_parser(sub, common)
+    _encode_parser(sub, common)
+    _compare_parser(sub, common)
+    return parser
 
+
+#: The object ``add_subparsers`` returns, to which each subcommand's parser is added.
+Subparsers = argparse._SubParsersAction  # (argparse has no public name for it)
+
+
+def _train_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     train = sub.add_parser(
         "train",
         parents=[common],
@@ -164,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(other options, if given, must equal the run's); default --out: the checkpoint's run directory",
     )
 
+
+def _evaluate_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     evaluate = sub.add_parser(
         "evaluate",
         parents=[common],
@@ -185,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
 
+
+def _encode_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     encode = sub.add_parser(
         "encode",
         parents=[common],
@@ -207,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--part", choices=("test", "val", "train"), default="test", help="part of a split data set (default test)"
     )
 
+
+def _compare_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     compare = sub.add_parser(
         "compare",
         parents=[common],
@@ -226,7 +243,6 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(compare)
     _cap_arguments(compare)
     compare.add_argument("--out", metavar="DIR", help="comparison directory (default runs/SPEC/compare)")
-    return parser
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
