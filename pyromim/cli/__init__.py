@@ -60,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and args.spec is None and args.resume is None:
-        _subparser(parser, "train").error("give a SPEC to train (e.g. toy4, or a .toml file), or --resume CKPT")
+    if args.command == "train" and args.spec is None and args.resume is None and args.data is None:
+        _subparser(parser, "train").error(
+            "give a SPEC to train (e.g. toy4, a .toml file, or a data file), or --resume CKPT"
+        )
     from pyromim._run_dir import RunDirectoryError
     from pyromim.blocks.likelihoods import DataSupportError
     from pyromim.data import DataFileError, DataMismatchError

@@ -19,6 +19,7 @@ examples:
   pyromim train toy4                                 # the MIM paper's toy reference run
   pyromim train toy4 --objective elbo --epochs 20 --out runs/toy4-vae
   pyromim train digits_normal --data images.npz --binarize 0.5
+  pyromim train images.npy --likelihood bernoulli    # no spec: one made from the file, kept as spec.toml
   pyromim train toy4 --devices 2 --strategy ddp      # two processes (CPU here, GPUs where present)
   pyromim train --resume runs/toy4/mim-seed0/checkpoints/last.ckpt  # continue it, nothing repeated
   pyromim evaluate runs/toy4/mim-seed0
@@ -155,13 +156,26 @@ def _train_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="train one model from a spec, evaluate it, write plots",
         description="Train SPEC on its data (or --data), then write checkpoints, metrics.csv, "
-        "metrics.json, model.pt, spec.toml, run.json and plots into --out.",
+        "metrics.json, model.pt, spec.toml, run.json and plots into --out. "
+        "Given a data file instead of a spec, train a spec made from the file (its item shape and data kind, "
+        "--likelihood, --latent-dim) and write it into --out as spec.toml, to edit and train again.",
     )
     train.add_argument(
         "spec",
         metavar="SPEC",
         nargs="?",
-        help="a spec name from the catalogue (e.g. toy4) or a .toml file (not needed with --resume)",
+        help="a spec name from the catalogue (e.g. toy4), a .toml file, or a data file (.npy, .npz, .csv, "
+        ".txt, MNIST IDX) to train without a spec (not needed with --resume)",
+    )
+    from_file = train.add_argument_group("training on a data file without a spec (pyromim train FILE)")
+    from_file.add_argument(
+        "--likelihood",
+        metavar="NAME",
+        help="p(x|z), one that fits the file's data kind (default: the one that plainly fits: bernoulli for "
+        "binary data, gaussian for continuous, categorical for text; counts need a choice)",
+    )
+    from_file.add_argument(
+        "--latent-dim", type=int, metavar="N", help="size of the latent z (default 8, or the item size if smaller)"
     )
     _training_arguments(train)
     _data_arguments(train)
