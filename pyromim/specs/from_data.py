@@ -128,6 +128,7 @@ def spec_for_data_file(
 
     options = dict(data_options or {})
     fractions = {key: options.pop(key) for key in ("val_fraction", "test_fraction") if key in options}
+    options.pop("truncate", None)  # the spec's width fits the longest sentence: nothing to cut
     data = load_file(path, **options)
     fitting = _likelihoods_for(data)
     if likelihood is None:
