@@ -108,3 +108,24 @@ def test_data_file_options_are_refused_beside_a_spec_or_a_resume(binary_npy, tmp
 )
 def test_data_files_are_told_from_specs_by_their_names(name, is_data):
     assert looks_like_data_file(name) is is_data
+
+
+def test_a_text_file_given_with_data_trains_as_tokens_even_with_truncate(tmp_path, capsys):
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(["the cat sat on the mat", "a dog ran", "the dog sat"] * 40) + "\n")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(path), "--truncate", "--out", str(out), *QUICK]) == 0
+    spec = ModelSpec.load(out / "spec.toml")
+    assert (spec.data.kind, spec.model.likelihood, spec.data.shape) == ("tokens", "categorical", [7])
+    assert spec.data.vocab_size == json.loads((out / "run.json").read_text())["vocabulary"]["size"]
+    assert "--truncate" in shlex.split(capsys.readouterr().out.rsplit("with: ", 1)[1])
+
+
+def test_grey_levels_default_to_the_discretized_logistic_only_on_its_grid(tmp_path):
+    rng = np.random.default_rng(3)
+    on_grid, off_grid = tmp_path / "grey.npy", tmp_path / "fractions.npy"
+    np.save(on_grid, rng.integers(0, 256, size=(50, 4)).astype(np.float32) / 255)
+    np.save(off_grid, rng.random((50, 4)).astype(np.float32))
+    assert spec_for_data_file(on_grid).spec.model.likelihood == "discretized_logistic"
+    made = spec_for_data_file(off_grid)
+    assert (made.spec.data.kind, made.spec.model.likelihood) == ("grey", "gaussian")
