@@ -53,14 +53,14 @@ def test_a_csv_with_a_header_trains_with_the_gaussian_likelihood(tmp_path):
     assert (out / "metrics.json").is_file()
 
 
-@pytest.mark.parametrize("likelihood", ["poisson", "categorical", "bernouli"])
+@pytest.mark.parametrize("likelihood", ["poisson", "categorical", "bernouli", "pixelcnn"])
 def test_a_likelihood_that_does_not_fit_the_data_is_refused(binary_npy, tmp_path, capsys, likelihood):
     out = tmp_path / "run"
     assert main(["train", str(binary_npy), "--likelihood", likelihood, "--out", str(out), *QUICK]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert f"--likelihood {likelihood}" in err and "binary data" in err
-    assert err.endswith("choose one of: bernoulli, made, pixelcnn, gaussian")
+    assert err.endswith("choose one of: bernoulli, made, gaussian")  # pixelcnn: [H, W] images alone
     assert not out.exists()
 
 
@@ -129,3 +129,10 @@ def test_grey_levels_default_to_the_discretized_logistic_only_on_its_grid(tmp_pa
     assert spec_for_data_file(on_grid).spec.model.likelihood == "discretized_logistic"
     made = spec_for_data_file(off_grid)
     assert (made.spec.data.kind, made.spec.model.likelihood) == ("grey", "gaussian")
+
+
+def test_a_pixelcnn_spec_needs_images_of_two_axes():
+    text = '[data]\nkind = "binary"\nshape = {shape}\n[model]\nlatent_dim = 2\nlikelihood = "pixelcnn"\n'
+    with pytest.raises(SpecError, match=r"'pixelcnn' needs 'data.shape' = \[H, W\].*got \[16\]; .*bernoulli, made"):
+        ModelSpec.from_toml('name = "flat"\n' + text.format(shape="[16]"))
+    assert ModelSpec.from_toml('name = "images"\n' + text.format(shape="[4, 4]")).data.shape == [4, 4]

@@ -80,9 +80,10 @@ def spec_name_for(path: str | Path) -> str:
 
 
 def _likelihoods_for(data: ArrayDataset) -> list[str]:
-    """The likelihoods that fit the data's kind; integer data (counts) may also be read as token ids."""
-    fitting = likelihoods_for_kind(data.kind)
-    return fitting + (likelihoods_for_kind("tokens") if data.kind == "counts" else [])
+    """The likelihoods that fit the data's kind (and item shape: the PixelCNN takes [H, W] images alone);
+    integer data (counts) may also be read as token ids."""
+    fitting = likelihoods_for_kind(data.kind) + (likelihoods_for_kind("tokens") if data.kind == "counts" else [])
+    return [name for name in fitting if name != "pixelcnn" or len(data.event_shape) == 2]
 
 
 def _default_likelihood(data: ArrayDataset, fitting: list[str], names: Mapping[str, str]) -> str:
@@ -137,7 +138,7 @@ def spec_for_data_file(
         known = f" (not a likelihood{nearest(likelihood, list(LIKELIHOODS))})" if likelihood not in LIKELIHOODS else ""
         raise SpecError(
             f"{_given(names['likelihood'], likelihood)}{known} does not fit {data.name}, which holds {data.kind} data "
-            f"({KIND_SUPPORT[data.kind]}); choose one of: {', '.join(fitting)}"
+            f"({KIND_SUPPORT[data.kind]}) in items of shape {list(data.event_shape)}; choose one of: {', '.join(fitting)}"
         )
     if latent_dim is not None and latent_dim < 1:
         raise SpecError(f"{_given(names['latent_dim'], latent_dim)}: the latent size must be at least 1")
