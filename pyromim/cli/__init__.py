@@ -1,5 +1,9 @@
 """The ``pyromim`` command line: ``train``, ``evaluate``, ``encode`` and ``compare`` models from specs.
 
+``train`` also takes a data file in place of a spec (``pyromim train data.npy
+--likelihood bernoulli``): a spec is made from the file's item shape and data
+kind and kept in the run directory as ``spec.toml``.
+
 Also runnable as ``python -m pyromim``.  Every subcommand logs what it does to
 stderr and prints its result table to stdout; bad input (an unknown spec, an
 unreadable data file, data that do not fit the model) ends with a one-line

@@ -187,6 +187,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
 FROM_FILE_OPTIONS = {"likelihood": "--likelihood", "latent_dim": "--latent-dim"}
 
 
+def _from_file_options(args: argparse.Namespace) -> tuple[str, str]:
+    """The options of :data:`FROM_FILE_OPTIONS` given (``"--likelihood and --latent-dim"``, or empty), and
+    the verb's ending for them (``""`` for two, ``"s"`` for one)."""
+    given = [flag for key, flag in FROM_FILE_OPTIONS.items() if getattr(args, key, None) is not None]
+    return " and ".join(given), "" if len(given) > 1 else "s"
+
+
 def _spec_to_train(args: argparse.Namespace) -> tuple[Any, bool]:
     """The spec ``train`` trains, and whether it was made from a data file: SPEC (a catalogue name or
     a .toml file), or one made from a data file (SPEC naming a data file, or ``--data FILE`` with no
@@ -194,12 +201,12 @@ def _spec_to_train(args: argparse.Namespace) -> tuple[Any, bool]:
     from pyromim.specs import resolve_spec
     from pyromim.specs.from_data import looks_like_data_file, spec_for_data_file
 
-    given = [FROM_FILE_OPTIONS[key] for key in FROM_FILE_OPTIONS if getattr(args, key) is not None]
+    given, s = _from_file_options(args)
     if args.spec is not None and (args.spec.endswith(".toml") or not looks_like_data_file(args.spec)):
         if given:
             raise UsageError(
-                f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to training on a data file without a spec (pyromim train FILE); "
-                f"to change SPEC {args.spec}, edit [model] in a copy of its .toml file and train that file"
+                f"{given} appl{'ies' if s else 'y'} to training on a data file without a spec (pyromim train "
+                f"FILE); to change SPEC {args.spec}, edit [model] in a copy of its .toml file and train that file"
             )
         return resolve_spec(args.spec), False
     if args.spec is not None:
@@ -280,11 +287,11 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Any, str, int, Any]:
     the run's own, with the options that may change on resume (:data:`RESUME_MAY_CHANGE`)."""
     from pyromim.experiments.runner import run_directory, saved_run
 
-    given = [FROM_FILE_OPTIONS[key] for key in FROM_FILE_OPTIONS if getattr(args, key) is not None]
+    given, s = _from_file_options(args)
     if given:
         raise UsageError(
-            f"--resume {args.resume} continues the run's own spec; leave out {' and '.join(given)} "
-            f"({'they make' if len(given) > 1 else 'it makes'} a new spec from a data file)"
+            f"--resume {args.resume} continues the run's own spec; leave out {given} "
+            f"({'it' if s else 'they'} make{s} a new spec from a data file)"
         )
     saved = saved_run(args.resume)
     differences = _resume_differences(args, saved)

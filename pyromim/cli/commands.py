@@ -54,9 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(metrics_table(result.metrics))
     print(f"run directory: {result.out_dir}  ({', '.join(sorted(p.name for p in result.plots)) or 'no plots'})")
     if made_from_file:
-        print(
-            f"spec made from {args.data}: {out / SPEC_FILE}; edit it and train it again with: {_again_command(out / SPEC_FILE, args)}"
-        )
+        again = _again_command(out / SPEC_FILE, args)
+        print(f"spec made from {args.data}: {out / SPEC_FILE}; edit it and train it again with: {again}")
     return 0
 
 

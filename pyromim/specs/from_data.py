@@ -137,8 +137,9 @@ def spec_for_data_file(
     elif likelihood not in fitting:
         known = f" (not a likelihood{nearest(likelihood, list(LIKELIHOODS))})" if likelihood not in LIKELIHOODS else ""
         raise SpecError(
-            f"{_given(names['likelihood'], likelihood)}{known} does not fit {data.name}, which holds {data.kind} data "
-            f"({KIND_SUPPORT[data.kind]}) in items of shape {list(data.event_shape)}; choose one of: {', '.join(fitting)}"
+            f"{_given(names['likelihood'], likelihood)}{known} does not fit {data.name}, which holds "
+            f"{data.kind} data ({KIND_SUPPORT[data.kind]}) in items of shape {list(data.event_shape)}; "
+            f"choose one of: {', '.join(fitting)}"
         )
     if latent_dim is not None and latent_dim < 1:
         raise SpecError(f"{_given(names['latent_dim'], latent_dim)}: the latent size must be at least 1")
