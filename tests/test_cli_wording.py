@@ -70,3 +70,17 @@ def test_evaluating_a_part_the_data_lack_names_the_split_flag(tmp_path, capsys):
     assert not (out / "evaluation.json").exists()
     assert main(["evaluate", str(out), "--split", "test", "--num-samples", "5", "-q"]) == 0  # the advice works
     assert (out / "evaluation.json").is_file()
+
+
+def test_compare_over_a_damaged_run_names_the_flag_and_the_parameter(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    (out / "elbo" / "seed0" / "checkpoints").mkdir(parents=True)
+    (out / "elbo" / "seed0" / "checkpoints" / "last.ckpt").write_bytes(b"junk")
+    command = ["compare", "toy4", "--objectives", "elbo", "--seeds", "1", "--out", str(out), "-q"]
+    command += ["--n-train", "256", "--n-val", "64", "--n-test", "64", *QUICK]
+    assert main(command) == 2
+    err = _error(capsys)
+    assert "pass --overwrite (overwrite=True from Python) to train it again" in err
+    assert not (out / "compare.json").exists()
+    assert main([*command, "--overwrite"]) == 0  # the flag the message names is the one that works
+    assert (out / "compare.json").is_file()
