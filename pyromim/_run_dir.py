@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - Windows
 
 LOCK_FILE = ".pyromim.lock"
 
-#: What every run writes into its directory (removed by ``overwrite=True``), besides the plots its
+#: What every run writes into its directory (removed by ``--overwrite``, ``overwrite=True``), besides the plots its
 #: ``run.json`` lists (:data:`MANIFEST`); other files, a user's own PNGs among them, are left alone.
 RUN_OUTPUTS = (
     "spec.toml",
@@ -91,10 +91,10 @@ def _holds_a_run(out_dir: Path, resume_hint: bool) -> RunDirectoryError | None:
         return None
     shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
     last = out_dir / "checkpoints" / "last.ckpt"
-    resume = f", --resume {last} to continue it" if resume_hint and last.is_file() else ""
+    resume = f", --resume {last} (resume= from Python) to continue it" if resume_hint and last.is_file() else ""
     return RunDirectoryError(
-        f"{out_dir} already holds files ({shown}); pass --overwrite to replace the run there{resume}, "
-        "or choose another output directory"
+        f"{out_dir} already holds files ({shown}); pass --overwrite (overwrite=True from Python) to replace the "
+        f"run there{resume}, or choose another output directory"
     )
 
 

@@ -1,5 +1,9 @@
 """The ``pyromim`` command line: ``train``, ``evaluate``, ``encode`` and ``compare`` models from specs.
 
+``train`` also takes a data file in place of a spec (``pyromim train data.npy
+--likelihood bernoulli``): a spec is made from the file's item shape and data
+kind and kept in the run directory as ``spec.toml``.
+
 Also runnable as ``python -m pyromim``.  Every subcommand logs what it does to
 stderr and prints its result table to stdout; bad input (an unknown spec, an
 unreadable data file, data that do not fit the model) ends with a one-line
@@ -60,8 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train" and args.spec is None and args.resume is None:
-        _subparser(parser, "train").error("give a SPEC to train (e.g. toy4, or a .toml file), or --resume CKPT")
+    if args.command == "train" and args.spec is None and args.resume is None and args.data is None:
+        _subparser(parser, "train").error(
+            "give a SPEC to train (e.g. toy4, a .toml file, or a data file), or --resume CKPT"
+        )
     from pyromim._run_dir import RunDirectoryError
     from pyromim.blocks.likelihoods import DataSupportError
     from pyromim.data import DataFileError, DataMismatchError

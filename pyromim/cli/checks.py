@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import math
 import os
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -182,6 +183,59 @@ def _check_arguments(args: argparse.Namespace) -> None:
             )
 
 
+#: The command line's names of :func:`~pyromim.specs.from_data.spec_for_data_file`'s choices.
+FROM_FILE_OPTIONS = {"likelihood": "--likelihood", "latent_dim": "--latent-dim"}
+
+
+def _from_file_options(args: argparse.Namespace) -> tuple[str, str]:
+    """The options of :data:`FROM_FILE_OPTIONS` given (``"--likelihood and --latent-dim"``, or empty), and
+    the verb's ending for them (``""`` for two, ``"s"`` for one)."""
+    given = [flag for key, flag in FROM_FILE_OPTIONS.items() if getattr(args, key, None) is not None]
+    return " and ".join(given), "" if len(given) > 1 else "s"
+
+
+def _spec_to_train(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The spec ``train`` trains, and whether it was made from a data file: SPEC (a catalogue name or
+    a .toml file), or one made from a data file (SPEC naming a data file, or ``--data FILE`` with no
+    SPEC), which then becomes ``--data``."""
+    from pyromim.specs import resolve_spec
+    from pyromim.specs.from_data import looks_like_data_file, spec_for_data_file
+
+    given, s = _from_file_options(args)
+    if args.spec is not None and (args.spec.endswith(".toml") or not looks_like_data_file(args.spec)):
+        if given:
+            raise UsageError(
+                f"{given} appl{'ies' if s else 'y'} to training on a data file without a spec (pyromim train "
+                f"FILE); to change SPEC {args.spec}, edit [model] in a copy of its .toml file and train that file"
+            )
+        return resolve_spec(args.spec), False
+    if args.spec is not None:
+        if args.data is not None and os.path.normpath(args.data) != os.path.normpath(args.spec):
+            raise UsageError(
+                f"SPEC {args.spec} is a data file and --data {args.data} another: give the data once, "
+                f"as SPEC (pyromim train FILE) or with --data beside a spec"
+            )
+        args.data = args.spec
+    made = spec_for_data_file(
+        args.data,
+        likelihood=args.likelihood,
+        latent_dim=args.latent_dim,
+        data_options=_data_options(args),
+        names=FROM_FILE_OPTIONS,
+    )
+    logger.info("%s", made.summary())
+    return made.spec, True
+
+
+def _again_command(spec_file: Path, args: argparse.Namespace) -> str:
+    """The command that trains ``spec_file`` (a spec made from ``--data``) on the same data again."""
+    words = ["pyromim", "train", str(spec_file), "--data", str(args.data)]
+    for key, value in _data_options(args).items():
+        flag = f"--{key.replace('_', '-')}"
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
+
+
 def _spec_name(spec: str) -> str:
     return Path(spec).stem if spec.endswith(".toml") else spec
 
@@ -233,6 +287,12 @@ def _resumed_run(args: argparse.Namespace) -> tuple[Any, str, int, Any]:
     the run's own, with the options that may change on resume (:data:`RESUME_MAY_CHANGE`)."""
     from pyromim.experiments.runner import run_directory, saved_run
 
+    given, s = _from_file_options(args)
+    if given:
+        raise UsageError(
+            f"--resume {args.resume} continues the run's own spec; leave out {given} "
+            f"({'it' if s else 'they'} make{s} a new spec from a data file)"
+        )
     saved = saved_run(args.resume)
     differences = _resume_differences(args, saved)
     if differences:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from pyromim.cli.checks import (
     UsageError,
+    _again_command,
     _check_devices,
     _data_options,
     _resumed_run,
     _run_config,
     _spec_name,
+    _spec_to_train,
     _writable_directory,
     _writable_file,
 )
@@ -25,13 +27,14 @@ logger = logging.getLogger("pyromim.cli")
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pyromim.experiments import metrics_table, run, run_directory
+    from pyromim.experiments.runner import SPEC_FILE
     from pyromim.infer.objectives import objective_name
-    from pyromim.specs import resolve_spec
 
+    made_from_file = False
     if args.resume:
         spec, objective, seed, config = _resumed_run(args)
     else:
-        spec = resolve_spec(args.spec)
+        spec, made_from_file = _spec_to_train(args)
         objective = objective_name(args.objective or spec.training.objective)
         seed = 0 if args.seed is None else args.seed
         config = _run_config(args)
@@ -50,6 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"\n{spec.name}, {objective}, seed {seed}: metrics on {part.name if part else 'the data'}\n")
         print(metrics_table(result.metrics))
     print(f"run directory: {result.out_dir}  ({', '.join(sorted(p.name for p in result.plots)) or 'no plots'})")
+    if made_from_file:
+        again = _again_command(out / SPEC_FILE, args)
+        print(f"spec made from {args.data}: {out / SPEC_FILE}; edit it and train it again with: {again}")
     return 0
 
 

@@ -19,6 +19,7 @@ examples:
   pyromim train toy4                                 # the MIM paper's toy reference run
   pyromim train toy4 --objective elbo --epochs 20 --out runs/toy4-vae
   pyromim train digits_normal --data images.npz --binarize 0.5
+  pyromim train images.npy --likelihood bernoulli    # no spec: one made from the file, kept as spec.toml
   pyromim train toy4 --devices 2 --strategy ddp      # two processes (CPU here, GPUs where present)
   pyromim train --resume runs/toy4/mim-seed0/checkpoints/last.ckpt  # continue it, nothing repeated
   pyromim evaluate runs/toy4/mim-seed0
@@ -138,19 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="print every message and warning, Lightning's own included, and tracebacks of errors",
     )
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,encode,compare}", required=True)
+    _train_parser(sub, common)
+    _evaluate_parser(sub, common)
+    _encode_parser(sub, common)
+    _compare_parser(sub, common)
+    return parser
 
+
+#: The object ``add_subparsers`` returns, to which each subcommand's parser is added.
+Subparsers = argparse._SubParsersAction  # (argparse has no public name for it)
+
+
+def _train_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     train = sub.add_parser(
         "train",
         parents=[common],
         help="train one model from a spec, evaluate it, write plots",
         description="Train SPEC on its data (or --data), then write checkpoints, metrics.csv, "
-        "metrics.json, model.pt, spec.toml, run.json and plots into --out.",
+        "metrics.json, model.pt, spec.toml, run.json and plots into --out. "
+        "Given a data file instead of a spec, train a spec made from the file (its item shape and data kind, "
+        "--likelihood, --latent-dim) and write it into --out as spec.toml, to edit and train again.",
     )
     train.add_argument(
         "spec",
         metavar="SPEC",
         nargs="?",
-        help="a spec name from the catalogue (e.g. toy4) or a .toml file (not needed with --resume)",
+        help="a spec name from the catalogue (e.g. toy4), a .toml file, or a data file (.npy, .npz, .csv, "
+        ".txt, MNIST IDX) to train without a spec (not needed with --resume)",
+    )
+    from_file = train.add_argument_group("training on a data file without a spec (pyromim train FILE)")
+    from_file.add_argument(
+        "--likelihood",
+        metavar="NAME",
+        help="p(x|z), one that fits the file's data kind (default: the one that plainly fits: bernoulli for "
+        "binary data, gaussian for continuous, categorical for text; counts need a choice)",
+    )
+    from_file.add_argument(
+        "--latent-dim", type=int, metavar="N", help="size of the latent z (default 8, or the item size if smaller)"
     )
     _training_arguments(train)
     _data_arguments(train)
@@ -164,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(other options, if given, must equal the run's); default --out: the checkpoint's run directory",
     )
 
+
+def _evaluate_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     evaluate = sub.add_parser(
         "evaluate",
         parents=[common],
@@ -185,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
 
+
+def _encode_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     encode = sub.add_parser(
         "encode",
         parents=[common],
@@ -207,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--part", choices=("test", "val", "train"), default="test", help="part of a split data set (default test)"
     )
 
+
+def _compare_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
     compare = sub.add_parser(
         "compare",
         parents=[common],
@@ -226,7 +257,6 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(compare)
     _cap_arguments(compare)
     compare.add_argument("--out", metavar="DIR", help="comparison directory (default runs/SPEC/compare)")
-    return parser
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

@@ -138,7 +138,7 @@ def _plan(spec: ModelSpec, config: RunConfig, out_dir: Path) -> _Plan:
     except CheckpointError:
         raise RunDirectoryError(
             f"{out_dir} holds a run of other settings (or a damaged checkpoint, {last}); pass --overwrite "
-            "to train it again, or choose another --out"
+            "(overwrite=True from Python) to train it again, or choose another --out (out_dir=)"
         ) from None
     try:
         done = read_checked_json(out_dir / RUN_FILE)

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from pyromim.training.config import TrainConfig
 
 
+def _flag(field: str) -> str:
+    """`` (--field-name on the command line)``: the option that sets the run setting ``field``."""
+    return f" (--{field.replace('_', '-')} on the command line)"
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Every setting of one run besides the spec.
@@ -101,16 +106,17 @@ class RunConfig:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_INT
             ):
-                raise SpecError(f"{where}: '{key}' must be an int in [{low}, 2**63 - 1], got {value!r}")
+                raise SpecError(f"{where}: '{key}' must be an int in [{low}, 2**63 - 1], got {value!r}{_flag(key)}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise SpecError(f"{where}: 'lr' must be > 0 and finite, got {self.lr!r}")
+            raise SpecError(f"{where}: 'lr' must be > 0 and finite, got {self.lr!r}{_flag('lr')}")
         if self.q_x is not None and self.q_x not in Q_X_CHOICES:
-            raise SpecError(f"{where}: 'q_x' = {self.q_x!r} is not one of: {', '.join(Q_X_CHOICES)}")
+            raise SpecError(f"{where}: 'q_x' = {self.q_x!r} is not one of: {', '.join(Q_X_CHOICES)}{_flag('q_x')}")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
-            raise SpecError(f"{where}: 'devices' must be an int >= 1 or 'auto', got {self.devices!r}")
+            raise SpecError(f"{where}: 'devices' must be an int >= 1 or 'auto', got {self.devices!r}{_flag('devices')}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= 2**32 - 1:
             raise SpecError(
                 f"{where}: 'seed' must be an int in [0, 2**32 - 1] (NumPy's and Pyro's range), got {self.seed!r}"
+                f"{_flag('seed')}"
             )
         return self
 

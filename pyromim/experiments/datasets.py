@@ -104,8 +104,8 @@ def prepare_data(
     if data is None:
         if spec.data.dataset is None:
             raise DataMismatchError(
-                f"spec '{spec.name}' names no built-in data set ([data] dataset); give data: a file "
-                f"(.npy, .npz, .csv, IDX) holding items of shape {list(spec.data.shape)}"
+                f"spec '{spec.name}' names no built-in data set ([data] dataset); give a data file with --data PATH "
+                f"(data= from Python; .npy, .npz, .csv, .txt, IDX) holding items of shape {list(spec.data.shape)}"
             )
         data = spec.data.dataset
     options = dict(data_options or {})
@@ -138,7 +138,10 @@ def prepare_data(
             )
     train = parts["train"]
     if train is None or len(train) == 0:
-        raise DataMismatchError(f"data {splits.train.name!r}: no training items left (n_train={n_train})")
+        raise DataMismatchError(
+            f"data {splits.train.name!r}: no training items left (--n-train {n_train}, n_train= from Python); "
+            "give a larger cap or leave it out"
+        )
     for part in parts.values():
         if part is not None:
             check_spec_data(spec, part, likelihood)

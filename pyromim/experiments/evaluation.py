@@ -245,7 +245,7 @@ def evaluate_run(
     if part is not None and part.vocabulary is not None and expected is not None:
         part.vocabulary.check(expected_checksum=expected, source=f"data {part.name!r}")
     if part is None:
-        raise DataMismatchError(f"the data have no {split!r} part; choose another with split=")
+        raise DataMismatchError(f"the data have no {split!r} part; choose another with --split (split= from Python)")
     model.eval()
     pyro.set_rng_seed(int(info.get("seed", 0)) if seed is None else seed)  # reproducible estimates
     logger.info("evaluating %s on %s (%d items)", source, part.name, len(part))

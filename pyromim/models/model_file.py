@@ -71,8 +71,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> La
         raise
     except Exception as err:  # noqa: BLE001 - a damaged zip or pickle raises many kinds
         raise CheckpointError(
-            f"{path}: refused to load; it is not a checkpoint that loads with weights_only=True "
-            f"(corrupted, tampered with, or not written by pyromim.save_model): {one_line(err)}"
+            f"{path}: refused to load: PyTorch's safe loading (tensors and plain data only) cannot read it "
+            f"(corrupted, tampered with, or not written by pyromim train or save_model): {one_line(err)}"
         ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a pyromim model checkpoint (no '{FORMAT}' format tag)")

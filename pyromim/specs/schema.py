@@ -152,6 +152,12 @@ class ModelSpec:
                 f"{where}: 'model.likelihood' = '{m.likelihood}' does not fit 'data.kind' = '{d.kind}'; "
                 f"for {d.kind} data use one of: {', '.join(allowed)}"
             )
+        if m.likelihood == "pixelcnn" and len(d.shape) != 2:
+            raise SpecError(
+                f"{where}: 'model.likelihood' = 'pixelcnn' needs 'data.shape' = [H, W] (images of one channel, no "
+                f"channel axis), got {d.shape}; for other items use one of: "
+                f"{', '.join(name for name in allowed if name != 'pixelcnn')}"
+            )
         if d.dataset is not None:
             from pyromim.data.registry import BUILTIN_DATASETS
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence, Sized
@@ -37,6 +38,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from torch.utils.data import default_collate
 
 from pyromim._atomic import atomic_write
+from pyromim._run_dir import RunDirectoryError
 from pyromim.data.batches import Batch, DataArg, call
 from pyromim.infer.trace_mim import JitTrace_MIM, Trace_MIM
 from pyromim.ops import private
@@ -273,17 +275,40 @@ def _trainer(
 
 
 def _rows_before(path: Path, global_step: int) -> list[dict[str, Any]]:
-    """The rows of the log ``path`` logged before optimiser step ``global_step`` (those a resumed run keeps)."""
+    """The rows of the log ``path`` logged before optimiser step ``global_step`` (those a resumed run keeps).
+
+    :raises pyromim._run_dir.RunDirectoryError: the file is not CSV text (binary data, say), whose rows
+        would otherwise be lost without a word when the resumed run rewrites it.
+    """
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = [{k: v for k, v in row.items() if k and v not in ("", None)} for row in csv.DictReader(f)]
+    why = None
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+        if "\x00" in text:
+            why = f"it holds NUL bytes at offset {text.index(chr(0))}, so binary data rather than CSV text"
+        else:
+            table = csv.DictReader(io.StringIO(text, newline=""))
+            rows = [{k: v for k, v in row.items() if k and v not in ("", None)} for row in table]
+    except UnicodeDecodeError as err:
+        why = f"byte {err.start} is not UTF-8 text"
+    except csv.Error as err:
+        why = f"not a CSV table: {err}"
+    except OSError as err:
+        why = f"cannot read it: {err.strerror or err}"
+    if why is not None:
+        raise RunDirectoryError(
+            f"{path}: cannot continue the run's log of per-epoch metrics ({why}); move the file out of the run "
+            "directory and resume again (the new log starts at the checkpoint's epoch), or train the run anew "
+            "(--overwrite; overwrite=True from Python)"
+        )
     kept = []
     for row in rows:
         try:
             if int(float(row["step"])) < global_step:
                 kept.append(row)
-        except (KeyError, ValueError):  # a row without a step is not Lightning's: drop it
+        except (KeyError, ValueError, OverflowError):  # a row without a (finite) step is not Lightning's: drop it
             continue
     return kept
 
@@ -529,6 +554,8 @@ def fit(
     What it prints, many devices, resuming and Pyro's param store: see :ref:`fit-behaviour`.
 
     :raises pyromim.models.CheckpointError: ``resume`` is damaged or not a pyromim checkpoint.
+    :raises pyromim._run_dir.RunDirectoryError: on ``resume``, the run directory's ``metrics.csv`` is not
+        a readable CSV text file (so its earlier rows cannot be kept).
     :raises pyromim.training.TrainingInterrupted: Ctrl-C (SIGINT) stopped training at a batch
         boundary; ``last.ckpt`` holds the last finished epoch (see ``pyromim.training.interrupts``).
     :raises pyromim.training.NonFiniteLossError: the objective became NaN/inf

@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - a damaged zip or pickle raises many kinds
         raise CheckpointError(
-            f"{path}: refused to load: not a checkpoint that loads with weights_only=True "
+            f"{path}: refused to load: PyTorch's safe loading (tensors and plain data only) cannot read it "
             f"(corrupted, truncated, tampered with, or not written by pyromim; {one_line(err)}); {advice}"
         ) from err
     if not isinstance(state, dict):
