@@ -223,3 +223,19 @@ def test_an_unreliable_nll_is_re_estimated_with_refitted_proposals(caplog):
     assert guide_only["psis_khat_bad_fraction"] > 0.5 and guide_only["nll"] > exact_nll + 1.0
     with pytest.raises(ValueError, match="nll_refit_steps"):
         evaluate(model, guide, x, keys=keys, nll_refit_steps=-2)
+
+
+def test_re_estimating_the_nll_leaves_the_other_metrics_draws_alone():
+    """The refit only changes the NLL's rows: a sampled metric after it draws what it draws when
+    the guide's estimate is kept."""
+    from test_metrics_likelihood import _sharp_shifted_linear_gaussian
+
+    model, guide, _ = _sharp_shifted_linear_gaussian()
+    x = torch.randn(40, 3)
+    keys = ("nll", "mi_aggregate")
+    results = []
+    for steps in (None, 0):
+        pyro.set_rng_seed(3)
+        results.append(evaluate(model, guide, x, num_samples=100, keys=keys, nll_refit_steps=steps))
+    assert results[0]["nll"] != results[1]["nll"]
+    assert results[0]["mi_aggregate"] == results[1]["mi_aggregate"]

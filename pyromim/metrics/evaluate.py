@@ -247,9 +247,12 @@ class _Evaluation:
             self.model, self.guide, self.data, self.num_samples, refit_steps=steps or 0, **self.budget
         )
         if steps is None and nll_unreliable(estimate.khat_bad_fraction):
+            # the random state is set back afterwards, so the metrics after it draw what they would have
+            state = get_rng_state()
             refitted = log_likelihood(
                 self.model, self.guide, self.data, self.num_samples, refit_steps=AUTO_REFIT_STEPS, **self.budget
             )
+            set_rng_state(state)
             logger.info(
                 "nll: with the guide as proposal %.0f%% of the items had a PSIS k-hat above %.1f; "
                 "re-estimated with per-datum proposals refitted to each posterior (%d Adam steps): %.0f%%",
