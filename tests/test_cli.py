@@ -569,3 +569,19 @@ def test_divergence_is_a_failed_run_in_one_line(tmp_path, capsys):
     assert "objective is nan at epoch 1, training batch 1" in line
     assert "in the model on the encoder side at the site after 'z'" in line and "no checkpoint was written yet" in line
     assert not (out / "model.pt").exists()
+
+
+def test_evaluate_chooses_the_nll_proposal(trained, tmp_path, capsys):
+    """--nll-refit 0 keeps the encoder as the proposal, --nll-refit N refits per item: both valid
+    estimates of the same likelihood, from different draws (so different numbers); a negative count
+    is refused."""
+    nll = {}
+    for steps in ("0", "10"):
+        out = tmp_path / f"eval{steps}.json"
+        assert main(["evaluate", str(trained), "--num-samples", "20", "--nll-refit", steps, "--json", str(out)]) == 0
+        saved = json.loads(out.read_text())
+        assert saved["nll_refit"] == int(steps)
+        nll[steps] = saved["metrics"]["nll"]
+    assert all(math.isfinite(v) for v in nll.values()) and nll["0"] != nll["10"]
+    code, err = run_error(["evaluate", str(trained), "--nll-refit", "-1"], capsys)
+    assert code == 2 and "--nll-refit must be 0" in _one_line(err)

@@ -64,6 +64,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
+    if args.nll_refit is not None and args.nll_refit < 0:
+        raise UsageError(f"--nll-refit must be 0 (the encoder as proposal) or more steps, got {args.nll_refit}")
     if args.json:
         _writable_file(Path(args.json), "--json")
     elif Path(args.path).exists():
@@ -77,6 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         n_train=args.n_train,
         n_test=args.n_test,
         num_samples=args.num_samples,
+        nll_refit_steps=args.nll_refit,
     )
     out = Path(args.json) if args.json else run_directory(args.path) / "evaluation.json"
     write_json(
@@ -86,6 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "data": result.data_name,
             "n_items": result.n_items,
             "num_samples": args.num_samples,
+            "nll_refit": args.nll_refit,
             "metrics": result.metrics,
         },
     )

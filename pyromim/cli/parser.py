@@ -210,6 +210,14 @@ def _evaluate_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         metavar="S",
         help="importance samples per item for the NLL (default 1000)",
     )
+    evaluate.add_argument(
+        "--nll-refit",
+        type=int,
+        metavar="STEPS",
+        help="the NLL's proposal: per-item Gaussians refitted to each posterior with STEPS Adam steps "
+        "(0: the encoder itself; default: the encoder, refitted with 100 steps where its estimate is "
+        "unreliable, more than 30%% of items with PSIS k-hat > 0.7)",
+    )
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
 
 

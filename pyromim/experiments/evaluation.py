@@ -211,6 +211,7 @@ def evaluate_run(
     n_train: int | None = None,
     n_test: int | None = None,
     num_samples: int = 1000,
+    nll_refit_steps: int | None = None,
 ) -> EvaluationResult:
     """Evaluate the model of a run (see :func:`load_run_model`) with :func:`pyromim.metrics.evaluate`.
 
@@ -222,6 +223,8 @@ def evaluate_run(
     :param seed: split seed (default: the run's).
     :param n_train: cap the training part (KNN; default: the run's own cap).
     :param n_test: cap the evaluated part (default: the run's own cap).
+    :param nll_refit_steps: the NLL's proposal, as :func:`pyromim.metrics.evaluate` takes it
+        (``None``: the guide, refitted proposals where its estimate is unreliable).
 
     A run trained on text keeps its vocabulary (``vocabulary.json``): a text
     file evaluated here is read with it (unknown words become ``<unk>``), and
@@ -261,5 +264,6 @@ def evaluate_run(
         splits.train.x if with_labels else None,
         splits.train.labels if with_labels else None,
         num_samples=num_samples,
+        nll_refit_steps=nll_refit_steps,
     )
     return EvaluationResult(metrics, spec, source, part.name, len(part))
