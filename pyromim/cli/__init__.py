@@ -10,6 +10,11 @@ unreadable data file, data that do not fit the model) ends with a one-line
 error and exit status 2, a failed training (non-finite loss) with status 1.
 Ctrl-C stops training at the next batch, keeps the last epoch's checkpoint and
 prints the command that resumes it (status 130); a second Ctrl-C exits at once.
+In a data-parallel run (``--devices 2 --strategy ddp``) every process stops at
+the same batch, whether the signal reached the whole process group (Ctrl-C in
+a terminal) or only the launching process (``kill -INT``); the line is printed
+once, repeats the run's device options, and the launcher returns after the
+processes it started have ended.
 """
 
 from __future__ import annotations
@@ -36,6 +41,19 @@ logger = logging.getLogger("pyromim.cli")
 INTERRUPTED_STATUS = 130
 
 
+def _device_options(args: argparse.Namespace) -> list[str]:
+    """The device options given to this run that differ from the defaults: a resume must repeat
+    them, as the number of processes sets the batches each optimiser step sees."""
+    train = _subparser(build_parser(), "train")
+    options = []
+    for flag in ("--devices", "--strategy", "--accelerator", "--num-nodes"):
+        dest = flag[2:].replace("-", "_")
+        value = getattr(args, dest, None)
+        if value is not None and value != train.get_default(dest):
+            options += [flag, str(value)]
+    return options
+
+
 def _interrupted(args: argparse.Namespace, argv: Sequence[str] | None, err: KeyboardInterrupt) -> str:
     """The line printed after Ctrl-C: what is kept and the command that goes on from it."""
     if args.command == "compare":
@@ -51,7 +69,16 @@ def _interrupted(args: argparse.Namespace, argv: Sequence[str] | None, err: Keyb
         return "interrupted before the first epoch ended; nothing to resume (start the run again)"
     epochs = getattr(err, "epochs_completed", None)
     held = f"{checkpoint} holds epoch {epochs}" if epochs else f"{checkpoint} is kept"
-    return f"interrupted; {held}; resume with: pyromim train --resume {shlex.quote(str(checkpoint))}"
+    again = shlex.join(["pyromim", "train", "--resume", str(checkpoint), *_device_options(args)])
+    return f"interrupted; {held}; resume with: {again}"
+
+
+def _global_rank(err: KeyboardInterrupt) -> int:
+    """The data-parallel rank of this process: the interruption's, else the one its launcher set."""
+    rank = getattr(err, "global_rank", None)
+    if rank is None:  # interrupted outside training: the variables Lightning's launcher sets
+        rank = next((os.environ[key] for key in ("RANK", "LOCAL_RANK") if key in os.environ), 0)
+    return int(rank)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pyromim {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C: one line saying how to go on
-        print(f"pyromim {args.command}: {_interrupted(args, argv, err)}", file=sys.stderr)
+        if _global_rank(err) == 0:  # not once per data-parallel process
+            print(f"pyromim {args.command}: {_interrupted(args, argv, err)}", file=sys.stderr)
         return INTERRUPTED_STATUS
     except ImportError as err:
         extra = _missing_extra(err)
