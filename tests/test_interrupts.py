@@ -199,3 +199,50 @@ def test_a_signal_handled_during_the_ranks_all_reduce_is_not_lost():
     stop.on_train_batch_start(trainer)  # all ranks agreed on "go on" for this batch
     with pytest.raises(StopRequested):
         stop.on_train_batch_start(trainer)  # and all stop at the next
+
+
+def test_a_ctrl_c_held_back_while_a_launched_rank_starts_is_taken_when_training_begins():
+    script = (
+        "import os, signal\n"
+        "from pyromim.cli import _defer_sigint_in_a_launched_rank\n"
+        "_defer_sigint_in_a_launched_rank()\n"
+        "os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C while the rank imports torch\n"
+        "from pyromim.training.interrupts import StopOnInterrupt, stop_on_sigint\n"
+        "stop = StopOnInterrupt()\n"
+        "with stop_on_sigint(stop):\n"
+        "    for _ in range(100):  # bytecodes, at which Python runs the handler\n"
+        "        pass\n"
+        "    print('requested', stop.requested)\n"
+    )
+    environ = dict(environment(), LOCAL_RANK="1")
+    done = subprocess.run([sys.executable, "-c", script], env=environ, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "requested True", done.stderr
+    assert "interrupt: stopping" not in done.stderr  # rank 1 is silent
+
+
+@pytest.mark.slow  # about 20 s on two CPU cores
+def test_ctrl_c_while_the_second_rank_starts_up_stops_the_run_cleanly(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "pyromim", "train", "toy4", "--devices", "2", "--strategy", "ddp"]
+    command += ["--accelerator", "cpu", "--epochs", "6", "--n-train", "4000", "--n-val", "100", "--n-test", "100"]
+    command += ["--num-samples", "5", "--no-plots", "--out", str(out)]
+    process = subprocess.Popen(command, env=environment(), stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def children():
+        listed = subprocess.run(["ps", "-o", "pid=", "--ppid", str(process.pid)], capture_output=True, text=True)
+        return listed.stdout.split()
+
+    deadline = time.monotonic() + 120
+    while not children() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children(), "no rank was started"
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal does, while rank 1 imports torch
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    # not killed by Lightning for a rank that died of KeyboardInterrupt while starting up
+    assert process.returncode == 130 and "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("pyromim train: interrupted")]
+    assert lines == ["pyromim train: interrupted before the first epoch ended; nothing to resume (start the run again)"]

@@ -443,6 +443,7 @@ def _train(
     stop = StopOnInterrupt()
     with _console(c, c.epochs) as bar_callbacks:
         trainer = _trainer(c, c.epochs, [*callbacks, *bar_callbacks, stop], loggers, out_dir, val is not None)
+        private.start_ranks_with_sigint_held(trainer)
         try:
             with stop_on_sigint(stop):
                 try:

@@ -17,7 +17,11 @@ asks the others at each batch boundary whether one of them was interrupted
 reached the whole process group (Ctrl-C in a terminal) or only the launching
 process (``kill -INT``); a rank stopping alone would leave the others waiting
 for it in the next gradient all-reduce. Only global rank 0 prints, and the
-launching process waits for the processes it started before it returns.
+launching process waits for the processes it started before it returns. The
+ranks it starts hold SIGINT back until training begins
+(:func:`pyromim.ops.private.start_ranks_with_sigint_held`): a Ctrl-C while
+they import torch stops the run at its first batch, once all have started
+(about 5 s on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -137,6 +141,8 @@ def stop_on_sigint(stop: StopOnInterrupt) -> Iterator[None]:
             _say(b"\ninterrupt: stopping at the next batch (Ctrl-C again to exit at once)\n")
 
     previous = signal.signal(signal.SIGINT, handler)
+    if hasattr(signal, "pthread_sigmask"):  # a signal held back while a launched rank started comes now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         yield
     finally:
