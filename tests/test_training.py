@@ -666,7 +666,9 @@ class Slow(pl.Callback):
         time.sleep({sleep})
 
     def on_train_end(self, trainer, pl_module):
-        print("WORLD", trainer.world_size, trainer.global_rank, flush=True)
+        # one write: the ranks share the pipe, and print's separate pieces can interleave
+        sys.stdout.write(f"WORLD {{trainer.world_size}} {{trainer.global_rank}}\\n")
+        sys.stdout.flush()
 
 data = toy4(n_train=256, n_val=128, n_test=0, seed=0)
 model, guide = make_function_pair()

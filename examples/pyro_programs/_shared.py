@@ -2,7 +2,8 @@
 
 Pyro's examples read MNIST or polyphonic music; these read scikit-learn's 8x8
 digits (1797 images, pixel intensities scaled to [0, 1]) or draw small
-synthetic binary sequences, so they run offline in seconds.
+synthetic binary sequences, so they run offline (each script's docstring gives
+its quick mode and what its times were measured on).
 """
 
 from __future__ import annotations

@@ -22,8 +22,11 @@ mean with no observed token fed in (over each sentence's words and its
 ``<eos>``), and the training cost per step.
 
     python examples/pyro_programs/sentence_vae.py                # ELBO, MIM, A-MIM; 1200 steps each
-    python examples/pyro_programs/sentence_vae.py --quick        # 30 steps each, small test set (about 15 s)
+    python examples/pyro_programs/sentence_vae.py --quick        # 30 steps each, small test set (18 s)
     python examples/pyro_programs/sentence_vae.py --cost-rounds 100   # time the steps only
+
+The quick mode's 18 s was measured with ``OMP_NUM_THREADS=1`` on 2 CPU cores
+shared with other work (load average about 5); the full run was not timed.
 
 Measured with ``--seed S`` (the defaults: 1200 steps, lr 1e-3, batch 64, GRU
 hidden 128; 500 test sentences, 100 importance samples):
@@ -46,7 +49,8 @@ nats). Symmetric MIM keeps 2.4-3.1 nats in 11-12 units, but
 its NLL estimate is invalid and its code separates topics less than the
 collapsed ELBO's; A-MIM saturates the MI estimator (``log 500``) and separates
 topics, with an invalid NLL. Per step (``--cost-rounds 100``, the objectives'
-steps taken in turn on one thread, seeds 0-2): ELBO 50-53 ms, symmetric MIM
+steps taken in turn on one thread, seeds 0-2, on 2 CPU cores whose load was not
+recorded; not re-measured): ELBO 50-53 ms, symmetric MIM
 2.4-2.6x, A-MIM 0.9-1.0x. The ``s/step`` column of the table is the median of
 the training run itself, which a shared host's load changes from run to run.
 """

@@ -10,6 +10,12 @@ unreadable data file, data that do not fit the model) ends with a one-line
 error and exit status 2, a failed training (non-finite loss) with status 1.
 Ctrl-C stops training at the next batch, keeps the last epoch's checkpoint and
 prints the command that resumes it (status 130); a second Ctrl-C exits at once.
+In a data-parallel run (``--devices 2 --strategy ddp``) every process stops at
+the same batch, whether the signal reached the whole process group (Ctrl-C in
+a terminal) or only the launching process (``kill -INT``); the line is printed
+once, repeats the run's device options, and the launcher returns after the
+processes it started have ended. A Ctrl-C while the processes start up stops
+the run at its first batch, once all have started (about 5 s on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +43,19 @@ logger = logging.getLogger("pyromim.cli")
 INTERRUPTED_STATUS = 130
 
 
+def _device_options(args: argparse.Namespace) -> list[str]:
+    """The device options given to this run that differ from the defaults: a resume must repeat
+    them, as the number of processes sets the batches each optimiser step sees."""
+    train = _subparser(build_parser(), "train")
+    options = []
+    for flag in ("--devices", "--strategy", "--accelerator", "--num-nodes"):
+        dest = flag[2:].replace("-", "_")
+        value = getattr(args, dest, None)
+        if value is not None and value != train.get_default(dest):
+            options += [flag, str(value)]
+    return options
+
+
 def _interrupted(args: argparse.Namespace, argv: Sequence[str] | None, err: KeyboardInterrupt) -> str:
     """The line printed after Ctrl-C: what is kept and the command that goes on from it."""
     if args.command == "compare":
@@ -51,7 +71,16 @@ def _interrupted(args: argparse.Namespace, argv: Sequence[str] | None, err: Keyb
         return "interrupted before the first epoch ended; nothing to resume (start the run again)"
     epochs = getattr(err, "epochs_completed", None)
     held = f"{checkpoint} holds epoch {epochs}" if epochs else f"{checkpoint} is kept"
-    return f"interrupted; {held}; resume with: pyromim train --resume {shlex.quote(str(checkpoint))}"
+    again = shlex.join(["pyromim", "train", "--resume", str(checkpoint), *_device_options(args)])
+    return f"interrupted; {held}; resume with: {again}"
+
+
+def _global_rank(err: KeyboardInterrupt) -> int:
+    """The data-parallel rank of this process: the interruption's, else the one its launcher set."""
+    rank = getattr(err, "global_rank", None)
+    if rank is None:  # interrupted outside training: the variables Lightning's launcher sets
+        rank = next((os.environ[key] for key in ("RANK", "LOCAL_RANK") if key in os.environ), 0)
+    return int(rank)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pyromim {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # Ctrl-C: one line saying how to go on
-        print(f"pyromim {args.command}: {_interrupted(args, argv, err)}", file=sys.stderr)
+        if _global_rank(err) == 0:  # not once per data-parallel process
+            print(f"pyromim {args.command}: {_interrupted(args, argv, err)}", file=sys.stderr)
         return INTERRUPTED_STATUS
     except ImportError as err:
         extra = _missing_extra(err)
@@ -116,8 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _defer_sigint_in_a_launched_rank() -> None:
+    """In a data-parallel process that a launcher started (``LOCAL_RANK`` 1, 2, ...), hold SIGINT
+    back until training's handler takes it: a terminal's Ctrl-C reaches every process, and one
+    ended while it starts up would take the launcher down with it (Lightning kills the group when
+    a rank fails), where a held signal stops all ranks at the first batch."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" and hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 def console_main() -> None:  # pragma: no cover - the console-script wrapper
     """Entry point of the ``pyromim`` console script."""
+    _defer_sigint_in_a_launched_rank()
     status = main()
     if status == INTERRUPTED_STATUS:
         # every file is written and closed: skip the interpreter's teardown of torch and Lightning

@@ -24,10 +24,15 @@ fallback exists it is taken when the function is missing, and tested that way:
   :mod:`pyromim.training.lightning_checkpoints` override Lightning's protected
   ``ModelCheckpoint._save_checkpoint`` and its bookkeeping attributes; the same test
   file checks that they still exist.
+* :func:`start_ranks_with_sigint_held` wraps the method by which Lightning's script
+  launcher starts the other data-parallel processes; without it (another
+  Lightning version) they start as Lightning starts them, and a Ctrl-C in the
+  first moments of a rank's start-up ends that rank (and Lightning the run).
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +49,7 @@ __all__ = [
     "model_factors",
     "module_local_params",
     "simplify_graph",
+    "start_ranks_with_sigint_held",
     "torch_function_mode_depth",
     "tracing_supported",
 ]
@@ -151,3 +157,28 @@ def log_pending_epoch_metrics(trainer: Any) -> None:
             trainer._logger_connector.log_metrics(pending)
         finally:
             epoch_loop._batches_that_stepped += 1
+
+
+def start_ranks_with_sigint_held(trainer: Any) -> None:
+    """Have the trainer's launcher start the other data-parallel processes with SIGINT blocked.
+
+    A blocked signal stays pending through ``fork`` and ``exec``, so a Ctrl-C while a rank
+    starts up waits for training's handler (:func:`pyromim.training.interrupts.stop_on_sigint`
+    unblocks it) instead of ending the rank half-started, which makes Lightning kill the whole
+    run; a signal to this process while it starts them is taken when they have started.
+    ``trainer`` is a ``lightning.pytorch.Trainer``; nothing changes where its strategy starts no
+    processes or Lightning lacks the method.
+    """
+    launcher: Any = getattr(trainer.strategy, "launcher", None)
+    start = getattr(launcher, "_call_children_scripts", None)
+    if start is None or not hasattr(signal, "pthread_sigmask"):
+        return
+
+    def start_held() -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    launcher._call_children_scripts = start_held

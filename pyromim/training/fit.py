@@ -443,18 +443,24 @@ def _train(
     stop = StopOnInterrupt()
     with _console(c, c.epochs) as bar_callbacks:
         trainer = _trainer(c, c.epochs, [*callbacks, *bar_callbacks, stop], loggers, out_dir, val is not None)
+        private.start_ranks_with_sigint_held(trainer)
         try:
             with stop_on_sigint(stop):
-                trainer.fit(
-                    module,
-                    datamodule=SeededDataModule(train, val, c.batch_size, c.seed, c.val_batch_size),
-                    ckpt_path=c.resume,
-                )
+                try:
+                    trainer.fit(
+                        module,
+                        datamodule=SeededDataModule(train, val, c.batch_size, c.seed, c.val_batch_size),
+                        ckpt_path=c.resume,
+                    )
+                except StopRequested:
+                    stop.wait_for_children()  # they stop at the same batch; another Ctrl-C exits at once
+                    raise
         except StopRequested:
             last_file = out_dir / CHECKPOINT_DIR / "last.ckpt"
             if not last_file.is_file():
-                raise TrainingInterrupted(None, 0) from None
-            raise TrainingInterrupted(last_file, int(load_checkpoint(last_file)["epoch"]) + 1) from None
+                raise TrainingInterrupted(None, 0, trainer.global_rank) from None
+            epochs = int(load_checkpoint(last_file)["epoch"]) + 1
+            raise TrainingInterrupted(last_file, epochs, trainer.global_rank) from None
     return trainer
 
 
