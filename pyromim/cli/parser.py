@@ -113,14 +113,15 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
             "mim_score: symmetric MIM with the unbiased decoder-side gradient",
         )
     resumable = " (may change on --resume)" if objective else ""  # train's options; compare has no --resume
-    groups = {"training": group, "devices": parser.add_argument_group("devices")}
     for name in SETTINGS:
-        info = setting_info(name)
-        if info["group"] in groups:
-            suffix = resumable if info["resumable"] and info["group"] == "training" else ""
-            setting_argument(groups[info["group"]], name, suffix)
+        if setting_info(name)["group"] == "training":
+            setting_argument(group, name, resumable if setting_info(name)["resumable"] else "")
         if name == "patience":
             group.add_argument("--q-x", choices=Q_X_CHOICES, help="log q(x) estimate of the MIM objectives")
+    devices = parser.add_argument_group("devices")
+    for name in SETTINGS:
+        if setting_info(name)["group"] == "devices":
+            setting_argument(devices, name)
     output = parser.add_argument_group("output")
     output.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     output.add_argument(
