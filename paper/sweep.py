@@ -42,7 +42,7 @@ from pyromim.experiments.console import ProgressBar
 logger = logging.getLogger(__name__)
 
 #: Task keys that are :class:`pyromim.experiments.RunConfig` fields.
-RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig))
+RUN_SETTINGS = tuple(RunConfig.settings())
 
 
 def task_spec(task: Mapping[str, Any]) -> Any:

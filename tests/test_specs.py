@@ -64,7 +64,7 @@ def test_likelihood_that_does_not_fit_the_data_kind():
             r"'data.vocab_size'",
         ),
         ({'q_x = "marginal"': 'q_x = "data"'}, r"'training.q_x' = 'data' only works with"),
-        ({"lr = 0.001": "lr = -1.0"}, r"'training.lr' must be > 0"),
+        ({"lr = 0.001": "lr = -1.0"}, r"'training.lr' must be a finite number >= 0, got -1.0"),
         ({"name = ": "nmae = "}, r"unknown key 'nmae'; did you mean 'name'\?"),
         ({"[data]\n": "[data]\nshape = [0]\n", "shape = [64]\n": ""}, r"'data.shape' must be a non-empty list"),
     ],
@@ -149,9 +149,9 @@ def _edited(**tables: dict) -> dict:
         ),
         ({"model": {"min_scale": float("nan")}}, r"'model.min_scale' must be a finite number > 0, got nan"),
         ({"model": {"min_scale": 0.0}}, r"'model.min_scale' must be a finite number > 0, got 0.0"),
-        ({"training": {"lr": float("nan")}}, r"'training.lr' must be > 0"),
-        ({"training": {"warmup_epochs": -1}}, r"'training.warmup_epochs' must be >= 0, got -1"),
-        ({"training": {"patience": -2}}, r"'training.patience' must be >= 0, got -2"),
+        ({"training": {"lr": float("nan")}}, r"'training.lr' must be a finite number >= 0"),
+        ({"training": {"warmup_epochs": -1}}, r"'training.warmup_epochs' must be an int in \[0, 2\*\*63 - 1\], got -1"),
+        ({"training": {"patience": -2}}, r"'training.patience' must be an int in \[0, 2\*\*63 - 1\], got -2"),
         (
             {
                 "data": {"kind": "tokens", "shape": [1, 4, 4], "vocab_size": 5},

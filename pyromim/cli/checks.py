@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pyromim.cli.parser import RESUME_MAY_CHANGE
+from pyromim.settings import SETTINGS, SPEC_SETTINGS, setting_info
 
 # Only light modules at the top: help and argument errors come back without importing
 # torch, Pyro or Lightning (the commands import what they need when they run).
@@ -63,25 +64,32 @@ def _devices(value: str) -> int | str:
 def _run_config(args: argparse.Namespace) -> Any:
     """The :class:`~pyromim.experiments.RunConfig` the options describe.
 
-    Every option named like a field (``--n-train`` sets ``n_train``) sets it;
+    Every option named like a setting (``--n-train`` sets ``n_train``, ``--lr-schedule``
+    sets ``lr_schedule``; ``--no-compile`` turns ``compile`` off) sets it;
     ``objective``, ``seed`` and ``resume`` are each command's own, and the
     options below are translated.
     """
     from pyromim.experiments import RunConfig
 
-    own = {"objective", "seed", "resume", "devices", "data_options", "progress", "plots", "compile"}
+    own = {"objective", "seed", "resume", "devices", "data_options", "progress", "plots", "verbose"}
     by_name = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(RunConfig)
-        if field.name not in own and getattr(args, field.name, None) is not None
+        name: getattr(args, name)
+        for name in RunConfig.settings()
+        if name not in own and name not in SETTINGS and getattr(args, name, None) is not None
     }
+    for name in SETTINGS:
+        flag = setting_info(name)["flag"]
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if flag.startswith("--no-"):
+            value = False if value else None
+        if name not in own and value is not None:
+            by_name[name] = value
     return RunConfig().replace(
         **by_name,
         data_options=_data_options(args) or None,
         devices=_devices(args.devices),
         progress=not (args.no_progress or args.quiet),
         plots=not args.no_plots,
-        compile=not args.no_compile,
     )
 
 
@@ -242,10 +250,7 @@ def _spec_name(spec: str) -> str:
 
 #: The command line's ``[training]`` options, by the spec field each sets.
 TRAINING_OPTIONS = {
-    "batch_size": "--batch-size",
-    "lr": "--lr",
-    "warmup_epochs": "--warmup-epochs",
-    "patience": "--patience",
+    **{name: setting_info(name)["flag"] for name in SPEC_SETTINGS if not setting_info(name)["resumable"]},
     "q_x": "--q-x",
 }
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 # Only light modules at the top: help and argument errors come back without importing
 # torch, Pyro or Lightning (the commands import what they need when they run).
 from pyromim.infer.objectives import OBJECTIVES, Q_X_CHOICES, compared_objectives
+from pyromim.settings import SETTINGS, setting_info
 
 logger = logging.getLogger("pyromim.cli")
 
 #: The options a resume may change (``pyromim train --resume CKPT``); the others come from the run.
-RESUME_MAY_CHANGE = ("--epochs", "--devices", "--strategy", "--accelerator", "--num-nodes")
+RESUME_MAY_CHANGE = tuple(setting_info(name)["flag"] for name in SETTINGS if setting_info(name)["resumable"])
+
+#: How each kind of setting is read from the command line (``type``), by its rule.
+_TYPES = {"int": int, "int?": int, "seed": int, "float": float}
 
 EXAMPLES = """\
 examples:
@@ -55,9 +60,7 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--lowercase", action="store_true", help="text data: lower-case every line")
     group.add_argument("--truncate", action="store_true", help="text data: cut sentences longer than the model's width")
-    group.add_argument(
-        "--seed", type=int, default=None, help="seed of data split, initialisation and training (default 0)"
-    )
+    setting_argument(group, "seed")
     group.add_argument(
         "--max-decompressed-mb",
         type=float,
@@ -79,6 +82,27 @@ def _cap_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def setting_argument(group: argparse._ActionsContainer, name: str, help_suffix: str = "") -> None:
+    """Add the option of :class:`~pyromim.training.TrainConfig`'s field ``name``, made from its
+    declaration (:func:`pyromim.settings.setting_info`): flag, help, metavar, type and choices.
+
+    Left out, the option is ``None`` (a spec's key keeps the spec's value), except the device
+    options, which default to TrainConfig's values; ``--no-NAME`` turns a setting off, and a
+    spec's true-or-false key takes ``--NAME`` and ``--no-NAME``."""
+    info = setting_info(name)
+    kwargs: dict[str, Any] = {"help": info["help"] + help_suffix}
+    if info["rule"] == "bool" and info["flag"].startswith("--no-"):
+        kwargs["action"] = "store_true"
+    elif info["rule"] == "bool":
+        kwargs["action"] = argparse.BooleanOptionalAction
+        kwargs["help"] += " (default: the spec's, else true)" if info["default"] else ""
+    else:
+        kwargs.update(type=_TYPES.get(info["rule"], str), metavar=info["metavar"], choices=info["choices"])
+        if info["group"] == "devices":
+            kwargs["default"] = info["default"] if info["rule"] != "devices" else str(info["default"])
+    group.add_argument(info["flag"], **{key: value for key, value in kwargs.items() if value is not None})
+
+
 def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True) -> None:
     group = parser.add_argument_group("training (defaults: the spec's [training] table)")
     if objective:
@@ -89,33 +113,21 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
             "mim_score: symmetric MIM with the unbiased decoder-side gradient",
         )
     resumable = " (may change on --resume)" if objective else ""  # train's options; compare has no --resume
-    group.add_argument("--epochs", type=int, metavar="N", help=f"maximum number of epochs{resumable}")
-    group.add_argument("--batch-size", type=int, metavar="B")
-    group.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of the Noam schedule")
-    group.add_argument("--warmup-epochs", type=int, metavar="N", help="epochs of beta (and learning-rate) warm-up")
-    group.add_argument("--patience", type=int, metavar="N", help="early stopping patience in epochs (0: off)")
-    group.add_argument("--q-x", choices=Q_X_CHOICES, help="log q(x) estimate of the MIM objectives")
-    group.add_argument(
-        "--no-compile",
-        action="store_true",
-        help="train the MIM objectives with the Python loss (Trace_MIM) instead of the compiled one (JitTrace_MIM)",
-    )
+    for name in SETTINGS:
+        if setting_info(name)["group"] == "training":
+            setting_argument(group, name, resumable if setting_info(name)["resumable"] else "")
+        if name == "patience":
+            group.add_argument("--q-x", choices=Q_X_CHOICES, help="log q(x) estimate of the MIM objectives")
     devices = parser.add_argument_group("devices")
-    devices.add_argument(
-        "--devices",
-        default="1",
-        metavar="N",
-        help="number of devices (processes on CPU, GPUs where present), or 'auto'",
-    )
-    devices.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)")
-    devices.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (default auto)")
-    devices.add_argument("--num-nodes", type=int, default=1, metavar="N", help="machines taking part (default 1)")
+    for name in SETTINGS:
+        if setting_info(name)["group"] == "devices":
+            setting_argument(devices, name)
     output = parser.add_argument_group("output")
     output.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     output.add_argument(
         "--overwrite", action="store_true", help="replace an earlier run in the output directory (else refused)"
     )
-    output.add_argument("--no-progress", action="store_true", help="no progress bars")
+    setting_argument(output, "progress")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,6 @@ the command line and the paper's sweeps set fields by the same names. The
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from pyromim.data import DataSplits
 from pyromim.infer.objectives import Q_X_CHOICES, objective_name
+from pyromim.settings import SETTINGS, SPEC_SETTINGS, check_setting
 from pyromim.specs import SpecError
 from pyromim.specs.validation import MAX_INT, nearest
 
 if TYPE_CHECKING:
-    from pyromim.training.config import TrainConfig
+    from pyromim.settings import TrainConfig
 
 
 def _flag(field: str) -> str:
@@ -29,59 +29,78 @@ def _flag(field: str) -> str:
     return f" (--{field.replace('_', '-')} on the command line)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RunConfig:
     """Every setting of one run besides the spec.
 
-    Training (``None``: the spec's ``[training]`` value): ``objective``
-    (``"elbo"``, ``"amim"``, ``"mim"``), ``epochs``, ``batch_size``, ``lr``,
-    ``warmup_epochs``, ``patience`` (epochs without a better validation loss;
-    0 turns early stopping off), ``q_x``; ``inverse_h`` (the joint-entropy
-    ablation); ``seed`` (data split, initialisation and training).
+    Training: any :class:`~pyromim.training.TrainConfig` field by name (``epochs``,
+    ``batch_size``, ``lr``, ``warmup_epochs``, ``patience`` (0 turns early stopping
+    off), ``lr_schedule``, ``lr_warmup_epochs``, ``restore_best``, ``val_batch_size``,
+    ``seed`` (data split, initialisation and training), ``devices``, ``strategy``,
+    ``accelerator``, ``num_nodes``, ``resume`` (``last.ckpt`` of an interrupted run
+    of the same settings), ``progress`` (bar), ``compile`` (train the MIM objectives
+    with the compiled loss, :class:`~pyromim.JitTrace_MIM`), ...), kept in ``train``
+    and read as attributes (``config.epochs``). One left out, or ``None``, is the spec's
+    ``[training]`` value where the spec has the key, else TrainConfig's default.
+    Besides them: ``objective`` (``"elbo"``, ``"amim"``, ``"mim"``), ``q_x`` (``None``:
+    the spec's); ``inverse_h`` (the joint-entropy ablation).
 
     Data: ``data`` (built-in name, file path or :class:`~pyromim.data.DataSplits`;
     default the spec's ``[data] dataset``), ``data_options`` (for files), caps
     ``n_train``, ``n_val``, ``n_test``.
 
-    Devices (Lightning's): ``devices``, ``strategy``, ``accelerator``, ``num_nodes``;
-    ``resume`` (``last.ckpt`` of an interrupted run of the same settings);
-    ``overwrite`` (replace an earlier run in the output directory, which is otherwise refused).
+    Outputs: ``overwrite`` (replace an earlier run in the output directory, which is
+    otherwise refused), ``evaluate`` (``metrics.json``), ``num_samples`` (importance
+    samples per item for the NLL), ``plots`` (PNGs; needs matplotlib).
 
-    Speed: ``compile`` (train the MIM objectives with the compiled loss,
-    :class:`~pyromim.JitTrace_MIM`; ``False`` for the Python one).
-
-    Outputs: ``progress`` (bar), ``evaluate`` (``metrics.json``), ``num_samples``
-    (importance samples per item for the NLL), ``plots`` (PNGs; needs matplotlib).
+    :ivar train: the :class:`~pyromim.training.TrainConfig` fields this run sets, by name.
     """
 
     objective: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    warmup_epochs: int | None = None
-    patience: int | None = None
     q_x: str | None = None
     inverse_h: bool = False
-    seed: int = 0
     data: str | Path | DataSplits | None = None
     data_options: Mapping[str, Any] | None = None
     n_train: int | None = None
     n_val: int | None = None
     n_test: int | None = None
-    devices: int | str = 1
-    strategy: Any = "auto"
-    accelerator: str = "auto"
-    num_nodes: int = 1
-    resume: str | Path | None = None
     overwrite: bool = False
-    progress: bool = True
-    compile: bool = True
     evaluate: bool = True
     num_samples: int = 1000
     plots: bool = True
+    train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    #: The fields that override the spec's ``[training]`` table.
-    TRAINING_FIELDS = ("epochs", "batch_size", "lr", "warmup_epochs", "patience", "q_x")
+    #: The settings that override the spec's ``[training]`` table.
+    TRAINING_FIELDS = (*SPEC_SETTINGS, "q_x")
+
+    def __init__(self, train: Mapping[str, Any] | None = None, **settings: Any) -> None:
+        """Every setting by name: this class's fields and :class:`~pyromim.training.TrainConfig`'s
+        (``RunConfig(objective="elbo", epochs=7, lr=3e-4)``); checked at once."""
+        own = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "train"}
+        sets = dict(train or {})
+        for key, value in settings.items():
+            if key not in own and key not in SETTINGS:
+                names = self.settings()
+                raise TypeError(f"unknown run setting {key!r}{nearest(key, names)}; the settings are {names}")
+            if key in SETTINGS:
+                sets[key] = value
+        for key, f in own.items():
+            object.__setattr__(self, key, settings.get(key, f.default))
+        object.__setattr__(self, "train", {key: value for key, value in sets.items() if value is not None})
+        self.validate()
+
+    def __getattr__(self, name: str) -> Any:
+        """A :class:`~pyromim.training.TrainConfig` field: the value this run sets, else ``None``
+        for a spec key (the spec's value), else TrainConfig's default."""
+        if name in SETTINGS:
+            default = None if name in SPEC_SETTINGS else SETTINGS[name].default
+            return self.__dict__.get("train", {}).get(name, default)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @classmethod
+    def settings(cls) -> list[str]:
+        """The names a run setting may have: this class's fields and TrainConfig's."""
+        return [f.name for f in dataclasses.fields(cls) if f.name != "train"] + list(SETTINGS)
 
     def validate(self, where: str = "run configuration") -> RunConfig:
         """Check every value; return ``self`` (raises :class:`~pyromim.specs.SpecError` naming the field)."""
@@ -90,67 +109,40 @@ class RunConfig:
                 objective_name(self.objective)
             except ValueError as err:
                 raise SpecError(f"{where}: 'objective': {err}") from None
-        at_least = {
-            "epochs": 1,
-            "batch_size": 1,
-            "warmup_epochs": 0,
-            "patience": 0,
-            "n_train": 1,
-            "n_val": 0,
-            "n_test": 0,
-            "num_samples": 1,
-            "num_nodes": 1,
-        }
+        at_least = {"n_train": 1, "n_val": 0, "n_test": 0, "num_samples": 1}
         for key, low in at_least.items():
             value = getattr(self, key)
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_INT
             ):
                 raise SpecError(f"{where}: '{key}' must be an int in [{low}, 2**63 - 1], got {value!r}{_flag(key)}")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise SpecError(f"{where}: 'lr' must be > 0 and finite, got {self.lr!r}{_flag('lr')}")
         if self.q_x is not None and self.q_x not in Q_X_CHOICES:
             raise SpecError(f"{where}: 'q_x' = {self.q_x!r} is not one of: {', '.join(Q_X_CHOICES)}{_flag('q_x')}")
-        if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
-            raise SpecError(f"{where}: 'devices' must be an int >= 1 or 'auto', got {self.devices!r}{_flag('devices')}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed <= 2**32 - 1:
-            raise SpecError(
-                f"{where}: 'seed' must be an int in [0, 2**32 - 1] (NumPy's and Pyro's range), got {self.seed!r}"
-                f"{_flag('seed')}"
-            )
+        for key, value in self.train.items():
+            check_setting(key, value, where, flag=True)
         return self
 
     def replace(self, **changes: Any) -> RunConfig:
-        """A validated copy with the named fields changed (an unknown name raises :class:`TypeError`)."""
-        names = [f.name for f in dataclasses.fields(self)]
-        for key in changes:
-            if key not in names:
-                raise TypeError(f"unknown run setting {key!r}{nearest(key, names)}; the settings are {names}")
-        return dataclasses.replace(self, **changes).validate()
+        """A validated copy with the named settings changed (an unknown name raises :class:`TypeError`;
+        a training setting changed to ``None`` goes back to the spec's value or TrainConfig's default)."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "train"}
+        train = {**self.train, **{key: value for key, value in changes.items() if key in SETTINGS}}
+        return RunConfig(
+            train=train, **{**own, **{key: value for key, value in changes.items() if key not in SETTINGS}}
+        )
 
     def train_config(self, training: Any) -> TrainConfig:
         """The :class:`~pyromim.training.TrainConfig` of a run whose spec's ``[training]`` table is ``training``.
 
         ``training`` already carries this config's overrides (see :meth:`training_overrides`);
-        a spec's ``patience = 0`` means no early stopping.
+        the settings a spec has no key for are this config's.
         """
-        from pyromim.training.config import TrainConfig  # the training extra (Lightning) only when a run starts
+        from pyromim.settings import TrainConfig
 
-        return TrainConfig(
-            epochs=training.epochs,
-            batch_size=training.batch_size,
-            lr=training.lr,
-            warmup_epochs=training.warmup_epochs,
-            patience=training.patience if training.patience > 0 else None,
-            seed=self.seed,
-            devices=self.devices,
-            strategy=self.strategy,
-            accelerator=self.accelerator,
-            num_nodes=self.num_nodes,
-            resume=self.resume,
-            progress=False,  # run() shows its own bar (pyromim.experiments.console), not Lightning's
-            compile=self.compile,
-        )
+        spec_values = {key: getattr(training, key) for key in SPEC_SETTINGS}
+        run_values = {key: value for key, value in self.train.items() if key not in SPEC_SETTINGS}
+        # run() shows its own bar (pyromim.experiments.console), not Lightning's
+        return TrainConfig(**{**spec_values, **run_values, "progress": False})
 
     def training_overrides(self) -> dict[str, Any]:
         """The ``[training]`` values this config sets (the others stay the spec's)."""

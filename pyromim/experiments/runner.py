@@ -45,8 +45,9 @@ from pyromim.experiments.report import write_json, write_text
 from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.models import CheckpointError, LatentVariableModel, build_model, save_model
 from pyromim.models.memory import check_memory
-from pyromim.specs import ModelSpec, resolve_spec
+from pyromim.specs import ModelSpec, TrainingSpec, resolve_spec
 from pyromim.specs.toml_io import loads as toml_loads
+from pyromim.specs.validation import to_dict
 from pyromim.training import FitResult, fit, load_checkpoint
 from pyromim.training.cluster import check_num_nodes
 from pyromim.training.fit import CHECKPOINT_DIR, RUN_INFO_KEY
@@ -199,10 +200,12 @@ def spec_differences(old: str, new: str, ignore: tuple[str, ...] = ()) -> list[s
     except the ``[training]`` keys named in ``ignore``."""
     a, b = _flat_spec(old), _flat_spec(new)
     skipped = {f"[training] {key}" for key in ignore}
+    # a [training] key that a spec written before the key existed lacks holds its default
+    defaults = {f"[training] {key}": value for key, value in to_dict(TrainingSpec()).items()}
     return [
-        f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
+        f"{key}: {a.get(key, defaults.get(key))!r} -> {b.get(key, defaults.get(key))!r}"
         for key in sorted(a.keys() | b.keys())
-        if key not in skipped and a.get(key) != b.get(key)
+        if key not in skipped and a.get(key, defaults.get(key)) != b.get(key, defaults.get(key))
     ]
 
 

@@ -40,6 +40,7 @@ from pyromim.infer.objectives import DEPRECATED_OBJECTIVES, OBJECTIVES, Q_X_CHOI
 from pyromim.nn.gaussian import DEFAULT_MIN_SCALE
 from pyromim.nn.mlp import ACTIVATIONS, NORMS
 from pyromim.nn.networks import NETWORKS
+from pyromim.settings import LR_SCHEDULES, SPEC_SETTINGS, check_setting
 from pyromim.specs import toml_io
 from pyromim.specs.validation import SpecError, from_dict, nearest, to_dict
 
@@ -103,15 +104,23 @@ class NetworkSpec:
 
 @dataclass
 class TrainingSpec:
-    """``[training]``: the settings a spec is meant to be trained with."""
+    """``[training]``: the settings a spec is meant to be trained with.
+
+    Besides ``objective`` and ``q_x`` its keys are the :class:`~pyromim.training.TrainConfig`
+    fields that say what is trained (:data:`pyromim.settings.SPEC_SETTINGS`), checked by
+    the same rules; only the defaults are the spec's own."""
 
     objective: str = _choices(OBJECTIVES, default="mim")  # the loss (pyromim.experiments.OBJECTIVES)
     epochs: int = 200  # at most this many epochs
     batch_size: int = 128  # items per optimisation step
     lr: float = 1e-3  # Adam's peak learning rate
     warmup_epochs: int = 3  # beta and the Noam learning rate rise over these epochs; decoder-side MIM starts after
-    patience: int = 3  # early stopping: epochs without a better validation loss
+    patience: int = 3  # early stopping: epochs without a better validation loss (0: off)
     q_x: str = _choices(Q_X_CHOICES, default="marginal")  # estimate of log q(x) in MIM's loss
+    lr_schedule: str = _choices(LR_SCHEDULES, default="noam")  # "noam" (warm-up, then 1/sqrt decay) or "constant"
+    lr_warmup_epochs: int | None = None  # the Noam warm-up's length (default: warmup_epochs)
+    restore_best: bool = True  # evaluate the best validation epoch's parameters (false: the last epoch's)
+    val_batch_size: int | None = None  # items per validation batch (default: batch_size)
 
 
 @dataclass
@@ -269,14 +278,8 @@ class ModelSpec:
                 f"{where}: 'training.q_x' = 'data' only works with 'training.objective' = 'amim' "
                 "(decoder-side samples need q(x) at generated x)"
             )
-        for key in ("epochs", "batch_size"):
-            if getattr(t, key) < 1:
-                raise SpecError(f"{where}: 'training.{key}' must be >= 1, got {getattr(t, key)}")
-        for key in ("warmup_epochs", "patience"):
-            if getattr(t, key) < 0:
-                raise SpecError(f"{where}: 'training.{key}' must be >= 0, got {getattr(t, key)}")
-        if not (t.lr > 0 and math.isfinite(t.lr)):
-            raise SpecError(f"{where}: 'training.lr' must be > 0 and finite, got {t.lr}")
+        for key in SPEC_SETTINGS:
+            check_setting(key, getattr(t, key), where, key=f"training.{key}")
 
     # ------------------------------------------------------------ round trip
     @classmethod

@@ -48,6 +48,7 @@ from torch import nn
 
 from pyromim.data.batches import Batch, DataArg, batch_length, call_args
 from pyromim.infer.errors import CompilationError, NonFiniteDataError
+from pyromim.settings import LR_SCHEDULES
 from pyromim.training.diagnostics import (
     NonFiniteLossError,
     describe_invalid_distribution,
@@ -109,8 +110,8 @@ class PyroLightningModule(pl.LightningModule):
         # here so Lightning moves their buffers (e.g. a prior's fixed loc) to
         # the training device with the parameters.
         self.owners = nn.ModuleList(owners)
-        if lr_schedule not in ("noam", "constant"):
-            raise ValueError(f"lr_schedule must be 'noam' or 'constant', got {lr_schedule!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, got {lr_schedule!r}")
         self.elbo_module = elbo_module
         self.store_params = store_params
         self.lr = lr
