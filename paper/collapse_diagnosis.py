@@ -2,7 +2,7 @@
 """Which terms of symmetric MIM pull a strong decoder's code towards collapse.
 
 The catalogue's ``sentences_gru`` model (bi-GRU encoder, GRU language-model
-decoder, 16-D code) is trained on the built-in synthetic sentences with plain
+decoder, 16-D code; encoder scales floored at ``--min-scale``, default 0.001) is trained on the built-in synthetic sentences with plain
 ``SVI`` and ``Trace_MIM()`` (no warm-up). At checkpoints along that run each
 term of the loss (:func:`pyromim.infer.terms.loss_terms`) is differentiated
 apart, over ``--repeats`` minibatches and draws at the same weights, and three
@@ -42,6 +42,7 @@ weight, so they say which way a term pushes, not how far a training step goes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -55,6 +56,7 @@ from pyro.infer import SVI, Trace_ELBO
 from pyromim import Trace_MIM, build_model
 from pyromim.data import synthetic_sentences
 from pyromim.infer import loss_terms
+from pyromim.specs import resolve_spec
 
 #: checkpoints (SVI steps taken) at which the terms are measured
 CHECKPOINTS = (0, 100, 400, 1200)
@@ -148,7 +150,8 @@ def run(args) -> dict:
     splits = synthetic_sentences(seed=args.seed, n_train=args.n_train, n_val=0, n_test=0)
     x = splits.train.x
     probe = x[: args.probe]
-    model = build_model("sentences_gru")
+    spec = resolve_spec("sentences_gru")
+    model = build_model(dataclasses.replace(spec, model=dataclasses.replace(spec.model, min_scale=args.min_scale)))
     objective = Trace_MIM(decoder_gradient=args.train_gradient)
     svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": args.lr}), objective)
     generator = torch.Generator().manual_seed(args.seed)
@@ -202,6 +205,12 @@ def main(argv=None) -> dict:
         choices=("detach", "score"),
         default="detach",
         help="the decoder gradient of the training run itself",
+    )
+    parser.add_argument(
+        "--min-scale",
+        type=float,
+        default=0.001,
+        help="the encoder's smallest standard deviation (the published measurements: 0.001, the spec's earlier value)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
