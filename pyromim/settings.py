@@ -99,7 +99,7 @@ class TrainConfig:
         training time with one batch of 1000).
     :ivar compile: train a :class:`~pyromim.Trace_MIM` loss through its compiled
         counterpart :class:`~pyromim.JitTrace_MIM` (same settings, same draws, about
-        2-3x faster steps on small models); a pair that cannot be compiled falls back
+        2-3x faster steps on small models: ``python benchmarks/bench_trace_mim.py``); a pair that cannot be compiled falls back
         to the Python loss with a one-line notice. Other losses train as given.
 
     Every value is checked when the config is made (:class:`~pyromim.specs.SpecError`,

@@ -15,7 +15,8 @@ the same batch, whether the signal reached the whole process group (Ctrl-C in
 a terminal) or only the launching process (``kill -INT``); the line is printed
 once, repeats the run's device options, and the launcher returns after the
 processes it started have ended. A Ctrl-C while the processes start up stops
-the run at its first batch, once all have started (about 5 s on 2 CPU cores).
+the run at its first batch, once all have started (about 5 s on 2 CPU cores,
+where ``tests/test_interrupts.py`` runs it).
 """
 
 from __future__ import annotations

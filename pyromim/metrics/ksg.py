@@ -11,7 +11,9 @@ space.  Then (Kraskov et al. 2004, eq. 8)
 All points are queried at once: the joint ``k``-NN distances with SciPy's
 KD-tree on every core (``workers=-1``), the marginal counts with
 scikit-learn's Chebyshev KD-tree (``count_only``), which counts max-norm balls
-several times faster than SciPy's ``query_ball_point(p=inf)``.  The counts
+faster than SciPy's ``query_ball_point(p=inf)`` (several times, measured
+when it replaced it; ``python benchmarks/bench_ksg.py`` times the batched
+estimator as a whole against a per-point loop).  The counts
 equal the per-point definition exactly, because the strict ``<`` is taken as
 ``<= nextafter(eps, 0)`` on the same float64 distances.
 """

@@ -11,7 +11,9 @@ log-variance), which is what makes the learning dynamics match the reference:
 the same optimiser step moves ``log sigma`` twice as far as it would through
 ``exp(raw / 2)``. With MIM on the toy mixtures this matters: the slower
 parameterisation left one seed in three at 20 hidden units in a merged-cluster
-optimum that the reference's parameterisation escapes.
+optimum that the reference's parameterisation escapes (seen on toy4 in
+``python -m paper.toy_expressiveness --seeds 3`` when the parameterisation was
+changed; the slower one is no longer there to rerun).
 
 The floor was once given as a log-variance, ``min_logvar`` (``min_scale =
 exp(min_logvar / 2)``); that keyword still works, with a deprecation warning.

@@ -14,7 +14,7 @@ that directory; finished files are never torn).
 Under data-parallel training (``--devices 2 --strategy ddp``) every process
 asks the others at each batch boundary whether one of them was interrupted
 (one all-reduce of a flag: 0.6 ms with gloo between two processes on 2 CPU
-cores shared with other work, load average about 5), so all stop at the same batch whether the signal
+cores shared with other work, load average about 5, measured once when the check was added), so all stop at the same batch whether the signal
 reached the whole process group (Ctrl-C in a terminal) or only the launching
 process (``kill -INT``); a rank stopping alone would leave the others waiting
 for it in the next gradient all-reduce. Only global rank 0 prints, and the
@@ -22,7 +22,7 @@ launching process waits for the processes it started before it returns. The
 ranks it starts hold SIGINT back until training begins
 (:func:`pyromim.ops.private.start_ranks_with_sigint_held`): a Ctrl-C while
 they import torch stops the run at its first batch, once all have started
-(about 5 s on 2 CPU cores).
+(about 5 s on 2 CPU cores; ``tests/test_interrupts.py`` checks the stop, not the time).
 """
 
 from __future__ import annotations

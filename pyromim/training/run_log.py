@@ -71,7 +71,7 @@ class RunLog(CSVLogger):
 
 class EpochRecords(LearningRateMonitor):
     """The run's epoch-level records, in one callback (Lightning calls every hook of
-    every callback at every step, some 15 ms a run per callback on toy4):
+    every callback at every step, some 15 ms a run per callback, measured once on ``pyromim train toy4``):
 
     * the learning rate, logged at each epoch's start (Lightning's ``LearningRateMonitor``);
     * ``rows``: the epoch-level metrics Lightning reports (after validation), per epoch;
