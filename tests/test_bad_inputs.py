@@ -121,6 +121,7 @@ def test_specs_asking_for_more_memory_than_there_is_name_their_key(tmp_path, cap
     path = write_spec(tmp_path / "big.toml", **change)
     line = one_error_line(["train", path, *TINY, "--out", str(tmp_path / "run")], capsys)
     assert f"'{key}' = 1000000000 needs at least" in line and "this machine has 16.0 GB; lower it" in line
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
 
 
 def _variants():

@@ -4,6 +4,7 @@ Lightning's bars and warnings reach the file descriptors (``capfd``); its banner
 records (``caplog``: under pytest, Lightning logs to pytest's handler instead of its own console one).
 """
 
+import csv
 import logging
 
 import pytest
@@ -50,3 +51,8 @@ def test_fit_verbose_prints_lightnings_own_output(capfd, caplog, tmp_path, data)
     out, err = printed(capfd, caplog, tmp_path, data, verbose=True)
     both = out + err
     assert "GPU available" in both and "Epoch 0" in both and "Validation" in both
+    # verbose changes what is printed, not the run: both epochs trained, checkpointed and logged
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and (tmp_path / "checkpoints" / "best.ckpt").is_file()
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        epochs = {row["epoch"] for row in csv.DictReader(f) if row.get("train_loss")}
+    assert epochs == {"0", "1"}, epochs

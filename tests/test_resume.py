@@ -57,8 +57,14 @@ def refusal(argv, capsys, monkeypatch):
     return lines[0]
 
 
+def files_of(run):
+    """``{relative path: bytes}`` of every file under ``run``."""
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
 def test_resume_refuses_other_settings_naming_each_option(trained, capsys, monkeypatch):
     last = str(trained / "checkpoints" / "last.ckpt")
+    before = files_of(trained)
     argv = ["train", "--resume", last, "--seed", "4", "--n-train", "100", "--lr", "0.005", "--q-x", "data"]
     line = refusal(argv, capsys, monkeypatch)
     assert "--seed 4 (the run's: 3)" in line and "--n-train 100 (the run's: 256)" in line
@@ -66,6 +72,7 @@ def test_resume_refuses_other_settings_naming_each_option(trained, capsys, monke
     assert "--epochs" in line  # says what may change
     line = refusal(["train", "digits_normal", "--resume", last], capsys, monkeypatch)
     assert "SPEC digits_normal is not the run's spec" in line
+    assert files_of(trained) == before  # the run is left as it was
 
 
 def test_resume_never_takes_over_another_run_directory(trained, tmp_path, capsys, monkeypatch):
@@ -90,11 +97,14 @@ def test_device_flags_are_refused_before_the_data(tmp_path, capsys, monkeypatch,
     for name in ("SLURM_NTASKS", "MASTER_ADDR", "NODE_RANK", "TORCHELASTIC_RUN_ID", "LSB_JOBID"):
         monkeypatch.delenv(name, raising=False)
     assert words in refusal(["train", "toy4", *argv, "--out", str(tmp_path / "o")], capsys, monkeypatch)
+    assert not (tmp_path / "o").exists()  # no run directory made for a run that never starts
 
 
 def test_a_directory_holding_a_run_is_refused_before_the_data(trained, capsys, monkeypatch):
+    before = files_of(trained)
     line = refusal(["train", *SETTINGS, "--out", str(trained)], capsys, monkeypatch)
     assert "already holds files" in line and f"--resume {trained / 'checkpoints' / 'last.ckpt'}" in line
+    assert files_of(trained) == before  # the run is left as it was
 
 
 def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
