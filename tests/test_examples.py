@@ -34,6 +34,13 @@ def test_quickstart_digits_smoke():
     for name in ("Trace_ELBO", "symmetric=False", "Trace_MIM()"):
         assert name in out
     assert "active units" in out
+    # each objective's row: its active units out of the 8 latent dims, and a finite positive NLL in nats
+    rows = [line for line in out.splitlines() if line.startswith(("VAE (", "A-MIM (", "MIM ("))]
+    assert len(rows) == 3, out
+    for row in rows:
+        active, _std, _knn, _recon, nll, _time = row.split()[-6:]
+        assert active.endswith("/8") and 0 <= int(active[:-2]) <= 8, row
+        assert math.isfinite(float(nll)) and float(nll) > 0, row
 
 
 def test_plug_in_model_quick(tmp_path):

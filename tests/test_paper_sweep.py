@@ -79,7 +79,9 @@ def test_run_tasks_skips_everything_after_the_deadline():
 
 def test_a_failing_run_is_recorded_not_raised(tmp_path):
     seen = []
-    run_tasks([{"spec": "no_such_spec", "objective": "mim", "seed": 1, "run_dir": str(tmp_path)}], seen.append)
+    task = {"spec": "no_such_spec", "objective": "mim", "seed": 1, "run_dir": str(tmp_path)}
+    assert run_tasks([task], seen.append) == 1  # counted as done: the sweep goes on to the next run
+    assert len(seen) == 1 and all(seen[0][key] == value for key, value in task.items())  # the record names its task
     assert "no_such_spec" in seen[0]["error"] and "seconds" in seen[0]
 
 
