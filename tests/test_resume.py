@@ -120,11 +120,21 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
     assert (tmp_path / "escape.png").is_file()
 
 
-def test_help_names_what_may_change_on_resume():
+def test_what_may_change_on_resume_is_named_in_the_help_and_accepted(trained):
+    from pyromim.cli.checks import _resume_differences
+    from pyromim.experiments.runner import saved_run
+
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     resume_help = " ".join(text.split("--resume CKPT")[-1].split())
     for option in ("--epochs", "--devices", "--strategy", "--accelerator", "--num-nodes"):
         assert option in resume_help, option
+    # and a resume accepts them changed, while it refuses another seed
+    last = str(trained / "checkpoints" / "last.ckpt")
+    changed = ["--epochs", "5", "--devices", "2", "--strategy", "ddp", "--accelerator", "gpu", "--num-nodes", "2"]
+    args = build_parser().parse_args(["train", "--resume", last, *changed])
+    assert _resume_differences(args, saved_run(last)) == []
+    args = build_parser().parse_args(["train", "--resume", last, *changed, "--seed", "4"])
+    assert len(_resume_differences(args, saved_run(last))) == 1
 
 
 COMPARE = ["compare", "toy4", "--objectives", "elbo", "--seeds", "2", "--epochs", "2", "--n-train", "128"]
