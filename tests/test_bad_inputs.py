@@ -33,10 +33,14 @@ TOY4 = (catalogue_dir() / "toy4.toml").read_text()  # the keys it sets, not ever
 
 
 def one_error_line(argv, capsys, status=2):
-    """Run the command; return its one error line after checking the status and that no traceback was printed."""
+    """Run the command; return its one error line after checking the status, that no traceback was printed
+    and that nothing was written under ``runs/`` (where a run without ``--out`` goes)."""
+    runs = Path("runs")
+    before = sorted(runs.rglob("*")) if runs.exists() else None
     code = main([*argv, *QUIET] if argv[0] in ("train", "compare") else argv)
     out, err = capsys.readouterr()
     assert code == status, err
+    assert (sorted(runs.rglob("*")) if runs.exists() else None) == before, "the refused command wrote under runs/"
     assert "Traceback" not in err and "Traceback" not in out, err
     errors = [line for line in err.splitlines() if line.startswith("pyromim ")]
     assert len(errors) == 1, err
