@@ -30,7 +30,8 @@ class CompiledFunction:
     compilation unit of its own, freed with the loss, and keeps its own parameter list.
 
     A traced function lives in torch's global compilation unit until the process ends
-    (some 3 MB per graph of toy4's loss; a comparison of 9 runs compiles 24 of them).
+    (some 3 MB per graph of toy4's loss, measured once when this class was added; a comparison of
+    9 runs compiles 24 of them).
     The parameter plumbing is Pyro's: the parameters' unconstrained tensors are the
     graph's first inputs; their names are kept per graph (Pyro keeps the last graph's
     names for all, which feeds an earlier graph the wrong tensors where the
