@@ -104,8 +104,11 @@ def refit_proposal(
         its own parameters, and Adam scales each parameter's step on its own, so each
         datum's fit is its own).
     :param num_particles: ELBO particles per step (vectorised).
-    :param inflate: factor on the fitted scales of the proposal returned: an ELBO fit is
-        narrower than the posterior, and a wider proposal keeps the weights' tail light.
+    :param inflate: factor on the fitted scales of the proposal returned (default
+        :data:`INFLATE`): an ELBO fit is narrower than the posterior, and a wider proposal
+        keeps the weights' tail light. Of 1.0, 1.2, 1.5 and 2.0, 1.2 gave the lowest
+        standard errors on the README main job's three objectives (seed 1, 100 steps, measured
+        once), with at most 0.4 % of the items' k-hat above 0.7.
     :returns: ``proposal(x)``: the guide with its latent sites drawn from the fitted Gaussians.
     """
     if steps < 1:
