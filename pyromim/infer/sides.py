@@ -52,14 +52,15 @@ class Side:
         total = term.sum()
         self.terms.append((label, log_prob))
         self.value = self.value + total
-        surrogate: Any = 0.0
+        surrogate: Any = None  # (a term with no differentiable part adds no operation to the surrogate)
         if differentiable is None or differentiable is log_prob:
             # a reparameterised draw's entropy term is its log-prob: the same sum
             surrogate = total
         elif not is_identically_zero(differentiable):
             surrogate = (weight * differentiable).sum()
-        self.surrogate = self.surrogate + surrogate
-        self.parts.append((label, total, surrogate))
+        if surrogate is not None:
+            self.surrogate = self.surrogate + surrogate
+        self.parts.append((label, total, 0.0 if surrogate is None else surrogate))
         if in_cost:
             self._cost_terms.append((stack, term))
 
