@@ -9,7 +9,9 @@ layer), ``latent_dim``, ``min_scale``, ``standardize`` (spec changes); ``inverse
 joint-entropy ablation); ``epochs``, ``n_train``, ``n_val``, ``n_test`` (caps);
 ``measure``: ``"paper"`` (:func:`paper.paper_metrics.paper_metrics`, default)
 or ``"evaluate"`` (:func:`pyromim.metrics.evaluate` with ``num_samples``
-importance samples, plus ``h_q_x``); ``plots`` (the run's own PNGs). Every key
+importance samples, plus ``h_q_x``); ``extra``: ``"module:function"``, called as
+``function(result, task)`` after the measurement, its dict of further metrics
+merged in (:func:`pyromim.experiments.run`'s result); ``plots`` (the run's own PNGs). Every key
 that names a :class:`pyromim.experiments.RunConfig` field (``lr``, ``batch_size``,
 ``devices`` ...) sets that field.
 
@@ -117,6 +119,8 @@ def _measure(task: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> dict[str
             metrics["h_q_x"] = marginal_entropy(result.model.model, result.model.guide, result.data.test.x).entropy
         else:
             metrics = paper_metrics(result.model, result.data)
+        if task.get("extra"):
+            metrics.update(extra_measure(task["extra"])(result, task))
         record.update(
             metrics={k: float(v) for k, v in metrics.items()},
             epochs_completed=result.fit.epochs_completed,
@@ -128,6 +132,16 @@ def _measure(task: Mapping[str, Any], callbacks: Sequence[Any] = ()) -> dict[str
         logger.error("run %s failed:\n%s", task.get("run_dir"), traceback.format_exc())
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record
+
+
+def extra_measure(name: str) -> Callable[[Any, Mapping[str, Any]], Mapping[str, float]]:
+    """The function a task's ``extra`` names, ``"module:function"`` (raises naming the task key if it is not one)."""
+    import importlib
+
+    module, _, function = name.partition(":")
+    if not module or not function:
+        raise ValueError(f"task key 'extra' must read 'module:function', got {name!r}")
+    return getattr(importlib.import_module(module), function)
 
 
 def quiet_worker() -> None:
