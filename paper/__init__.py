@@ -8,6 +8,11 @@ Run each from the repository root as a module::
     python -m paper.digits --quick
     python -m paper.reproduce_paper --jobs 2 --out results/paper
 
+and, beyond the paper, the strong decoders' studies::
+
+    python -m paper.strong_decoders --quick
+    python -m paper.collapse_diagnosis --quick
+
 :mod:`paper.sweep` runs independent (setting, objective, seed) runs in worker
 processes and appends each finished run to a results file;
 :mod:`paper.toy_sweeps` builds the toy sweeps' tasks and reports;

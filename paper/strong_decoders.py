@@ -13,7 +13,10 @@ Two catalogue models whose decoder can model the data without ``z``:
   pixel (64 passes) and the spec's 200 epochs would take hours on a laptop.
 
 Each is trained with the ELBO, A-MIM and symmetric MIM (the spec's warm-up and
-learning-rate schedule) and evaluated with :func:`pyromim.metrics.evaluate`
+learning-rate schedule: ``beta`` rising over 3 epochs with MIM's decoder side off
+until it reaches 1, a Noam learning rate), and with symmetric MIM without them
+(``beta = 1`` and both sides from the first step, a constant learning rate; the
+``no warm-up`` rows), and evaluated with :func:`pyromim.metrics.evaluate`
 (NLL with its PSIS k-hat share, refitted per datum where the guide's share is
 over 0.3; aggregate MI; active units; KNN-5; reconstruction; rate; code gap).
 Two more measurements per run:
@@ -33,6 +36,9 @@ An NLL whose k-hat share is above 0.3 for any seed is marked invalid in the tabl
     python -m paper.strong_decoders --quick
     python -m paper.strong_decoders --jobs 2 --out results/strong_decoders
     python -m paper.strong_decoders --replot results/strong_decoders/results.json
+
+``--no-warmup-only`` runs just the ``no warm-up`` rows (for a results file of its
+own: ``--replot`` reads one file; join two files' ``runs`` lists to table them together).
 """
 
 from __future__ import annotations
@@ -44,11 +50,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from paper.sweep import run_label, seed_major, summarise_sweep, sweep_cli, sweep_table
+from paper.sweep import run_label, summarise_sweep, sweep_cli, sweep_table
 
 EXPERIMENT = "strong_decoders"
 SPECS = ("sentences_gru", "digits_pixelcnn")
 OBJECTIVES = ("elbo", "amim", "mim")
+#: symmetric MIM trained without the spec's warm-up: ``beta = 1`` and the decoder side on
+#: from the first step, at a constant learning rate (what a plain ``SVI`` loop does)
+NO_WARMUP = {"variant": "no warm-up", "warmup_epochs": 0, "lr_schedule": "constant"}
 #: the epoch cap of the image runs (every objective alike)
 IMAGE_EPOCHS = 20
 #: per-spec caps and importance samples (the sentence settings are the objective guide's)
@@ -82,6 +91,9 @@ def build_tasks(args, out):
     if unknown:
         raise SystemExit(f"--settings: unknown model(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
+    configurations = [(o, {}) for o in OBJECTIVES] + [("mim", NO_WARMUP)]
+    if "no_warmup_only" in args.flags:
+        configurations = configurations[-1:]
     return [
         {
             "spec": spec,
@@ -91,9 +103,12 @@ def build_tasks(args, out):
             "extra": "paper.strong_decoders:extra_metrics",
             "plots": False,
             **(QUICK if args.quick else SETTINGS[spec]),
-            "run_dir": str(out / "runs" / f"{spec}_{objective}_seed{seed}"),
+            **changes,
+            "run_dir": str(out / "runs" / f"{spec}_{objective}{'_nowarmup' if changes else ''}_seed{seed}"),
         }
-        for spec, objective, seed in seed_major(specs, OBJECTIVES, seeds)
+        for seed in seeds
+        for spec in specs
+        for objective, changes in configurations
     ]
 
 
@@ -190,23 +205,29 @@ def strong_table(runs: Sequence[Mapping[str, Any]]) -> str:
         mine = [r for r in runs if r["spec"] == spec]
         if not mine:
             continue
-        summary = summarise_sweep(mine, None, METRICS)
-        worst = {}
+        summary = summarise_sweep(mine, "variant", METRICS)
+        worst: dict[tuple[Any, str], float] = {}
         for r in mine:
             if isinstance(r.get("metrics"), Mapping):
-                label = run_label(r["objective"])
-                worst[label] = max(worst.get(label, 0.0), r["metrics"].get("psis_khat_bad_fraction", math.inf))
+                key = (r.get("variant"), run_label(r["objective"]))
+                worst[key] = max(worst.get(key, 0.0), r["metrics"].get("psis_khat_bad_fraction", math.inf))
         text = spec == "sentences_gru"
         header = ["objective", "seeds", "NLL (k-hat share, worst seed)", "aggregate MI", "active units", "KNN-5"]
         header += ["wrong tokens of 16" if text else "reconstruction error", "rate", "code gap", "step cost vs ELBO"]
         if text:
             header += ["generator's NLL of prior draws", "their share on its support"]
         lines += [f"### {spec}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for (_, label), stats in summary.items():
-            nll = f"{_cell(stats, 'nll')} ({worst[label]:.2f})"
-            if worst[label] > KHAT_LIMIT:
+        for (variant, label), stats in summary.items():
+            nll = f"{_cell(stats, 'nll')} ({worst[variant, label]:.2f})"
+            if worst[variant, label] > KHAT_LIMIT:
                 nll += " **invalid**"
-            cells = [label, str(stats["nll"][2]), nll, _cell(stats, "mi_aggregate"), _cell(stats, "active_units", 1)]
+            cells = [
+                label + (f", {variant}" if variant else ""),
+                str(stats["nll"][2]),
+                nll,
+                _cell(stats, "mi_aggregate"),
+                _cell(stats, "active_units", 1),
+            ]
             cells += [_cell(stats, "knn5_accuracy"), _cell(stats, "recon_error"), _cell(stats, "rate")]
             cells += [_cell(stats, "code_gap"), _cell(stats, "step_cost")]
             if text:
@@ -224,9 +245,11 @@ def report(results, out):
         lines.append(f"{len(failed)} run(s) failed: " + "; ".join(f"{r['run_dir']}: {r['error']}" for r in failed))
     lines.append("All metrics, mean ± sd over seeds:")
     lines.append("")
-    lines.append(sweep_table(summarise_sweep(runs, None, METRICS), "model", METRICS))
+    named = [{**r, "model": r["spec"] + (f" ({r['variant']})" if r.get("variant") else "")} for r in runs]
+    lines.append(sweep_table(summarise_sweep(named, "model", METRICS), "model", METRICS))
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    sys.exit(sweep_cli(EXPERIMENT, build_tasks, report, description=__doc__))
+    flags = {"--no-warmup-only": "run only symmetric MIM without warm-up (the 'no warm-up' rows)"}
+    sys.exit(sweep_cli(EXPERIMENT, build_tasks, report, description=__doc__, flags=flags))
