@@ -198,48 +198,58 @@ def _cell(stats: Mapping[str, tuple[float, float, int]], metric: str, digits: in
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def strong_table(runs: Sequence[Mapping[str, Any]]) -> str:
-    """One Markdown table per model: mean ± sd over seeds, invalid NLLs marked."""
-    lines = []
-    for spec in SPECS:
-        mine = [r for r in runs if r["spec"] == spec]
-        if not mine:
-            continue
-        summary = summarise_sweep(mine, "variant", METRICS)
-        worst: dict[tuple[Any, str], float] = {}
-        for r in mine:
-            if isinstance(r.get("metrics"), Mapping):
-                key = (r.get("variant"), run_label(r["objective"]))
-                worst[key] = max(worst.get(key, 0.0), r["metrics"].get("psis_khat_bad_fraction", math.inf))
-        text = spec == "sentences_gru"
-        header = ["objective", "seeds", "NLL (k-hat share, worst seed)", "aggregate MI", "active units", "KNN-5"]
-        header += ["wrong tokens of 16" if text else "reconstruction error", "rate", "code gap", "step cost vs ELBO"]
+def strong_rows(runs: Sequence[Mapping[str, Any]], spec: str) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of ``spec``'s table: one row per objective (ELBO, A-MIM, MIM, then
+    MIM's variants), mean ± sd over the seeds that finished, an NLL marked invalid when any
+    seed's k-hat share is over :data:`KHAT_LIMIT`; no rows when ``spec`` has no finished run."""
+    mine = [r for r in runs if r["spec"] == spec and isinstance(r.get("metrics"), Mapping)]
+    summary = summarise_sweep(mine, "variant", METRICS)
+    worst: dict[tuple[Any, str], float] = {}
+    for r in mine:
+        key = (r.get("variant"), run_label(r["objective"]))
+        worst[key] = max(worst.get(key, 0.0), r["metrics"].get("psis_khat_bad_fraction", math.inf))
+    text = spec == "sentences_gru"
+    header = ["objective", "seeds", "NLL (k-hat share, worst seed)", "aggregate MI", "active units", "KNN-5"]
+    header += ["wrong tokens of 16" if text else "reconstruction error", "rate", "code gap", "step cost vs ELBO"]
+    if text:
+        header += ["generator's NLL of prior draws", "their share on its support"]
+    order = [run_label(o) for o in OBJECTIVES]
+    rows = []
+    for variant, label in sorted(summary, key=lambda k: (k[0] is not None, str(k[0]), order.index(k[1]))):
+        stats = summary[variant, label]
+        nll = f"{_cell(stats, 'nll')} ({worst[variant, label]:.2f})"
+        if worst[variant, label] > KHAT_LIMIT:
+            nll += " **invalid**"
+        cells = [label + (f", {variant}" if variant else ""), str(stats["nll"][2]), nll]
+        cells += [_cell(stats, "mi_aggregate"), _cell(stats, "active_units", 1), _cell(stats, "knn5_accuracy")]
+        cells += [
+            _cell(stats, "recon_error"),
+            _cell(stats, "rate"),
+            _cell(stats, "code_gap"),
+            _cell(stats, "step_cost"),
+        ]
         if text:
-            header += ["generator's NLL of prior draws", "their share on its support"]
-        lines += [f"### {spec}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for (variant, label), stats in summary.items():
-            nll = f"{_cell(stats, 'nll')} ({worst[variant, label]:.2f})"
-            if worst[variant, label] > KHAT_LIMIT:
-                nll += " **invalid**"
-            cells = [
-                label + (f", {variant}" if variant else ""),
-                str(stats["nll"][2]),
-                nll,
-                _cell(stats, "mi_aggregate"),
-                _cell(stats, "active_units", 1),
-            ]
-            cells += [_cell(stats, "knn5_accuracy"), _cell(stats, "recon_error"), _cell(stats, "rate")]
-            cells += [_cell(stats, "code_gap"), _cell(stats, "step_cost")]
-            if text:
-                cells += [_cell(stats, "prior_draw_nll"), _cell(stats, "prior_draw_support")]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+            cells += [_cell(stats, "prior_draw_nll"), _cell(stats, "prior_draw_support")]
+        rows.append(cells)
+    return header, rows
+
+
+def strong_table(runs: Sequence[Mapping[str, Any]], spec: str) -> str:
+    """``spec``'s rows of :func:`strong_rows` as a Markdown table (empty without finished runs)."""
+    header, rows = strong_rows(runs, spec)
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
 def report(results, out):
     runs = results["runs"]
-    lines = [strong_table(runs)]
+    lines = []
+    for spec in SPECS:
+        table = strong_table(runs, spec)
+        if table:
+            lines += [f"### {spec}", "", table, ""]
     failed = [r for r in runs if "error" in r]
     if failed:
         lines.append(f"{len(failed)} run(s) failed: " + "; ".join(f"{r['run_dir']}: {r['error']}" for r in failed))
