@@ -243,6 +243,21 @@ def strong_table(runs: Sequence[Mapping[str, Any]], spec: str) -> str:
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
 
 
+#: the columns of :func:`strong_rows` that the objective guide's summary quotes
+GUIDE_COLUMNS = (0, 2, 3, 4, 5, 9)
+
+
+def guide_rows(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The objective guide's summary, one ``csv-table`` line per model and objective:
+    model, objective, NLL (k-hat share), aggregate MI, active units, KNN-5, step cost."""
+    lines = []
+    for spec in SPECS:
+        for cells in strong_rows(runs, spec)[1]:
+            chosen = [f"{spec}, {cells[0]}"] + [cells[i] for i in GUIDE_COLUMNS[1:]]
+            lines.append(", ".join('"' + c.replace("**", "") + '"' for c in chosen))
+    return lines
+
+
 def report(results, out):
     runs = results["runs"]
     lines = []
@@ -253,6 +268,7 @@ def report(results, out):
     failed = [r for r in runs if "error" in r]
     if failed:
         lines.append(f"{len(failed)} run(s) failed: " + "; ".join(f"{r['run_dir']}: {r['error']}" for r in failed))
+    lines += ["The objective guide's summary (csv-table rows):", "", *guide_rows(runs), ""]
     lines.append("All metrics, mean ± sd over seeds:")
     lines.append("")
     named = [{**r, "model": r["spec"] + (f" ({r['variant']})" if r.get("variant") else "")} for r in runs]

@@ -108,3 +108,24 @@ def test_command_line_trains_on_text_padded_to_the_specs_width(tmp_path, capsys)
     assert "long.txt: line 2 holds 9 tokens, more than max_length=7; " in capsys.readouterr().err
     assert main([*common, "--lowercase", "--out", str(tmp_path / "none")]) == 2
     assert "the text options apply to a data file" in capsys.readouterr().err
+
+
+def test_symmetric_mim_with_an_autoregressive_decoder_under_a_warm_up_gets_the_measured_hint():
+    import dataclasses
+
+    from pyromim.experiments.runner import warmup_hint
+    from pyromim.specs import resolve_spec
+
+    sentences = resolve_spec("sentences_gru")
+    hint = warmup_hint(sentences, "mim")
+    assert (
+        hint
+        and "'gru' under a 3-epoch warm-up and the Noam learning rate:" in hint
+        and "--warmup-epochs 0 --lr-schedule constant" in hint
+    )
+    assert warmup_hint(sentences, "amim") is None and warmup_hint(sentences, "elbo") is None
+    assert warmup_hint(resolve_spec("digits_normal"), "mim") is None  # not autoregressive: nothing was measured
+    plain = sentences.replace(training=dataclasses.replace(sentences.training, warmup_epochs=0, lr_schedule="constant"))
+    assert warmup_hint(plain, "mim") is None
+    noam = sentences.replace(training=dataclasses.replace(sentences.training, warmup_epochs=0))
+    assert "'gru' under the Noam learning rate:" in warmup_hint(noam, "mim")

@@ -36,6 +36,7 @@ import pyro
 import torch
 
 from pyromim._run_dir import check_run_directory, claim_run_directory
+from pyromim.blocks.likelihoods import LIKELIHOODS
 from pyromim.data import DataMismatchError, DataSplits
 from pyromim.data.splits import DEFAULT_FRACTION, items_for_part
 from pyromim.experiments.config import RunConfig
@@ -387,6 +388,27 @@ def _log_run_start(spec: ModelSpec, objective: str, seed: int, splits: DataSplit
         t.warmup_epochs,
         t.patience or "off",
         out_dir,
+    )
+    hint = warmup_hint(spec, objective)
+    if hint:
+        logger.info(hint)
+
+
+def warmup_hint(spec: ModelSpec, objective: str) -> str | None:
+    """A note for symmetric MIM with an autoregressive decoder trained with a warm-up or the
+    Noam schedule (``None`` otherwise): on the built-in sentences (``python -m
+    paper.strong_decoders``, 3 seeds) they left MIM's code with about half the information
+    (aggregate MI 1.2 against 2.7 nats) at a higher NLL than training without them."""
+    t = spec.training
+    autoregressive = bool(getattr(LIKELIHOODS.get(spec.model.likelihood), "owns_decoder", False))
+    if objective != "mim" or not autoregressive or (t.warmup_epochs == 0 and t.lr_schedule == "constant"):
+        return None
+    schedule = [f"a {t.warmup_epochs}-epoch warm-up"] if t.warmup_epochs else []
+    schedule += ["the Noam learning rate"] if t.lr_schedule == "noam" else []
+    return (
+        f"symmetric MIM with the autoregressive likelihood {spec.model.likelihood!r} under {' and '.join(schedule)}: "
+        "on the built-in sentences these halved the code's information against training without them; "
+        "--warmup-epochs 0 --lr-schedule constant trains as a plain SVI loop does (the objective guide, 'Strong decoders')"
     )
 
 
