@@ -14,9 +14,10 @@ Two catalogue models whose decoder can model the data without ``z``:
 
 Each is trained with the ELBO, A-MIM and symmetric MIM (the spec's warm-up and
 learning-rate schedule: ``beta`` rising over 3 epochs with MIM's decoder side off
-until it reaches 1, a Noam learning rate), and with symmetric MIM without them
-(``beta = 1`` and both sides from the first step, a constant learning rate; the
-``no warm-up`` rows), and evaluated with :func:`pyromim.metrics.evaluate`
+until it reaches 1, a Noam learning rate), plus one further row per model
+(:data:`VARIANTS`): on sentences symmetric MIM without warm-up (``beta = 1`` and
+both sides from the first step, a constant learning rate), on images A-MIM with
+the encoder's scales floored at 0.15 instead of 0.05; all are evaluated with :func:`pyromim.metrics.evaluate`
 (NLL with its PSIS k-hat share, refitted per datum where the guide's share is
 over 0.3; aggregate MI; active units; KNN-5; reconstruction; rate; code gap).
 Two more measurements per run:
@@ -37,8 +38,8 @@ An NLL whose k-hat share is above 0.3 for any seed is marked invalid in the tabl
     python -m paper.strong_decoders --jobs 2 --out results/strong_decoders
     python -m paper.strong_decoders --replot results/strong_decoders/results.json
 
-``--no-warmup-only`` runs just the ``no warm-up`` rows (for a results file of its
-own: ``--replot`` reads one file; join two files' ``runs`` lists to table them together).
+``--variants-only`` runs just the further rows (for a results file of its own:
+``--replot`` reads one file; join two files' ``runs`` lists to table them together).
 """
 
 from __future__ import annotations
@@ -58,6 +59,13 @@ OBJECTIVES = ("elbo", "amim", "mim")
 #: symmetric MIM trained without the spec's warm-up: ``beta = 1`` and the decoder side on
 #: from the first step, at a constant learning rate (what a plain ``SVI`` loop does)
 NO_WARMUP = {"variant": "no warm-up", "warmup_epochs": 0, "lr_schedule": "constant"}
+#: A-MIM with the encoder's standard deviation floored at 0.15 instead of the spec's exp(-3)
+FLOOR_015 = {"variant": "scale floor 0.15", "min_scale": 0.15}
+#: each model's further rows: ``(objective, task changes, run-name suffix)``
+VARIANTS = {
+    "sentences_gru": (("mim", NO_WARMUP, "nowarmup"),),
+    "digits_pixelcnn": (("amim", FLOOR_015, "floor015"),),
+}
 #: the epoch cap of the image runs (every objective alike)
 IMAGE_EPOCHS = 20
 #: per-spec caps and importance samples (the sentence settings are the objective guide's)
@@ -91,9 +99,11 @@ def build_tasks(args, out):
     if unknown:
         raise SystemExit(f"--settings: unknown model(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
-    configurations = [(o, {}) for o in OBJECTIVES] + [("mim", NO_WARMUP)]
-    if "no_warmup_only" in args.flags:
-        configurations = configurations[-1:]
+
+    def configurations(spec):
+        plain = [] if "variants_only" in args.flags else [(o, {}, "") for o in OBJECTIVES]
+        return plain + [(o, changes, f"_{suffix}") for o, changes, suffix in VARIANTS[spec]]
+
     return [
         {
             "spec": spec,
@@ -104,11 +114,11 @@ def build_tasks(args, out):
             "plots": False,
             **(QUICK if args.quick else SETTINGS[spec]),
             **changes,
-            "run_dir": str(out / "runs" / f"{spec}_{objective}{'_nowarmup' if changes else ''}_seed{seed}"),
+            "run_dir": str(out / "runs" / f"{spec}_{objective}{suffix}_seed{seed}"),
         }
         for seed in seeds
         for spec in specs
-        for objective, changes in configurations
+        for objective, changes, suffix in configurations(spec)
     ]
 
 
@@ -277,5 +287,5 @@ def report(results, out):
 
 
 if __name__ == "__main__":
-    flags = {"--no-warmup-only": "run only symmetric MIM without warm-up (the 'no warm-up' rows)"}
+    flags = {"--variants-only": "run only the further rows (MIM without warm-up, A-MIM with a higher floor)"}
     sys.exit(sweep_cli(EXPERIMENT, build_tasks, report, description=__doc__, flags=flags))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from paper.strong_decoders import KHAT_LIMIT, build_tasks, generator_scores, step_seconds, strong_table
-from paper.sweep import SweepOptions, extra_measure, run_tasks
+from paper.sweep import SweepOptions, extra_measure, run_tasks, task_spec
 from pyromim.data import SentenceGenerator
 from pyromim.data.text import BOS, EOS
 
@@ -65,11 +65,15 @@ def test_the_table_marks_an_nll_invalid_when_any_seed_is_over_the_khat_limit():
 
 def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
     tasks = build_tasks(SweepOptions(seeds=2), tmp_path)
-    assert len(tasks) == 2 * 4 * 2  # ELBO, A-MIM, MIM and MIM without warm-up, per model and seed
-    unwarmed = [t for t in tasks if t.get("variant")]
-    assert len(unwarmed) == 4 and all(t["objective"] == "mim" and t["warmup_epochs"] == 0 for t in unwarmed)
-    only = build_tasks(SweepOptions(seeds=2, flags=frozenset({"no_warmup_only"})), tmp_path)
-    assert only == unwarmed
+    assert len(tasks) == 2 * 4 * 2  # ELBO, A-MIM, MIM and one further row, per model and seed
+    further = [t for t in tasks if t.get("variant")]
+    unwarmed = [t for t in further if t["spec"] == "sentences_gru"]
+    assert len(unwarmed) == 2 and all(t["objective"] == "mim" and t["warmup_epochs"] == 0 for t in unwarmed)
+    floored = [t for t in further if t["spec"] == "digits_pixelcnn"]
+    assert len(floored) == 2 and all(t["objective"] == "amim" and t["min_scale"] == 0.15 for t in floored)
+    assert task_spec(floored[0]).model.min_scale == 0.15  # the sweep applies the floor to the spec
+    only = build_tasks(SweepOptions(seeds=2, flags=frozenset({"variants_only"})), tmp_path)
+    assert only == further
     sentences = [t for t in tasks if t["spec"] == "sentences_gru"]
     assert {t["n_train"] for t in sentences} == {10_000} and {t["epochs"] for t in sentences} == {10}
     assert all(t["extra"] == "paper.strong_decoders:extra_metrics" for t in tasks)
