@@ -196,7 +196,11 @@ def run_tasks(
             try:
                 record = future.result()
             except Exception as err:  # a worker died (killed, out of memory): record it, go on
-                record = {**pending[future], "error": f"worker failed: {type(err).__name__}: {err}"}
+                record = {
+                    **pending[future],
+                    "error": f"worker failed: {type(err).__name__}: {err} (a worker that ends abruptly was "
+                    "usually killed for memory: run fewer --jobs)",
+                }
             if progress is not None:
                 progress.start_run(Path(record["run_dir"]).name, task_epochs(record))
                 progress.end_run()
@@ -211,6 +215,14 @@ def run_tasks(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return done
+
+
+def finished_line(record: Mapping[str, Any]) -> str:
+    """One line for a finished run: its name, seconds (when known) and panel metrics or error."""
+    what = record.get("error") or ", ".join(f"{k} {v:.3f}" for k, v in record["metrics"].items() if k in PANEL_METRICS)
+    seconds = record.get("seconds")  # a worker that died has none
+    took = f" ({seconds:.0f} s)" if seconds is not None else ""
+    return f"{Path(record['run_dir']).name}{took}: {what}"
 
 
 class ResultsFile:
@@ -379,12 +391,7 @@ def sweep_cli(
 
         def on_result(record: dict[str, Any]) -> None:
             results.append(record)
-            what = record.get("error") or ", ".join(
-                f"{k} {v:.3f}" for k, v in record["metrics"].items() if k in PANEL_METRICS
-            )
-            bar.write(
-                f"[{len(results.data['runs'])}/{len(tasks)}] {Path(record['run_dir']).name} ({record['seconds']:.0f} s): {what}"
-            )
+            bar.write(f"[{len(results.data['runs'])}/{len(tasks)}] {finished_line(record)}")
 
         deadline = None if args.budget is None else start + args.budget
         with bar:

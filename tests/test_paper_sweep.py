@@ -8,6 +8,7 @@ import pytest
 from paper.sweep import (
     REFERENCE_MIN_SCALE,
     ResultsFile,
+    finished_line,
     load_results,
     run_label,
     run_tasks,
@@ -99,3 +100,12 @@ def test_run_tasks_moves_one_bar_over_every_runs_epochs(tmp_path, capsys):
         assert bar.done == 2  # the tiny run's two epochs; the broken spec counts none
     assert "metrics" in seen[0] and "error" in seen[1]
     assert "tiny_seed1" in capsys.readouterr().err
+
+
+def test_a_run_whose_worker_died_is_reported_in_one_line_without_a_time():
+    # run_tasks records a killed worker (out of memory) without "seconds": the sweep's
+    # per-run line must not fail on it, or one killed run ends the whole sweep
+    died = {"spec": "toy4", "run_dir": "out/runs/toy4_mim_seed3", "error": "worker failed: BrokenProcessPool: ..."}
+    assert finished_line(died) == "toy4_mim_seed3: worker failed: BrokenProcessPool: ..."
+    done = {"run_dir": "out/runs/toy4_mim_seed1", "seconds": 12.4, "metrics": {"mi_ksg": 1.5, "nll": 2.0}}
+    assert finished_line(done) == "toy4_mim_seed1 (12 s): mi_ksg 1.500"
