@@ -112,3 +112,25 @@ def test_step_seconds_times_each_objective_and_trains_the_model():
     assert set(seconds) == {"elbo", "mim"} and all(s > 0 for s in seconds.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # it really stepped
     pyro.clear_param_store()
+
+
+def _committed_runs():
+    import json
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    return root, json.loads((root / "docs" / "paper_results" / "strong_decoders.json").read_text())["runs"]
+
+
+def test_the_readme_and_the_guide_quote_the_committed_strong_decoder_results():
+    from paper.strong_decoders import SPECS, guide_rows
+
+    root, runs = _committed_runs()
+    readme = (root / "README.md").read_text()
+    tables = (root / "docs" / "paper_results" / "tables.md").read_text()
+    for spec in SPECS:
+        table = strong_table(runs, spec)
+        assert table and table in readme and table in tables, spec
+    guide = (root / "docs" / "guide" / "which_objective.rst").read_text()
+    for row in guide_rows(runs):
+        assert row in guide, row
