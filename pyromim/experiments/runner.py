@@ -398,7 +398,7 @@ def warmup_hint(spec: ModelSpec, objective: str) -> str | None:
     """A note for symmetric MIM with an autoregressive decoder trained with a warm-up or the
     Noam schedule (``None`` otherwise): on the built-in sentences (``python -m
     paper.strong_decoders``, 3 seeds) they left MIM's code with about half the information
-    (aggregate MI 1.2 against 2.7 nats) at a higher NLL than training without them."""
+    (aggregate MI 1.3 against 2.7 nats) at a higher NLL than training without them."""
     t = spec.training
     autoregressive = bool(getattr(LIKELIHOODS.get(spec.model.likelihood), "owns_decoder", False))
     if objective != "mim" or not autoregressive or (t.warmup_epochs == 0 and t.lr_schedule == "constant"):
@@ -408,7 +408,8 @@ def warmup_hint(spec: ModelSpec, objective: str) -> str | None:
     return (
         f"symmetric MIM with the autoregressive likelihood {spec.model.likelihood!r} under {' and '.join(schedule)}: "
         "on the built-in sentences these halved the code's information against training without them; "
-        "--warmup-epochs 0 --lr-schedule constant trains as a plain SVI loop does (the objective guide, 'Strong decoders')"
+        '--warmup-epochs 0 --lr-schedule constant ([training] warmup_epochs = 0, lr_schedule = "constant") '
+        "trains as a plain SVI loop does (the objective guide, 'Strong decoders')"
     )
 
 
