@@ -54,6 +54,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from paper.sweep import run_label, summarise_sweep, sweep_cli, sweep_table
+from pyromim.metrics.likelihood import UNRELIABLE_FRACTION
 
 EXPERIMENT = "strong_decoders"
 SPECS = ("sentences_gru", "digits_pixelcnn")
@@ -90,8 +91,6 @@ METRICS = (
     "prior_draw_nll",
     "prior_draw_support",
 )
-#: the share of items with PSIS k > 0.7 above which an NLL is not trusted
-KHAT_LIMIT = 0.3
 #: prior draws scored by the sentence generator
 PRIOR_DRAWS = 1000
 
@@ -163,14 +162,8 @@ def generator_scores(generator: Any, tokens: Any) -> tuple[float, float]:
     """
     import torch
 
-    from pyromim.data.sentences import EOS, PAD
-
     x = tokens.long()
-    in_vocab = ((x >= 0) & (x < len(generator.vocabulary))).all(dim=1)
-    is_eos = x == EOS
-    first = is_eos.int().argmax(dim=1)
-    after = torch.arange(x.shape[1])[None, :] > first[:, None]
-    well_formed = in_vocab & is_eos.any(dim=1) & ~(after & (x != PAD)).any(dim=1)
+    well_formed = generator.well_formed(x)
     log_p = torch.full((len(x),), -math.inf, dtype=torch.float64)
     if bool(well_formed.any()):
         log_p[well_formed] = generator.log_prob(x[well_formed])
@@ -214,7 +207,8 @@ def _cell(stats: Mapping[str, tuple[float, float, int]], metric: str, digits: in
 def strong_rows(runs: Sequence[Mapping[str, Any]], spec: str) -> tuple[list[str], list[list[str]]]:
     """``(header, rows)`` of ``spec``'s table: one row per objective (ELBO, A-MIM, MIM, then
     MIM's variants), mean ± sd over the seeds that finished, an NLL marked invalid when any
-    seed's k-hat share is over :data:`KHAT_LIMIT`; no rows when ``spec`` has no finished run."""
+    seed's k-hat share is over
+    :data:`pyromim.metrics.likelihood.UNRELIABLE_FRACTION`; no rows when ``spec`` has no finished run."""
     mine = [r for r in runs if r["spec"] == spec and isinstance(r.get("metrics"), Mapping)]
     summary = summarise_sweep(mine, "variant", METRICS)
     worst: dict[tuple[Any, str], float] = {}
@@ -231,7 +225,7 @@ def strong_rows(runs: Sequence[Mapping[str, Any]], spec: str) -> tuple[list[str]
     for variant, label in sorted(summary, key=lambda k: (k[0] is not None, str(k[0]), order.index(k[1]))):
         stats = summary[variant, label]
         nll = f"{_cell(stats, 'nll')} ({worst[variant, label]:.2f})"
-        if worst[variant, label] > KHAT_LIMIT:
+        if worst[variant, label] > UNRELIABLE_FRACTION:
             nll += " **invalid**"
         cells = [label + (f", {variant}" if variant else ""), str(stats["nll"][2]), nll]
         cells += [_cell(stats, "mi_aggregate"), _cell(stats, "active_units", 1), _cell(stats, "knn5_accuracy")]

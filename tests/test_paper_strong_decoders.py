@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from paper.strong_decoders import KHAT_LIMIT, build_tasks, generator_scores, step_seconds, strong_table
+from paper.strong_decoders import build_tasks, generator_scores, step_seconds, strong_table
 from paper.sweep import SweepOptions, extra_measure, run_tasks, task_spec
 from pyromim.data import SentenceGenerator
 from pyromim.data.text import BOS, EOS
+from pyromim.metrics.likelihood import UNRELIABLE_FRACTION as KHAT_LIMIT
 
 
 def test_generator_scores_its_own_sentences_exactly_and_counts_the_rest_off_its_support():

@@ -172,6 +172,11 @@ def test_log_prob_refuses_malformed_rows_and_scores_unknown_words_zero():
         generator.log_prob(x + 300)
     with pytest.raises(ValueError, match=r"\(N, width\) tensor"):
         generator.log_prob(x[0])
+    # the same checks, one flag per row and no error: what log_prob refuses is exactly what is not well formed
+    assert generator.well_formed(x).tolist() == [True, True]
+    assert generator.well_formed(no_eos).tolist() == [True, False]
+    assert generator.well_formed(junk).tolist() == [False, True]
+    assert generator.well_formed(x + 300).tolist() == [False, False]
     unknown = x.clone()
     unknown[0, 0] = UNK
     log_p = generator.log_prob(unknown)

@@ -191,24 +191,36 @@ class SentenceGenerator:
         tokens[torch.arange(n), length] = EOS
         return tokens, topic, style
 
-    def _lengths(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Sentence lengths (position of the first ``<eos>``), after checking the layout."""
+    def _layout(self, tokens: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(ids, first <eos>, outside the vocabulary, no <eos>, not <pad> after <eos>)``, the last
+        three one flag per row, after checking the shape and that the ids are integers."""
         if tokens.dim() != 2 or tokens.shape[1] < 1:
             raise ValueError(f"sentences must be an (N, width) tensor of token ids, got shape {tuple(tokens.shape)}")
         if tokens.is_floating_point() and not bool((tokens == torch.round(tokens)).all()):
             raise ValueError("sentence token ids must be integers")
         x = tokens.long()
-        if bool(((x < 0) | (x >= len(self.vocabulary))).any()):
-            raise ValueError(f"token ids must lie in 0..{len(self.vocabulary) - 1} (the corpus vocabulary)")
+        outside = ((x < 0) | (x >= len(self.vocabulary))).any(dim=1)
         is_eos = x == EOS
-        has_eos = is_eos.any(dim=1)
-        if not bool(has_eos.all()):
-            row = int((~has_eos).nonzero()[0])
-            raise ValueError(f"sentence {row} has no <eos> (id {EOS}); each row is ids, <eos>, then <pad>")
         length = is_eos.int().argmax(dim=1)
         after = torch.arange(x.shape[1])[None, :] > length[:, None]
-        if bool((after & (x != PAD)).any()):
-            row = int((after & (x != PAD)).any(dim=1).nonzero()[0])
+        return x, length, outside, ~is_eos.any(dim=1), (after & (x != PAD)).any(dim=1)
+
+    def well_formed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Which rows are laid out as sentences (corpus ids, ``<eos>``, then ``<pad>``): the rows
+        :meth:`log_prob` takes; it gives ``-inf`` to those the generator still cannot produce."""
+        _, _, outside, no_eos, trailing = self._layout(tokens)
+        return ~(outside | no_eos | trailing)
+
+    def _lengths(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sentence lengths (position of the first ``<eos>``), after checking the layout."""
+        _, length, outside, no_eos, trailing = self._layout(tokens)
+        if bool(outside.any()):
+            raise ValueError(f"token ids must lie in 0..{len(self.vocabulary) - 1} (the corpus vocabulary)")
+        if bool(no_eos.any()):
+            row = int(no_eos.nonzero()[0])
+            raise ValueError(f"sentence {row} has no <eos> (id {EOS}); each row is ids, <eos>, then <pad>")
+        if bool(trailing.any()):
+            row = int(trailing.nonzero()[0])
             raise ValueError(f"sentence {row} holds tokens other than <pad> after its <eos>")
         return length
 

@@ -400,8 +400,11 @@ def warmup_hint(spec: ModelSpec, objective: str) -> str | None:
     paper.strong_decoders``, 3 seeds) they left MIM's code with about half the information
     (aggregate MI 1.3 against 2.7 nats) at a higher NLL than training without them."""
     t = spec.training
-    autoregressive = bool(getattr(LIKELIHOODS.get(spec.model.likelihood), "owns_decoder", False))
-    if objective != "mim" or not autoregressive or (t.warmup_epochs == 0 and t.lr_schedule == "constant"):
+    if (
+        objective != "mim"
+        or not LIKELIHOODS[spec.model.likelihood].owns_decoder
+        or (t.warmup_epochs == 0 and t.lr_schedule == "constant")
+    ):
         return None
     schedule = [f"a {t.warmup_epochs}-epoch warm-up"] if t.warmup_epochs else []
     schedule += ["the Noam learning rate"] if t.lr_schedule == "noam" else []
