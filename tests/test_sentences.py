@@ -106,6 +106,36 @@ def test_factor_posterior_and_mutual_information():
     assert abs(estimate - exact) < 4 * stderr
 
 
+def mode_decode_wrong(generator: SentenceGenerator, tokens: torch.Tensor, topic: torch.Tensor, style: torch.Tensor):
+    """Wrong tokens of the decode that writes each slot's most probable word given (t, s, L), <eos> at L."""
+    length = (tokens == EOS).int().argmax(dim=1)
+    slot = generator.slots[style, length]  # (N, max_length)
+    decode = torch.where(
+        slot == 1, generator.p_content.argmax(1)[topic][:, None], generator.p_function.argmax(1)[style][:, None]
+    )
+    inside = torch.arange(generator.max_length)[None, :] < length[:, None]
+    return ((decode != tokens[:, : generator.max_length]) & inside).sum(dim=1).double()
+
+
+def test_factor_decode_errors_by_enumeration_and_by_draws():
+    # tiny corpus: every sentence and every pair, weighted by P(t, s) P(x | t, s)
+    generator = tiny()
+    x = all_sentences(generator, longest=3)
+    joint = generator.log_likelihood(x).exp() / generator.n_pairs  # (N, T, S)
+    exact = 0.0
+    for t, s in itertools.product(range(generator.n_topics), range(generator.n_styles)):
+        pair = torch.full((len(x),), t), torch.full((len(x),), s)
+        exact += float((joint[:, t, s] * mode_decode_wrong(generator, x, *pair)).sum())
+    assert abs(generator.factor_decode_errors() - exact) < 1e-12
+    # the built-in corpus: the mean over draws within 4 standard errors (about 0.04 tokens)
+    generator = SentenceGenerator()
+    tokens, topic, style = generator.sample(20_000, seed=3)
+    wrong = mode_decode_wrong(generator, tokens, topic, style)
+    floor = generator.factor_decode_errors()
+    assert abs(float(wrong.mean()) - floor) < 4 * float(wrong.std()) / math.sqrt(len(wrong))
+    assert 9.0 < floor < 10.0  # of about 13 positions: no factor-only code reconstructs much
+
+
 def test_default_corpus_shape_and_layout():
     generator = SentenceGenerator()
     assert len(generator.vocabulary) == 244 and generator.n_pairs == 40 and generator.width == 16
