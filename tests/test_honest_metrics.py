@@ -86,6 +86,7 @@ def test_the_metrics_table_marks_an_unreliable_nll_and_explains_negative_estimat
     bad = rows(metrics_table(metrics(khat=0.69, mi=-0.04, consistency=-0.03, consistency_se=0.02)))
     for key in ("nll", "nll_bits_per_dim"):
         assert f"{UNRELIABLE_MARK}  not a valid estimate: 69% of the items have a PSIS k-hat" in bad[key]
+        assert "only an upper bound on average" in bad[key]
     assert "below 0 only by estimator noise around 0 (standard error 0.03)" in bad["mi_aggregate"]
     assert "below 0 by estimator noise (standard error 0.02)" in bad["consistency"]
     beyond = rows(metrics_table(metrics(consistency=-0.31, consistency_se=0.1)))

@@ -44,8 +44,8 @@ UNRELIABLE_MARK = "(unreliable)"
 #: The note explaining :data:`UNRELIABLE_MARK`.
 UNRELIABLE_NOTE = (
     f"{UNRELIABLE_MARK}: more than {UNRELIABLE_FRACTION:.0%} of the items have a PSIS k-hat above "
-    f"{KHAT_THRESHOLD} (psis_khat_bad_fraction), so this importance-sampled NLL is not a valid estimate "
-    f"and must not be compared"
+    f"{KHAT_THRESHOLD} (psis_khat_bad_fraction), so this importance-sampled NLL is not a valid estimate; "
+    f"it errs only upwards on average (an upper bound), so compare it only as a bound"
 )
 
 
@@ -162,7 +162,8 @@ def metrics_table(metrics: Mapping[str, float], *, markdown: bool = False) -> st
             value = f"{value} {UNRELIABLE_MARK}"
             note = (
                 f"not a valid estimate: {metrics['psis_khat_bad_fraction']:.0%} of the items have a PSIS k-hat "
-                f"above {KHAT_THRESHOLD} (more than {UNRELIABLE_FRACTION:.0%}); do not compare it"
+                f"above {KHAT_THRESHOLD} (more than {UNRELIABLE_FRACTION:.0%}); only an upper bound on average, "
+                "the true value may be much lower; more importance samples may make it valid"
             )
         rows.append([k, value, note + _estimate_note(k, v, metrics.get(f"{k}_se"))])
     return render_table(["metric", "value", "meaning"], rows, markdown=markdown, left=(0, 2))

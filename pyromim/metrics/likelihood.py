@@ -41,7 +41,7 @@ UNRELIABLE_FRACTION = 0.3
 
 
 def nll_unreliable(khat_bad_fraction: float | None) -> bool:
-    """Whether an NLL whose ``psis_khat_bad_fraction`` is this value must not be trusted or compared:
+    """Whether an NLL whose ``psis_khat_bad_fraction`` is this value is no valid estimate (only a bound):
     more than :data:`UNRELIABLE_FRACTION` of its items have a Pareto ``k`` above :data:`KHAT_THRESHOLD`."""
     return (
         khat_bad_fraction is not None and math.isfinite(khat_bad_fraction) and khat_bad_fraction > UNRELIABLE_FRACTION
