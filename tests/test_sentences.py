@@ -106,13 +106,18 @@ def test_factor_posterior_and_mutual_information():
     assert abs(estimate - exact) < 4 * stderr
 
 
-def mode_decode_wrong(generator: SentenceGenerator, tokens: torch.Tensor, topic: torch.Tensor, style: torch.Tensor):
-    """Wrong tokens of the decode that writes each slot's most probable word given (t, s, L), <eos> at L."""
+def mode_decode_wrong(
+    generator: SentenceGenerator, tokens: torch.Tensor, topic: torch.Tensor | None, style: torch.Tensor
+):
+    """Wrong tokens of the decode that writes each slot's most probable word given (t, s, L), <eos> at L
+    (given (s, L) when ``topic`` is None: a content slot's most probable word over all topics)."""
     length = (tokens == EOS).int().argmax(dim=1)
     slot = generator.slots[style, length]  # (N, max_length)
-    decode = torch.where(
-        slot == 1, generator.p_content.argmax(1)[topic][:, None], generator.p_function.argmax(1)[style][:, None]
-    )
+    if topic is None:
+        content = generator.p_content.sum(0).argmax().expand(len(tokens))
+    else:
+        content = generator.p_content.argmax(1)[topic]
+    decode = torch.where(slot == 1, content[:, None], generator.p_function.argmax(1)[style][:, None])
     inside = torch.arange(generator.max_length)[None, :] < length[:, None]
     return ((decode != tokens[:, : generator.max_length]) & inside).sum(dim=1).double()
 
@@ -127,6 +132,12 @@ def test_factor_decode_errors_by_enumeration_and_by_draws():
         pair = torch.full((len(x),), t), torch.full((len(x),), s)
         exact += float((joint[:, t, s] * mode_decode_wrong(generator, x, *pair)).sum())
     assert abs(generator.factor_decode_errors() - exact) < 1e-12
+    style_only = 0.0
+    for s in range(generator.n_styles):
+        style_only += float(
+            (joint[:, :, s].sum(1) * mode_decode_wrong(generator, x, None, torch.full((len(x),), s))).sum()
+        )
+    assert abs(generator.factor_decode_errors(topic=False) - style_only) < 1e-12
     # the built-in corpus: the mean over draws within 4 standard errors (about 0.04 tokens)
     generator = SentenceGenerator()
     tokens, topic, style = generator.sample(20_000, seed=3)
@@ -134,6 +145,7 @@ def test_factor_decode_errors_by_enumeration_and_by_draws():
     floor = generator.factor_decode_errors()
     assert abs(float(wrong.mean()) - floor) < 4 * float(wrong.std()) / math.sqrt(len(wrong))
     assert 9.0 < floor < 10.0  # of about 13 positions: no factor-only code reconstructs much
+    assert floor < generator.factor_decode_errors(topic=False) < 11.0  # the topic is worth under one token
 
 
 def test_default_corpus_shape_and_layout():

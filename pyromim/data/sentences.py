@@ -253,18 +253,21 @@ class SentenceGenerator:
         joint = self.log_likelihood(tokens)
         return torch.softmax(joint.flatten(1), dim=1).reshape(joint.shape)
 
-    def factor_decode_errors(self) -> float:
+    def factor_decode_errors(self, *, topic: bool = True) -> float:
         """The fewest wrong tokens per sentence, in expectation, of any decode that knows only each
-        sentence's topic, style and length: the floor of a greedy reconstruction from a code that
-        holds the factors and nothing about the words drawn.
+        sentence's topic, style and length (with ``topic=False``: its style and length): the floor
+        of a greedy reconstruction from a code that holds those factors and nothing about the
+        words drawn.
 
-        Given ``(t, s, L)`` the words are independent, so the decode that errs least writes each
+        Given the factors the words are independent, so the decode that errs least writes each
         slot's most probable word and ``<eos>`` at ``L``; slot ``i`` is then wrong with probability
-        ``1 - max_w P(w | c_{s,L,i}, t, s)``.  The sum is exact (no draws) and counts positions as
+        ``1 - max_w P(w | c_{s,L,i}, t, s)`` (a content slot's distribution averaged over the
+        topics when the topic is not known).  The sum is exact (no draws) and counts positions as
         :func:`pyromim.metrics.greedy_reconstruction` does, up to and including ``<eos>``.  A
         reconstruction with fewer wrong tokens needs a code that carries the words themselves.
         """
-        miss_content = 1.0 - self.p_content.max(dim=1).values  # (T,)
+        content = self.p_content if topic else self.p_content.mean(dim=0, keepdim=True).expand_as(self.p_content)
+        miss_content = 1.0 - content.max(dim=1).values  # (T,)
         miss_function = 1.0 - self.p_function.max(dim=1).values  # (S,)
         n_content = (self.slots == 1).sum(dim=-1).double()  # (S, max_length + 1)
         n_function = (self.slots == 0).sum(dim=-1).double()
