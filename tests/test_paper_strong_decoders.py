@@ -75,6 +75,13 @@ def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
     assert task_spec(floored[0]).model.min_scale == 0.15  # the sweep applies the floor to the spec
     only = build_tasks(SweepOptions(seeds=2, flags=frozenset({"variants_only"})), tmp_path)
     assert only == further
+    floors = build_tasks(SweepOptions(seeds=2, flags=frozenset({"floor_sweep"})), tmp_path)
+    assert len(floors) == 2 * 2 and {t["spec"] for t in floors} == {"sentences_gru"}  # floors 0.2 and 0.1
+    assert {(t["objective"], t["min_scale"], t["num_samples"]) for t in floors} == {
+        ("amim", 0.2, 1000),
+        ("amim", 0.1, 1000),
+    }
+    assert task_spec(floors[1]).model.min_scale == floors[1]["min_scale"]
     sentences = [t for t in tasks if t["spec"] == "sentences_gru"]
     assert {t["n_train"] for t in sentences} == {10_000} and {t["epochs"] for t in sentences} == {10}
     assert all(t["extra"] == "paper.strong_decoders:extra_metrics" for t in tasks)
