@@ -78,3 +78,38 @@ def test_latent_outside_the_data_plate_is_rejected_by_name():
 
     with pytest.raises(ValueError, match="site 'mu' is outside the data plate 'data'"):
         log_likelihood(model, guide, torch.randn(6), 4)
+
+
+def test_the_memory_budget_counts_what_an_autoregressive_network_holds():
+    """A GRU language model's layer outputs per sentence of L tokens, from its architecture: the
+    initial state (H), the embeddings (L E), the recurrent outputs and final state (L H + H) and
+    the logits (L V); a decoder outside the library's distributions adds nothing."""
+    from pyromim.distributions import TokenSequenceDistribution
+    from pyromim.metrics.encodings import bytes_per_pair
+    from pyromim.nn import GRULanguageModel
+
+    V, C, E, H, L = 11, 3, 5, 7, 6
+    net = GRULanguageModel(V, C, embedding_dim=E, hidden_size=H)
+
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(C), 1.0).to_event(1))
+            pyro.sample("x", TokenSequenceDistribution(net, z, L), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros(C), 1.0).to_event(1))
+
+    x = torch.tensor([[3, 4, 2, 0, 0, 0], [5, 6, 7, 8, 9, 2], [4, 2, 0, 0, 0, 0]])
+    layout = inspect_layout(model, guide, x)
+    expected = H + L * E + (L * H + H) + L * V
+    assert layout.network_numel == expected
+    assert bytes_per_pair(layout) == (layout.pair_numel * 8 + expected) * 4
+
+    # the same data through a Gaussian decoder: the trace's sites alone, as before
+    def plain(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(C), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z.sum(-1, keepdim=True).expand(-1, L), 1.0).to_event(1), obs=x.float())
+
+    assert inspect_layout(plain, guide, x).network_numel == 0

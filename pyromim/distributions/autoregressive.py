@@ -114,6 +114,32 @@ class AutoregressiveDistribution(TorchDistribution):
         lead = torch.Size(sample_shape) + self.batch_shape
         return self.context.detach().expand(lead + self.context.shape[-1:]).reshape(-1, self.context.shape[-1]), lead
 
+    def network_numel(self, value: torch.Tensor) -> int:
+        """Elements of the network's layer outputs in one scoring pass, per item scored.
+
+        The outputs of every leaf module of ``net`` during ``log_prob(value)`` are
+        counted (forward hooks, no gradient): all of a pass's activations as if
+        alive at once, an upper bound on its working set. The metrics' memory
+        budget (:mod:`pyromim.metrics.chunking`) adds it to each (sample, datum)
+        pair, since a convolutional or recurrent network holds far more than the
+        sample sites a trace records.
+        """
+        counted: list[int] = []
+
+        def count(_module: torch.nn.Module, _inputs: object, output: object) -> None:
+            outputs = output if isinstance(output, (tuple, list)) else (output,)
+            counted.append(sum(t.numel() for t in outputs if isinstance(t, torch.Tensor)))
+
+        leaves = [m for m in self.net.modules() if next(m.children(), None) is None]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        try:
+            with torch.no_grad():
+                items = max(1, self.log_prob(value).numel())
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return -(-sum(counted) // items)
+
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         """Ancestral draws of shape ``sample_shape + batch_shape + event_shape`` (no gradient)."""
         with torch.no_grad():

@@ -16,7 +16,7 @@ from pyromim.metrics.trace_layout import TraceLayout, sample_sites
 
 def bytes_per_pair(layout: TraceLayout) -> int:
     """Estimated working-set bytes of one (sample, datum) pair (see :mod:`.chunking`)."""
-    return layout.pair_numel * FOOTPRINT_FACTOR * torch.finfo(layout.dtype).bits // 8
+    return (layout.pair_numel * FOOTPRINT_FACTOR + layout.network_numel) * torch.finfo(layout.dtype).bits // 8
 
 
 def guide_sites(guide: Callable, x: Batch, how: Literal["mean", "sample"] = "sample") -> dict[str, dict]:

@@ -19,6 +19,7 @@ import torch
 from pyro.poutine.util import prune_subsample_sites
 
 from pyromim.data.batches import Batch, batch_length, get_trace, take
+from pyromim.infer.sites import base_distribution
 
 #: Name of the outer plate that vectorises importance samples.
 SAMPLE_PLATE = "_pyromim_metrics_samples"
@@ -48,6 +49,9 @@ class TraceLayout:
     observed_numel: int
     pair_numel: int
     dtype: torch.dtype
+    #: elements the library's autoregressive networks produce per datum in one scoring pass
+    #: (:meth:`~pyromim.distributions.AutoregressiveDistribution.network_numel`), beyond ``pair_numel``
+    network_numel: int = 0
 
     @property
     def sample_dim(self) -> int:
@@ -130,6 +134,15 @@ def find_data_plate(
     )
 
 
+def _network_numel(site: dict) -> int:
+    """What an observed site's network holds per datum while scoring it: counted for the library's
+    autoregressive distributions, 0 for others (their networks are outside what a trace shows)."""
+    from pyromim.distributions.autoregressive import AutoregressiveDistribution
+
+    fn = base_distribution(site["fn"])
+    return fn.network_numel(site["value"]) if isinstance(fn, AutoregressiveDistribution) else 0
+
+
 def _event_numel(site: dict) -> int:
     return prod(site["fn"].event_shape)
 
@@ -176,6 +189,7 @@ def inspect_layout(
         max(_event_numel(s), s["value"].numel() // min(2, batch_length(data)))
         for s in [*guide_sites.values(), *model_sites.values()]
     )
+    network_numel = sum(_network_numel(model_sites[n]) for n in observed)
     dtype = (model_sites[observed[0]] if observed else guide_sites[latent[0]])["value"].dtype
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
@@ -188,5 +202,6 @@ def inspect_layout(
         prior_sites=prior,
         observed_numel=observed_numel,
         pair_numel=pair_numel,
+        network_numel=network_numel,
         dtype=dtype,
     )
