@@ -107,6 +107,8 @@ def run_records(sources: Sequence[str]) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for source in sources:
         path = Path(source)
+        if not path.exists():
+            raise SystemExit(f"{path}: no such run directory or results file")
         if path.is_dir():
             info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
             if info.get("data") != "sentences":
@@ -114,7 +116,7 @@ def run_records(sources: Sequence[str]) -> list[dict[str, Any]]:
             objective, seed = info.get("objective", "mim"), info.get("seed", 0)
             records.append(
                 {
-                    "spec": "sentences_gru",
+                    "spec": info.get("spec", "sentences_gru"),
                     "objective": objective,
                     "variant": path.name,
                     "seed": seed,

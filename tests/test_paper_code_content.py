@@ -52,8 +52,16 @@ def test_the_guide_quotes_the_committed_code_content_table():
         assert ", ".join(f'"{c}"' for c in cells) in guide, row
 
 
-def test_table_refuses_a_file_it_did_not_write(tmp_path):
+def test_files_it_cannot_read_are_refused_by_name(tmp_path):
     other = tmp_path / "results.json"
     other.write_text(json.dumps({"runs": []}))
     with pytest.raises(SystemExit, match="not a probes file"):
         main(["--table", str(other)])
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(SystemExit, match="neither a run directory nor a sweep's results file"):
+        main([str(tmp_path / "other.json")])
+    with pytest.raises(SystemExit, match="no such run directory or results file"):
+        main([str(tmp_path / "missing")])
+    (tmp_path / "run").mkdir()
+    with pytest.raises(SystemExit, match="not a run on the built-in sentences"):
+        main([str(tmp_path / "run")])
