@@ -37,8 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from paper.strong_decoders import OBJECTIVES
-from paper.sweep import run_label, summarise_sweep
+from paper.strong_decoders import table_order
+from paper.sweep import summarise_sweep
 from pyromim.data import SentenceGenerator
 from pyromim.data.text import EOS
 from pyromim.metrics import knn_accuracy
@@ -139,12 +139,11 @@ def _cell(mean: float, std: float, n: int) -> str:
 def content_table(content: Mapping[str, Any]) -> str:
     """Markdown: one row per objective (and variant), ``mean ± sd`` over seeds, then the generator's ceilings."""
     summary = summarise_sweep(content["runs"], "variant", PROBES)
-    order = [run_label(o) for o in OBJECTIVES]
     lines = [
         "| objective | " + " | ".join(f"{f} {how}" for f in FACTORS for how in ("KNN-5", "linear")) + " |",
         "|---" * (1 + len(PROBES)) + "|",
     ]
-    for variant, label in sorted(summary, key=lambda k: (k[0] is not None, str(k[0]), order.index(k[1]))):
+    for variant, label in table_order(summary):
         name = label if variant is None else f"{label}, {variant}"
         stats = summary[(variant, label)]
         lines.append(f"| {name} | " + " | ".join(_cell(*stats[p]) for p in PROBES) + " |")

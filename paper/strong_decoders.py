@@ -40,8 +40,10 @@ An NLL whose k-hat share is above 0.3 for any seed is marked invalid in the tabl
     python -m paper.strong_decoders --jobs 2 --out results/strong_decoders
     python -m paper.strong_decoders --replot results/strong_decoders/results.json
 
-``--variants-only`` runs just the further rows (for a results file of its own:
-``--replot`` reads one file; join two files' ``runs`` lists to table them together).
+``--variants-only`` runs just the further rows, and ``--floor-sweep`` just A-MIM on
+sentences at scale floors 0.2 and 0.1 (:data:`FLOOR_SWEEP`), each for a results file
+of its own: ``--replot`` reads one file; join the files' ``runs`` lists to table
+them together.
 """
 
 from __future__ import annotations
@@ -112,9 +114,11 @@ def build_tasks(args, out):
 
     def configurations(spec):
         if "floor_sweep" in args.flags:
-            return [(o, changes, f"_{suffix}") for o, changes, suffix in FLOOR_SWEEP.get(spec, ())]
-        plain = [] if "variants_only" in args.flags else [(o, {}, "") for o in OBJECTIVES]
-        return plain + [(o, changes, f"_{suffix}") for o, changes, suffix in VARIANTS[spec]]
+            plain, further = [], FLOOR_SWEEP.get(spec, ())
+        else:
+            plain = [] if "variants_only" in args.flags else [(o, {}, "") for o in OBJECTIVES]
+            further = VARIANTS[spec]
+        return plain + [(o, changes, f"_{suffix}") for o, changes, suffix in further]
 
     return [
         {
@@ -214,6 +218,13 @@ def _cell(stats: Mapping[str, tuple[float, float, int]], metric: str, digits: in
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def table_order(summary: Mapping[tuple[Any, str], Any]) -> list[tuple[Any, str]]:
+    """The ``(variant, objective label)`` keys of a :func:`paper.sweep.summarise_sweep` summary
+    in table order: ELBO, A-MIM, MIM, then the variants by name."""
+    order = [run_label(o) for o in OBJECTIVES]
+    return sorted(summary, key=lambda k: (k[0] is not None, str(k[0]), order.index(k[1])))
+
+
 def strong_rows(runs: Sequence[Mapping[str, Any]], spec: str) -> tuple[list[str], list[list[str]]]:
     """``(header, rows)`` of ``spec``'s table: one row per objective (ELBO, A-MIM, MIM, then
     MIM's variants), mean ± sd over the seeds that finished, an NLL marked invalid when any
@@ -230,9 +241,8 @@ def strong_rows(runs: Sequence[Mapping[str, Any]], spec: str) -> tuple[list[str]
     header += ["wrong tokens of 16" if text else "reconstruction error", "rate", "code gap", "step cost vs ELBO"]
     if text:
         header += ["generator's NLL of prior draws", "their share on its support"]
-    order = [run_label(o) for o in OBJECTIVES]
     rows = []
-    for variant, label in sorted(summary, key=lambda k: (k[0] is not None, str(k[0]), order.index(k[1]))):
+    for variant, label in table_order(summary):
         stats = summary[variant, label]
         nll = f"{_cell(stats, 'nll')} ({worst[variant, label]:.2f})"
         if worst[variant, label] > UNRELIABLE_FRACTION:
