@@ -124,8 +124,11 @@ def run_records(sources: Sequence[str]) -> list[dict[str, Any]]:
                 }
             )
             continue
-        results = json.loads(path.read_text())
-        if "runs" not in results:
+        try:
+            results = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SystemExit(f"{path}: not a sweep's results file (not JSON: {err})") from None
+        if not isinstance(results, dict) or "runs" not in results:
             raise SystemExit(f"{path}: neither a run directory nor a sweep's results file (no 'runs')")
         records += [r for r in results["runs"] if r["spec"] == "sentences_gru" and "metrics" in r]
     return records

@@ -60,6 +60,9 @@ def test_files_it_cannot_read_are_refused_by_name(tmp_path):
     (tmp_path / "other.json").write_text("{}")
     with pytest.raises(SystemExit, match="neither a run directory nor a sweep's results file"):
         main([str(tmp_path / "other.json")])
+    (tmp_path / "notes.md").write_text("# not json\n")
+    with pytest.raises(SystemExit, match="notes.md: not a sweep's results file"):
+        main([str(tmp_path / "notes.md")])
     with pytest.raises(SystemExit, match="no such run directory or results file"):
         main([str(tmp_path / "missing")])
     (tmp_path / "run").mkdir()
