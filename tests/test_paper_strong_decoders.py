@@ -66,15 +66,18 @@ def test_the_table_marks_an_nll_invalid_when_any_seed_is_over_the_khat_limit():
 
 def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
     tasks = build_tasks(SweepOptions(seeds=2), tmp_path)
-    assert len(tasks) == 2 * 4 * 2  # ELBO, A-MIM, MIM and one further row, per model and seed
+    # ELBO, A-MIM, MIM and the further rows (one for sentences, two for images), per seed
+    assert len(tasks) == (4 + 5) * 2
     further = [t for t in tasks if t.get("variant")]
-    unwarmed = [t for t in further if t["spec"] == "sentences_gru"]
-    assert len(unwarmed) == 2 and all(t["objective"] == "mim" and t["warmup_epochs"] == 0 for t in unwarmed)
-    floored = [t for t in further if t["spec"] == "digits_pixelcnn"]
-    assert len(floored) == 2 and all(t["objective"] == "amim" and t["min_scale"] == 0.15 for t in floored)
+    unwarmed = [t for t in further if t.get("warmup_epochs") == 0]
+    assert len(unwarmed) == 2 * 2 and all(t["objective"] == "mim" and t["lr_schedule"] == "constant" for t in unwarmed)
+    assert all(t["min_scale"] == math.exp(-3) for t in unwarmed if t["spec"] == "digits_pixelcnn")
+    floored = [t for t in further if t["spec"] == "digits_pixelcnn" and t["objective"] == "amim"]
+    assert len(floored) == 2 and all(t["min_scale"] == 0.15 for t in floored)
     assert task_spec(floored[0]).model.min_scale == 0.15  # the sweep applies the floor to the spec
     only = build_tasks(SweepOptions(seeds=2, flags=frozenset({"variants_only"})), tmp_path)
     assert only == further
+    assert build_tasks(SweepOptions(seeds=2, flags=frozenset({"no_warmup_only"})), tmp_path) == unwarmed
     floors = build_tasks(SweepOptions(seeds=2, flags=frozenset({"floor_sweep"})), tmp_path)
     assert len(floors) == 2 * 2 and {t["spec"] for t in floors} == {"sentences_gru"}  # floors 0.2 and 0.1
     assert {(t["objective"], t["min_scale"], t["num_samples"]) for t in floors} == {
