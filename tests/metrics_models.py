@@ -134,3 +134,16 @@ class LearnedParams:
 @pytest.fixture
 def learned_params():
     return LearnedParams
+
+
+def assert_store_untouched(pair, x, estimate):
+    """Run ``estimate()`` once ``pair`` (model and guide) has put its parameters in the param
+    store; fail if it adds, changes or leaves a gradient on any of them."""
+    store = pyro.get_param_store()
+    pair.model(x), pair.guide(x)
+    before = {k: v.detach().clone() for k, v in store.items()}
+    assert before
+    estimate()
+    assert set(store.keys()) == set(before)
+    for k, v in store.items():
+        assert torch.equal(v.detach(), before[k]) and store._params[k].grad is None, k

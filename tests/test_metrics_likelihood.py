@@ -5,7 +5,12 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from metrics_models import learned_params, linear_gaussian, pixel_gaussian  # noqa: F401 (pytest fixtures)
+from metrics_models import (  # noqa: F401 (pytest fixtures)
+    assert_store_untouched,
+    learned_params,
+    linear_gaussian,
+    pixel_gaussian,
+)
 
 from pyromim.metrics import log_likelihood
 from pyromim.metrics.likelihood import pareto_k
@@ -228,14 +233,9 @@ def test_a_refitted_proposal_on_a_positive_latent_keeps_the_change_of_variables(
 
 def test_refitting_leaves_the_param_store_and_gradients_alone(learned_params):
     x = torch.randn(30) * 2
-    store = pyro.get_param_store()
-    learned_params.model(x), learned_params.guide(x)  # the pair's parameters in the store
-    before = {k: v.detach().clone() for k, v in store.items()}
-    assert before
-    log_likelihood(learned_params.model, learned_params.guide, x, 50, refit_steps=5)
-    assert set(store.keys()) == set(before)
-    for k, v in store.items():
-        assert torch.equal(v.detach(), before[k]) and store._params[k].grad is None, k
+    assert_store_untouched(
+        learned_params, x, lambda: log_likelihood(learned_params.model, learned_params.guide, x, 50, refit_steps=5)
+    )
 
 
 def test_refit_refuses_discrete_latents_and_negative_steps():

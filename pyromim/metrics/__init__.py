@@ -13,6 +13,7 @@ to a memory budget.
 
 from pyromim.metrics.active_units import ActiveUnits, active_units
 from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
+from pyromim.metrics.ais import ais_log_likelihood
 from pyromim.metrics.arviz_export import to_inference_data
 from pyromim.metrics.bleu import corpus_bleu
 from pyromim.metrics.classification import knn_accuracy
@@ -42,6 +43,7 @@ __all__ = [
     "Reconstruction",
     "TokenLikelihood",
     "active_units",
+    "ais_log_likelihood",
     "code_reliance",
     "corpus_bleu",
     "evaluate",

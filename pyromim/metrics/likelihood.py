@@ -147,7 +147,7 @@ def log_likelihood(
         raise ValueError(f"refit_steps must be >= 0 (0: the guide is the proposal), got {refit_steps}")
     layout = inspect_layout(model, guide, data, plate_name)
     data_chunk, sample_chunk = block_shape(memory_budget, bytes_per_pair(layout), batch_length(data), num_samples)
-    estimates, errors, ks = [], [], []
+    log_ws = []
     for span in spans(batch_length(data), data_chunk):
         x = take(data, span)
         proposal = refit_proposal(model, guide, x, layout, refit_steps) if refit_steps else guide
@@ -160,17 +160,27 @@ def log_likelihood(
             else log_weights(model, proposal, x, size, layout)
             for size, prior in zip(sizes, priors)
         ]
-        log_w = torch.cat(blocks, 0).T.double().detach()  # (C, S); estimates, not a loss
+        log_ws.append(torch.cat(blocks, 0).T)
+    return from_log_weights(log_ws, layout.observed_numel, khat_threshold)
+
+
+def from_log_weights(log_ws: list[torch.Tensor], num_dims: int, khat_threshold: float) -> LogLikelihood:
+    """The estimate of each datum from its importance log-weights, one ``(C, S)`` tensor per block of
+    data: ``log mean w``, its delta-method standard error and the weights' PSIS ``k``."""
+    estimates, errors, ks = [], [], []
+    for log_w in log_ws:
+        log_w = log_w.double().detach()  # estimates, not a loss
+        num_samples = log_w.shape[-1]
         lse = torch.logsumexp(log_w, -1)
         estimates.append(lse - math.log(num_samples))
         normalized = torch.exp(2 * (log_w - lse[:, None])).sum(-1)
         errors.append((normalized - 1.0 / num_samples).clamp(min=0).sqrt())
-        ks.append(pareto_k(log_w.numpy()))
+        ks.append(pareto_k(log_w.numpy()) if num_samples > 1 else np.full(len(log_w), np.nan))
     return LogLikelihood(
         per_datum=torch.cat(estimates),
         standard_error=torch.cat(errors),
         pareto_k=np.concatenate(ks),
-        num_samples=num_samples,
-        num_dims=layout.observed_numel,
+        num_samples=log_ws[0].shape[-1],
+        num_dims=num_dims,
         khat_threshold=khat_threshold,
     )
