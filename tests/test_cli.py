@@ -585,3 +585,10 @@ def test_evaluate_chooses_the_nll_proposal(trained, tmp_path, capsys):
     assert all(math.isfinite(v) for v in nll.values()) and nll["0"] != nll["10"]
     code, err = run_error(["evaluate", str(trained), "--nll-refit", "-1"], capsys)
     assert code == 2 and "--nll-refit must be 0" in _one_line(err)
+    out = tmp_path / "ais.json"
+    args = ["evaluate", str(trained), "--num-samples", "20", "--nll-ais", "5", "--nll-ais-chains", "4"]
+    assert main([*args, "--json", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert (saved["nll_ais"], saved["nll_ais_chains"]) == (5, 4) and math.isfinite(saved["metrics"]["nll"])
+    code, err = run_error(["evaluate", str(trained), "--nll-ais", "-3"], capsys)
+    assert code == 2 and "--nll-ais must be 0 (off)" in _one_line(err)

@@ -66,6 +66,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--num-samples must be at least 1, got {args.num_samples}")
     if args.nll_refit is not None and args.nll_refit < 0:
         raise UsageError(f"--nll-refit must be 0 (the encoder as proposal) or more steps, got {args.nll_refit}")
+    if args.nll_ais < 0 or args.nll_ais_chains < 1:
+        raise UsageError(
+            f"--nll-ais must be 0 (off) or more temperatures and --nll-ais-chains at least 1, got "
+            f"{args.nll_ais} and {args.nll_ais_chains}"
+        )
     if args.json:
         _writable_file(Path(args.json), "--json")
     elif Path(args.path).exists():
@@ -80,6 +85,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         n_test=args.n_test,
         num_samples=args.num_samples,
         nll_refit_steps=args.nll_refit,
+        nll_ais_steps=args.nll_ais,
+        nll_ais_chains=args.nll_ais_chains,
     )
     out = Path(args.json) if args.json else run_directory(args.path) / "evaluation.json"
     write_json(
@@ -90,6 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "n_items": result.n_items,
             "num_samples": args.num_samples,
             "nll_refit": args.nll_refit,
+            **({"nll_ais": args.nll_ais, "nll_ais_chains": args.nll_ais_chains} if args.nll_ais else {}),
             "metrics": result.metrics,
         },
     )

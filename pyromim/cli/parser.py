@@ -230,6 +230,18 @@ def _evaluate_parser(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "(0: the encoder itself; default: the encoder, refitted with 100 steps where its estimate is "
         "unreliable, more than 30%% of items with PSIS k-hat > 0.7)",
     )
+    evaluate.add_argument(
+        "--nll-ais",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="estimate the NLL by annealed importance sampling with STEPS temperatures, from the "
+        "proposal --nll-refit names (default: refitted with 100 steps): for encoders whose NLL stays "
+        "unreliable with refitted proposals; costs about STEPS gradient passes per chain (0: off)",
+    )
+    evaluate.add_argument(
+        "--nll-ais-chains", type=int, default=64, metavar="N", help="AIS chains per item (default 64)"
+    )
     evaluate.add_argument("--json", metavar="PATH", help="where to write the metrics (default RUN_DIR/evaluation.json)")
 
 

@@ -212,6 +212,8 @@ def evaluate_run(
     n_test: int | None = None,
     num_samples: int = 1000,
     nll_refit_steps: int | None = None,
+    nll_ais_steps: int = 0,
+    nll_ais_chains: int = 64,
 ) -> EvaluationResult:
     """Evaluate the model of a run (see :func:`load_run_model`) with :func:`pyromim.metrics.evaluate`.
 
@@ -225,6 +227,8 @@ def evaluate_run(
     :param n_test: cap the evaluated part (default: the run's own cap).
     :param nll_refit_steps: the NLL's proposal, as :func:`pyromim.metrics.evaluate` takes it
         (``None``: the guide, refitted proposals where its estimate is unreliable).
+    :param nll_ais_steps: if > 0, the NLL by annealed importance sampling with this many
+        temperatures and ``nll_ais_chains`` chains an item (see :func:`pyromim.metrics.evaluate`).
 
     A run trained on text keeps its vocabulary (``vocabulary.json``): a text
     file evaluated here is read with it (unknown words become ``<unk>``), and
@@ -265,5 +269,7 @@ def evaluate_run(
         splits.train.labels if with_labels else None,
         num_samples=num_samples,
         nll_refit_steps=nll_refit_steps,
+        nll_ais_steps=nll_ais_steps,
+        nll_ais_chains=nll_ais_chains,
     )
     return EvaluationResult(metrics, spec, source, part.name, len(part))

@@ -328,7 +328,8 @@ def ais_log_likelihood(
     :param model: Pyro model ``model(x)`` with observed site(s) in a plate over ``x``'s leading
         dimension; every latent site inside that plate and sampled by the guide.
     :param guide: Pyro guide ``guide(x)``, the chains' starting density ``q0`` (continuous latents).
-    :param num_chains: chains per datum (the importance samples of the estimate and of its k-hat).
+    :param num_chains: chains per datum (the importance samples of the estimate and of its k-hat;
+        with 20 or fewer ArviZ fits no tail and every k is ``inf``).
     :param num_steps: intermediate temperatures (a :func:`sigmoid_schedule`); the estimate's bias
         falls as they grow: compare two values to see whether it has settled.
     :param leapfrog_steps: leapfrog steps of each Hamiltonian transition (1: a Langevin step with a

@@ -16,6 +16,7 @@ from pyro.util import get_rng_state, set_rng_state
 from pyromim.data.batches import Batch, DataArg, batch_length, data_tensor, take
 from pyromim.metrics.active_units import active_units
 from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
+from pyromim.metrics.ais import ais_log_likelihood
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.classification import knn_accuracy
 from pyromim.metrics.code_reliance import code_reliance
@@ -145,6 +146,8 @@ def evaluate(
     keys: Sequence[str] | None = None,
     data_arg: DataArg = None,
     nll_refit_steps: int | None = None,
+    nll_ais_steps: int = 0,
+    nll_ais_chains: int = 64,
 ) -> dict[str, float]:
     """Evaluate a model/guide pair on ``data``; keys are :data:`EVALUATE_KEYS` (or ``keys``).
 
@@ -169,9 +172,20 @@ def evaluate(
         ``psis_khat_bad_fraction`` reported is then the refitted proposal's). ``0``: the guide
         always; ``N > 0``: proposals refitted with ``N`` steps always (see
         :func:`~pyromim.metrics.log_likelihood`).
+    :param nll_ais_steps: if > 0, the NLL is estimated by annealed importance sampling instead
+        (:func:`~pyromim.metrics.ais_log_likelihood`) with this many temperatures and
+        ``nll_ais_chains`` chains per item, started from the proposal ``nll_refit_steps`` names
+        (``None``: refitted with :data:`AUTO_REFIT_STEPS` steps; ``0``: the guide). For encoders
+        whose posterior no refitted Gaussian matches; it costs about ``nll_ais_steps`` scoring
+        passes with gradients per chain.
     """
     if nll_refit_steps is not None and nll_refit_steps < 0:
         raise ValueError(f"nll_refit_steps must be None (automatic), 0 (the guide) or > 0, got {nll_refit_steps}")
+    if nll_ais_steps < 0 or nll_ais_chains < 1:
+        raise ValueError(
+            f"nll_ais_steps must be >= 0 (0: importance sampling) and nll_ais_chains >= 1, got "
+            f"{nll_ais_steps} and {nll_ais_chains}"
+        )
     kind = observed_kind(model, guide, data)
     wanted = _wanted_keys(keys, kind)
     metrics = _Evaluation(
@@ -191,6 +205,8 @@ def evaluate(
         kind=kind,
         wanted=wanted,
         nll_refit_steps=nll_refit_steps,
+        nll_ais_steps=nll_ais_steps,
+        nll_ais_chains=nll_ais_chains,
     )
     return {key: metrics.value(key) for key in wanted}
 
@@ -232,6 +248,8 @@ class _Evaluation:
     kind: str
     wanted: tuple[str, ...]
     nll_refit_steps: int | None = None
+    nll_ais_steps: int = 0
+    nll_ais_chains: int = 64
 
     @property
     def budget(self) -> dict[str, Any]:
@@ -241,8 +259,30 @@ class _Evaluation:
     @functools.cached_property
     def likelihood(self) -> LogLikelihood:
         """The importance-sampled likelihood (``nll``, its bits per dimension, the PSIS diagnostic),
-        re-estimated with refitted proposals where the guide's is unreliable (see ``nll_refit_steps``)."""
+        re-estimated with refitted proposals where the guide's is unreliable (see ``nll_refit_steps``),
+        or annealed (``nll_ais_steps``)."""
         steps = self.nll_refit_steps
+        if self.nll_ais_steps:
+            start = AUTO_REFIT_STEPS if steps is None else steps
+            estimate = ais_log_likelihood(
+                self.model,
+                self.guide,
+                self.data,
+                self.nll_ais_chains,
+                num_steps=self.nll_ais_steps,
+                refit_steps=start,
+                **self.budget,
+            )
+            logger.info(
+                "nll: annealed importance sampling, %d temperatures, %d chains an item, from %s: "
+                "%.0f%% of the items with a PSIS k-hat above %.1f",
+                self.nll_ais_steps,
+                self.nll_ais_chains,
+                f"the guide refitted with {start} Adam steps" if start else "the guide",
+                100 * estimate.khat_bad_fraction,
+                estimate.khat_threshold,
+            )
+            return estimate
         estimate = log_likelihood(
             self.model, self.guide, self.data, self.num_samples, refit_steps=steps or 0, **self.budget
         )
