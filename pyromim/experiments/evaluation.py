@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,6 +214,7 @@ def evaluate_run(
     nll_refit_steps: int | None = None,
     nll_ais_steps: int = 0,
     nll_ais_chains: int = 64,
+    keys: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Evaluate the model of a run (see :func:`load_run_model`) with :func:`pyromim.metrics.evaluate`.
 
@@ -229,6 +230,7 @@ def evaluate_run(
         (``None``: the guide, refitted proposals where its estimate is unreliable).
     :param nll_ais_steps: if > 0, the NLL by annealed importance sampling with this many
         temperatures and ``nll_ais_chains`` chains an item (see :func:`pyromim.metrics.evaluate`).
+    :param keys: the metrics to compute (default: all that apply), as :func:`pyromim.metrics.evaluate` takes them.
 
     A run trained on text keeps its vocabulary (``vocabulary.json``): a text
     file evaluated here is read with it (unknown words become ``<unk>``), and
@@ -271,5 +273,6 @@ def evaluate_run(
         nll_refit_steps=nll_refit_steps,
         nll_ais_steps=nll_ais_steps,
         nll_ais_chains=nll_ais_chains,
+        keys=keys,
     )
     return EvaluationResult(metrics, spec, source, part.name, len(part))
