@@ -15,7 +15,7 @@ test data, twice:
 
 ``--reference`` runs (the ELBO's, whose importance-sampled NLL is valid) are
 estimated by importance sampling alone, and each run's NLL is divided by the
-reference of its seed on the same items.
+reference of its model and seed on the same items.
 
     python -m paper.annealed_nll RUN_DIR ... --reference ELBO_RUN_DIR ... --out FILE
     python -m paper.annealed_nll --table FILE
@@ -52,7 +52,8 @@ def _run_info(path: Path) -> dict[str, Any]:
     if not path.is_dir() or not (path / "run.json").is_file():
         raise SystemExit(f"{path}: not a run directory (no run.json); give directories 'pyromim train' wrote")
     info = json.loads((path / "run.json").read_text())
-    return {"run_dir": str(path), "objective": info.get("objective", "mim"), "seed": info.get("seed", 0)}
+    keep = {"spec": info.get("spec"), "objective": info.get("objective", "mim"), "seed": info.get("seed", 0)}
+    return {"run_dir": str(path), **keep}
 
 
 def annealed_nll(
@@ -86,9 +87,9 @@ def _cell(estimate: Mapping[str, float]) -> str:
 
 def annealed_table(content: Mapping[str, Any]) -> str:
     """Markdown: one row per run, NLL (k-hat share) by each estimator, and the ratio of the annealed
-    NLL at the most temperatures to its seed's reference NLL."""
+    NLL at the most temperatures to the reference NLL of its model and seed."""
     steps = [str(k) for k in content["settings"]["steps"]]
-    reference = {r["seed"]: r["is"]["nll"] for r in content["runs"] if r["reference"]}
+    reference = {(r["spec"], r["seed"]): r["is"]["nll"] for r in content["runs"] if r["reference"]}
     lines = [
         "| run | seed | importance sampling | "
         + " | ".join(f"AIS, {k} temperatures" for k in steps)
@@ -100,7 +101,8 @@ def annealed_table(content: Mapping[str, Any]) -> str:
             cells = ["" for _ in steps] + ["reference"]
         else:
             last = r["ais"][steps[-1]]
-            ratio = f"{last['nll'] / reference[r['seed']]:.3f}x" if r["seed"] in reference else ""
+            key = (r["spec"], r["seed"])
+            ratio = f"{last['nll'] / reference[key]:.3f}x" if key in reference else ""
             cells = [_cell(r["ais"][k]) for k in steps] + [ratio]
         lines.append(f"| {Path(r['run_dir']).name} | {r['seed']} | {_cell(r['is'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
