@@ -20,9 +20,17 @@ def test_with_the_exact_posterior_as_start_every_chain_weighs_exactly_p_x(linear
     x = torch.linspace(-3.0, 4.0, 11)
     exact = linear_gaussian.log_marginal(x).double()
     result = ais_log_likelihood(linear_gaussian.model, linear_gaussian.exact_guide, x, 16, num_steps=10)
+    done = []
     small = ais_log_likelihood(
-        linear_gaussian.model, linear_gaussian.exact_guide, x, 16, num_steps=10, memory_budget=40_000
+        linear_gaussian.model,
+        linear_gaussian.exact_guide,
+        x,
+        16,
+        num_steps=10,
+        memory_budget=40_000,
+        progress=done.append,
     )
+    assert len(done) > 1 and done == sorted(done) and done[-1] == len(x)  # one call per block of data
     for r in (result, small):
         assert torch.allclose(r.per_datum, exact, atol=1e-4), (r.per_datum - exact).abs().max()
         assert r.khat_bad_fraction == 0.0 and r.num_samples == 16
