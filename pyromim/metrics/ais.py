@@ -215,9 +215,8 @@ def _hmc(
     return proposed.pick(accept, state, sites), accept_prob
 
 
-def _start(target: _Target, num_chains: int) -> tuple[_State, dict[str, torch.Tensor]]:
-    """Chains drawn from the proposal, in unconstrained space, with their energy at ``beta = 0``,
-    and each site's initial spread over the chains (the first mass matrix)."""
+def _start(target: _Target, num_chains: int) -> _State:
+    """Chains drawn from the proposal, in unconstrained space."""
     layout = target.sites.layout
     with torch.no_grad(), poutine.block():
         trace = get_trace(vectorized(target.proposal, num_chains, layout), target.x)
@@ -225,7 +224,7 @@ def _start(target: _Target, num_chains: int) -> tuple[_State, dict[str, torch.Te
     # (biject_to(positive) composes Exp with an Affine map, whose codomain says Real)
     supports = target.sites.supports
     u = {name: biject_to(supports[name]).inv(trace.nodes[name]["value"]).detach() for name in layout.latent_sites}
-    return target.evaluate(u), {k: _chain_spread(v) for k, v in u.items()}
+    return target.evaluate(u)
 
 
 def _chain_spread(u: torch.Tensor) -> torch.Tensor:
@@ -235,7 +234,7 @@ def _chain_spread(u: torch.Tensor) -> torch.Tensor:
     return u.std(0, keepdim=True).clamp_min(1e-3)
 
 
-def _site_info(model: Callable, guide: Callable, x: Batch, layout: TraceLayout) -> _Sites:
+def _site_info(guide: Callable, x: Batch, layout: TraceLayout) -> _Sites:
     """The latent sites' supports and event dims, refusing what AIS cannot move."""
     if layout.prior_sites:
         raise ValueError(
@@ -270,42 +269,38 @@ def _site_info(model: Callable, guide: Callable, x: Batch, layout: TraceLayout) 
     return _Sites(layout, supports, event_dims)
 
 
+#: the transition settings of each temperature: the step size per datum ``(1, C)`` and each site's scales
+Settings = list[tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
 def _anneal(
     target: _Target,
     schedule: torch.Tensor,
     leapfrog_steps: int,
+    fixed: Settings | None = None,
     *,
-    pilot: bool,
-    steps: torch.Tensor | None = None,
-    scales: list[dict] | None = None,
     adapt_rate: float = 0.2,
-) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """Run the chains through ``schedule``; return ``(log w (S, C), step sizes (T, C), scales)``.
+) -> tuple[torch.Tensor, Settings]:
+    """Run the chains through ``schedule``; return ``(log w (S, C), the settings used)``.
 
-    A pilot adapts each datum's step size (towards :data:`TARGET_ACCEPT`) and takes each step's
-    mass matrix from its chains' current spread; otherwise ``steps`` and ``scales`` are used as given.
+    Without ``fixed`` settings this is the pilot: it adapts each datum's step size (towards
+    :data:`TARGET_ACCEPT`) and takes each temperature's mass matrix from its chains' current spread.
     """
-    state, spread = _start(target, target.num_chains)
-    n = target.n
+    state = _start(target, target.num_chains)
     log_w = torch.zeros_like(state.log_q, dtype=torch.float64)
-    log_step = torch.full((1, n), math.log(0.5), dtype=state.log_p.dtype)
-    used_steps, used_scales = [], []
+    log_step = torch.full((1, target.n), math.log(0.5), dtype=state.log_p.dtype)
+    used: Settings = []
     for t in range(1, len(schedule)):
         beta, previous = float(schedule[t]), float(schedule[t - 1])
         log_w = log_w + (beta - previous) * (state.log_p - state.log_q).double()
-        if pilot:
-            step, scale = log_step.exp(), spread
-        else:
-            assert steps is not None and scales is not None
-            step, scale = steps[t - 1 : t], scales[t - 1]
+        if fixed is None:
+            used.append((log_step.exp(), {k: _chain_spread(v) for k, v in state.u.items()}))
+        step, scale = fixed[t - 1] if fixed is not None else used[-1]
         state, accept_prob = _hmc(target, state, beta, step, scale, leapfrog_steps)
-        if pilot:
-            used_steps.append(step)
-            used_scales.append(scale)
+        if fixed is None:
             rate = torch.nan_to_num(accept_prob, nan=0.0).mean(0, keepdim=True)
             log_step = (log_step + adapt_rate * (rate - TARGET_ACCEPT)).clamp(max=math.log(MAX_STEP))
-            spread = {k: _chain_spread(v) for k, v in state.u.items()}
-    return log_w, torch.cat(used_steps) if pilot else steps, used_scales  # type: ignore[return-value]
+    return log_w, fixed if fixed is not None else used
 
 
 def ais_log_likelihood(
@@ -350,18 +345,15 @@ def ais_log_likelihood(
         raise ValueError(f"refit_steps must be >= 0 (0: the guide is q0), got {refit_steps}")
     schedule = sigmoid_schedule(num_steps)
     layout = inspect_layout(model, guide, data, plate_name)
-    _site_info(model, guide, take(data, slice(2)), layout)
+    sites = _site_info(guide, take(data, slice(2)), layout)  # the same for every block
     per_pair = bytes_per_pair(layout) * GRADIENT_FACTOR
     data_chunk, _ = block_shape(memory_budget, per_pair * num_chains, batch_length(data), 1)
     log_ws, done = [], 0
     for span in spans(batch_length(data), data_chunk):
         x = take(data, span)
-        sites = _site_info(model, guide, x, layout)
         proposal = refit_proposal(model, guide, x, layout, refit_steps) if refit_steps else guide
-        pilot = _Target(model, proposal, x, sites, pilot_chains)
-        _, steps, scales = _anneal(pilot, schedule, leapfrog_steps, pilot=True)
-        main = _Target(model, proposal, x, sites, num_chains)
-        log_w, _, _ = _anneal(main, schedule, leapfrog_steps, pilot=False, steps=steps, scales=scales)
+        _, settings = _anneal(_Target(model, proposal, x, sites, pilot_chains), schedule, leapfrog_steps)
+        log_w, _ = _anneal(_Target(model, proposal, x, sites, num_chains), schedule, leapfrog_steps, settings)
         log_ws.append(log_w.T)  # (C, S)
         done += span.stop - span.start
         if progress is not None:
