@@ -259,9 +259,7 @@ def evaluate_run(
     pyro.set_rng_seed(int(info.get("seed", 0)) if seed is None else seed)  # reproducible estimates
     logger.info("evaluating %s on %s (%d items)", source, part.name, len(part))
     with_labels = part.labels is not None and splits.train.labels is not None
-    # the sizes the KSG estimate and the KNN accuracy need, where they are asked for
-    sized = keys is None or bool({"mi_ksg", "knn5_accuracy", "knn5_accuracy_sampled"} & set(keys))
-    problem = evaluation_size_problem(len(part), len(splits.train) if with_labels else None) if sized else None
+    problem = evaluation_size_problem(len(part), len(splits.train) if with_labels else None, keys=keys)
     if problem is not None:
         raise DataMismatchError(f"{part.name}: {problem}; give more data or a larger --n-test")
     metrics = evaluate_metrics(

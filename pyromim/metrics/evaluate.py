@@ -100,9 +100,19 @@ def _knn5(
     return knn_accuracy(z_train, train_labels, z, labels, k=5)
 
 
-def evaluation_size_problem(n_items: int, n_train: int | None = None, *, ksg_k: int = 5, knn_k: int = 5) -> str | None:
+def evaluation_size_problem(
+    n_items: int,
+    n_train: int | None = None,
+    *,
+    ksg_k: int = 5,
+    knn_k: int = 5,
+    keys: Sequence[str] | None = None,
+) -> str | None:
     """Why :func:`evaluate` cannot work on ``n_items`` items (with ``n_train`` labelled
-    training items for the KNN accuracy, or leave-one-out when ``None``), or ``None``."""
+    training items for the KNN accuracy, or leave-one-out when ``None``), or ``None``.
+    With ``keys``, only the sizes the metrics named need (the KSG estimate, the KNN accuracy)."""
+    if keys is not None and not {"mi_ksg", "knn5_accuracy", "knn5_accuracy_sampled"} & set(keys):
+        return None
     if n_items < ksg_k + 1:
         return (
             f"{n_items} item(s) are too few to evaluate: the KSG mutual information with k={ksg_k} "
