@@ -23,6 +23,7 @@ from pyromim.experiments.runner import (
     spec_differences,
 )
 from pyromim.infer.objectives import make_loss
+from pyromim.metrics.ais import DEFAULT_CHAINS
 from pyromim.models import CheckpointError, LatentVariableModel, build_model, load_model
 from pyromim.specs import ModelSpec, SpecError
 from pyromim.specs.toml_io import TOMLDecodeError
@@ -213,7 +214,7 @@ def evaluate_run(
     num_samples: int = 1000,
     nll_refit_steps: int | None = None,
     nll_ais_steps: int = 0,
-    nll_ais_chains: int = 64,
+    nll_ais_chains: int = DEFAULT_CHAINS,
     keys: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Evaluate the model of a run (see :func:`load_run_model`) with :func:`pyromim.metrics.evaluate`.

@@ -48,6 +48,8 @@ from pyromim.metrics.trace_layout import TraceLayout, inspect_layout, sample_sit
 
 __all__ = ["ais_log_likelihood", "sigmoid_schedule"]
 
+#: chains per datum by default (more than 20, so that PSIS k-hat is defined)
+DEFAULT_CHAINS = 64
 #: acceptance rate the pilot run adapts each datum's step size towards (Neal 2011 for HMC)
 TARGET_ACCEPT = 0.65
 #: largest step size of the pilot's adaptation, in units of the chains' spread
@@ -307,7 +309,7 @@ def ais_log_likelihood(
     model: Callable,
     guide: Callable,
     data: Batch,
-    num_chains: int = 64,
+    num_chains: int = DEFAULT_CHAINS,
     *,
     num_steps: int = 500,
     leapfrog_steps: int = 1,

@@ -16,7 +16,7 @@ from pyro.util import get_rng_state, set_rng_state
 from pyromim.data.batches import Batch, DataArg, batch_length, data_tensor, take
 from pyromim.metrics.active_units import active_units
 from pyromim.metrics.aggregate_mi import AggregateMI, mutual_information
-from pyromim.metrics.ais import ais_log_likelihood
+from pyromim.metrics.ais import DEFAULT_CHAINS, ais_log_likelihood
 from pyromim.metrics.chunking import DEFAULT_MEMORY_BUDGET
 from pyromim.metrics.classification import knn_accuracy
 from pyromim.metrics.code_reliance import code_reliance
@@ -157,7 +157,7 @@ def evaluate(
     data_arg: DataArg = None,
     nll_refit_steps: int | None = None,
     nll_ais_steps: int = 0,
-    nll_ais_chains: int = 64,
+    nll_ais_chains: int = DEFAULT_CHAINS,
 ) -> dict[str, float]:
     """Evaluate a model/guide pair on ``data``; keys are :data:`EVALUATE_KEYS` (or ``keys``).
 
@@ -259,7 +259,7 @@ class _Evaluation:
     wanted: tuple[str, ...]
     nll_refit_steps: int | None = None
     nll_ais_steps: int = 0
-    nll_ais_chains: int = 64
+    nll_ais_chains: int = DEFAULT_CHAINS
 
     @property
     def budget(self) -> dict[str, Any]:
