@@ -56,9 +56,12 @@ def toy_run(tmp_path_factory):
 
 def test_objective_names_and_losses():
     model = build_model("toy4")
-    assert tuple(OBJECTIVES) == ("elbo", "amim", "mim", "mim_score")
+    assert tuple(OBJECTIVES) == ("elbo", "amim", "mim", "mim_score", "mim_encoder_side")
     assert compared_objectives() == ("elbo", "amim", "mim")
     assert make_loss("mim_score", model).decoder_gradient == "score"
+    held = make_loss("mim_encoder_side", model)
+    assert held.guide_gradient == "encoder_side" and held.symmetric and held.decoder_gradient == "detach"
+    assert make_loss("mim", model).guide_gradient == "both"
     assert make_loss("mim", model).decoder_gradient == "detach"
     assert objective_name("ELBO") == "elbo"
     with pytest.warns(DeprecationWarning, match="'elbo'"):

@@ -43,6 +43,7 @@ from pyromim.infer.enumeration import (
 )
 from pyromim.infer.errors import GuideInputsError, NonFiniteDataError, TeacherForcingError
 from pyromim.infer.guide_inputs import VECTORIZED_PARTICLES_HINT, GuideInputs, substitute_generated
+from pyromim.infer.hold import HoldGuide
 from pyromim.infer.sites import (
     base_distribution,
     data_plate_of,
@@ -373,6 +374,7 @@ def decoder_traces(
     enumerate_re_encoding: bool = False,
     guide_inputs: GuideInputs = None,
     check_ancestral: bool = False,
+    hold_guide: bool = False,
 ) -> DecoderTraces:
     """Run the decoder side: ``(z, x) ~ p(z|theta) p(x|z, theta)`` with the global
     latents ``theta`` held at the encoder side's guide draw, the guide at that
@@ -381,8 +383,12 @@ def decoder_traces(
     packed; with model-side enumeration the model at the decoder side's draw
     is returned with its enumerated latents enumerated, to be summed out.
     ``check_ancestral`` refuses a model whose observed sites' distributions
-    depend on the observed data passed in (see :func:`check_ancestral_sampling`)."""
+    depend on the observed data passed in (see :func:`check_ancestral_sampling`).
+    ``hold_guide`` runs the guide with its distributions held (:class:`~pyromim.infer.hold.HoldGuide`):
+    the decoder side's terms then reach none of its parameters."""
     data_plate, enumerated = encoder.data_plate, encoder.enumerated or None
+    if hold_guide:
+        guide = HoldGuide()(guide)
     if enumerated is not None:
         _check_enumerated_guide_sites_local(enumerated, encoder.guide, data_plate)
     globals_ = _global_draws(encoder.guide, data_plate)

@@ -10,7 +10,10 @@ name         loss                                        per-sample term (``beta
 
 ``mim_score`` is ``mim`` with ``decoder_gradient="score"`` (unbiased gradients
 through generated discrete data; :class:`~pyromim.Trace_MIM` says why that is
-not the default); :func:`pyromim.experiments.compare` leaves it out unless asked.
+not the default), and ``mim_encoder_side`` is ``mim`` with
+``guide_gradient="encoder_side"`` (the guide learns from the encoder side alone,
+the decoder side trains the model; for decoders strong enough to ignore ``z``);
+:func:`pyromim.experiments.compare` leaves both out unless asked.
 
 with ``l(x, z) = -1/2 [log p(x|z) + log p(z) + beta (log q(z|x) + log q(x))]``.
 ``vae`` (the old spec files' word for the ELBO) is still accepted, with a
@@ -48,6 +51,8 @@ Q_X_CHOICES: tuple[str, ...] = (*Q_X_ESTIMATES, "learned")
 #: The estimators of the decoder side's gradient through non-reparameterised draws
 #: (``Trace_MIM(decoder_gradient=...)``), the default first.
 DECODER_GRADIENTS: tuple[str, ...] = ("detach", "score")
+#: Which sides' terms train the guide (``Trace_MIM(guide_gradient=...)``), the default first.
+GUIDE_GRADIENTS: tuple[str, ...] = ("both", "encoder_side")
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,10 @@ OBJECTIVES: dict[str, Objective] = {
     "mim": Objective("MIM", _mim(symmetric=True)),
     # the unbiased decoder-side gradient, for comparisons (see Trace_MIM for why it is not the default)
     "mim_score": Objective("MIM (score gradient)", _mim(symmetric=True, decoder_gradient="score"), compared=False),
+    # the guide trained by the encoder side alone (for decoders strong enough to ignore z; see Trace_MIM)
+    "mim_encoder_side": Objective(
+        "MIM (guide from the encoder side)", _mim(symmetric=True, guide_gradient="encoder_side"), compared=False
+    ),
 }
 #: Old names still read, with a deprecation warning: old name -> name.
 DEPRECATED_OBJECTIVES = {"vae": "elbo"}
@@ -164,6 +173,7 @@ def make_loss(objective: str, model: Any, *, q_x: str = "marginal", beta: float 
 
 __all__ = [
     "DECODER_GRADIENTS",
+    "GUIDE_GRADIENTS",
     "DEPRECATED_OBJECTIVES",
     "Q_X_CHOICES",
     "Q_X_ESTIMATES",

@@ -19,7 +19,7 @@ import numpy
 import torch
 
 from pyromim.infer.guide_inputs import GuideInputs
-from pyromim.infer.objectives import DECODER_GRADIENTS, Q_X_ESTIMATES
+from pyromim.infer.objectives import DECODER_GRADIENTS, GUIDE_GRADIENTS, Q_X_ESTIMATES
 
 __all__ = ["QX", "MIMOptions"]
 
@@ -58,6 +58,7 @@ class MIMOptions:
         "vectorize_particles",
         "max_plate_nesting",
         "decoder_gradient",
+        "guide_gradient",
         "baseline_decay",
         "guide_inputs",
         "check_finite",
@@ -177,6 +178,20 @@ class MIMOptions:
                 f"score-function terms); got {value!r}."
             )
         self._decoder_gradient = value
+
+    @property
+    def guide_gradient(self) -> Literal["both", "encoder_side"]:
+        return self._guide_gradient
+
+    @guide_gradient.setter
+    def guide_gradient(self, value: Literal["both", "encoder_side"]) -> None:
+        if not (isinstance(value, str) and value in GUIDE_GRADIENTS):
+            raise ValueError(
+                f"guide_gradient must be 'both' (default: the gradient of the MIM loss) or 'encoder_side' "
+                f"(the decoder side's terms train the model only, the guide learns from the encoder side); "
+                f"got {value!r}."
+            )
+        self._guide_gradient = value
 
     @property
     def baseline_decay(self) -> float | None:

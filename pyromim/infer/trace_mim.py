@@ -116,6 +116,13 @@ class Trace_MIM(MIMOptions, ELBO):
     :param max_plate_nesting: as in Pyro.
     :param decoder_gradient: ``"detach"`` (default: the decoder side's discrete
         draws held fixed, biased) or ``"score"`` (unbiased score-function terms).
+    :param guide_gradient: ``"both"`` (default: the gradient of the loss) or
+        ``"encoder_side"``: the guide's distributions are held fixed on the
+        decoder side (:mod:`pyromim.infer.hold`), so the guide learns from the
+        encoder side alone, exactly half A-MIM's gradient, and the decoder side
+        trains the model only (biased for the symmetric loss; for decoders
+        strong enough to ignore ``z``, see the module docstring). No effect
+        with ``symmetric=False``.
     :param baseline_decay: decay of each score-function site's running-mean
         baseline, kept in Pyro's param store; ``None`` disables baselines.
     :param guide_inputs: ``{observed site: guide parameter}`` or a callable
@@ -141,6 +148,7 @@ class Trace_MIM(MIMOptions, ELBO):
         vectorize_particles: bool = False,
         max_plate_nesting: float = float("inf"),
         decoder_gradient: Literal["detach", "score"] = "detach",
+        guide_gradient: Literal["both", "encoder_side"] = "both",
         baseline_decay: float | None = 0.9,
         guide_inputs: GuideInputs = None,
         check_finite: bool = True,
@@ -161,6 +169,7 @@ class Trace_MIM(MIMOptions, ELBO):
         self.symmetric = symmetric
         self.beta = beta
         self.decoder_gradient = decoder_gradient
+        self.guide_gradient = guide_gradient
         self.baseline_decay = baseline_decay
         self.guide_inputs = guide_inputs
         self.check_finite = check_finite
@@ -256,6 +265,7 @@ class Trace_MIM(MIMOptions, ELBO):
                 enumerate_re_encoding=enumerate_re_encoding,
                 guide_inputs=self.guide_inputs,
                 check_ancestral=check_ancestral,
+                hold_guide=self.guide_gradient == "encoder_side",
             )
         if check_ancestral:
             self._ancestral_pairs.add(pair)
@@ -475,6 +485,7 @@ class JitTrace_MIM(Trace_MIM):
         kwargs["_pyro_guide_id"] = _program_id(guide)
         kwargs["_pyromim_shapes"] = tuple(tuple(a.shape) if torch.is_tensor(a) else None for a in args)
         kwargs["_pyromim_symmetric"] = self.symmetric
+        kwargs["_pyromim_guide_gradient"] = self.guide_gradient
         if getattr(self, "_compiled", None) is None:
             weakself = weakref.ref(self)
             self._score_keys: dict[bool, list[str]] = {}
