@@ -54,9 +54,18 @@ def test_the_table_marks_an_nll_invalid_when_any_seed_is_over_the_khat_limit():
     runs = [_record("elbo", s, 0.01) for s in (1, 2)] + [_record("mim", 1, 0.05), _record("mim", 2, KHAT_LIMIT + 0.01)]
     runs.append({"spec": "sentences_gru", "objective": "amim", "seed": 1, "error": "ValueError: boom"})
     runs.append({**_record("mim", 1, 0.02, nll=39.0), "variant": "no warm-up"})  # its own row and its own k-hat
+    runs.append({**_record("mim_encoder_side", 1, 0.02), "variant": "no warm-up"})
+    runs.append({**_record("elbo", 1, 0.02), "variant": "no warm-up"})
     table = strong_table(runs, "sentences_gru")
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
-    assert list(rows)[1:] == ["VAE (ELBO)", "MIM", "MIM, no warm-up"]  # after the header, in the objectives' order
+    # after the header, in the objectives' order, plain rows first
+    assert list(rows)[1:] == [
+        "VAE (ELBO)",
+        "MIM",
+        "VAE (ELBO), no warm-up",
+        "MIM, no warm-up",
+        "MIM (guide from the encoder side), no warm-up",
+    ]
     assert "invalid" in rows["MIM"] and f"({KHAT_LIMIT + 0.01:.2f})" in rows["MIM"]
     assert "invalid" not in rows["VAE (ELBO)"] and "40.00 ± 0.00 (0.01)" in rows["VAE (ELBO)"]
     assert "invalid" not in rows["MIM, no warm-up"] and "39.00 ± 0.00 (0.02)" in rows["MIM, no warm-up"]
@@ -85,6 +94,17 @@ def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
         ("amim", 0.1, 1000),
     }
     assert task_spec(floors[1]).model.min_scale == floors[1]["min_scale"]
+    held = build_tasks(SweepOptions(seeds=2, flags=frozenset({"encoder_side"})), tmp_path)
+    assert sorted((t["spec"], t["objective"], t["seed"]) for t in held) == [
+        (spec, o, seed)
+        for spec, objectives in (
+            ("digits_pixelcnn", ("elbo", "mim_encoder_side")),
+            ("sentences_gru", ("amim", "elbo", "mim_encoder_side")),
+        )
+        for o in objectives
+        for seed in (1, 2)
+    ]
+    assert all(t["warmup_epochs"] == 0 and t["lr_schedule"] == "constant" for t in held)
     sentences = [t for t in tasks if t["spec"] == "sentences_gru"]
     assert {t["n_train"] for t in sentences} == {10_000} and {t["epochs"] for t in sentences} == {10}
     assert all(t["extra"] == "paper.strong_decoders:extra_metrics" for t in tasks)
