@@ -110,20 +110,30 @@ def test_command_line_trains_on_text_padded_to_the_specs_width(tmp_path, capsys)
     assert "the text options apply to a data file" in capsys.readouterr().err
 
 
-def test_symmetric_mim_with_an_autoregressive_decoder_under_a_warm_up_gets_the_measured_hint():
+def test_mim_with_an_autoregressive_decoder_under_a_warm_up_gets_the_measured_hint():
     import dataclasses
 
     from pyromim.experiments.runner import warmup_hint
     from pyromim.specs import resolve_spec
 
     sentences = resolve_spec("sentences_gru")
+    sentences = sentences.replace(training=dataclasses.replace(sentences.training, warmup_epochs=3, lr_schedule="noam"))
     hint = warmup_hint(sentences, "mim")
     assert (
         hint
+        and hint.startswith("MIM with")
         and "'gru' under a 3-epoch warm-up and the Noam learning rate:" in hint
         and "--warmup-epochs 0 --lr-schedule constant" in hint
     )
-    assert warmup_hint(sentences, "amim") is None and warmup_hint(sentences, "elbo") is None
+    for objective in ("amim", "mim_score", "mim_encoder_side"):
+        assert "--warmup-epochs 0 --lr-schedule constant" in warmup_hint(sentences, objective), objective
+    assert warmup_hint(sentences, "elbo") is None
+    from pyromim.experiments.runner import stopping_hint
+
+    assert "--patience 0" in stopping_hint(sentences, "mim_encoder_side")
+    assert stopping_hint(sentences, "mim") is None
+    unstopped = sentences.replace(training=dataclasses.replace(sentences.training, patience=0))
+    assert stopping_hint(unstopped, "mim_encoder_side") is None
     assert warmup_hint(resolve_spec("digits_normal"), "mim") is None  # not autoregressive: nothing was measured
     plain = sentences.replace(training=dataclasses.replace(sentences.training, warmup_epochs=0, lr_schedule="constant"))
     assert warmup_hint(plain, "mim") is None
