@@ -117,3 +117,15 @@ def test_a_bad_guide_gradient_is_refused_with_the_choices():
     loss = Trace_MIM()
     with pytest.raises(ValueError, match="guide_gradient must be"):
         loss.guide_gradient = True
+
+
+def test_a_compiled_loss_follows_options_changed_between_steps():
+    # each option that changes the graph is part of the compiled graph's cache key
+    jit = JitTrace_MIM()
+    gradients(jit)
+    for option, value in (("guide_gradient", "encoder_side"), ("decoder_gradient", "score")):
+        setattr(jit, option, value)
+        expected = gradients(Trace_MIM(guide_gradient=jit.guide_gradient, decoder_gradient=jit.decoder_gradient))
+        got = gradients(jit)
+        for name in expected:
+            torch.testing.assert_close(got[name], expected[name], rtol=1e-6, atol=1e-7)

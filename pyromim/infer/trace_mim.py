@@ -485,7 +485,9 @@ class JitTrace_MIM(Trace_MIM):
         kwargs["_pyro_guide_id"] = _program_id(guide)
         kwargs["_pyromim_shapes"] = tuple(tuple(a.shape) if torch.is_tensor(a) else None for a in args)
         kwargs["_pyromim_symmetric"] = self.symmetric
+        # options that change the graph (beta is an input)
         kwargs["_pyromim_guide_gradient"] = self.guide_gradient
+        kwargs["_pyromim_decoder_gradient"] = self.decoder_gradient
         if getattr(self, "_compiled", None) is None:
             weakself = weakref.ref(self)
             self._score_keys: dict[bool, list[str]] = {}
