@@ -99,7 +99,18 @@ ENCODER_SIDE = {
 IMAGE_EPOCHS = 20
 #: per-spec caps and importance samples (the sentence settings are the objective guide's)
 SETTINGS = {
-    "sentences_gru": {"epochs": 10, "n_train": 10_000, "n_val": 1_000, "n_test": 500, "num_samples": 100},
+    # with the training settings the committed rows were measured at (the spec's then; the catalogue
+    # now trains A-MIM without warm-up for 30 epochs)
+    "sentences_gru": {
+        "epochs": 10,
+        "n_train": 10_000,
+        "n_val": 1_000,
+        "n_test": 500,
+        "num_samples": 100,
+        "warmup_epochs": 3,
+        "lr_schedule": "noam",
+        "patience": 3,
+    },
     # the floor the committed rows were measured at (the spec's then; the catalogue now has 0.15)
     "digits_pixelcnn": {"epochs": IMAGE_EPOCHS, "num_samples": 200, "min_scale": math.exp(-3)},
 }
