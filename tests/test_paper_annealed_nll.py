@@ -93,3 +93,19 @@ def test_the_readme_quotes_the_committed_annealed_estimates():
     table = annealed_table(content)
     assert table in (root / "README.md").read_text()
     assert table in (root / "docs" / "paper_results" / "tables.md").read_text()
+
+
+def test_the_guide_quotes_the_30_epoch_sentence_estimates():
+    # each run's AIS ratio over its seed's ELBO, as the objective guide's 30-epoch table gives it
+    root = pathlib.Path(__file__).resolve().parents[1]
+    content = json.loads((root / "docs" / "paper_results" / "annealed_nll_30_epochs.json").read_text())
+    table = annealed_table(content)
+    guide = (root / "docs" / "guide" / "which_objective.rst").read_text()
+    labels = {"mim_encoder_side": "MIM, guide from the encoder side", "amim": "A-MIM"}
+    ratios = [line.split(" | ")[-1].rstrip(" |") for line in table.splitlines() if line.endswith("x |")]
+    runs = [r for r in content["runs"] if not r["reference"]]
+    assert len(ratios) == len(runs) == 6
+    for run, ratio in zip(runs, ratios):
+        row = f'"{run["seed"]}", "{labels[run["objective"]]}", '
+        line = next(line for line in guide.splitlines() if line.strip().startswith(row))
+        assert f'"{ratio}"' in line, (row, ratio)
