@@ -113,7 +113,7 @@ def test_command_line_trains_on_text_padded_to_the_specs_width(tmp_path, capsys)
 def test_mim_with_an_autoregressive_decoder_under_a_warm_up_gets_the_measured_hint():
     import dataclasses
 
-    from pyromim.experiments.runner import warmup_hint
+    from pyromim.experiments.hints import warmup_hint
     from pyromim.specs import resolve_spec
 
     sentences = resolve_spec("sentences_gru")
@@ -128,7 +128,7 @@ def test_mim_with_an_autoregressive_decoder_under_a_warm_up_gets_the_measured_hi
     for objective in ("amim", "mim_score", "mim_encoder_side"):
         assert "--warmup-epochs 0 --lr-schedule constant" in warmup_hint(sentences, objective), objective
     assert warmup_hint(sentences, "elbo") is None
-    from pyromim.experiments.runner import stopping_hint
+    from pyromim.experiments.hints import stopping_hint
 
     assert "--patience 0" in stopping_hint(sentences, "mim_encoder_side")
     assert stopping_hint(sentences, "mim") is None

@@ -67,6 +67,7 @@ from pyromim.infer.errors import (
     warn_collapsing_priors,
 )
 from pyromim.infer.guide_inputs import GuideInputs
+from pyromim.infer.jit_keys import keyed_kwargs, program_id, user_kwargs
 from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces, non_finite_data
 from pyromim.infer.options import QX, MIMOptions
 from pyromim.infer.sides import Side, StoreBaselines, subtract_baselines, update_baselines
@@ -176,7 +177,7 @@ class Trace_MIM(MIMOptions, ELBO):
         self.data_plate = data_plate
         self.baselines: MutableMapping[str, float] = StoreBaselines()
         self._warned_priors: set[str] = set()
-        #: model/guide pairs (by :func:`_program_id`) that mark sites for enumeration, and
+        #: model/guide pairs (by program id, see pyromim.infer.jit_keys) that mark sites for enumeration, and
         #: pairs whose runs so far marked none (a pair may mark sites only for some
         #: arguments, e.g. a label enumerated only when it is not given)
         self._enumerated_pairs: set = set()
@@ -194,7 +195,7 @@ class Trace_MIM(MIMOptions, ELBO):
     @explains_reopened_plates
     def _get_traces(self, model, guide, args, kwargs):
         raw_guide = guide
-        pair = (_program_id(model), _program_id(guide))
+        pair = (program_id(model), program_id(guide))
         if self.vectorize_particles:
             if self.max_plate_nesting == float("inf"):
                 self._guess_max_plate_nesting(model, guide, args, kwargs)
@@ -478,16 +479,7 @@ class JitTrace_MIM(Trace_MIM):
         return compiled
 
     def _compiled_parts(self, model, guide, args, kwargs):
-        kwargs = dict(kwargs)
-        # the cache key: programs (a bound method is a new object at each
-        # attribute access, so by instance and function), input shapes, side
-        kwargs["_pyro_model_id"] = _program_id(model)
-        kwargs["_pyro_guide_id"] = _program_id(guide)
-        kwargs["_pyromim_shapes"] = tuple(tuple(a.shape) if torch.is_tensor(a) else None for a in args)
-        kwargs["_pyromim_symmetric"] = self.symmetric
-        # options that change the graph (beta is an input)
-        kwargs["_pyromim_guide_gradient"] = self.guide_gradient
-        kwargs["_pyromim_decoder_gradient"] = self.decoder_gradient
+        kwargs = keyed_kwargs(self, model, guide, args, kwargs)
         if getattr(self, "_compiled", None) is None:
             weakself = weakref.ref(self)
             self._score_keys: dict[bool, list[str]] = {}
@@ -498,7 +490,7 @@ class JitTrace_MIM(Trace_MIM):
                 symmetric = kwargs["_pyromim_symmetric"]
                 self = weakself()
                 *args, beta = args_beta
-                loss, surrogate, stats = self._loss_parts(model, guide, tuple(args), _user_kwargs(kwargs), beta)
+                loss, surrogate, stats = self._loss_parts(model, guide, tuple(args), user_kwargs(kwargs), beta)
                 self._score_keys[symmetric] = list(stats)
                 score_sums = tuple(torch.as_tensor(s) for s, _ in stats.values())
                 cost_means = tuple(torch.as_tensor(c) for _, c in stats.values())
@@ -530,7 +522,7 @@ class JitTrace_MIM(Trace_MIM):
         if self.check_finite and not torch.isfinite(loss).all():
             torch.set_rng_state(rng)
             with torch.no_grad():
-                self._loss_parts(model, guide, args, _user_kwargs(kwargs), self.beta)
+                self._loss_parts(model, guide, args, user_kwargs(kwargs), self.beta)
             raise NonFiniteLossError(
                 "JitTrace_MIM: the compiled loss is not finite, and an uncompiled "
                 "replay did not reproduce it; run Trace_MIM for a site-level report."
@@ -595,14 +587,3 @@ class JitTrace_MIM(Trace_MIM):
         if surrogate.requires_grad:
             surrogate.backward(retain_graph=self.retain_graph)
         return float(loss.item())
-
-
-def _program_id(fn: Any) -> Any:
-    """A key for ``fn`` that stays the same across accesses of a bound method (``vae.model``)."""
-    owner, function = getattr(fn, "__self__", None), getattr(fn, "__func__", None)
-    return (id(owner), id(function)) if owner is not None and function is not None else id(fn)
-
-
-def _user_kwargs(kwargs: Mapping[str, Any]) -> dict:
-    """The caller's keyword arguments, without the compiled path's cache keys."""
-    return {k: v for k, v in kwargs.items() if not k.startswith(("_pyro_", "_pyromim_"))}
