@@ -120,12 +120,28 @@ def test_a_bad_guide_gradient_is_refused_with_the_choices():
 
 
 def test_a_compiled_loss_follows_options_changed_between_steps():
-    # each option that changes the graph is part of the compiled graph's cache key
-    jit = JitTrace_MIM()
-    gradients(jit)
-    for option, value in (("guide_gradient", "encoder_side"), ("decoder_gradient", "score")):
+    # each option that changes the graph is part of the compiled graph's cache key; the
+    # parameters stay in the store (a compiled graph reads them there), unchanged by the steps
+    store = pyro.get_param_store()
+
+    def step(loss):
+        for name in store.keys():
+            store.get_param(name).unconstrained().grad = None
+        pyro.set_rng_seed(0)
+        loss.loss_and_grads(model, guide, X)
+        return {name: store.get_param(name).unconstrained().grad.clone() for name in MODEL_PARAMS + GUIDE_PARAMS}
+
+    pyro.clear_param_store()
+    jit = JitTrace_MIM(baseline_decay=None)
+    step(jit)
+    # the last change goes back to a graph compiled before
+    changes = (("guide_gradient", "encoder_side"), ("decoder_gradient", "score"), ("decoder_gradient", "detach"))
+    for option, value in changes:
         setattr(jit, option, value)
-        expected = gradients(Trace_MIM(guide_gradient=jit.guide_gradient, decoder_gradient=jit.decoder_gradient))
-        got = gradients(jit)
+        options = {"guide_gradient": jit.guide_gradient, "decoder_gradient": jit.decoder_gradient}
+        expected = step(Trace_MIM(baseline_decay=None, **options))
+        got = step(jit)
         for name in expected:
             torch.testing.assert_close(got[name], expected[name], rtol=1e-6, atol=1e-7)
+    assert len(jit._signatures) == 3  # the third change reused the first change's graph
+    pyro.clear_param_store()

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["keyed_kwargs", "program_id", "user_kwargs"]
+__all__ = ["graph_signature", "keyed_kwargs", "program_id", "user_kwargs"]
 
 #: the options of a MIM loss that change its graph
 GRAPH_OPTIONS = ("symmetric", "guide_gradient", "decoder_gradient")
@@ -36,6 +36,11 @@ def keyed_kwargs(loss: Any, model: Any, guide: Any, args: tuple, kwargs: Mapping
     keyed["_pyromim_shapes"] = tuple(tuple(a.shape) if torch.is_tensor(a) else None for a in args)
     keyed.update({f"_pyromim_{option}": getattr(loss, option) for option in GRAPH_OPTIONS})
     return keyed
+
+
+def graph_signature(keyed: Mapping[str, Any]) -> str:
+    """The key of the graph that :func:`keyed_kwargs`'s ``keyed`` arguments select."""
+    return repr(sorted(keyed.items()))
 
 
 def user_kwargs(kwargs: Mapping[str, Any]) -> dict:

@@ -67,7 +67,7 @@ from pyromim.infer.errors import (
     warn_collapsing_priors,
 )
 from pyromim.infer.guide_inputs import GuideInputs
-from pyromim.infer.jit_keys import keyed_kwargs, program_id, user_kwargs
+from pyromim.infer.jit_keys import graph_signature, keyed_kwargs, program_id, user_kwargs
 from pyromim.infer.mim_traces import MIMTraces, decoder_traces, encoder_traces, non_finite_data
 from pyromim.infer.options import QX, MIMOptions
 from pyromim.infer.sides import Side, StoreBaselines, subtract_baselines, update_baselines
@@ -482,16 +482,16 @@ class JitTrace_MIM(Trace_MIM):
         kwargs = keyed_kwargs(self, model, guide, args, kwargs)
         if getattr(self, "_compiled", None) is None:
             weakself = weakref.ref(self)
-            self._score_keys: dict[bool, list[str]] = {}
+            # each graph's score-function sites, in the order of its outputs
+            self._score_keys: dict[str, list[str]] = {}
             self._signatures: set = set()
 
             @trace(ignore_warnings=self.ignore_jit_warnings, jit_options=self.jit_options)
             def compiled(*args_beta, **kwargs):
-                symmetric = kwargs["_pyromim_symmetric"]
                 self = weakself()
                 *args, beta = args_beta
                 loss, surrogate, stats = self._loss_parts(model, guide, tuple(args), user_kwargs(kwargs), beta)
-                self._score_keys[symmetric] = list(stats)
+                self._score_keys[graph_signature(kwargs)] = list(stats)
                 score_sums = tuple(torch.as_tensor(s) for s, _ in stats.values())
                 cost_means = tuple(torch.as_tensor(c) for _, c in stats.values())
                 return (torch.as_tensor(loss), torch.as_tensor(surrogate), score_sums, cost_means)
@@ -509,7 +509,7 @@ class JitTrace_MIM(Trace_MIM):
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 warnings.filterwarnings("ignore", category=FutureWarning)
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            signature = repr(sorted(kwargs.items()))
+            signature = graph_signature(kwargs)
             rng = torch.get_rng_state()
             if signature not in self._signatures:
                 outputs = self._compile(args, beta, kwargs)
@@ -517,7 +517,7 @@ class JitTrace_MIM(Trace_MIM):
             else:
                 outputs = self._compiled(*args, beta, **kwargs)
             loss, surrogate, score_sums, cost_means = outputs
-        keys = self._score_keys[self.symmetric]
+        keys = self._score_keys[signature]
         stats = {k: [s, c] for k, s, c in zip(keys, score_sums, cost_means)}
         if self.check_finite and not torch.isfinite(loss).all():
             torch.set_rng_state(rng)
