@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pyromim.blocks.likelihoods import LIKELIHOODS
-from pyromim.infer.objectives import objective_label
+from pyromim.infer.objectives import OBJECTIVES, objective_label
 from pyromim.specs import ModelSpec
 
 __all__ = ["MIM_OBJECTIVES", "stopping_hint", "warmup_hint"]
 
 #: the objectives the warm-up note applies to (the MIM family; the ELBO's code collapses either way)
-MIM_OBJECTIVES = ("amim", "mim", "mim_score", "mim_encoder_side")
+MIM_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "elbo")
 
 
 def warmup_hint(spec: ModelSpec, objective: str) -> str | None:
