@@ -2,8 +2,8 @@
 
 Every statistic but the signal-to-noise ratio is linear in the gradient, so the
 terms' pulls must add up to the total's (an omitted or double-counted term
-breaks it), and the score-function objective differs from the detached one by
-the decoder side's self-likelihood only.
+breaks it), and the score-function objective (with either baseline) differs from
+the detached one by the decoder side's self-likelihood only.
 """
 
 import math
@@ -27,13 +27,15 @@ def test_term_pulls_add_up_to_the_whole_objective(quick):
             summed = sum(row[part]["pull"] for row in detached)
             assert math.isclose(summed, total, rel_tol=1e-3, abs_tol=1e-6), (checkpoint["step"], direction)
         # the score-function objective: the detached self-likelihood's pathwise part swapped for its score term
-        score = rows["total: MIM [score]"]["decoder"]["pull"]
-        swapped = (
-            rows["total: MIM [detach]"]["decoder"]["pull"]
-            - rows["decoder: model site 'x' [detach]"]["decoder"]["pull"]
-            + rows["decoder: score function of decoder:model:x"]["decoder"]["pull"]
-        )
-        assert math.isclose(score, swapped, rel_tol=1e-3, abs_tol=1e-6)
+        # (with either baseline)
+        for total, term in (("score", ""), ("score_loo", " [leave-one-out]")):
+            score = rows[f"total: MIM [{total}]"]["decoder"]["pull"]
+            swapped = (
+                rows["total: MIM [detach]"]["decoder"]["pull"]
+                - rows["decoder: model site 'x' [detach]"]["decoder"]["pull"]
+                + rows[f"decoder: score function of decoder:model:x{term}"]["decoder"]["pull"]
+            )
+            assert math.isclose(score, swapped, rel_tol=1e-3, abs_tol=1e-6), total
 
 
 def test_each_checkpoint_reports_the_code_state(quick):

@@ -56,9 +56,12 @@ def toy_run(tmp_path_factory):
 
 def test_objective_names_and_losses():
     model = build_model("toy4")
-    assert tuple(OBJECTIVES) == ("elbo", "amim", "mim", "mim_score", "mim_encoder_side")
+    assert tuple(OBJECTIVES) == ("elbo", "amim", "mim", "mim_score", "mim_score_loo", "mim_encoder_side")
     assert compared_objectives() == ("elbo", "amim", "mim")
     assert make_loss("mim_score", model).decoder_gradient == "score"
+    assert make_loss("mim_score", model).score_baseline == "running_mean"
+    loo = make_loss("mim_score_loo", model)
+    assert loo.decoder_gradient == "score" and loo.score_baseline == "leave_one_out" and loo.symmetric
     held = make_loss("mim_encoder_side", model)
     assert held.guide_gradient == "encoder_side" and held.symmetric and held.decoder_gradient == "detach"
     assert make_loss("mim", model).guide_gradient == "both"

@@ -134,14 +134,20 @@ def test_a_compiled_loss_follows_options_changed_between_steps():
     pyro.clear_param_store()
     jit = JitTrace_MIM(baseline_decay=None)
     step(jit)
-    # the last change goes back to a graph compiled before
-    changes = (("guide_gradient", "encoder_side"), ("decoder_gradient", "score"), ("decoder_gradient", "detach"))
+    # the last two changes go back to graphs compiled before
+    changes = (
+        ("guide_gradient", "encoder_side"),
+        ("decoder_gradient", "score"),
+        ("score_baseline", "leave_one_out"),
+        ("score_baseline", "running_mean"),
+        ("decoder_gradient", "detach"),
+    )
     for option, value in changes:
         setattr(jit, option, value)
-        options = {"guide_gradient": jit.guide_gradient, "decoder_gradient": jit.decoder_gradient}
+        options = {name: getattr(jit, name) for name in ("guide_gradient", "decoder_gradient", "score_baseline")}
         expected = step(Trace_MIM(baseline_decay=None, **options))
         got = step(jit)
         for name in expected:
             torch.testing.assert_close(got[name], expected[name], rtol=1e-6, atol=1e-7)
-    assert len(jit._signatures) == 3  # the third change reused the first change's graph
+    assert len(jit._signatures) == 4  # the last two changes reused the graphs of the second and first
     pyro.clear_param_store()

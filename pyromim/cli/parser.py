@@ -110,8 +110,9 @@ def _training_arguments(parser: argparse.ArgumentParser, objective: bool = True)
             "--objective",
             choices=tuple(OBJECTIVES),
             help="elbo: Trace_ELBO (VAE); amim: asymmetric MIM; mim: symmetric MIM; "
-            "mim_score: symmetric MIM with the unbiased decoder-side gradient; mim_encoder_side: symmetric "
-            "MIM whose guide learns from the encoder side alone (strong decoders)",
+            "mim_score: symmetric MIM with the unbiased decoder-side gradient; mim_score_loo: the same with "
+            "leave-one-out baselines; mim_encoder_side: symmetric MIM whose guide learns from the encoder side "
+            "alone (strong decoders)",
         )
     resumable = " (may change on --resume)" if objective else ""  # train's options; compare has no --resume
     for name in SETTINGS:

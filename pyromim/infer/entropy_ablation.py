@@ -102,7 +102,7 @@ class Trace_MIM_minus_H(Trace_MIM):
 
     def _sides(self, traces: MIMTraces, beta) -> list[Side]:
         half = 0.5 if self.symmetric else 1.0
-        enc = Side("encoder")
+        enc = Side("encoder", self.score_baseline == "leave_one_out")
         # q(z|x) q(x) = p(x, z) at the shared z, so M = p(x, z) and
         # l + log M = -1/2 (1 + beta) log p(x, z) + log p(x, z)
         enc.add_evaluated("model", traces.enc_model, half * 0.5 * (1.0 - beta))
@@ -138,7 +138,7 @@ class Trace_ELBO_plus_H(Trace_MIM):
         _require_marginal(self, "Trace_ELBO_plus_H")
 
     def _sides(self, traces: MIMTraces, beta) -> list[Side]:
-        enc = Side("encoder")
+        enc = Side("encoder", self.score_baseline == "leave_one_out")
         enc.add_evaluated("model", traces.enc_model, -2.0)
         enc.add_sampled("guide", traces.enc_guide, 1.0)
         return [enc]

@@ -17,7 +17,7 @@ import torch
 __all__ = ["graph_signature", "keyed_kwargs", "program_id", "user_kwargs"]
 
 #: the options of a MIM loss that change its graph
-GRAPH_OPTIONS = ("symmetric", "guide_gradient", "decoder_gradient")
+GRAPH_OPTIONS = ("symmetric", "guide_gradient", "decoder_gradient", "score_baseline")
 
 
 def program_id(fn: Any) -> Any:

@@ -10,10 +10,11 @@ name         loss                                        per-sample term (``beta
 
 ``mim_score`` is ``mim`` with ``decoder_gradient="score"`` (unbiased gradients
 through generated discrete data; :class:`~pyromim.Trace_MIM` says why that is
-not the default), and ``mim_encoder_side`` is ``mim`` with
+not the default), ``mim_score_loo`` the same with leave-one-out baselines
+(``score_baseline="leave_one_out"``), and ``mim_encoder_side`` is ``mim`` with
 ``guide_gradient="encoder_side"`` (the guide learns from the encoder side alone,
 the decoder side trains the model; for decoders strong enough to ignore ``z``);
-:func:`pyromim.experiments.compare` leaves both out unless asked.
+:func:`pyromim.experiments.compare` leaves these out unless asked.
 
 with ``l(x, z) = -1/2 [log p(x|z) + log p(z) + beta (log q(z|x) + log q(x))]``.
 ``vae`` (the old spec files' word for the ELBO) is still accepted, with a
@@ -51,6 +52,8 @@ Q_X_CHOICES: tuple[str, ...] = (*Q_X_ESTIMATES, "learned")
 #: The estimators of the decoder side's gradient through non-reparameterised draws
 #: (``Trace_MIM(decoder_gradient=...)``), the default first.
 DECODER_GRADIENTS: tuple[str, ...] = ("detach", "score")
+#: The baselines of score-function terms (``Trace_MIM(score_baseline=...)``), the default first.
+SCORE_BASELINES: tuple[str, ...] = ("running_mean", "leave_one_out")
 #: Which sides' terms train the guide (``Trace_MIM(guide_gradient=...)``), the default first.
 GUIDE_GRADIENTS: tuple[str, ...] = ("both", "encoder_side")
 
@@ -107,6 +110,12 @@ OBJECTIVES: dict[str, Objective] = {
     "mim": Objective("MIM", _mim(symmetric=True)),
     # the unbiased decoder-side gradient, for comparisons (see Trace_MIM for why it is not the default)
     "mim_score": Objective("MIM (score gradient)", _mim(symmetric=True, decoder_gradient="score"), compared=False),
+    # the same with each draw's baseline the mean cost of the other draws of its plate (see Side.score_parts)
+    "mim_score_loo": Objective(
+        "MIM (score gradient, leave-one-out baseline)",
+        _mim(symmetric=True, decoder_gradient="score", score_baseline="leave_one_out"),
+        compared=False,
+    ),
     # the guide trained by the encoder side alone (for decoders strong enough to ignore z; see Trace_MIM)
     "mim_encoder_side": Objective(
         "MIM (guide from the encoder side)", _mim(symmetric=True, guide_gradient="encoder_side"), compared=False

@@ -19,7 +19,7 @@ import numpy
 import torch
 
 from pyromim.infer.guide_inputs import GuideInputs
-from pyromim.infer.objectives import DECODER_GRADIENTS, GUIDE_GRADIENTS, Q_X_ESTIMATES
+from pyromim.infer.objectives import DECODER_GRADIENTS, GUIDE_GRADIENTS, Q_X_ESTIMATES, SCORE_BASELINES
 
 __all__ = ["QX", "MIMOptions"]
 
@@ -60,6 +60,7 @@ class MIMOptions:
         "decoder_gradient",
         "guide_gradient",
         "baseline_decay",
+        "score_baseline",
         "guide_inputs",
         "check_finite",
         "data_plate",
@@ -204,6 +205,20 @@ class MIMOptions:
         ):
             raise ValueError(f"baseline_decay must lie in [0, 1) or be None; got {value!r}.")
         self._baseline_decay = value
+
+    @property
+    def score_baseline(self) -> Literal["running_mean", "leave_one_out"]:
+        return self._score_baseline
+
+    @score_baseline.setter
+    def score_baseline(self, value: Literal["running_mean", "leave_one_out"]) -> None:
+        if not (isinstance(value, str) and value in SCORE_BASELINES):
+            raise ValueError(
+                f"score_baseline must be 'running_mean' (default: a running mean of each score-function "
+                f"site's cost, decay baseline_decay) or 'leave_one_out' (each draw's baseline is the mean "
+                f"cost of the other draws of its plates); got {value!r}."
+            )
+        self._score_baseline = value
 
     @property
     def guide_inputs(self) -> GuideInputs:

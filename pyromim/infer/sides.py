@@ -5,14 +5,15 @@ the differentiable surrogate whose gradient is the estimator's, and, per plate,
 the detached costs that weight the score-function terms of non-reparameterised
 draws (Rao-Blackwellised as :class:`~pyro.infer.Trace_ELBO` does).
 :class:`StoreBaselines` keeps the running-mean baselines subtracted from those
-costs in Pyro's param store.
+costs in Pyro's param store; a side built with ``leave_one_out`` subtracts from
+each draw's cost the mean cost of the site's other draws instead.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyro
 import torch
@@ -22,7 +23,22 @@ from pyro.nn import PyroModule
 
 from pyromim.infer.sites import all_sample_sites
 
-__all__ = ["Side", "StoreBaselines", "subtract_baselines", "update_baselines"]
+__all__ = ["ScorePart", "Side", "StoreBaselines", "subtract_baselines", "update_baselines"]
+
+
+class ScorePart(NamedTuple):
+    """One score-function site's part of a side (:meth:`Side.score_parts`)."""
+
+    #: ``"<side>:<role>:<site>"``, the key of its running-mean baseline
+    key: str
+    #: ``sum((cost - leave-one-out baseline) * score)``, or ``sum(cost * score)`` when ``running``
+    surrogate: torch.Tensor
+    #: the summed score, which a running-mean baseline multiplies
+    score_sum: torch.Tensor
+    #: the mean cost, which a running-mean baseline follows
+    cost_mean: torch.Tensor
+    #: whether the running-mean baseline is still to be subtracted (no leave-one-out baseline)
+    running: bool
 
 
 class Side:
@@ -32,8 +48,11 @@ class Side:
     ``cost`` keeps the detached terms by plate for score-function estimators.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, leave_one_out: bool = False):
         self.name = name
+        #: each score-function site's baseline: the mean cost of the site's other draws (elements
+        #: of its plates) instead of a running mean (see :meth:`score_parts`)
+        self.leave_one_out = leave_one_out
         self.value: Any = 0.0
         self.surrogate: Any = 0.0
         self.terms: list[tuple[str, torch.Tensor]] = []
@@ -104,25 +123,41 @@ class Side:
                 self.sampled.append((f"{self.name}:{role}:{name}", site))
 
     def score_terms(self):
-        """Surrogate of the score-function terms, and per site the summed score
-        and mean cost used by the baseline."""
+        """Surrogate of the score-function terms, and per site that takes a running-mean
+        baseline the summed score and mean cost that baseline uses."""
         surrogate: Any = 0.0
         stats = []
-        for key, site_surrogate, score_sum, cost_mean in self.score_parts():
-            surrogate = surrogate + site_surrogate
-            stats.append((key, score_sum, cost_mean))
+        for part in self.score_parts():
+            surrogate = surrogate + part.surrogate
+            if part.running:
+                stats.append((part.key, part.score_sum, part.cost_mean))
         return surrogate, stats
 
-    def score_parts(self) -> Iterator[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Per site drawn without reparameterisation: its key, its score-function surrogate
-        ``sum(cost * score)`` (no baseline), the summed score and the mean cost."""
+    def score_parts(self) -> Iterator[ScorePart]:
+        """Per site drawn without reparameterisation, its :class:`ScorePart`.
+
+        The surrogate is ``sum(cost * score)``, with no baseline for the running mean
+        to be subtracted later; with :attr:`leave_one_out` and a site of more than one
+        element (its plates' draws, particles included when vectorised) it is
+        ``sum((cost_i - b_i) * score_i)`` with ``b_i`` the mean cost of the site's other
+        elements. The draws of a plate are independent given what comes before it, so
+        ``b_i`` does not depend on draw ``i`` and the estimate stays unbiased, as long
+        as no term after the plate reads several of its draws at once (each element's
+        cost must depend on its own draws only).
+        """
         if not self.sampled:
             return
         costs = self.cost
         for key, site in self.sampled:
-            cost = costs.sum_to(site["cond_indep_stack"])
+            cost = torch.as_tensor(costs.sum_to(site["cond_indep_stack"]))
             score = site["score_parts"].score_function
-            yield key, (cost * score).sum(), score.sum(), torch.as_tensor(cost).mean().detach()
+            cost_mean = cost.mean().detach()
+            if self.leave_one_out and torch.broadcast_shapes(cost.shape, score.shape).numel() > 1:
+                cost, score = torch.broadcast_tensors(cost, score)
+                others = (cost.sum() - cost) / (cost.numel() - 1)
+                yield ScorePart(key, ((cost - others) * score).sum(), score.sum(), cost_mean, False)
+            else:
+                yield ScorePart(key, (cost * score).sum(), score.sum(), cost_mean, True)
 
     def add_learned_qx(self, q_x: Callable[..., torch.Tensor], observed: Mapping[str, Any], weight, in_cost):
         """``weight * log q(x)`` from a callable ``q_x`` at the observed (or generated) data,

@@ -69,11 +69,12 @@ def loss_terms(loss: Trace_MIM, model, guide, *args, **kwargs) -> list[LossTerm]
         for side in loss._sides(traces, loss.beta):
             for label, value, surrogate in side.parts:
                 add(side.name, label, value, surrogate)
-            for key, surrogate, score_sum, _ in side.score_parts():
-                baseline = loss.baselines.get(key) if loss.baseline_decay is not None else None
+            for part in side.score_parts():
+                surrogate = part.surrogate
+                baseline = loss.baselines.get(part.key) if part.running and loss.baseline_decay is not None else None
                 if baseline is not None:
-                    surrogate = surrogate - baseline * score_sum
-                add(side.name, f"score function of {key}", 0.0, surrogate)
+                    surrogate = surrogate - baseline * part.score_sum
+                add(side.name, f"score function of {part.key}", 0.0, surrogate)
     return [
         LossTerm(side, label, torch.as_tensor(value), torch.as_tensor(surrogate))
         for (side, label), (value, surrogate) in totals.items()

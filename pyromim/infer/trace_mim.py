@@ -32,7 +32,9 @@ and discrete latents drawn from the prior) there are two estimators,
   for the gradient of the expected loss: it leaves out
   ``E[(l - b) grad log p(x|z)]``, the part that moves the decoder's own
   sampling distribution.
-* ``"score"``: that part included (unbiased).
+* ``"score"``: that part included (unbiased); ``score_baseline="leave_one_out"``
+  centres each draw's cost on the mean of its plate's other draws instead of
+  a running mean.
 
 Why the biased one is the default: on discrete data the omitted part mostly
 lowers the entropy ``H(x|z)`` of the generated data, and a discrete decoder
@@ -126,6 +128,10 @@ class Trace_MIM(MIMOptions, ELBO):
         with ``symmetric=False``.
     :param baseline_decay: decay of each score-function site's running-mean
         baseline, kept in Pyro's param store; ``None`` disables baselines.
+    :param score_baseline: ``"running_mean"`` (default) or ``"leave_one_out"``:
+        each draw's baseline is the mean cost of the other draws of its site's
+        plates (:meth:`~pyromim.infer.sides.Side.score_parts`; sites of one
+        element keep the running mean).
     :param guide_inputs: ``{observed site: guide parameter}`` or a callable
         ``(generated, args, kwargs) -> (args, kwargs)`` overriding how generated
         data reaches the guide (:mod:`pyromim.infer.guide_inputs`).
@@ -151,6 +157,7 @@ class Trace_MIM(MIMOptions, ELBO):
         decoder_gradient: Literal["detach", "score"] = "detach",
         guide_gradient: Literal["both", "encoder_side"] = "both",
         baseline_decay: float | None = 0.9,
+        score_baseline: Literal["running_mean", "leave_one_out"] = "running_mean",
         guide_inputs: GuideInputs = None,
         check_finite: bool = True,
         data_plate: str | None = None,
@@ -172,6 +179,7 @@ class Trace_MIM(MIMOptions, ELBO):
         self.decoder_gradient = decoder_gradient
         self.guide_gradient = guide_gradient
         self.baseline_decay = baseline_decay
+        self.score_baseline = score_baseline
         self.guide_inputs = guide_inputs
         self.check_finite = check_finite
         self.data_plate = data_plate
@@ -296,7 +304,8 @@ class Trace_MIM(MIMOptions, ELBO):
         def global_(site):
             return is_global(site, plate)
 
-        enc = Side("encoder")
+        loo = self.score_baseline == "leave_one_out"
+        enc = Side("encoder", loo)
         # l = -1/2 [log p(x,z) + beta (log q(z|x) + log q(x))], z ~ q(z|x).
         # With the one-sample marginal at z' = z, log q(z|x) cancels exactly.
         model_weight = -0.5 * half * ((1.0 + beta) if marginal else 1.0)
@@ -328,7 +337,7 @@ class Trace_MIM(MIMOptions, ELBO):
 
         # The decoder side holds the globals at the encoder side's (detached) draw, so
         # only the local terms appear here.
-        dec = Side("decoder")
+        dec = Side("decoder", loo)
         generated = observed_sites(traces.dec_model)
         detach = self.decoder_gradient == "detach"
         if traces.dec_summed is not None:
