@@ -29,8 +29,9 @@ The decoder side's own log-likelihood at its draws is measured under both
 decoder gradients: ``detach`` (the default: its pathwise gradient, whose
 expectation is 0 for the decoder's weights, so it can only add noise) and
 ``score`` (its score-function term, with the running-mean baseline of training
-when the run used it; leave-one-out is not used here). ``total`` rows are whole
-objectives: MIM with each decoder gradient and, for comparison, the ELBO.
+when the run used it) and ``score`` with leave-one-out baselines (each draw's
+baseline the mean cost of the batch's other draws, ``[leave-one-out]``). ``total``
+rows are whole objectives: MIM with each decoder gradient and, for comparison, the ELBO.
 
 Pulls are first-order effects of *plain gradient steps*; Adam rescales each
 weight, so they say which way a term pushes, not how far a training step goes.
@@ -109,7 +110,11 @@ def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baseline
     enc, dec = list(model.encoder.parameters()), list(model.likelihood.parameters())
     generator = torch.Generator().manual_seed(seed)
     state, info_dir, gap_dir = _probe_directions(model, probe, generator)
-    objectives = {"detach": Trace_MIM(), "score": Trace_MIM(decoder_gradient="score")}
+    objectives = {
+        "detach": Trace_MIM(),
+        "score": Trace_MIM(decoder_gradient="score"),
+        "score_loo": Trace_MIM(decoder_gradient="score", score_baseline="leave_one_out"),
+    }
     for key, value in (mim_score_baselines or {}).items():
         objectives["score"].baselines[key] = value
     grads: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -121,9 +126,11 @@ def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baseline
             total = 0.0
             for term in loss_terms(objective, model.model, model.guide, batch):
                 total = total + term.surrogate
-                if name == "score" and not term.label.startswith("score function"):
+                if name != "detach" and not term.label.startswith("score function"):
                     continue  # the other terms are the detach run's, but for the self-likelihood's pathwise part
                 label = f"{term.side}: {term.label}" + (f" [{name}]" if term.label.endswith("site 'x'") else "")
+                if name == "score_loo":
+                    label += " [leave-one-out]"
                 if term.surrogate.requires_grad:
                     grads.setdefault(label, []).append(
                         (_flat_grad(term.surrogate, enc), _flat_grad(term.surrogate, dec))

@@ -44,7 +44,10 @@ An NLL whose k-hat share is above 0.3 for any seed is marked invalid in the tabl
 without warm-up, and ``--floor-sweep`` just A-MIM on
 sentences at scale floors 0.2 and 0.1 (:data:`FLOOR_SWEEP`), ``--encoder-side`` just
 symmetric MIM with ``guide_gradient="encoder_side"`` and the ELBO (and on sentences
-A-MIM), all without warm-up (:data:`ENCODER_SIDE`), each for a results file
+A-MIM), all without warm-up (:data:`ENCODER_SIDE`), ``--amim-no-warmup`` just A-MIM on
+digits without warm-up (:data:`AMIM_NO_WARMUP`), ``--score-baselines`` just symmetric MIM on
+sentences with the score gradient through the decoder's draws (:data:`SCORE_BASELINES`), each
+for a results file
 of its own: ``--replot`` reads one file; join the files' ``runs`` lists to table
 them together.
 """
@@ -95,6 +98,19 @@ ENCODER_SIDE = {
         ("mim_encoder_side", {**NO_WARMUP, "variant": "no warm-up, no early stopping", "patience": 0}, "nostop"),
     ),
 }
+#: A-MIM on digits without warm-up, at the floor of the committed rows and at the catalogue's 0.15,
+#: to set against the ELBO trained the same way (:data:`ENCODER_SIDE`'s digits row)
+AMIM_NO_WARMUP = {
+    "digits_pixelcnn": (
+        ("amim", NO_WARMUP, "nowarmup"),
+        ("amim", {**NO_WARMUP, "variant": "no warm-up, scale floor 0.15", "min_scale": 0.15}, "nowarmup_floor015"),
+    ),
+}
+#: symmetric MIM on sentences with the unbiased score gradient through the decoder's draws, with the
+#: running-mean baseline and with leave-one-out baselines, no warm-up (set against ENCODER_SIDE's rows)
+SCORE_BASELINES = {
+    "sentences_gru": tuple((objective, NO_WARMUP, "nowarmup") for objective in ("mim_score", "mim_score_loo")),
+}
 #: the epoch cap of the image runs (every objective alike)
 IMAGE_EPOCHS = 20
 #: per-spec caps and importance samples (the sentence settings are the objective guide's)
@@ -144,6 +160,10 @@ def build_tasks(args, out):
             plain, further = [], FLOOR_SWEEP.get(spec, ())
         elif "encoder_side" in args.flags:
             plain, further = [], ENCODER_SIDE.get(spec, ())
+        elif "score_baselines" in args.flags:
+            plain, further = [], SCORE_BASELINES.get(spec, ())
+        elif "amim_no_warmup" in args.flags:
+            plain, further = [], AMIM_NO_WARMUP.get(spec, ())
         elif "no_warmup_only" in args.flags:
             plain, further = [], tuple(v for v in VARIANTS[spec] if v[2] == "nowarmup")
         else:
@@ -251,9 +271,9 @@ def _cell(stats: Mapping[str, tuple[float, float, int]], metric: str, digits: in
 
 def table_order(summary: Mapping[tuple[Any, str], Any]) -> list[tuple[Any, str]]:
     """The ``(variant, objective label)`` keys of a :func:`paper.sweep.summarise_sweep` summary
-    in table order: ELBO, A-MIM, MIM (then MIM with its guide from the encoder side), the
-    plain rows first, then the variants by name."""
-    order = [run_label(o) for o in (*OBJECTIVES, "mim_encoder_side")]
+    in table order: ELBO, A-MIM, MIM (then MIM with the score gradient, and with its guide from
+    the encoder side), the plain rows first, then the variants by name."""
+    order = [run_label(o) for o in (*OBJECTIVES, "mim_score", "mim_score_loo", "mim_encoder_side")]
     return sorted(summary, key=lambda k: (k[0] is not None, str(k[0]), order.index(k[1])))
 
 
@@ -342,5 +362,8 @@ if __name__ == "__main__":
         "--floor-sweep": "run only A-MIM on sentences at scale floors 0.2 and 0.1 (1000 importance samples)",
         "--encoder-side": "run only MIM with guide_gradient='encoder_side' and the ELBO (and on sentences A-MIM), "
         "all without warm-up",
+        "--amim-no-warmup": "run only A-MIM on digits without warm-up, at the floors exp(-3) and 0.15",
+        "--score-baselines": "run only MIM on sentences with the score gradient (running-mean and leave-one-out "
+        "baselines), without warm-up",
     }
     sys.exit(sweep_cli(EXPERIMENT, build_tasks, report, description=__doc__, flags=flags))
