@@ -105,6 +105,17 @@ def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
         for seed in (1, 2)
     ]
     assert all(t["warmup_epochs"] == 0 and t["lr_schedule"] == "constant" for t in held)
+    amim = build_tasks(SweepOptions(seeds=2, flags=frozenset({"amim_no_warmup"})), tmp_path)
+    assert sorted((t["spec"], t["objective"], round(t["min_scale"], 3)) for t in amim) == [
+        ("digits_pixelcnn", "amim", floor) for floor in (0.05, 0.05, 0.15, 0.15, 0.3, 0.3)
+    ]
+    assert task_spec(amim[-1]).model.min_scale == amim[-1]["min_scale"]
+    scored = build_tasks(SweepOptions(seeds=2, flags=frozenset({"score_baselines"})), tmp_path)
+    assert sorted((t["spec"], t["objective"]) for t in scored) == [
+        ("sentences_gru", o) for o in ("mim_score", "mim_score", "mim_score_loo", "mim_score_loo")
+    ]
+    for further in (amim, scored):
+        assert all(t["warmup_epochs"] == 0 and t["lr_schedule"] == "constant" for t in further)
     sentences = [t for t in tasks if t["spec"] == "sentences_gru"]
     assert {t["n_train"] for t in sentences} == {10_000} and {t["epochs"] for t in sentences} == {10}
     assert all(t["extra"] == "paper.strong_decoders:extra_metrics" for t in tasks)
