@@ -30,7 +30,9 @@ decoder gradients: ``detach`` (the default: its pathwise gradient, whose
 expectation is 0 for the decoder's weights, so it can only add noise) and
 ``score`` (its score-function term, with the running-mean baseline of training
 when the run used it) and ``score`` with leave-one-out baselines (each draw's
-baseline the mean cost of the batch's other draws, ``[leave-one-out]``). ``total``
+baseline the mean cost of the batch's other draws, ``[leave-one-out]``), that
+term also split by the decoder-side terms that weight it
+(:func:`~pyromim.infer.loss_terms` with ``split_scores``: ``..., cost: <term>``). ``total``
 rows are whole objectives: MIM with each decoder gradient and, for comparison, the ELBO.
 
 Pulls are first-order effects of *plain gradient steps*; Adam rescales each
@@ -122,19 +124,28 @@ def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baseline
         idx = torch.randint(len(x), (batch_size,), generator=generator)
         batch = x[idx]
         for name, objective in objectives.items():
-            pyro.set_rng_seed(seed * 1000 + r)  # both decoder gradients see the same draws
+            pyro.set_rng_seed(seed * 1000 + r)  # every decoder gradient sees the same draws
             total = 0.0
-            for term in loss_terms(objective, model.model, model.guide, batch):
+            # the leave-one-out score term is split by the terms that weight it (they add up to it)
+            split = name == "score_loo"
+            scores: dict[str, torch.Tensor] = {}
+            for term in loss_terms(objective, model.model, model.guide, batch, split_scores=split):
                 total = total + term.surrogate
                 if name != "detach" and not term.label.startswith("score function"):
                     continue  # the other terms are the detach run's, but for the self-likelihood's pathwise part
-                label = f"{term.side}: {term.label}" + (f" [{name}]" if term.label.endswith("site 'x'") else "")
-                if name == "score_loo":
+                label = f"{term.side}: {term.label}"
+                if term.label.endswith("site 'x'") and not term.label.startswith("score function"):
+                    label += f" [{name}]"
+                if split:
+                    whole = f"{term.side}: {term.label.split(', ')[0]} [leave-one-out]"
+                    scores[whole] = scores.get(whole, 0.0) + term.surrogate
                     label += " [leave-one-out]"
                 if term.surrogate.requires_grad:
                     grads.setdefault(label, []).append(
                         (_flat_grad(term.surrogate, enc), _flat_grad(term.surrogate, dec))
                     )
+            for label, surrogate in scores.items():
+                grads.setdefault(label, []).append((_flat_grad(surrogate, enc), _flat_grad(surrogate, dec)))
             grads.setdefault(f"total: MIM [{name}]", []).append((_flat_grad(total, enc), _flat_grad(total, dec)))
         pyro.set_rng_seed(seed * 1000 + r)
         elbo = Trace_ELBO().differentiable_loss(model.model, model.guide, batch)

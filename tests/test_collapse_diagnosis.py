@@ -22,6 +22,7 @@ def test_term_pulls_add_up_to_the_whole_objective(quick):
     for checkpoint in quick["checkpoints"]:
         rows = checkpoint["terms"]
         detached = [row for label, row in rows.items() if not label.startswith(("total", "decoder: score"))]
+        assert len(detached) == 7
         for part, direction in (("encoder", "info"), ("decoder", "code")):
             total = rows["total: MIM [detach]"][part]["pull"]
             summed = sum(row[part]["pull"] for row in detached)
@@ -36,6 +37,11 @@ def test_term_pulls_add_up_to_the_whole_objective(quick):
                 + rows[f"decoder: score function of decoder:model:x{term}"]["decoder"]["pull"]
             )
             assert math.isclose(score, swapped, rel_tol=1e-3, abs_tol=1e-6), total
+        # the leave-one-out score term split by the terms that weight it
+        pieces = [r for label, r in rows.items() if ", cost: " in label]
+        assert len(pieces) == 6
+        whole = rows["decoder: score function of decoder:model:x [leave-one-out]"]["decoder"]["pull"]
+        assert math.isclose(sum(r["decoder"]["pull"] for r in pieces), whole, rel_tol=1e-3, abs_tol=1e-6)
 
 
 def test_each_checkpoint_reports_the_code_state(quick):

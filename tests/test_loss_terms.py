@@ -23,13 +23,13 @@ def _grads(total, params):
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(total, params, allow_unused=False)])
 
 
-def _check_adds_up(loss, seed=3):
+def _check_adds_up(loss, seed=3, **options):
     p = make_params()
     model, guide = make_model_guide(p)
     pyro.set_rng_seed(seed)
     loss.loss(model, guide, X)  # the pair's first step (its teacher-forcing check) done
     pyro.set_rng_seed(seed)
-    terms = loss_terms(loss, model, guide, X)
+    terms = loss_terms(loss, model, guide, X, **options)
     pyro.set_rng_seed(seed)
     with torch.no_grad():
         expected_value = loss.loss(model, guide, X)
@@ -66,6 +66,24 @@ def test_score_decoder_gradient_terms_add_up_with_baselines():
     key = "decoder:model:x"
     loss.baselines[key] = 7.5
     _check_adds_up(loss)
+    del loss.baselines[key]
+
+
+@pytest.mark.parametrize("baseline", ["running_mean", "leave_one_out"])
+def test_score_terms_split_by_cost_add_up(baseline):
+    """Each decoder-side term weights the score on its own; with the running mean set, the
+    baseline is a term of its own. Split or not, the terms add up to the training step's."""
+    loss = Trace_MIM(decoder_gradient="score", score_baseline=baseline)
+    key = "decoder:model:x"
+    loss.baselines[key] = 7.5
+    whole = _check_adds_up(loss)
+    split = _check_adds_up(loss, split_scores=True)
+    scores = [t.label for t in split if t.label.startswith("score function")]
+    costs = [t.label for t in whole if t.side == "decoder" and not t.label.startswith("score function")]
+    expected = [f"score function of {key}, cost: {label}" for label in costs]
+    if baseline == "running_mean":
+        expected.append(f"score function of {key}, running-mean baseline")
+    assert scores == expected
     del loss.baselines[key]
 
 

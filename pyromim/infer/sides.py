@@ -59,12 +59,23 @@ class Side:
         #: each term's weighted total and its part of the surrogate: ``(label, value, surrogate)``
         self.parts: list[tuple[str, Any, Any]] = []
         self.sampled: list[tuple[str, dict]] = []
-        self._cost_terms: list[tuple[Any, torch.Tensor]] = []
+        #: the terms that weight score functions: ``(label, plate stack, weighted term)``
+        self._cost_terms: list[tuple[str, Any, torch.Tensor]] = []
 
     @property
     def cost(self) -> MultiFrameTensor:
         """The detached terms summed by plate (built when a score-function site asks)."""
-        return MultiFrameTensor(*((stack, term.detach()) for stack, term in self._cost_terms))
+        return self.cost_of()
+
+    def cost_of(self, terms: Callable[[str], bool] | None = None) -> MultiFrameTensor:
+        """The detached terms whose labels ``terms`` accepts (all by default), summed by plate."""
+        chosen = (entry for entry in self._cost_terms if terms is None or terms(entry[0]))
+        return MultiFrameTensor(*((stack, term.detach()) for _, stack, term in chosen))
+
+    @property
+    def cost_labels(self) -> list[str]:
+        """The labels of the terms in the score-function costs, each once, in the order added."""
+        return list(dict.fromkeys(label for label, _, _ in self._cost_terms))
 
     def add(self, label, log_prob, weight, stack, differentiable=None, in_cost=True):
         term = weight * log_prob
@@ -81,7 +92,7 @@ class Side:
             self.surrogate = self.surrogate + surrogate
         self.parts.append((label, total, 0.0 if surrogate is None else surrogate))
         if in_cost:
-            self._cost_terms.append((stack, term))
+            self._cost_terms.append((label, stack, term))
 
     def add_total(self, label, total):
         """A term computed whole (an exact expectation over enumerated sites, or a
@@ -133,7 +144,7 @@ class Side:
                 stats.append((part.key, part.score_sum, part.cost_mean))
         return surrogate, stats
 
-    def score_parts(self) -> Iterator[ScorePart]:
+    def score_parts(self, terms: Callable[[str], bool] | None = None) -> Iterator[ScorePart]:
         """Per site drawn without reparameterisation, its :class:`ScorePart`.
 
         The surrogate is ``sum(cost * score)``, with no baseline for the running mean
@@ -144,10 +155,14 @@ class Side:
         ``b_i`` does not depend on draw ``i`` and the estimate stays unbiased, as long
         as no term after the plate reads several of its draws at once (each element's
         cost must depend on its own draws only).
+
+        ``terms`` (a predicate on the cost terms' labels, :attr:`cost_labels`) keeps
+        only some terms in the cost: the surrogate is linear in the cost, so the
+        parts of a split of the terms add up to the whole (the running mean aside).
         """
         if not self.sampled:
             return
-        costs = self.cost
+        costs = self.cost_of(terms)
         for key, site in self.sampled:
             cost = torch.as_tensor(costs.sum_to(site["cond_indep_stack"]))
             score = site["score_parts"].score_function

@@ -25,6 +25,8 @@ model at its own draw (``-1/4 log p(x, z)``), the guide at that draw
 
 from __future__ import annotations
 
+import operator
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -50,13 +52,19 @@ class LossTerm(NamedTuple):
     surrogate: torch.Tensor
 
 
-def loss_terms(loss: Trace_MIM, model, guide, *args, **kwargs) -> list[LossTerm]:
+def loss_terms(loss: Trace_MIM, model, guide, *args, split_scores: bool = False, **kwargs) -> list[LossTerm]:
     """The terms of ``loss`` on one draw of its particles, in the order the sides build them.
 
     Their ``value`` s add up to the loss estimate and their ``surrogate`` s to the surrogate
     of :meth:`~pyromim.infer.Trace_MIM.differentiable_loss` at the same random state (a term
     that appears once per particle is summed over particles). Baselines are read, not
     updated, so the call does not change the objective's state.
+
+    With ``split_scores`` each score-function term is split by the terms of its cost:
+    ``"score function of <site>, cost: <term>"`` (the score weighted by that term alone,
+    centred by its own leave-one-out baseline when the loss uses those), plus
+    ``"score function of <site>, running-mean baseline"`` where a running mean is
+    subtracted. They still add up to the surrogate: it is linear in the cost.
     """
     totals: dict[tuple[str, str], list[Any]] = {}
 
@@ -72,9 +80,22 @@ def loss_terms(loss: Trace_MIM, model, guide, *args, **kwargs) -> list[LossTerm]
             for part in side.score_parts():
                 surrogate = part.surrogate
                 baseline = loss.baselines.get(part.key) if part.running and loss.baseline_decay is not None else None
+                if not split_scores:
+                    if baseline is not None:
+                        surrogate = surrogate - baseline * part.score_sum
+                    add(side.name, f"score function of {part.key}", 0.0, surrogate)
+                    continue
+                for label in side.cost_labels:
+                    pieces = side.score_parts(partial(operator.eq, label))
+                    piece = next(p for p in pieces if p.key == part.key)
+                    add(side.name, f"score function of {part.key}, cost: {label}", 0.0, piece.surrogate)
                 if baseline is not None:
-                    surrogate = surrogate - baseline * part.score_sum
-                add(side.name, f"score function of {part.key}", 0.0, surrogate)
+                    add(
+                        side.name,
+                        f"score function of {part.key}, running-mean baseline",
+                        0.0,
+                        -baseline * part.score_sum,
+                    )
     return [
         LossTerm(side, label, torch.as_tensor(value), torch.as_tensor(surrogate))
         for (side, label), (value, surrogate) in totals.items()
