@@ -127,7 +127,8 @@ class Trace_MIM(MIMOptions, ELBO):
         strong enough to ignore ``z``, see the module docstring). No effect
         with ``symmetric=False``.
     :param baseline_decay: decay of each score-function site's running-mean
-        baseline, kept in Pyro's param store; ``None`` disables baselines.
+        baseline, kept in Pyro's param store; ``None`` disables running means
+        (not the leave-one-out baselines).
     :param score_baseline: ``"running_mean"`` (default) or ``"leave_one_out"``:
         each draw's baseline is the mean cost of the other draws of its site's
         plates (:meth:`~pyromim.infer.sides.Side.score_parts`; sites of one
