@@ -98,14 +98,14 @@ ENCODER_SIDE = {
         ("mim_encoder_side", {**NO_WARMUP, "variant": "no warm-up, no early stopping", "patience": 0}, "nostop"),
     ),
 }
-#: A-MIM on digits without warm-up, at the floor of the committed rows, at the catalogue's 0.15 and
-#: at 0.3, to set against the ELBO trained the same way (:data:`ENCODER_SIDE`'s digits row)
+#: A-MIM on digits without warm-up, at the floor of the committed rows, at the catalogue's 0.15,
+#: and at 0.2 and 0.3, to set against the ELBO trained the same way (:data:`ENCODER_SIDE`'s digits row)
 AMIM_NO_WARMUP = {
     "digits_pixelcnn": (
         ("amim", NO_WARMUP, "nowarmup"),
         *(
             ("amim", {**NO_WARMUP, "variant": f"no warm-up, scale floor {floor}", "min_scale": floor}, suffix)
-            for floor, suffix in ((0.15, "nowarmup_floor015"), (0.3, "nowarmup_floor03"))
+            for floor, suffix in ((0.15, "nowarmup_floor015"), (0.2, "nowarmup_floor02"), (0.3, "nowarmup_floor03"))
         ),
     ),
 }
@@ -365,7 +365,7 @@ if __name__ == "__main__":
         "--floor-sweep": "run only A-MIM on sentences at scale floors 0.2 and 0.1 (1000 importance samples)",
         "--encoder-side": "run only MIM with guide_gradient='encoder_side' and the ELBO (and on sentences A-MIM), "
         "all without warm-up",
-        "--amim-no-warmup": "run only A-MIM on digits without warm-up, at the floors exp(-3), 0.15 and 0.3",
+        "--amim-no-warmup": "run only A-MIM on digits without warm-up, at the floors exp(-3), 0.15, 0.2 and 0.3",
         "--score-baselines": "run only MIM on sentences with the score gradient (running-mean and leave-one-out "
         "baselines), without warm-up",
     }

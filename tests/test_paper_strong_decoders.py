@@ -107,7 +107,7 @@ def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
     assert all(t["warmup_epochs"] == 0 and t["lr_schedule"] == "constant" for t in held)
     amim = build_tasks(SweepOptions(seeds=2, flags=frozenset({"amim_no_warmup"})), tmp_path)
     assert sorted((t["spec"], t["objective"], round(t["min_scale"], 3)) for t in amim) == [
-        ("digits_pixelcnn", "amim", floor) for floor in (0.05, 0.05, 0.15, 0.15, 0.3, 0.3)
+        ("digits_pixelcnn", "amim", floor) for floor in (0.05, 0.05, 0.15, 0.15, 0.2, 0.2, 0.3, 0.3)
     ]
     assert task_spec(amim[-1]).model.min_scale == amim[-1]["min_scale"]
     scored = build_tasks(SweepOptions(seeds=2, flags=frozenset({"score_baselines"})), tmp_path)
