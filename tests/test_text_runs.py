@@ -134,6 +134,12 @@ def test_mim_with_an_autoregressive_decoder_under_a_warm_up_gets_the_measured_hi
     assert stopping_hint(sentences, "mim") is None
     unstopped = sentences.replace(training=dataclasses.replace(sentences.training, patience=0))
     assert stopping_hint(unstopped, "mim_encoder_side") is None
+    from pyromim.experiments.hints import score_hint
+
+    for objective in ("mim_score", "mim_score_loo"):
+        assert "empty sentence" in score_hint(sentences, objective), objective
+    assert score_hint(sentences, "mim") is None and score_hint(sentences, "mim_encoder_side") is None
+    assert score_hint(resolve_spec("digits_normal"), "mim_score") is None  # not autoregressive
     assert warmup_hint(resolve_spec("digits_normal"), "mim") is None  # not autoregressive: nothing was measured
     plain = sentences.replace(training=dataclasses.replace(sentences.training, warmup_epochs=0, lr_schedule="constant"))
     assert warmup_hint(plain, "mim") is None
