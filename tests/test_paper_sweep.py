@@ -109,3 +109,16 @@ def test_a_run_whose_worker_died_is_reported_in_one_line_without_a_time():
     assert finished_line(died) == "toy4_mim_seed3: worker failed: BrokenProcessPool: ..."
     done = {"run_dir": "out/runs/toy4_mim_seed1", "seconds": 12.4, "metrics": {"mi_ksg": 1.5, "nll": 2.0}}
     assert finished_line(done) == "toy4_mim_seed1 (12 s): mi_ksg 1.500"
+
+
+def test_digits_encoder_side_runs_only_that_objective_without_early_stopping(tmp_path):
+    from paper.digits import SPECS, build_tasks
+    from paper.sweep import SweepOptions
+
+    plain = build_tasks(SweepOptions(seeds=2), tmp_path)
+    assert {t["objective"] for t in plain} == {"elbo", "amim", "mim", "mim_score"}
+    assert all("patience" not in t for t in plain)  # the spec's early stopping
+    held = build_tasks(SweepOptions(seeds=2, flags=frozenset({"encoder_side"})), tmp_path)
+    assert [(t["spec"], t["seed"]) for t in held] == [(s, seed) for seed in (1, 2) for s in SPECS]
+    assert {(t["objective"], t["patience"]) for t in held} == {("mim_encoder_side", 0)}
+    assert len({t["run_dir"] for t in held}) == len(held)
