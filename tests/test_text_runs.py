@@ -140,6 +140,13 @@ def test_mim_with_an_autoregressive_decoder_under_a_warm_up_gets_the_measured_hi
         assert "empty sentence" in score_hint(sentences, objective), objective
     assert score_hint(sentences, "mim") is None and score_hint(sentences, "mim_encoder_side") is None
     assert score_hint(resolve_spec("digits_normal"), "mim_score") is None  # not autoregressive
+    from pyromim.experiments.hints import encoder_side_hint
+
+    digits = resolve_spec("digits_normal")
+    assert "'bernoulli', which is not autoregressive: " in encoder_side_hint(digits, "mim_encoder_side")
+    assert encoder_side_hint(digits, "mim") is None
+    assert encoder_side_hint(sentences, "mim_encoder_side") is None  # autoregressive: where it was measured to help
+    assert encoder_side_hint(resolve_spec("digits_pixelcnn"), "mim_encoder_side") is None
     assert warmup_hint(resolve_spec("digits_normal"), "mim") is None  # not autoregressive: nothing was measured
     plain = sentences.replace(training=dataclasses.replace(sentences.training, warmup_epochs=0, lr_schedule="constant"))
     assert warmup_hint(plain, "mim") is None
