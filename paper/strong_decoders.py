@@ -110,6 +110,17 @@ AMIM_NO_WARMUP = {
         ),
     ),
 }
+#: symmetric MIM with its guide trained by the encoder side alone on digits at the catalogue's floor of
+#: 0.2 (:data:`ENCODER_SIDE`'s digits row is at exp(-3)), no warm-up, no early stopping
+ENCODER_SIDE_FLOOR = {
+    "digits_pixelcnn": (
+        (
+            "mim_encoder_side",
+            {**NO_WARMUP, "variant": "no warm-up, no early stopping, scale floor 0.2", "patience": 0, "min_scale": 0.2},
+            "nostop_floor02",
+        ),
+    ),
+}
 #: symmetric MIM on sentences with the unbiased score gradient through the decoder's draws, with the
 #: running-mean baseline and with leave-one-out baselines, no warm-up (set against ENCODER_SIDE's rows)
 SCORE_BASELINES = {
@@ -170,6 +181,8 @@ def build_tasks(args, out):
     def configurations(spec):
         if "floor_sweep" in args.flags:
             plain, further = [], FLOOR_SWEEP.get(spec, ())
+        elif "encoder_side_floor" in args.flags:
+            plain, further = [], ENCODER_SIDE_FLOOR.get(spec, ())
         elif "encoder_side" in args.flags:
             plain, further = [], ENCODER_SIDE.get(spec, ())
         elif "score_baselines" in args.flags:
@@ -374,6 +387,8 @@ if __name__ == "__main__":
         "--floor-sweep": "run only A-MIM on sentences at scale floors 0.2 and 0.1 (1000 importance samples)",
         "--encoder-side": "run only MIM with guide_gradient='encoder_side' and the ELBO (and on sentences A-MIM), "
         "all without warm-up",
+        "--encoder-side-floor": "run only MIM with guide_gradient='encoder_side' on digits at the floor 0.2, "
+        "without warm-up or early stopping",
         "--amim-no-warmup": "run only A-MIM on digits without warm-up, at the floors exp(-3), 0.15, 0.2 and 0.3",
         "--score-baselines": "run only MIM on sentences with the score gradient (running-mean and leave-one-out "
         "baselines), without warm-up",

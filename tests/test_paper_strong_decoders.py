@@ -114,7 +114,12 @@ def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
     assert sorted((t["spec"], t["objective"]) for t in scored) == [
         ("sentences_gru", o) for o in ("mim_score", "mim_score", "mim_score_loo", "mim_score_loo")
     ]
-    for further in (amim, scored):
+    floored = build_tasks(SweepOptions(seeds=2, flags=frozenset({"encoder_side_floor"})), tmp_path)
+    assert [(t["spec"], t["objective"], t["min_scale"], t["patience"]) for t in floored] == [
+        ("digits_pixelcnn", "mim_encoder_side", 0.2, 0)
+    ] * 2
+    assert task_spec(floored[0]).model.min_scale == 0.2
+    for further in (amim, scored, floored):
         assert all(t["warmup_epochs"] == 0 and t["lr_schedule"] == "constant" for t in further)
     sentences = [t for t in tasks if t["spec"] == "sentences_gru"]
     assert {t["n_train"] for t in sentences} == {10_000} and {t["epochs"] for t in sentences} == {10}
