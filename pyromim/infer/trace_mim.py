@@ -123,9 +123,9 @@ class Trace_MIM(MIMOptions, ELBO):
         ``"encoder_side"``: the guide's distributions are held fixed on the
         decoder side (:mod:`pyromim.infer.hold`), so the guide learns from the
         encoder side alone, exactly half A-MIM's gradient, and the decoder side
-        trains the model only (biased for the symmetric loss; for decoders
-        strong enough to ignore ``z``, see the module docstring). No effect
-        with ``symmetric=False``.
+        trains the model only. Biased; for autoregressive decoders strong enough
+        to ignore ``z``: with a factorised one it collapsed the code (objective
+        guide, *Strong decoders*). No effect with ``symmetric=False``.
     :param baseline_decay: decay of each score-function site's running-mean
         baseline, kept in Pyro's param store; ``None`` disables running means
         (not the leave-one-out baselines).
