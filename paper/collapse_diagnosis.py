@@ -38,6 +38,10 @@ rows are whole objectives: MIM with each decoder gradient and, for comparison, t
 Pulls are first-order effects of *plain gradient steps*; Adam rescales each
 weight, so they say which way a term pushes, not how far a training step goes.
 
+With ``--amim-steps N`` the run trains A-MIM (the decoder side off, ``beta``
+1) for its first ``N`` steps and symmetric MIM after them, so the terms can be
+read on a code A-MIM has formed; the measurements are always of symmetric MIM.
+
     python -m paper.collapse_diagnosis --quick
     python -m paper.collapse_diagnosis --out docs/paper_results/collapse_diagnosis.json
 """
@@ -177,6 +181,7 @@ def run(args) -> dict:
     step, started = 0, time.perf_counter()
     for checkpoint in args.checkpoints:
         while step < checkpoint:
+            objective.symmetric = step >= args.amim_steps
             svi.step(x[torch.randint(len(x), (args.batch_size,), generator=generator)])
             step += 1
         baselines = dict(objective.baselines.items()) if args.train_gradient == "score" else None
@@ -229,6 +234,12 @@ def main(argv=None) -> dict:
         type=float,
         default=0.001,
         help="the encoder's smallest standard deviation (the published measurements: 0.001, the spec's earlier value)",
+    )
+    parser.add_argument(
+        "--amim-steps",
+        type=int,
+        default=0,
+        help="train A-MIM (decoder side off) for this many first steps, then symmetric MIM",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")

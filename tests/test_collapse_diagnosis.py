@@ -49,3 +49,13 @@ def test_each_checkpoint_reports_the_code_state(quick):
     for checkpoint in quick["checkpoints"]:
         assert checkpoint["rate"] >= 0 and checkpoint["code_info"] >= 0
         assert math.isfinite(checkpoint["code_gap"])
+
+
+def test_amim_steps_train_the_asymmetric_objective_first(quick):
+    # A-MIM for the first 5 steps: the weights at step 5 are another objective's; at step 0 they are the same
+    phased = main(["--quick", "--amim-steps", "5"])
+    assert phased["settings"]["amim_steps"] == 5
+    first, later = phased["checkpoints"]
+    assert first["code_info"] == quick["checkpoints"][0]["code_info"]
+    assert later["code_gap"] != quick["checkpoints"][1]["code_gap"]
+    assert set(later["terms"]) == set(quick["checkpoints"][1]["terms"])  # the measurements are symmetric MIM's
