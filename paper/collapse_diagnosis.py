@@ -37,6 +37,12 @@ rows are whole objectives: MIM with each decoder gradient and, for comparison, t
 
 Pulls are first-order effects of *plain gradient steps*; Adam rescales each
 weight, so they say which way a term pushes, not how far a training step goes.
+``adam_pull`` takes the term's gradient through the training run's Adam scaling
+at the checkpoint, ``1 / (sqrt(v_hat) + eps)`` per weight (:func:`adam_scaling`):
+the change of the code information (or gap) per unit learning rate if Adam's step
+were that term's gradient alone (momentum left out). Adam divides each weight's
+step by its recent gradient size, so a term whose gradient is small but steady
+can move weights that plain gradient descent would hardly move.
 
 With ``--amim-steps N`` the run trains A-MIM (the decoder side off, ``beta``
 1) for its first ``N`` steps and symmetric MIM after them, so the terms can be
@@ -94,26 +100,52 @@ def _probe_directions(model, probe, generator):
     return state, _flat_grad(info, enc), _flat_grad(gap, dec)
 
 
-def _summary(samples: torch.Tensor, direction: torch.Tensor, batch_size: int) -> dict:
+def adam_scaling(optim, params) -> torch.Tensor:
+    """Adam's per-weight step scaling ``1 / (sqrt(v_hat) + eps)`` from the training optimiser's
+    state (``v_hat`` its bias-corrected running mean of squared gradients), flattened like
+    :func:`_flat_grad`; 1 for a weight without state (no step taken yet)."""
+    parts = []
+    for p in params:
+        adam = getattr(optim, "optim_objs", {}).get(p)
+        state = adam.state.get(p, {}) if adam is not None else {}
+        if "exp_avg_sq" not in state:
+            parts.append(torch.ones(p.numel()))
+            continue
+        beta2, eps = adam.param_groups[0]["betas"][1], adam.param_groups[0]["eps"]
+        v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
+        parts.append((1.0 / (v_hat.sqrt() + eps)).reshape(-1))
+    return torch.cat(parts)
+
+
+def _summary(samples: torch.Tensor, direction: torch.Tensor, batch_size: int, scaling=None) -> dict:
     """Mean gradient's norm, its signal-to-noise ratio per step (the noise's share of the
     squared mean taken out: 0 for pure noise whatever the repeats), and the pull along
-    ``direction`` per datum with its standard error."""
+    ``direction`` per datum with its standard error; with ``scaling`` (:func:`adam_scaling`)
+    also ``adam_pull``, the pull of the gradient taken through Adam's per-weight scaling."""
     r = samples.shape[0]
     mean = samples.mean(0)
     noise2 = (samples - mean).pow(2).sum(-1).sum() / max(r - 1, 1)
     signal2 = max(float(mean.pow(2).sum() - noise2 / r), 0.0)
     pulls = -(samples @ direction) / batch_size
-    return {
+    summary = {
         "norm": float(mean.norm()),
         "snr": math.sqrt(signal2 / float(noise2)) if noise2 > 0 else math.inf,
         "pull": float(pulls.mean()),
         "pull_se": float(pulls.std() / math.sqrt(r)) if r > 1 else math.nan,
     }
+    if scaling is not None:
+        adam = -(samples @ (scaling * direction))
+        summary.update(
+            adam_pull=float(adam.mean()), adam_pull_se=float(adam.std() / math.sqrt(r)) if r > 1 else math.nan
+        )
+    return summary
 
 
-def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baselines=None):
-    """Per term (and per whole objective): encoder and decoder gradient statistics at the current weights."""
+def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baselines=None, optim=None):
+    """Per term (and per whole objective): encoder and decoder gradient statistics at the current
+    weights (with Adam's scaling from ``optim``, the training run's optimiser, when given)."""
     enc, dec = list(model.encoder.parameters()), list(model.likelihood.parameters())
+    scale_enc, scale_dec = (adam_scaling(optim, enc), adam_scaling(optim, dec)) if optim is not None else (None, None)
     generator = torch.Generator().manual_seed(seed)
     state, info_dir, gap_dir = _probe_directions(model, probe, generator)
     objectives = {
@@ -159,8 +191,8 @@ def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baseline
         g_enc = torch.stack([e for e, _ in pairs])
         g_dec = torch.stack([d for _, d in pairs])
         rows[label] = {
-            "encoder": _summary(g_enc, info_dir, batch_size),
-            "decoder": _summary(g_dec, gap_dir, batch_size),
+            "encoder": _summary(g_enc, info_dir, batch_size, scale_enc),
+            "decoder": _summary(g_dec, gap_dir, batch_size, scale_dec),
         }
     return state, rows
 
@@ -175,7 +207,8 @@ def run(args) -> dict:
     spec = resolve_spec("sentences_gru")
     model = build_model(dataclasses.replace(spec, model=dataclasses.replace(spec.model, min_scale=args.min_scale)))
     objective = Trace_MIM(decoder_gradient=args.train_gradient)
-    svi = SVI(model.model, model.guide, pyro.optim.Adam({"lr": args.lr}), objective)
+    optim = pyro.optim.Adam({"lr": args.lr})
+    svi = SVI(model.model, model.guide, optim, objective)
     generator = torch.Generator().manual_seed(args.seed)
     results = {"settings": {k: v for k, v in vars(args).items() if k != "out"}, "checkpoints": []}
     step, started = 0, time.perf_counter()
@@ -185,7 +218,7 @@ def run(args) -> dict:
             svi.step(x[torch.randint(len(x), (args.batch_size,), generator=generator)])
             step += 1
         baselines = dict(objective.baselines.items()) if args.train_gradient == "score" else None
-        state, rows = measure_terms(model, x, probe, args.repeats, args.batch_size, args.seed + step, baselines)
+        state, rows = measure_terms(model, x, probe, args.repeats, args.batch_size, args.seed + step, baselines, optim)
         results["checkpoints"].append({"step": step, **state, "terms": rows})
         print(
             f"step {step}: rate {state['rate']:.2f}, code information {state['code_info']:.2f}, "
@@ -199,16 +232,22 @@ def run(args) -> dict:
 
 def table(rows: dict) -> str:
     lines = [
-        "| term | encoder snr | info pull | decoder snr | code pull |",
-        "|---|---|---|---|---|",
+        "| term | encoder snr | info pull | info, Adam | decoder snr | code pull | code, Adam |",
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def pull(part, key):
+        return f"{part[key]:+.3g} ± {part[key + '_se']:.2g}" if part["norm"] > 0 and key in part else "-"
+
     for label, row in rows.items():
         e, d = row["encoder"], row["decoder"]
         cells = [
             f"{e['snr']:.2f}" if e["norm"] > 0 else "-",
-            f"{e['pull']:+.3g} ± {e['pull_se']:.2g}" if e["norm"] > 0 else "-",
+            pull(e, "pull"),
+            pull(e, "adam_pull"),
             f"{d['snr']:.2f}" if d["norm"] > 0 else "-",
-            f"{d['pull']:+.3g} ± {d['pull_se']:.2g}" if d["norm"] > 0 else "-",
+            pull(d, "pull"),
+            pull(d, "adam_pull"),
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -9,8 +9,9 @@ the detached one by the decoder side's self-likelihood only.
 import math
 
 import pytest
+import torch
 
-from paper.collapse_diagnosis import main
+from paper.collapse_diagnosis import adam_scaling, main
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +28,10 @@ def test_term_pulls_add_up_to_the_whole_objective(quick):
             total = rows["total: MIM [detach]"][part]["pull"]
             summed = sum(row[part]["pull"] for row in detached)
             assert math.isclose(summed, total, rel_tol=1e-3, abs_tol=1e-6), (checkpoint["step"], direction)
+            # through Adam's scaling too (a fixed per-weight factor: still linear in the gradient)
+            total = rows["total: MIM [detach]"][part]["adam_pull"]
+            summed = sum(row[part]["adam_pull"] for row in detached)
+            assert math.isclose(summed, total, rel_tol=1e-3, abs_tol=1e-5), (checkpoint["step"], direction)
         # the score-function objective: the detached self-likelihood's pathwise part swapped for its score term
         # (with either baseline)
         for total, term in (("score", ""), ("score_loo", " [leave-one-out]")):
@@ -59,3 +64,28 @@ def test_amim_steps_train_the_asymmetric_objective_first(quick):
     assert first["code_info"] == quick["checkpoints"][0]["code_info"]
     assert later["code_gap"] != quick["checkpoints"][1]["code_gap"]
     assert set(later["terms"]) == set(quick["checkpoints"][1]["terms"])  # the measurements are symmetric MIM's
+
+
+def test_adam_scaling_is_one_over_the_root_of_the_bias_corrected_squared_gradient_mean():
+    weight, unseen = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    adam = torch.optim.Adam([weight], betas=(0.9, 0.99), eps=1e-8)
+    grads = [torch.tensor([1.0, -2.0, 0.5]), torch.tensor([3.0, 0.0, 0.5]), torch.tensor([-1.0, 1.0, 0.5])]
+    for g in grads:
+        weight.grad = g.clone()
+        adam.step()
+
+    class Optim:  # what pyro.optim.Adam keeps: one torch optimiser per parameter
+        optim_objs = {weight: adam}
+
+    # v = (1 - b2) sum_i b2^(n - i) g_i^2, bias-corrected by 1 - b2^n, by hand
+    v = sum(0.01 * 0.99 ** (len(grads) - 1 - i) * g.pow(2) for i, g in enumerate(grads)) / (1 - 0.99**3)
+    expected = torch.cat([1 / (v.sqrt() + 1e-8), torch.ones(2)])  # a weight with no state: 1
+    assert torch.allclose(adam_scaling(Optim, [weight, unseen]), expected, rtol=1e-5)
+
+
+def test_at_the_first_checkpoint_the_adam_pull_is_the_plain_pull_of_the_batch(quick):
+    # no step taken yet: no Adam state, scaling 1, so the Adam pull is the plain pull (per datum) times the batch of 64
+    for row in quick["checkpoints"][0]["terms"].values():
+        for part in ("encoder", "decoder"):
+            if row[part]["norm"] > 0:
+                assert math.isclose(row[part]["adam_pull"], row[part]["pull"] * 64, rel_tol=1e-4, abs_tol=1e-6)
