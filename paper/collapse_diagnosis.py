@@ -87,17 +87,29 @@ def code_information(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def _probe_directions(model, probe, generator):
-    """Gradients of the probe batch's code information (encoder weights) and code gap (decoder weights)."""
+    """Gradients of the probe batch's code information and mean raw scale (encoder weights) and
+    code gap (decoder weights)."""
     enc, dec = list(model.encoder.parameters()), list(model.likelihood.parameters())
-    loc, scale = model.posterior(probe)
+    raw = []  # the scale head's pre-activation r, sigma = exp(r) + floor
+    hook = model.encoder.head.linear.register_forward_hook(lambda m, i, out: raw.append(out.chunk(2, dim=-1)[1]))
+    try:
+        loc, scale = model.posterior(probe)
+    finally:
+        hook.remove()
     info = code_information(loc, scale)
     rate = torch.distributions.kl_divergence(
         torch.distributions.Normal(loc, scale), torch.distributions.Normal(0.0, 1.0)
     ).sum(-1)
     z_prior = torch.randn(loc.shape, generator=generator)
     gap = (model.decode(loc.detach()).log_prob(probe) - model.decode(z_prior).log_prob(probe)).mean()
-    state = {"rate": float(rate.mean().detach()), "code_info": float(info.detach()), "code_gap": float(gap.detach())}
-    return state, _flat_grad(info, enc), _flat_grad(gap, dec)
+    mean_raw = raw[-1].mean()
+    state = {
+        "rate": float(rate.mean().detach()),
+        "code_info": float(info.detach()),
+        "code_gap": float(gap.detach()),
+        "raw_scale": float(mean_raw.detach()),
+    }
+    return state, _flat_grad(info, enc), _flat_grad(gap, dec), _flat_grad(mean_raw, enc)
 
 
 def adam_scaling(optim, params) -> torch.Tensor:
@@ -117,11 +129,13 @@ def adam_scaling(optim, params) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def _summary(samples: torch.Tensor, direction: torch.Tensor, batch_size: int, scaling=None) -> dict:
+def _summary(samples: torch.Tensor, direction: torch.Tensor, batch_size: int, scaling=None, raw=None) -> dict:
     """Mean gradient's norm, its signal-to-noise ratio per step (the noise's share of the
     squared mean taken out: 0 for pure noise whatever the repeats), and the pull along
     ``direction`` per datum with its standard error; with ``scaling`` (:func:`adam_scaling`)
-    also ``adam_pull``, the pull of the gradient taken through Adam's per-weight scaling."""
+    also ``adam_pull``, the pull of the gradient taken through Adam's per-weight scaling; with
+    ``raw`` (the gradient of the mean raw scale ``r``, ``sigma = exp(r) + floor``) and ``scaling``
+    the same two for ``r`` (``raw_pull``, ``adam_raw_pull``; positive widens the encoder's scales)."""
     r = samples.shape[0]
     mean = samples.mean(0)
     noise2 = (samples - mean).pow(2).sum(-1).sum() / max(r - 1, 1)
@@ -138,6 +152,14 @@ def _summary(samples: torch.Tensor, direction: torch.Tensor, batch_size: int, sc
         summary.update(
             adam_pull=float(adam.mean()), adam_pull_se=float(adam.std() / math.sqrt(r)) if r > 1 else math.nan
         )
+    if raw is not None and scaling is not None:
+        for key, pulls in (
+            ("raw_pull", -(samples @ raw) / batch_size),
+            ("adam_raw_pull", -(samples @ (scaling * raw))),
+        ):
+            summary.update(
+                {key: float(pulls.mean()), f"{key}_se": float(pulls.std() / math.sqrt(r)) if r > 1 else math.nan}
+            )
     return summary
 
 
@@ -147,7 +169,7 @@ def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baseline
     enc, dec = list(model.encoder.parameters()), list(model.likelihood.parameters())
     scale_enc, scale_dec = (adam_scaling(optim, enc), adam_scaling(optim, dec)) if optim is not None else (None, None)
     generator = torch.Generator().manual_seed(seed)
-    state, info_dir, gap_dir = _probe_directions(model, probe, generator)
+    state, info_dir, gap_dir, raw_dir = _probe_directions(model, probe, generator)
     objectives = {
         "detach": Trace_MIM(),
         "score": Trace_MIM(decoder_gradient="score"),
@@ -191,7 +213,7 @@ def measure_terms(model, x, probe, repeats, batch_size, seed, mim_score_baseline
         g_enc = torch.stack([e for e, _ in pairs])
         g_dec = torch.stack([d for _, d in pairs])
         rows[label] = {
-            "encoder": _summary(g_enc, info_dir, batch_size, scale_enc),
+            "encoder": _summary(g_enc, info_dir, batch_size, scale_enc, raw_dir),
             "decoder": _summary(g_dec, gap_dir, batch_size, scale_dec),
         }
     return state, rows
@@ -222,7 +244,7 @@ def run(args) -> dict:
         results["checkpoints"].append({"step": step, **state, "terms": rows})
         print(
             f"step {step}: rate {state['rate']:.2f}, code information {state['code_info']:.2f}, "
-            f"code gap {state['code_gap']:.2f} "
+            f"code gap {state['code_gap']:.2f}, raw scale {state['raw_scale']:.2f} "
             f"({time.perf_counter() - started:.0f} s)",
             flush=True,
         )
@@ -232,8 +254,8 @@ def run(args) -> dict:
 
 def table(rows: dict) -> str:
     lines = [
-        "| term | encoder snr | info pull | info, Adam | decoder snr | code pull | code, Adam |",
-        "|---|---|---|---|---|---|---|",
+        "| term | encoder snr | info pull | info, Adam | raw scale, Adam | decoder snr | code pull | code, Adam |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def pull(part, key):
@@ -245,6 +267,7 @@ def table(rows: dict) -> str:
             f"{e['snr']:.2f}" if e["norm"] > 0 else "-",
             pull(e, "pull"),
             pull(e, "adam_pull"),
+            pull(e, "adam_raw_pull"),
             f"{d['snr']:.2f}" if d["norm"] > 0 else "-",
             pull(d, "pull"),
             pull(d, "adam_pull"),

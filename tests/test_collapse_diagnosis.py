@@ -32,6 +32,10 @@ def test_term_pulls_add_up_to_the_whole_objective(quick):
             total = rows["total: MIM [detach]"][part]["adam_pull"]
             summed = sum(row[part]["adam_pull"] for row in detached)
             assert math.isclose(summed, total, rel_tol=1e-3, abs_tol=1e-5), (checkpoint["step"], direction)
+        for key in ("raw_pull", "adam_raw_pull"):  # the encoder's raw scale, plain and through Adam
+            total = rows["total: MIM [detach]"]["encoder"][key]
+            summed = sum(row["encoder"][key] for row in detached if row["encoder"]["norm"] > 0)
+            assert math.isclose(summed, total, rel_tol=1e-3, abs_tol=1e-5), (checkpoint["step"], key)
         # the score-function objective: the detached self-likelihood's pathwise part swapped for its score term
         # (with either baseline)
         for total, term in (("score", ""), ("score_loo", " [leave-one-out]")):
@@ -89,3 +93,30 @@ def test_at_the_first_checkpoint_the_adam_pull_is_the_plain_pull_of_the_batch(qu
         for part in ("encoder", "decoder"):
             if row[part]["norm"] > 0:
                 assert math.isclose(row[part]["adam_pull"], row[part]["pull"] * 64, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def test_the_raw_scale_is_the_encoder_heads_pre_activation():
+    import dataclasses
+
+    from paper.collapse_diagnosis import _probe_directions
+    from pyromim import build_model
+    from pyromim.data import synthetic_sentences
+    from pyromim.specs import resolve_spec
+
+    spec = resolve_spec("sentences_gru")
+    model = build_model(dataclasses.replace(spec, model=dataclasses.replace(spec.model, min_scale=0.001)))
+    probe = synthetic_sentences(seed=0, n_train=32, n_val=0, n_test=0).train.x
+    state, _, _, raw_direction = _probe_directions(model, probe, torch.Generator().manual_seed(0))
+    _, scale = model.posterior(probe)
+    # sigma = exp(r) + floor, so r = log(sigma - floor), independently of the hook
+    assert math.isclose(state["raw_scale"], float(torch.log(scale.detach() - 0.001).mean()), rel_tol=1e-4)
+    head = model.encoder.head.linear
+    assert raw_direction.shape == (sum(p.numel() for p in model.encoder.parameters()),)
+    # the head's bias: the 16 loc outputs' do not move r, each of the 16 raw outputs' moves its mean by 1/16
+    offset = 0
+    for param in model.encoder.parameters():
+        if param is head.bias:
+            break
+        offset += param.numel()
+    bias_part = raw_direction[offset : offset + head.bias.numel()]
+    assert torch.allclose(bias_part[16:], torch.full((16,), 1 / 16)) and torch.all(bias_part[:16] == 0)
