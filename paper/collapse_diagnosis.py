@@ -42,7 +42,11 @@ at the checkpoint, ``1 / (sqrt(v_hat) + eps)`` per weight (:func:`adam_scaling`)
 the change of the code information (or gap) per unit learning rate if Adam's step
 were that term's gradient alone (momentum left out). Adam divides each weight's
 step by its recent gradient size, so a term whose gradient is small but steady
-can move weights that plain gradient descent would hardly move.
+can move weights that plain gradient descent would hardly move. ``adam_raw_pull``
+(and ``raw_pull``, plain) is the same for the mean raw scale ``r`` of the probe's
+codes, ``sigma = exp(r) + floor``: while the scales sit on the floor a term's
+effect on the code is first-order invisible, but its push on ``r`` is not
+(positive widens the scales).
 
 With ``--amim-steps N`` the run trains A-MIM (the decoder side off, ``beta``
 1) for its first ``N`` steps and symmetric MIM after them, so the terms can be
