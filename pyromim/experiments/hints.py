@@ -6,10 +6,15 @@ from pyromim.blocks.likelihoods import LIKELIHOODS
 from pyromim.infer.objectives import OBJECTIVES, objective_label
 from pyromim.specs import ModelSpec
 
-__all__ = ["MIM_OBJECTIVES", "encoder_side_hint", "score_hint", "stopping_hint", "warmup_hint"]
+__all__ = ["HINTS", "MIM_OBJECTIVES", "encoder_side_hint", "score_hint", "stopping_hint", "warmup_hint"]
 
 #: the objectives the warm-up note applies to (the MIM family; the ELBO's code collapses either way)
 MIM_OBJECTIVES = tuple(name for name in OBJECTIVES if name != "elbo")
+
+
+def _autoregressive(spec: ModelSpec) -> bool:
+    """Whether the spec's likelihood is an autoregressive decoder (it owns its network)."""
+    return LIKELIHOODS[spec.model.likelihood].owns_decoder
 
 
 def warmup_hint(spec: ModelSpec, objective: str) -> str | None:
@@ -20,7 +25,7 @@ def warmup_hint(spec: ModelSpec, objective: str) -> str | None:
     t = spec.training
     if (
         objective not in MIM_OBJECTIVES
-        or not LIKELIHOODS[spec.model.likelihood].owns_decoder
+        or not _autoregressive(spec)
         or (t.warmup_epochs == 0 and t.lr_schedule == "constant")
     ):
         return None
@@ -55,7 +60,7 @@ def encoder_side_hint(spec: ModelSpec, objective: str) -> str | None:
     paper.digits --encoder-side``, 3 seeds, three priors) it collapsed the code (0.2-0.6 nats of
     aggregate MI against symmetric MIM's 3.2-4.8) at 1.5x-2.0x symmetric MIM's NLL. Its decoder side
     trains the decoder on the codes an encoder never trained on generated data gives its draws."""
-    if objective != "mim_encoder_side" or LIKELIHOODS[spec.model.likelihood].owns_decoder:
+    if objective != "mim_encoder_side" or _autoregressive(spec):
         return None
     return (
         f"mim_encoder_side with the likelihood {spec.model.likelihood!r}, which is not autoregressive: on the "
@@ -74,7 +79,7 @@ def score_hint(spec: ModelSpec, objective: str) -> str | None:
     otherwise): on the built-in sentences (``python -m paper.strong_decoders --score-baselines``,
     3 seeds, either baseline) it taught the decoder to ignore ``z`` and emit the empty sentence
     from about 98 % of prior draws, at 1.36x-1.38x the ELBO's NLL."""
-    if objective not in SCORE_OBJECTIVES or not LIKELIHOODS[spec.model.likelihood].owns_decoder:
+    if objective not in SCORE_OBJECTIVES or not _autoregressive(spec):
         return None
     return (
         f"{objective_label(objective)} with the autoregressive likelihood {spec.model.likelihood!r}: on the "
@@ -82,3 +87,7 @@ def score_hint(spec: ModelSpec, objective: str) -> str | None:
         "empty sentence from about 98 % of prior draws (NLL 1.36x-1.38x the ELBO's, with either baseline); "
         "mim or mim_encoder_side keep the decoder (the objective guide, 'Strong decoders')"
     )
+
+
+#: every note, called ``(spec, objective)`` when a run starts (``None``: nothing to say)
+HINTS = (warmup_hint, stopping_hint, score_hint, encoder_side_hint)

@@ -41,7 +41,7 @@ from pyromim.data.splits import DEFAULT_FRACTION, items_for_part
 from pyromim.experiments.config import RunConfig
 from pyromim.experiments.console import ProgressBar, quiet_lightning
 from pyromim.experiments.datasets import prepare_data
-from pyromim.experiments.hints import encoder_side_hint, score_hint, stopping_hint, warmup_hint
+from pyromim.experiments.hints import HINTS
 from pyromim.experiments.report import write_json, write_text
 from pyromim.infer.objectives import make_loss, objective_label, objective_name
 from pyromim.models import CheckpointError, LatentVariableModel, build_model, save_model
@@ -389,8 +389,8 @@ def _log_run_start(spec: ModelSpec, objective: str, seed: int, splits: DataSplit
         t.patience or "off",
         out_dir,
     )
-    hints = (warmup_hint, stopping_hint, score_hint, encoder_side_hint)
-    for hint in (note(spec, objective) for note in hints):
+    for note in HINTS:
+        hint = note(spec, objective)
         if hint:
             logger.info(hint)
 
