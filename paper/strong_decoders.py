@@ -126,6 +126,14 @@ ENCODER_SIDE_FLOOR = {
 SCORE_BASELINES = {
     "sentences_gru": tuple((objective, NO_WARMUP, "nowarmup") for objective in ("mim_score", "mim_score_loo")),
 }
+#: the flags that run only their own rows (the first one given wins), in that order
+ONLY_ROWS = {
+    "floor_sweep": FLOOR_SWEEP,
+    "encoder_side_floor": ENCODER_SIDE_FLOOR,
+    "encoder_side": ENCODER_SIDE,
+    "score_baselines": SCORE_BASELINES,
+    "amim_no_warmup": AMIM_NO_WARMUP,
+}
 #: the epoch cap of the image runs (every objective alike)
 IMAGE_EPOCHS = 20
 #: per-spec caps and importance samples (the sentence settings are the objective guide's)
@@ -178,17 +186,11 @@ def build_tasks(args, out):
         raise SystemExit(f"--settings: unknown model(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
 
+    only = next((rows for flag, rows in ONLY_ROWS.items() if flag in args.flags), None)
+
     def configurations(spec):
-        if "floor_sweep" in args.flags:
-            plain, further = [], FLOOR_SWEEP.get(spec, ())
-        elif "encoder_side_floor" in args.flags:
-            plain, further = [], ENCODER_SIDE_FLOOR.get(spec, ())
-        elif "encoder_side" in args.flags:
-            plain, further = [], ENCODER_SIDE.get(spec, ())
-        elif "score_baselines" in args.flags:
-            plain, further = [], SCORE_BASELINES.get(spec, ())
-        elif "amim_no_warmup" in args.flags:
-            plain, further = [], AMIM_NO_WARMUP.get(spec, ())
+        if only is not None:
+            plain, further = [], only.get(spec, ())
         elif "no_warmup_only" in args.flags:
             plain, further = [], tuple(v for v in VARIANTS[spec] if v[2] == "nowarmup")
         else:
