@@ -138,32 +138,23 @@ def _summary(samples: torch.Tensor, direction: torch.Tensor, batch_size: int, sc
     squared mean taken out: 0 for pure noise whatever the repeats), and the pull along
     ``direction`` per datum with its standard error; with ``scaling`` (:func:`adam_scaling`)
     also ``adam_pull``, the pull of the gradient taken through Adam's per-weight scaling; with
-    ``raw`` (the gradient of the mean raw scale ``r``, ``sigma = exp(r) + floor``) and ``scaling``
-    the same two for ``r`` (``raw_pull``, ``adam_raw_pull``; positive widens the encoder's scales)."""
+    ``raw`` (the gradient of the mean raw scale ``r``, ``sigma = exp(r) + floor``) the same
+    for ``r`` (``raw_pull``, ``adam_raw_pull``; positive widens the encoder's scales)."""
     r = samples.shape[0]
     mean = samples.mean(0)
     noise2 = (samples - mean).pow(2).sum(-1).sum() / max(r - 1, 1)
     signal2 = max(float(mean.pow(2).sum() - noise2 / r), 0.0)
-    pulls = -(samples @ direction) / batch_size
-    summary = {
-        "norm": float(mean.norm()),
-        "snr": math.sqrt(signal2 / float(noise2)) if noise2 > 0 else math.inf,
-        "pull": float(pulls.mean()),
-        "pull_se": float(pulls.std() / math.sqrt(r)) if r > 1 else math.nan,
-    }
+    pulls = {"pull": -(samples @ direction) / batch_size}
     if scaling is not None:
-        adam = -(samples @ (scaling * direction))
-        summary.update(
-            adam_pull=float(adam.mean()), adam_pull_se=float(adam.std() / math.sqrt(r)) if r > 1 else math.nan
-        )
-    if raw is not None and scaling is not None:
-        for key, pulls in (
-            ("raw_pull", -(samples @ raw) / batch_size),
-            ("adam_raw_pull", -(samples @ (scaling * raw))),
-        ):
-            summary.update(
-                {key: float(pulls.mean()), f"{key}_se": float(pulls.std() / math.sqrt(r)) if r > 1 else math.nan}
-            )
+        pulls["adam_pull"] = -(samples @ (scaling * direction))
+    if raw is not None:
+        pulls["raw_pull"] = -(samples @ raw) / batch_size
+        if scaling is not None:
+            pulls["adam_raw_pull"] = -(samples @ (scaling * raw))
+    summary = {"norm": float(mean.norm()), "snr": math.sqrt(signal2 / float(noise2)) if noise2 > 0 else math.inf}
+    for key, values in pulls.items():
+        summary[key] = float(values.mean())
+        summary[f"{key}_se"] = float(values.std() / math.sqrt(r)) if r > 1 else math.nan
     return summary
 
 
