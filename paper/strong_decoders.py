@@ -186,7 +186,13 @@ def build_tasks(args, out):
         raise SystemExit(f"--settings: unknown model(s) {', '.join(unknown)}; choose from {', '.join(SPECS)}")
     seeds = range(1, 1 + (args.seeds or (1 if args.quick else 3)))
 
-    only = next((rows for flag, rows in ONLY_ROWS.items() if flag in args.flags), None)
+    only_flag = next((flag for flag in ONLY_ROWS if flag in args.flags), None)
+    only = ONLY_ROWS[only_flag] if only_flag else None
+    if only is not None and not set(specs) & set(only):
+        raise SystemExit(
+            f"--{only_flag.replace('_', '-')} has rows for {', '.join(only)} only, not for {', '.join(specs)}: "
+            f"pass --settings {','.join(only)} or leave --settings out"
+        )
 
     def configurations(spec):
         if only is not None:

@@ -127,6 +127,12 @@ def test_tasks_carry_each_models_settings_and_the_extra_measurements(tmp_path):
     assert len({t["run_dir"] for t in tasks}) == len(tasks)
     with pytest.raises(SystemExit, match="unknown model"):
         build_tasks(SweepOptions(settings="sentences_gru,toy4"), tmp_path)
+    # a flag whose rows are all for another model would run nothing: refused, naming the flag and its models
+    only_images = SweepOptions(settings="sentences_gru", flags=frozenset({"encoder_side_floor"}))
+    with pytest.raises(
+        SystemExit, match="--encoder-side-floor has rows for digits_pixelcnn only, not for sentences_gru"
+    ):
+        build_tasks(only_images, tmp_path)
 
 
 def constant_extra(result, task):
