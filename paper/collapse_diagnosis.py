@@ -307,6 +307,8 @@ def main(argv=None) -> dict:
             setattr(args, key, value)
     if sorted(args.checkpoints) != list(args.checkpoints) or min(args.checkpoints) < 0:
         parser.error("--checkpoints must be non-negative and increasing")
+    if args.amim_steps < 0:
+        parser.error(f"--amim-steps must be 0 (symmetric MIM from the first step) or more, got {args.amim_steps}")
     results = run(args)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

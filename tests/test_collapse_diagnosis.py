@@ -120,3 +120,9 @@ def test_the_raw_scale_is_the_encoder_heads_pre_activation():
         offset += param.numel()
     bias_part = raw_direction[offset : offset + head.bias.numel()]
     assert torch.allclose(bias_part[16:], torch.full((16,), 1 / 16)) and torch.all(bias_part[:16] == 0)
+
+
+def test_a_negative_amim_steps_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["--quick", "--amim-steps", "-3"])
+    assert "--amim-steps must be 0 (symmetric MIM from the first step) or more, got -3" in capsys.readouterr().err
